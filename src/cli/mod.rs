@@ -1,0 +1,79 @@
+//! Command-line interface: argument parsing with clap, one file per subcommand. Errors are handled
+//! once, here: each subcommand returns `anyhow::Result` and `main` prints the chain.
+
+mod sample;
+mod score;
+mod stats;
+pub mod table;
+
+pub use stats::{Stats, stats as stats_of};
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use crate::data::{Format, ReadOptions, Scheme, SpanMode};
+
+/// nerlab: a research workbench for named entity recognition in Korean and low-resource languages.
+#[derive(Debug, Parser)]
+#[command(name = "nerlab", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sentences, tokens, entities per type, label set and repairs of a corpus.
+    Stats(stats::StatsArgs),
+    /// Score predictions against gold (seqeval strict or conlleval, KLUE char F1, SemEval, errors).
+    Score(score::ScoreArgs),
+    /// Draw a K-shot or random subset of a corpus, written in its own format.
+    Sample(sample::SampleArgs),
+}
+
+/// Options shared by commands that read a corpus.
+#[derive(Debug, Clone, Args)]
+pub struct CorpusArgs {
+    /// Corpus format (detected from the content when omitted).
+    #[arg(long, value_parser = parse_format)]
+    pub format: Option<Format>,
+    /// Label scheme (detected when omitted: BIOES if E-/S- tags occur, else IOB2).
+    #[arg(long, value_parser = parse_scheme)]
+    pub scheme: Option<Scheme>,
+}
+
+impl CorpusArgs {
+    pub fn read_options(&self) -> ReadOptions {
+        ReadOptions {
+            format: self.format,
+            scheme: self.scheme,
+            ..ReadOptions::default()
+        }
+    }
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    s.parse()
+}
+
+fn parse_scheme(s: &str) -> Result<Scheme, String> {
+    s.parse()
+}
+
+pub(crate) fn parse_mode(s: &str) -> Result<SpanMode, String> {
+    s.parse()
+}
+
+/// Parses arguments and runs the command. With no command, prints the help.
+pub fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        None => {
+            Cli::command().print_help()?;
+            println!();
+            Ok(())
+        }
+        Some(Command::Stats(args)) => stats::run(&args),
+        Some(Command::Score(args)) => score::run(&args),
+        Some(Command::Sample(args)) => sample::run(&args),
+    }
+}
