@@ -1,0 +1,173 @@
+//! The `nerlab` binary as a user runs it: help with no arguments, stats, sample and score, and
+//! errors that name the file and line.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::TempDir;
+use nerlab::data::{self, ReadOptions};
+
+fn nerlab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nerlab"))
+        .args(args)
+        .output()
+        .expect("nerlab runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn no_arguments_prints_help() {
+    let o = nerlab(&[]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    for cmd in ["stats", "score", "sample"] {
+        assert!(out.contains(cmd), "help lists {cmd}: {out}");
+    }
+}
+
+#[test]
+fn stats_table_and_json() {
+    let Some(path) = common::shared_data("klue-ner/klue-ner-v1.1_dev.tsv") else {
+        return;
+    };
+    let path = path.to_string_lossy().into_owned();
+    let o = nerlab(&["stats", &path]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("sentences  5,000"), "{out}");
+    assert!(out.contains("entities   14,255 (strict IOB2)"), "{out}");
+    assert!(out.contains("  PS       4,418"), "{out}");
+    let o = nerlab(&["stats", &path, "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(json["entities"], 14255);
+    assert_eq!(json["per_type"]["QT"], 3150);
+    assert_eq!(json["per_type"]["LC"], 1648);
+    assert_eq!(json["repairs"]["tags"], 2);
+}
+
+#[test]
+fn errors_name_file_and_line() {
+    let dir = TempDir::new("cli-errors");
+    let bad = dir.write("bad.tsv", b"Seoul\tB-LOC\nis\tO\nBusan\tB_LOC\n");
+    let o = nerlab(&["stats", &bad.to_string_lossy()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("bad.tsv:3: unknown tag \"B_LOC\""), "{err}");
+    let o = nerlab(&["stats", &dir.0.to_string_lossy()]);
+    assert!(stderr(&o).contains("is a directory"), "{}", stderr(&o));
+}
+
+#[test]
+fn score_human_table() {
+    let dir = TempDir::new("cli-score");
+    let gold = dir.write(
+        "gold.tsv",
+        b"Kim\tB-PER\nin\tO\nSeoul\tB-LOC\n\nLee\tB-PER\nwent\tO\n",
+    );
+    let pred = dir.write(
+        "pred.tsv",
+        b"Kim\tB-PER\nin\tO\nSeoul\tB-ORG\n\nLee\tO\nwent\tB-LOC\n",
+    );
+    let o = nerlab(&[
+        "score",
+        "--gold",
+        &gold.to_string_lossy(),
+        "--pred",
+        &pred.to_string_lossy(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.starts_with("mode strict (iob2), 2 sentences, 5 tokens"),
+        "{out}"
+    );
+    // One of two predictions right and one of three gold entities found.
+    let row = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        row("micro"),
+        ["micro", "0.3333", "0.3333", "0.3333", "3", "3"],
+        "{out}"
+    );
+    assert_eq!(
+        row("PER"),
+        ["PER", "1.0000", "0.5000", "0.6667", "2", "1"],
+        "{out}"
+    );
+    assert!(out.contains("SemEval-2013"), "{out}");
+    let mismatch = dir.write(
+        "short.tsv",
+        b"Kim\tB-PER\nin\tO\nBusan\tB-LOC\n\nLee\tB-PER\nwent\tO\n",
+    );
+    let o = nerlab(&[
+        "score",
+        "--gold",
+        &gold.to_string_lossy(),
+        "--pred",
+        &mismatch.to_string_lossy(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("short.tsv:3: prediction token \"Busan\" differs"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn sample_k_shot_is_deterministic_and_in_the_corpus_format() {
+    let Some(path) = common::shared_data("wikiann/xtreme-panx/train-ko.tsv") else {
+        return;
+    };
+    let dir = TempDir::new("cli-sample");
+    let (a, b, c) = (dir.path("a.tsv"), dir.path("b.tsv"), dir.path("c.tsv"));
+    let p = path.to_string_lossy();
+    for (out, seed) in [(&a, "1"), (&b, "1"), (&c, "2")] {
+        let o = nerlab(&[
+            "sample",
+            &p,
+            "--k",
+            "5",
+            "--seed",
+            seed,
+            "-o",
+            &out.to_string_lossy(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stdout(&o).contains("5-shot"), "{}", stdout(&o));
+    }
+    let read = |p| std::fs::read(p).unwrap();
+    assert_eq!(read(&a), read(&b));
+    assert_ne!(read(&a), read(&c));
+    let sample = data::read(&a, &ReadOptions::default()).unwrap();
+    assert_eq!(sample.format, data::Format::Wikiann);
+    let s =
+        nerlab::data::sample::k_shot(&data::read(&path, &ReadOptions::default()).unwrap(), 5, 1);
+    assert!(s.mentions.values().all(|&n| n >= 5));
+    assert_eq!(sample.len(), s.indices.len());
+
+    let o = nerlab(&[
+        "sample",
+        &p,
+        "--max-sentences",
+        "100",
+        "--seed",
+        "3",
+        "-o",
+        &c.to_string_lossy(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(data::read(&c, &ReadOptions::default()).unwrap().len(), 100);
+}

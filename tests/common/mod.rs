@@ -1,0 +1,47 @@
+//! Helpers shared by integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// `../shared/data/<rel>` if the shared corpora are present; otherwise prints why the test is
+/// skipped and returns `None`.
+pub fn shared_data(rel: &str) -> Option<PathBuf> {
+    let path = nerlab::shared_dir().join("data").join(rel);
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!(
+            "skipped: {} is absent (the shared corpora live in ../shared/data; set NERLAB_SHARED to point elsewhere)",
+            path.display()
+        );
+        None
+    }
+}
+
+/// A fresh empty directory under the system temp dir, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("nerlab-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        Self(dir)
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.0.join(file)
+    }
+
+    pub fn write(&self, file: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.path(file);
+        std::fs::write(&p, bytes).expect("write temp file");
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
