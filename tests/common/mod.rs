@@ -10,12 +10,19 @@ pub fn shared_data(rel: &str) -> Option<PathBuf> {
     if path.exists() {
         Some(path)
     } else {
-        eprintln!(
-            "skipped: {} is absent (the shared corpora live in ../shared/data; set NERLAB_SHARED to point elsewhere)",
+        skip(&format!(
+            "{} is absent (the shared corpora live in ../shared/data; set NERLAB_SHARED to point elsewhere)",
             path.display()
-        );
+        ));
         None
     }
+}
+
+/// Prints why a test is skipped. Written to stderr directly, not with `eprintln!`, which the test
+/// harness captures (and hides) for passing tests.
+pub fn skip(reason: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "skipped: {reason}");
 }
 
 /// A fresh empty directory under the system temp dir, removed when dropped.
