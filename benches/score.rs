@@ -4,6 +4,8 @@
 //! build the scoring views, every metric including 1,000 bootstrap resamples), and the metrics
 //! alone, as medians of 7 runs. Target: the whole KLUE dev set under 1 second in a release build.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -38,7 +40,8 @@ fn main() {
             }
         }
     }
-    let pred_path = std::env::temp_dir().join(format!("nerlab-bench-pred-{}.tsv", std::process::id()));
+    let pred_path =
+        std::env::temp_dir().join(format!("nerlab-bench-pred-{}.tsv", std::process::id()));
     data::write(&gold.with_tags(tags), &pred_path).expect("write predictions");
 
     let opts = ScoreOptions {
@@ -67,15 +70,30 @@ fn main() {
         (0..7)
             .map(|_| {
                 let start = Instant::now();
-                std::hint::black_box(score(&g.tags, &p.tags, None, &opts).expect("score").micro.f1);
+                std::hint::black_box(
+                    score(&g.tags, &p.tags, None, &opts)
+                        .expect("score")
+                        .micro
+                        .f1,
+                );
                 start.elapsed()
             })
             .collect(),
     );
     let _ = std::fs::remove_file(&pred_path);
-    println!("score KLUE-NER dev ({} sentences, {} characters)", gold.len(), gold.token_count());
-    println!("  end to end (read gold + predictions, check, score): {:>8.1} ms", e2e.as_secs_f64() * 1e3);
-    println!("  metrics only (all of them, 1000 bootstrap resamples): {:>6.1} ms", metrics.as_secs_f64() * 1e3);
+    println!(
+        "score KLUE-NER dev ({} sentences, {} characters)",
+        gold.len(),
+        gold.token_count()
+    );
+    println!(
+        "  end to end (read gold + predictions, check, score): {:>8.1} ms",
+        e2e.as_secs_f64() * 1e3
+    );
+    println!(
+        "  metrics only (all of them, 1000 bootstrap resamples): {:>6.1} ms",
+        metrics.as_secs_f64() * 1e3
+    );
     println!(
         "{{\"end_to_end_ms\":{:.2},\"metrics_ms\":{:.2},\"target_ms\":1000}}",
         e2e.as_secs_f64() * 1e3,

@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod data;
 pub mod metrics;
+pub mod model;
 pub mod rng;
 
 /// Where the shared corpora and models live relative to the repository (`../shared`), or
@@ -18,4 +19,14 @@ pub fn shared_dir() -> std::path::PathBuf {
         Some(dir) => dir.into(),
         None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"),
     }
+}
+
+/// Where pretrained encoders fetched by `../shared/models/obtain.sh` live: `NERLAB_MODELS`, or
+/// `~/.cache/ner-models` (obtain.sh's default).
+pub fn models_dir() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("NERLAB_MODELS") {
+        return dir.into();
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| std::path::PathBuf::from("."), Into::into);
+    home.join(".cache/ner-models")
 }

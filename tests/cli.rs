@@ -1,6 +1,8 @@
 //! The `nerlab` binary as a user runs it: help with no arguments, stats, sample and score, and
 //! errors that name the file and line.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::process::{Command, Output};

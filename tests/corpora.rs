@@ -3,6 +3,8 @@
 //! Expected counts come from an independent reader (`seqeval.scheme.Entities(..., IOB2)` over each
 //! file, space tokens dropped for KLUE and KMOU), not from nerlab.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,8 @@
 //! Bad input never panics: each kind of fault gives a `DataError` naming the file, the line and what
 //! was expected. One test per kind.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -3,6 +3,8 @@
 //! `I-` after `O`). The expected numbers come from seqeval 1.2.2, scikit-learn 1.9.1 and nervaluate
 //! 1.2.1, produced by `scripts/make_reference_scores.py` (its docstring quotes every call).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::process::Command;

@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing with clap, one file per subcommand. Errors are handled
 //! once, here: each subcommand returns `anyhow::Result` and `main` prints the chain.
 
+mod encode;
 mod sample;
 mod score;
 mod stats;
@@ -28,6 +29,8 @@ pub enum Command {
     Score(score::ScoreArgs),
     /// Draw a K-shot or random subset of a corpus, written in its own format.
     Sample(sample::SampleArgs),
+    /// Tokens, ids, offsets, hidden states and attention of a text under a model (for debugging).
+    Encode(encode::EncodeArgs),
 }
 
 /// Options shared by commands that read a corpus.
@@ -75,5 +78,6 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Stats(args)) => stats::run(&args),
         Some(Command::Score(args)) => score::run(&args),
         Some(Command::Sample(args)) => sample::run(&args),
+        Some(Command::Encode(args)) => encode::run(&args),
     }
 }

@@ -18,6 +18,39 @@ pub fn shared_data(rel: &str) -> Option<PathBuf> {
     }
 }
 
+/// A pretrained model folder from `obtain.sh` (`~/.cache/ner-models/<name>`), or `None` with the
+/// reason printed.
+pub fn obtained_model(name: &str) -> Option<PathBuf> {
+    let dir = nerlab::models_dir().join(name);
+    if dir.join("model.safetensors").exists() {
+        Some(dir)
+    } else {
+        skip(&format!(
+            "{} is absent (fetch it with ../shared/models/obtain.sh; set NERLAB_MODELS to point elsewhere)",
+            dir.display()
+        ));
+        None
+    }
+}
+
+/// `../shared/models/<name>`, or `None` with the reason printed.
+pub fn shared_model(name: &str) -> Option<PathBuf> {
+    let dir = nerlab::shared_dir().join("models").join(name);
+    if dir.join("model.safetensors").exists() {
+        Some(dir)
+    } else {
+        skip(&format!("{} is absent", dir.display()));
+        None
+    }
+}
+
+/// A fixture under `tests/fixtures`.
+pub fn fixture(rel: &str) -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
 /// Prints why a test is skipped. Written to stderr directly, not with `eprintln!`, which the test
 /// harness captures (and hides) for passing tests.
 pub fn skip(reason: &str) {

@@ -1,0 +1,100 @@
+//! Where tensors live and how many CPU threads work on them.
+
+use std::str::FromStr;
+
+use anyhow::bail;
+use candle_core::{DType, Device};
+
+/// A device named on the command line: `cpu` or `cuda:N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum DeviceSpec {
+    #[default]
+    Cpu,
+    Cuda(usize),
+}
+
+impl FromStr for DeviceSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cpu" => Ok(Self::Cpu),
+            "cuda" | "gpu" => Ok(Self::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Self::Cuda)
+                .ok_or_else(|| format!("unknown device {s:?}: expected cpu or cuda:N")),
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Cpu => f.write_str("cpu"),
+            Self::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl DeviceSpec {
+    /// The candle device; CUDA needs a build with `--features cuda`.
+    pub fn device(self) -> anyhow::Result<Device> {
+        match self {
+            Self::Cpu => Ok(Device::Cpu),
+            Self::Cuda(n) => {
+                if !candle_core::utils::cuda_is_available() {
+                    bail!(
+                        "cuda:{n} requested, but this nerlab was built without the `cuda` feature"
+                    );
+                }
+                Ok(Device::new_cuda(n)?)
+            }
+        }
+    }
+
+    /// Compute dtype: f32 on CPU, bf16 on GPUs (f32 master weights are the trainer's business).
+    pub fn compute_dtype(self) -> DType {
+        match self {
+            Self::Cpu => DType::F32,
+            Self::Cuda(_) => DType::BF16,
+        }
+    }
+}
+
+/// Threads for tensor work: `requested`, or all cores but one (left for the UI), at least one.
+pub fn default_threads(requested: Option<usize>) -> usize {
+    requested
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get().saturating_sub(1))
+                .unwrap_or(1)
+        })
+        .max(1)
+}
+
+/// Runs `f` with candle's CPU work limited to `threads` (candle's matmul runs on the current rayon
+/// pool, so a pool of that size caps it without touching the process environment).
+pub fn with_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .thread_name(|i| format!("nerlab-compute-{i}"))
+        .build()?;
+    Ok(pool.install(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_devices() {
+        assert_eq!("cpu".parse(), Ok(DeviceSpec::Cpu));
+        assert_eq!("cuda:1".parse(), Ok(DeviceSpec::Cuda(1)));
+        assert!("tpu".parse::<DeviceSpec>().is_err());
+        assert_eq!(DeviceSpec::Cuda(2).to_string(), "cuda:2");
+        assert!(default_threads(None) >= 1);
+        assert_eq!(default_threads(Some(3)), 3);
+        assert_eq!(with_threads(1, rayon::current_num_threads).unwrap(), 1);
+    }
+}

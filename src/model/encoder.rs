@@ -1,0 +1,376 @@
+//! The BERT-family encoder (Devlin et al. 2019, "BERT"; Clark et al. 2020, "ELECTRA"; Liu et al.
+//! 2019, "RoBERTa"; Conneau et al. 2020, "XLM-R"), written here rather than taken from
+//! candle-transformers because that BERT has no working dropout and discards attention weights.
+//!
+//! One struct covers the three layouts: ELECTRA adds `embeddings_project` when its embeddings are
+//! narrower than the hidden size; RoBERTa/XLM-R number positions from `pad_token_id + 1` and have a
+//! single token type. Weight names are the checkpoints' own (see `params.rs`).
+
+use candle_core::{D, DType, Result as CResult, Tensor};
+
+use super::config::{Activation, EncoderConfig, Family};
+use super::ops::{DropoutRng, Linear, dropout, layer_norm, softmax};
+use super::params::{Init, Params, Policy};
+
+/// A LayerNorm's parameters.
+#[derive(Debug, Clone)]
+pub struct Norm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub eps: f64,
+}
+
+impl Norm {
+    pub fn load(p: &Params, width: usize, eps: f64) -> anyhow::Result<Self> {
+        Ok(Self {
+            weight: p.get(width, "weight", Init::Ones)?,
+            bias: p.get(width, "bias", Init::Zeros)?,
+            eps,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> CResult<Tensor> {
+        layer_norm(x, &self.weight, &self.bias, self.eps)
+    }
+}
+
+/// `Linear` from `<prefix>.weight` (out, in) and `<prefix>.bias`, HF-initialized when new.
+pub fn linear(p: &Params, in_dim: usize, out_dim: usize, std: f64) -> anyhow::Result<Linear> {
+    Ok(Linear::new(
+        p.get((out_dim, in_dim), "weight", Init::Normal(std))?,
+        Some(p.get(out_dim, "bias", Init::Zeros)?),
+    ))
+}
+
+pub fn activate(x: &Tensor, act: Activation) -> CResult<Tensor> {
+    match act {
+        Activation::Gelu => x.gelu_erf(),
+        Activation::GeluTanh => x.gelu(),
+        Activation::Relu => x.relu(),
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Embeddings {
+    word: Tensor,
+    /// Rows added to the vocabulary (prompt label words, MANER's fresh token).
+    extra: Option<Tensor>,
+    position: Tensor,
+    token_type: Tensor,
+    norm: Norm,
+    project: Option<Linear>,
+}
+
+#[derive(Debug, Clone)]
+struct Layer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attn_out: Linear,
+    attn_norm: Norm,
+    intermediate: Linear,
+    output: Linear,
+    out_norm: Norm,
+}
+
+/// What a forward pass returns.
+#[derive(Debug, Clone)]
+pub struct EncoderOutput {
+    /// (batch, seq, hidden)
+    pub hidden: Tensor,
+    /// Per layer, (batch, heads, seq, seq) attention probabilities (before dropout), when asked.
+    pub attentions: Vec<Tensor>,
+}
+
+/// A BERT-family encoder.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    pub config: EncoderConfig,
+    embeddings: Embeddings,
+    layers: Vec<Layer>,
+    rng: DropoutRng,
+}
+
+impl Encoder {
+    /// Loads every encoder tensor (they must all be in the checkpoint unless `params` allows init).
+    pub fn load(params: &Params, config: &EncoderConfig, rng: DropoutRng) -> anyhow::Result<Self> {
+        let c = config;
+        let std = c.initializer_range;
+        let e = c.embedding_width();
+        let h = c.hidden_size;
+        let pe = params.pp("embeddings");
+        let embeddings = Embeddings {
+            word: pe.get(
+                (c.vocab_size, e),
+                "word_embeddings.weight",
+                Init::Normal(std),
+            )?,
+            extra: None,
+            position: pe.get(
+                (c.max_position_embeddings, e),
+                "position_embeddings.weight",
+                Init::Normal(std),
+            )?,
+            token_type: pe.get(
+                (c.type_vocab_size.max(1), e),
+                "token_type_embeddings.weight",
+                Init::Normal(std),
+            )?,
+            norm: Norm::load(&pe.pp("LayerNorm"), e, c.layer_norm_eps)?,
+            project: if e != h {
+                Some(linear(&params.pp("embeddings_project"), e, h, std)?)
+            } else {
+                None
+            },
+        };
+        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        for i in 0..c.num_hidden_layers {
+            let p = params.pp(format!("encoder.layer.{i}"));
+            let a = p.pp("attention");
+            layers.push(Layer {
+                query: linear(&a.pp("self.query"), h, h, std)?,
+                key: linear(&a.pp("self.key"), h, h, std)?,
+                value: linear(&a.pp("self.value"), h, h, std)?,
+                attn_out: linear(&a.pp("output.dense"), h, h, std)?,
+                attn_norm: Norm::load(&a.pp("output.LayerNorm"), h, c.layer_norm_eps)?,
+                intermediate: linear(&p.pp("intermediate.dense"), h, c.intermediate_size, std)?,
+                output: linear(&p.pp("output.dense"), c.intermediate_size, h, std)?,
+                out_norm: Norm::load(&p.pp("output.LayerNorm"), h, c.layer_norm_eps)?,
+            });
+        }
+        Ok(Self {
+            config: c.clone(),
+            embeddings,
+            layers,
+            rng,
+        })
+    }
+
+    pub fn dropout_rng(&self) -> &DropoutRng {
+        &self.rng
+    }
+
+    /// Rows of the word-embedding matrix: the pretrained vocabulary plus added tokens.
+    pub fn vocab_len(&self) -> usize {
+        self.config.vocab_size + self.extra_len()
+    }
+
+    pub fn extra_len(&self) -> usize {
+        self.embeddings.extra.as_ref().map_or(0, |t| t.dims()[0])
+    }
+
+    /// The pretrained word-embedding matrix (vocab, embedding width).
+    pub fn word_embeddings(&self) -> &Tensor {
+        &self.embeddings.word
+    }
+
+    /// The added rows, if any.
+    pub fn extra_embeddings(&self) -> Option<&Tensor> {
+        self.embeddings.extra.as_ref()
+    }
+
+    /// Adds vocabulary rows with ids `vocab_size..`, initialized to `init` (one row each) unless a
+    /// saved nerlab checkpoint already holds them.
+    pub fn add_tokens(&mut self, params: &Params, init: Vec<Vec<f32>>) -> anyhow::Result<()> {
+        let n = init.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let e = self.config.embedding_width();
+        let rows = params
+            .pp("embeddings")
+            .with_policy(Policy::LoadOrInit)
+            .get_or((n, e).into(), "extra_word_embeddings.weight", |_, _| {
+                Ok(init.into_iter().flatten().collect())
+            })?;
+        self.embeddings.extra = Some(rows);
+        Ok(())
+    }
+
+    /// Embedding rows for `ids` (batch, seq), with added tokens looked up in their own matrix.
+    fn lookup(&self, ids: &Tensor) -> CResult<Tensor> {
+        let (b, s) = ids.dims2()?;
+        let flat = ids.flatten_all()?;
+        let Some(extra) = &self.embeddings.extra else {
+            return self
+                .embeddings
+                .word
+                .index_select(&flat, 0)?
+                .reshape((b, s, ()));
+        };
+        // Indices are split on the host: subtracting on a u32 tensor saturates in candle.
+        let v = self.config.vocab_size as u32;
+        let host: Vec<u32> = flat.to_vec1()?;
+        let base: Vec<u32> = host.iter().map(|&i| if i < v { i } else { 0 }).collect();
+        let added: Vec<u32> = host.iter().map(|&i| i.saturating_sub(v)).collect();
+        let is_added: Vec<f32> = host.iter().map(|&i| f32::from(u8::from(i >= v))).collect();
+        let dev = ids.device();
+        let n = host.len();
+        let sel =
+            Tensor::from_vec(is_added, (n, 1), dev)?.to_dtype(self.embeddings.word.dtype())?;
+        let base_rows = self
+            .embeddings
+            .word
+            .index_select(&Tensor::from_vec(base, n, dev)?, 0)?;
+        let added_rows = extra.index_select(&Tensor::from_vec(added, n, dev)?, 0)?;
+        let rows = (base_rows.broadcast_mul(&sel.affine(-1.0, 1.0)?)?
+            + added_rows.broadcast_mul(&sel)?)?;
+        rows.reshape((b, s, ()))
+    }
+
+    /// Position ids: `0..seq` (BERT, ELECTRA) or, for RoBERTa, `pad + 1 + i` over real tokens and
+    /// `pad` over padding (HF's `create_position_ids_from_input_ids`, taken from the mask so a
+    /// wrong `pad_token_id` in a config cannot shift them).
+    fn positions(&self, mask: &Tensor) -> CResult<Tensor> {
+        let (b, s) = mask.dims2()?;
+        let ids: Vec<u32> = match self.config.family() {
+            Family::Roberta => {
+                let pad = self.config.pad_token_id.unwrap_or(1) as u32;
+                let m: Vec<Vec<f32>> = mask.to_dtype(DType::F32)?.to_vec2()?;
+                m.iter()
+                    .flat_map(|row| {
+                        let mut count = 0u32;
+                        row.iter()
+                            .map(|&x| {
+                                if x > 0.5 {
+                                    count += 1;
+                                    pad + count
+                                } else {
+                                    pad
+                                }
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .collect()
+            }
+            _ => (0..b).flat_map(|_| 0..s as u32).collect(),
+        };
+        Tensor::from_vec(ids, (b, s), mask.device())
+    }
+
+    /// Hidden states for `ids` (batch, seq) under `mask` (batch, seq; 1 = token, 0 = padding), with
+    /// dropout when `train`.
+    pub fn forward_t(&self, ids: &Tensor, mask: &Tensor, train: bool) -> CResult<Tensor> {
+        Ok(self.forward_full(ids, mask, train, false)?.hidden)
+    }
+
+    /// Like [`forward_t`](Self::forward_t), optionally returning every layer's attention.
+    pub fn forward_full(
+        &self,
+        ids: &Tensor,
+        mask: &Tensor,
+        train: bool,
+        attention: bool,
+    ) -> CResult<EncoderOutput> {
+        let c = &self.config;
+        let (b, s) = ids.dims2()?;
+        if s > c.max_tokens() {
+            candle_core::bail!(
+                "sequence of {s} tokens is longer than the model's {} positions; split it into windows",
+                c.max_tokens()
+            );
+        }
+        let emb = &self.embeddings;
+        let dtype = emb.word.dtype();
+        let positions = emb
+            .position
+            .index_select(&self.positions(mask)?.flatten_all()?, 0)?
+            .reshape((b, s, ()))?;
+        let token_type = emb.token_type.narrow(0, 0, 1)?;
+        let x = self
+            .lookup(ids)?
+            .add(&positions)?
+            .broadcast_add(&token_type)?;
+        let x = dropout(
+            &emb.norm.forward(&x)?,
+            c.hidden_dropout_prob,
+            train,
+            &self.rng,
+        )?;
+        let mut hidden = match &emb.project {
+            Some(p) => p.forward(&x)?,
+            None => x,
+        };
+
+        // (batch, 1, 1, seq): 0 for tokens, the dtype's lowest value for padding (as HF does).
+        let mask_f = mask.to_dtype(dtype)?;
+        let lowest = match dtype {
+            DType::F64 => f64::MIN,
+            DType::F16 => -65504.0,
+            DType::BF16 => -3.38e38,
+            _ => f64::from(f32::MIN),
+        };
+        let bias = ((mask_f.neg()? + 1.0)? * lowest)?.reshape((b, 1, 1, s))?;
+        let mut attentions = Vec::new();
+        for layer in &self.layers {
+            let (out, probs) = self.layer_forward(layer, &hidden, &bias, train)?;
+            hidden = out;
+            if attention {
+                attentions.push(probs);
+            }
+        }
+        Ok(EncoderOutput { hidden, attentions })
+    }
+
+    fn layer_forward(
+        &self,
+        l: &Layer,
+        x: &Tensor,
+        bias: &Tensor,
+        train: bool,
+    ) -> CResult<(Tensor, Tensor)> {
+        let c = &self.config;
+        let (b, s, h) = x.dims3()?;
+        let (nh, hd) = (c.num_attention_heads, c.head_dim());
+        let split = |t: Tensor| -> CResult<Tensor> {
+            t.reshape((b, s, nh, hd))?.transpose(1, 2)?.contiguous()
+        };
+        let q = split(l.query.forward(x)?)?;
+        let k = split(l.key.forward(x)?)?;
+        let v = split(l.value.forward(x)?)?;
+        // (batch, heads, seq, seq)
+        let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(bias)?;
+        let probs = softmax(&scores)?;
+        let ctx = dropout(&probs, c.attention_probs_dropout_prob, train, &self.rng)?.matmul(&v)?;
+        let ctx = ctx.transpose(1, 2)?.reshape((b, s, h))?;
+        let attn = dropout(
+            &l.attn_out.forward(&ctx)?,
+            c.hidden_dropout_prob,
+            train,
+            &self.rng,
+        )?;
+        let attn = l.attn_norm.forward(&(attn + x)?)?;
+        let inter = activate(&l.intermediate.forward(&attn)?, c.hidden_act)?;
+        let out = dropout(
+            &l.output.forward(&inter)?,
+            c.hidden_dropout_prob,
+            train,
+            &self.rng,
+        )?;
+        let out = l.out_norm.forward(&(out + &attn)?)?;
+        Ok((out, probs))
+    }
+
+    /// The hidden size of the output.
+    pub fn hidden_size(&self) -> usize {
+        self.config.hidden_size
+    }
+
+    /// Mean of the word-embedding rows `ids`, to initialize an added token from words it stands
+    /// for (prompt label words).
+    pub fn mean_embedding(&self, ids: &[u32]) -> CResult<Vec<f32>> {
+        let dev = self.embeddings.word.device();
+        let idx = Tensor::from_vec(ids.to_vec(), ids.len(), dev)?;
+        self.embeddings
+            .word
+            .index_select(&idx, 0)?
+            .mean(0)?
+            .to_dtype(DType::F32)?
+            .to_vec1()
+    }
+}
+
+/// The (batch, seq) last-dimension argmax of logits, as host vectors.
+pub fn argmax_rows(logits: &Tensor) -> CResult<Vec<Vec<u32>>> {
+    logits.argmax(D::Minus1)?.to_vec2()
+}

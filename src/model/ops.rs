@@ -1,0 +1,214 @@
+//! Numerical building blocks whose gradients are known to flow. candle's fused `layer_norm`,
+//! `softmax_last_dim` and `rms_norm` have no backward pass (a naive fine-tune with them trains 2 of
+//! 71 tensors), so these are composed from primitive ops that do; `tests/gradcheck.rs` checks them
+//! against finite differences. Faster fused versions with a backward pass belong here too.
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::{D, DType, Device, Result, Tensor};
+
+use crate::rng::SplitMix64;
+
+/// Layer normalization over the last dimension (Ba et al. 2016), computed in f32 or wider.
+pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let x = if matches!(dtype, DType::F16 | DType::BF16) {
+        x.to_dtype(DType::F32)?
+    } else {
+        x.clone()
+    };
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let centered = x.broadcast_sub(&mean)?;
+    let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
+    let inv_std = (var + eps)?.sqrt()?.recip()?;
+    let normed = centered.broadcast_mul(&inv_std)?.to_dtype(dtype)?;
+    normed.broadcast_mul(weight)?.broadcast_add(bias)
+}
+
+/// Softmax over the last dimension. The maximum is subtracted for stability and detached: it
+/// cancels out of the value, so no gradient flows through it.
+pub fn softmax(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let exp = x.broadcast_sub(&max)?.exp()?;
+    let sum = exp.sum_keepdim(D::Minus1)?;
+    exp.broadcast_div(&sum)
+}
+
+/// `log(softmax(x))` over the last dimension.
+pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let shifted = x.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    shifted.broadcast_sub(&lse)
+}
+
+/// `log(sum(exp(x)))` over `dim`, stable.
+pub fn logsumexp(x: &Tensor, dim: usize) -> Result<Tensor> {
+    let max = x.max_keepdim(dim)?.detach();
+    let lse = x.broadcast_sub(&max)?.exp()?.sum_keepdim(dim)?.log()?;
+    lse.broadcast_add(&max)?.squeeze(dim)
+}
+
+/// The logistic function, composed so its gradient flows.
+pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    (x.neg()?.exp()? + 1.0)?.recip()
+}
+
+/// A shared, seeded source of dropout masks. Every dropout in a model draws from one generator,
+/// so a run is reproducible from its seed and its state can be checkpointed and restored.
+#[derive(Debug, Clone)]
+pub struct DropoutRng(Arc<Mutex<SplitMix64>>);
+
+impl DropoutRng {
+    pub fn new(seed: u64) -> Self {
+        Self(Arc::new(Mutex::new(SplitMix64::new(seed))))
+    }
+
+    /// The generator's state, to save with a checkpoint.
+    pub fn state(&self) -> u64 {
+        self.0.lock().map(|r| r.state()).unwrap_or(0)
+    }
+
+    pub fn set_state(&self, state: u64) {
+        if let Ok(mut r) = self.0.lock() {
+            *r = SplitMix64::from_state(state);
+        }
+    }
+
+    /// A mask of `n` values: 0 with probability `p`, else `1 / (1 - p)`. Four decisions are drawn
+    /// from each 64-bit number (16 bits each), so `p` is resolved to 1/65536.
+    fn mask(&self, n: usize, p: f64) -> Vec<f32> {
+        let threshold = (p * 65536.0).round() as u64;
+        let keep = (1.0 / (1.0 - p)) as f32;
+        let mut out = Vec::with_capacity(n);
+        let Ok(mut rng) = self.0.lock() else {
+            return vec![1.0; n];
+        };
+        while out.len() < n {
+            let mut bits = rng.next_u64();
+            for _ in 0..4.min(n - out.len()) {
+                out.push(if (bits & 0xFFFF) < threshold {
+                    0.0
+                } else {
+                    keep
+                });
+                bits >>= 16;
+            }
+        }
+        out
+    }
+}
+
+/// Inverted dropout (Srivastava et al. 2014): identity unless `train` and `p > 0`.
+pub fn dropout(x: &Tensor, p: f64, train: bool, rng: &DropoutRng) -> Result<Tensor> {
+    if !train || p <= 0.0 {
+        return Ok(x.clone());
+    }
+    if p >= 1.0 {
+        return x.zeros_like();
+    }
+    let mask = rng.mask(x.elem_count(), p);
+    let mask = Tensor::from_vec(mask, x.shape(), &Device::Cpu)?
+        .to_dtype(x.dtype())?
+        .to_device(x.device())?;
+    x.mul(&mask)
+}
+
+/// A dense layer `x W^T + b` over the last dimension of any rank.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    /// (out, in), as PyTorch stores it.
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self { weight, bias }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims();
+        let (lead, last) = dims.split_at(dims.len() - 1);
+        let rows: usize = lead.iter().product();
+        let out_dim = self.weight.dim(0)?;
+        let y = x.reshape((rows, last[0]))?.matmul(&self.weight.t()?)?;
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut shape = lead.to_vec();
+        shape.push(out_dim);
+        y.reshape(shape)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(v: &[f64], shape: &[usize]) -> Tensor {
+        Tensor::from_vec(v.to_vec(), shape, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn layer_norm_matches_definition() {
+        let x = t(&[1.0, 2.0, 3.0, 4.0], &[1, 4]);
+        let y = layer_norm(&x, &t(&[1.0; 4], &[4]), &t(&[0.0; 4], &[4]), 0.0).unwrap();
+        let v: Vec<f64> = y.flatten_all().unwrap().to_vec1().unwrap();
+        let sd = (1.25f64).sqrt();
+        for (got, want) in v.iter().zip([-1.5 / sd, -0.5 / sd, 0.5 / sd, 1.5 / sd]) {
+            assert!((got - want).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn softmax_and_log_softmax_agree() {
+        let x = t(&[1.0, 2.0, 3.0, 1000.0, 1000.0, 0.0], &[2, 3]);
+        let p: Vec<Vec<f64>> = softmax(&x).unwrap().to_vec2().unwrap();
+        let lp: Vec<Vec<f64>> = log_softmax(&x).unwrap().to_vec2().unwrap();
+        assert!((p[0].iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert!((p[1][0] - 0.5).abs() < 1e-12);
+        for (a, b) in p.iter().flatten().zip(lp.iter().flatten()) {
+            assert!((a.ln() - b).abs() < 1e-9 || *a == 0.0);
+        }
+        let lse: Vec<f64> = logsumexp(&x, 1).unwrap().to_vec1().unwrap();
+        assert!((lse[1] - (1000.0 + 2f64.ln())).abs() < 1e-9);
+    }
+
+    #[test]
+    fn dropout_is_seeded_and_scales() {
+        let x = Tensor::ones((1000,), DType::F32, &Device::Cpu).unwrap();
+        let a = dropout(&x, 0.25, true, &DropoutRng::new(1))
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let b = dropout(&x, 0.25, true, &DropoutRng::new(1))
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(a, b);
+        let zeros = a.iter().filter(|&&v| v == 0.0).count();
+        assert!((200..300).contains(&zeros), "{zeros}");
+        assert!(a.iter().all(|&v| v == 0.0 || (v - 4.0 / 3.0).abs() < 1e-6));
+        let eval = dropout(&x, 0.25, false, &DropoutRng::new(1))
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert!(eval.iter().all(|&v| v == 1.0));
+    }
+
+    #[test]
+    fn linear_handles_any_rank() {
+        let lin = Linear::new(
+            t(&[1.0, 0.0, 0.0, 1.0, 1.0, 1.0], &[3, 2]),
+            Some(t(&[0.0, 0.0, 1.0], &[3])),
+        );
+        let x = t(&[1.0, 2.0, 3.0, 4.0], &[2, 1, 2]);
+        let y: Vec<Vec<Vec<f64>>> = lin.forward(&x).unwrap().to_vec3().unwrap();
+        assert_eq!(
+            y,
+            vec![vec![vec![1.0, 2.0, 4.0]], vec![vec![3.0, 4.0, 8.0]]]
+        );
+    }
+}
