@@ -4,7 +4,7 @@
 Writes under tests/fixtures/:
   models/tiny-electra/   a randomly initialized ElectraForMaskedLM with embedding_size 32 <
                          hidden_size 64 (so `embeddings_project` is exercised), WordPiece vocabulary
-                         cut to 2,000 tokens of splade-tiny-bert-mlm's
+                         cut to 2,000 tokens of splade-tiny-bert-mlm's; also as pytorch_model.bin
   models/tiny-xlmr/      a randomly initialized XLMRobertaForMaskedLM, SentencePiece (Unigram)
                          vocabulary cut to 3,000 pieces of multilingual-e5-small's, plus <mask>
   parity/<name>.safetensors  for each model and batch: input_ids, attention_mask, transformers'
@@ -109,6 +109,8 @@ def main():
                 p.add_(torch.randn_like(p) * 0.1)
     m.save_pretrained(d)
     m = ElectraForMaskedLM.from_pretrained(d, attn_implementation="eager").eval()
+    # The same weights as a PyTorch pickle, to test loading pytorch_model.bin.
+    torch.save(m.state_dict(), d / "pytorch_model.bin")
     tok = PreTrainedTokenizerFast(tokenizer_file=str(d / "tokenizer.json"), unk_token="[UNK]")
     run(m, tok, ENGLISH, "tiny-electra")
 
@@ -141,7 +143,7 @@ def main():
 
     for d in (FIX / "models").iterdir():
         for f in d.iterdir():
-            if f.name not in ("config.json", "model.safetensors", "tokenizer.json"):
+            if f.name not in ("config.json", "model.safetensors", "tokenizer.json", "pytorch_model.bin"):
                 f.unlink()
 
 

@@ -173,3 +173,66 @@ fn sample_k_shot_is_deterministic_and_in_the_corpus_format() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(data::read(&c, &ReadOptions::default()).unwrap().len(), 100);
 }
+
+#[test]
+fn encode_prints_tokens_hidden_states_and_attention() {
+    let Some(dir) = common::shared_model("splade-tiny-bert-mlm") else {
+        return;
+    };
+    let o = nerlab(&[
+        "encode",
+        "--model",
+        &dir.to_string_lossy(),
+        "--layer",
+        "1",
+        "--json",
+        "Seoul is the capital of South Korea.",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let ids: Vec<u64> = json["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    // transformers: tokenizer("Seoul is the capital of South Korea.")["input_ids"]
+    assert_eq!(
+        ids,
+        [101, 10884, 2003, 1996, 3007, 1997, 2148, 4420, 1012, 102]
+    );
+    assert_eq!(json["tokens"][1], "seoul");
+    assert_eq!(json["offsets"][1], serde_json::json!([0, 5]));
+    let hidden = json["hidden"].as_array().unwrap();
+    assert_eq!(
+        (hidden.len(), hidden[0].as_array().unwrap().len()),
+        (10, 128)
+    );
+    // transformers' last hidden state, first values of token 0 (see make_model_fixtures.py).
+    assert!((hidden[0][0].as_f64().unwrap() - -0.6368).abs() < 1e-3);
+    let attention = json["attention"].as_array().unwrap();
+    assert_eq!(attention.len(), 2, "heads");
+    for row in attention[0].as_array().unwrap() {
+        let sum: f64 = row
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .sum();
+        assert!((sum - 1.0).abs() < 1e-5);
+    }
+    let o = nerlab(&[
+        "encode",
+        "--model",
+        &dir.to_string_lossy(),
+        "--layer",
+        "5",
+        "x",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--layer 5: the model has layers 0..2"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -193,3 +193,13 @@ fn absent_mlm_head_is_fresh_and_tied() {
             .all(|x| x.is_finite())
     );
 }
+
+#[test]
+fn pytorch_model_bin_loads_like_safetensors() {
+    let dir = common::TempDir::new("pytorch-bin");
+    let src = common::fixture("models/tiny-electra");
+    for f in ["config.json", "tokenizer.json", "pytorch_model.bin"] {
+        std::fs::copy(src.join(f), dir.path(f)).unwrap();
+    }
+    check(&dir.0, "tiny-electra", &ENGLISH);
+}

@@ -15,8 +15,8 @@ pub struct MlmHead {
     dense: Linear,
     norm: Norm,
     act: Activation,
-    /// (vocab) bias of the pretrained vocabulary.
-    bias: Tensor,
+    /// (vocab) bias of the pretrained vocabulary; absent when only added tokens are scored.
+    bias: Option<Tensor>,
     /// (added tokens) bias of added rows.
     extra_bias: Option<Tensor>,
     /// Whether the weights came from the checkpoint.
@@ -24,7 +24,14 @@ pub struct MlmHead {
 }
 
 impl MlmHead {
+    /// The head as pretrained (scores the whole vocabulary).
     pub fn load(params: &Params, encoder: &Encoder) -> anyhow::Result<Self> {
+        Self::load_with(params, encoder, true)
+    }
+
+    /// With `full_vocab` false only added tokens can be scored, and the vocabulary bias (which
+    /// such a head would never train) is not created.
+    pub fn load_with(params: &Params, encoder: &Encoder, full_vocab: bool) -> anyhow::Result<Self> {
         let c = &encoder.config;
         let p = params
             .root()
@@ -42,7 +49,11 @@ impl MlmHead {
             dense: linear(&p.pp("transform.dense"), h, e, c.initializer_range)?,
             norm: Norm::load(&p.pp("transform.LayerNorm"), e, c.layer_norm_eps)?,
             act,
-            bias: p.get(c.vocab_size, "bias", Init::Zeros)?,
+            bias: if full_vocab {
+                Some(p.get(c.vocab_size, "bias", Init::Zeros)?)
+            } else {
+                None
+            },
             extra_bias: if extra > 0 {
                 Some(p.get(extra, "extra_bias", Init::Zeros)?)
             } else {
@@ -60,9 +71,12 @@ impl MlmHead {
 
     /// Logits over the whole vocabulary, added tokens last: (…, vocab + added).
     pub fn logits(&self, hidden: &Tensor, encoder: &Encoder) -> CResult<Tensor> {
+        let Some(bias) = &self.bias else {
+            candle_core::bail!("this MLM head scores added tokens only");
+        };
         let t = self.transform(hidden)?;
         let base =
-            Linear::new(encoder.word_embeddings().clone(), Some(self.bias.clone())).forward(&t)?;
+            Linear::new(encoder.word_embeddings().clone(), Some(bias.clone())).forward(&t)?;
         match (encoder.extra_embeddings(), &self.extra_bias) {
             (Some(rows), Some(bias)) => {
                 let added = Linear::new(rows.clone(), Some(bias.clone())).forward(&t)?;

@@ -2,10 +2,16 @@
 //! from scratch, tokenization and alignment of words and characters to subwords, NER heads
 //! (softmax, BiLSTM, CRF), MANER inputs and prompt label words.
 
+pub mod align;
+pub mod backbone;
+pub mod batch;
 pub mod config;
+pub mod crf;
 pub mod device;
 pub mod encoder;
+pub mod lstm;
 pub mod mlm;
+pub mod ner;
 pub mod ops;
 pub mod params;
 pub mod tokenize;

@@ -1,0 +1,354 @@
+//! From corpus tokens to subword units and back.
+//!
+//! A *unit* is a subword position that carries a label. Two alignments:
+//!
+//! - **Words** (WikiANN, MultiCoNER, MasakhaNER, KMOU): each token is tokenized on its own (as HF's
+//!   `is_split_into_words=True` does); its first subword is its unit and carries its tag; the other
+//!   subwords carry none. A token's prediction is its unit's.
+//! - **Chars** (KLUE): as KLUE's baseline (`klue_baseline/data/klue_ner.py` and
+//!   `models/named_entity_recognition.py`): the sentence is split into words at spaces, each word is
+//!   tokenized alone, and *every* subword is a unit labelled with its first character's tag (a bare
+//!   SentencePiece `▁`, which covers no character, is labelled `O`). At prediction a subword's label
+//!   expands to the characters it covers, later characters of a `B-X` subword becoming `I-X`; `[UNK]`
+//!   covers its whole span the same way. Character offsets from the tokenizer are used instead of
+//!   KLUE's running count of subword lengths, so normalization that changes a piece's length cannot
+//!   shift labels.
+//!
+//! Inputs longer than the model's positions are split into overlapping windows; every unit is
+//! predicted by the window in which it sits furthest from an edge, so nothing is cut.
+
+use anyhow::bail;
+
+use super::tokenize::TextTokenizer;
+
+/// Which alignment (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlignMode {
+    Words,
+    Chars,
+}
+
+/// How MANER changes the input (Mask Augmented NER: a marker before every word, the word's label
+/// predicted at the marker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Marker {
+    /// Plain input: units are first subwords.
+    #[default]
+    None,
+    /// The tokenizer's mask token before every word (MANER).
+    Mask,
+    /// A fresh, untrained added token before every word (the MANER paper's control).
+    Fresh,
+}
+
+/// Where a token's prediction comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The unit's label (a word's unit, or the first character a subword covers).
+    First(usize),
+    /// A later character of a subword: `B-X`/`I-X` become `I-X`, `O` stays.
+    Inside(usize),
+    /// A character no subword covers: continues the previous character's entity (`I-X`), else `O`.
+    Uncovered,
+    /// A space token: `I-X` between two characters of the same entity (as KLUE writes it), else `O`.
+    Space,
+}
+
+/// One sentence aligned to subwords (content only: special tokens are added per window).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alignment {
+    pub ids: Vec<u32>,
+    /// Position in `ids` of each unit.
+    pub units: Vec<usize>,
+    /// Training label of each unit (`None`: not trained on).
+    pub unit_tags: Vec<Option<String>>,
+    /// For each corpus token, where its prediction comes from.
+    pub sources: Vec<Source>,
+}
+
+/// Aligns a sentence. `tags` are needed for training labels; `marker_id` is the id of the MANER
+/// marker (mask or fresh token) when `marker` is not `None`.
+pub fn align(
+    tokenizer: &TextTokenizer,
+    tokens: &[String],
+    tags: Option<&[String]>,
+    mode: AlignMode,
+    marker: Marker,
+    marker_id: Option<u32>,
+) -> anyhow::Result<Alignment> {
+    let unk = tokenizer.specials().unk;
+    let mut a = Alignment {
+        ids: Vec::new(),
+        units: Vec::new(),
+        unit_tags: Vec::new(),
+        sources: Vec::with_capacity(tokens.len()),
+    };
+    let tag_of = |i: usize| tags.and_then(|t| t.get(i)).cloned();
+    match mode {
+        AlignMode::Words => {
+            let marker_id = match marker {
+                Marker::None => None,
+                _ => Some(
+                    marker_id.ok_or_else(|| anyhow::anyhow!("MANER needs a marker token id"))?,
+                ),
+            };
+            let mut first_word = true;
+            for (i, tok) in tokens.iter().enumerate() {
+                if tok.trim().is_empty() {
+                    a.sources.push(Source::Space);
+                    continue;
+                }
+                if !first_word && let Some(sep) = tokenizer.word_separator() {
+                    a.ids.push(sep);
+                }
+                first_word = false;
+                let mut pieces: Vec<u32> =
+                    tokenizer.encode_word(tok)?.iter().map(|p| p.id).collect();
+                if pieces.is_empty() {
+                    // A token the tokenizer deletes entirely (control characters): still predicted.
+                    pieces.push(unk);
+                }
+                // The unit is the marker when there is one, else the word's first subword.
+                if let Some(m) = marker_id {
+                    a.ids.push(m);
+                    a.units.push(a.ids.len() - 1);
+                } else {
+                    a.units.push(a.ids.len());
+                }
+                a.unit_tags.push(tag_of(i));
+                a.sources.push(Source::First(a.units.len() - 1));
+                a.ids.extend(pieces);
+            }
+        }
+        AlignMode::Chars => {
+            if marker != Marker::None {
+                bail!("MANER marks words; it needs a word-level corpus, not a character-level one");
+            }
+            // Characters grouped into words at space tokens.
+            let mut start = 0;
+            while start < tokens.len() {
+                if tokens[start].trim().is_empty() {
+                    a.sources.push(Source::Space);
+                    start += 1;
+                    continue;
+                }
+                let end = (start..tokens.len())
+                    .find(|&j| tokens[j].trim().is_empty())
+                    .unwrap_or(tokens.len());
+                if let Some(sep) = tokenizer.word_separator()
+                    && !a.ids.is_empty()
+                {
+                    a.ids.push(sep);
+                }
+                let word: String = tokens[start..end].concat();
+                let chars_in_word = end - start;
+                let mut sources = vec![Source::Uncovered; chars_in_word];
+                // Character offsets of the word are per char of `word`; corpus tokens are single
+                // characters here, so offset k is token start + k.
+                for piece in tokenizer.encode_word(&word)? {
+                    let unit = a.units.len();
+                    a.units.push(a.ids.len());
+                    a.ids.push(piece.id);
+                    if piece.end <= piece.start || piece.start >= chars_in_word {
+                        a.unit_tags.push(tags.map(|_| "O".to_string()));
+                        continue;
+                    }
+                    a.unit_tags.push(tag_of(start + piece.start));
+                    for (k, src) in sources
+                        .iter_mut()
+                        .enumerate()
+                        .take(piece.end.min(chars_in_word))
+                        .skip(piece.start)
+                    {
+                        if *src == Source::Uncovered {
+                            *src = if k == piece.start {
+                                Source::First(unit)
+                            } else {
+                                Source::Inside(unit)
+                            };
+                        }
+                    }
+                }
+                a.sources.extend(sources);
+                start = end;
+            }
+        }
+    }
+    Ok(a)
+}
+
+/// Expands unit predictions to one tag per corpus token (see [`Source`]).
+pub fn expand(sources: &[Source], unit_tags: &[String]) -> Vec<String> {
+    use crate::data::scheme::tag_type;
+    let unit = |u: usize| unit_tags.get(u).map_or("O", String::as_str);
+    let inside = |tag: &str| tag_type(tag).map_or_else(|| "O".to_string(), |ty| format!("I-{ty}"));
+    // Characters first, each continuing from the previous non-space one.
+    let mut out: Vec<String> = Vec::with_capacity(sources.len());
+    let mut prev = "O".to_string();
+    for src in sources {
+        let tag = match *src {
+            Source::First(u) => unit(u).to_string(),
+            Source::Inside(u) => inside(unit(u)),
+            Source::Uncovered => inside(&prev),
+            Source::Space => {
+                out.push(String::new());
+                continue;
+            }
+        };
+        prev.clone_from(&tag);
+        out.push(tag);
+    }
+    // Then spaces, from their neighbours.
+    for i in 0..sources.len() {
+        if sources[i] != Source::Space {
+            continue;
+        }
+        let before = out[..i]
+            .iter()
+            .rev()
+            .find(|t| !t.is_empty())
+            .and_then(|t| tag_type(t));
+        let after = out[i + 1..].iter().find(|t| !t.is_empty());
+        let continues = after.is_some_and(|t| t.starts_with("I-") && tag_type(t) == before);
+        out[i] = match (continues, before) {
+            (true, Some(ty)) => format!("I-{ty}"),
+            _ => "O".into(),
+        };
+    }
+    out
+}
+
+/// Windows `(start, end)` over `n` content positions, each at most `max_len` long, overlapping by
+/// half, covering everything.
+pub fn windows(n: usize, max_len: usize) -> Vec<(usize, usize)> {
+    let max_len = max_len.max(1);
+    if n <= max_len {
+        return vec![(0, n)];
+    }
+    let stride = (max_len / 2).max(1);
+    let mut out = Vec::new();
+    let mut start = 0;
+    loop {
+        let end = (start + max_len).min(n);
+        out.push((start, end));
+        if end == n {
+            break;
+        }
+        start += stride;
+    }
+    out
+}
+
+/// The window that predicts content position `pos`: the one where it is furthest from an edge.
+pub fn best_window(windows: &[(usize, usize)], pos: usize) -> usize {
+    windows
+        .iter()
+        .enumerate()
+        .filter(|&(_, &(s, e))| s <= pos && pos < e)
+        .max_by_key(|&(_, &(s, e))| (pos - s).min(e - 1 - pos))
+        .map_or(0, |(i, _)| i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::tokenize::CharVocab;
+
+    fn chars(s: &str) -> Vec<String> {
+        s.chars().map(|c| c.to_string()).collect()
+    }
+
+    fn tags(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn char_model_round_trips_klue_tags() {
+        let tok = TextTokenizer::Chars(CharVocab::build(["삼성전자 서울"].into_iter(), 1));
+        let toks = chars("삼성 서울");
+        let gold = tags("B-OG I-OG O B-LC I-LC");
+        let a = align(
+            &tok,
+            &toks,
+            Some(&gold),
+            AlignMode::Chars,
+            Marker::None,
+            None,
+        )
+        .unwrap();
+        // One unit per character, a space token between the words.
+        assert_eq!(a.units.len(), 4);
+        assert_eq!(a.ids.len(), 5);
+        let unit_tags: Vec<String> = a.unit_tags.iter().map(|t| t.clone().unwrap()).collect();
+        assert_eq!(expand(&a.sources, &unit_tags), gold);
+    }
+
+    #[test]
+    fn space_inside_an_entity_is_inside() {
+        let tok = TextTokenizer::Chars(CharVocab::build(["오후 5시"].into_iter(), 1));
+        let toks = chars("오후 5시");
+        let gold = tags("B-TI I-TI I-TI I-TI I-TI");
+        let a = align(
+            &tok,
+            &toks,
+            Some(&gold),
+            AlignMode::Chars,
+            Marker::None,
+            None,
+        )
+        .unwrap();
+        let unit_tags: Vec<String> = a.unit_tags.iter().map(|t| t.clone().unwrap()).collect();
+        assert_eq!(expand(&a.sources, &unit_tags), gold);
+    }
+
+    #[test]
+    fn words_use_first_subword_and_maner_marks() {
+        let tok = TextTokenizer::Chars(CharVocab::build(["Kim visited Seoul"].into_iter(), 1));
+        let toks: Vec<String> = ["Kim", "visited", "Seoul"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let gold = tags("B-PER O B-LOC");
+        let a = align(
+            &tok,
+            &toks,
+            Some(&gold),
+            AlignMode::Words,
+            Marker::None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(a.units, vec![0, 4, 12]);
+        let m = align(
+            &tok,
+            &toks,
+            Some(&gold),
+            AlignMode::Words,
+            Marker::Mask,
+            Some(4),
+        )
+        .unwrap();
+        for &u in &m.units {
+            assert_eq!(m.ids[u], 4, "the unit is the marker");
+        }
+        assert_eq!(m.ids.len(), a.ids.len() + 3);
+        assert_eq!(expand(&m.sources, &gold), gold);
+        assert!(align(&tok, &toks, None, AlignMode::Chars, Marker::Mask, Some(4)).is_err());
+    }
+
+    #[test]
+    fn windows_cover_everything() {
+        assert_eq!(windows(5, 10), vec![(0, 5)]);
+        let w = windows(25, 10);
+        assert_eq!(w, vec![(0, 10), (5, 15), (10, 20), (15, 25)]);
+        assert_eq!(best_window(&w, 2), 0);
+        assert_eq!(best_window(&w, 8), 1); // 3 from the edge of (5, 15), 1 from the edge of (0, 10)
+        assert_eq!(best_window(&w, 24), 3);
+        for p in 0..25 {
+            let (s, e) = w[best_window(&w, p)];
+            assert!(s <= p && p < e);
+        }
+    }
+}

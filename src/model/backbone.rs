@@ -1,0 +1,185 @@
+//! The encoder a NER model stands on, with its tokenizer: a pretrained Hugging Face model, or the
+//! small character model trained from scratch (character embeddings and a few transformer layers,
+//! its vocabulary built from the training corpus and saved with it).
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device};
+use serde::{Deserialize, Serialize};
+
+use super::config::{Activation, EncoderConfig};
+use super::encoder::Encoder;
+use super::ops::DropoutRng;
+use super::params::{Checkpoint, Params};
+use super::tokenize::{CharVocab, HfTokenizer, TextTokenizer};
+
+/// Where a backbone came from, saved with a trained model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum BackboneKind {
+    /// A Hugging Face model folder (its path when loaded; a saved model carries its own copy).
+    Pretrained { source: PathBuf },
+    /// The character model; its vocabulary is saved as `vocab.json`.
+    Char,
+}
+
+/// Sizes of the character model.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CharModelSize {
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub intermediate: usize,
+    pub max_positions: usize,
+    pub dropout: f64,
+}
+
+impl Default for CharModelSize {
+    /// Small enough to train the demo preset in under two minutes on two cores.
+    fn default() -> Self {
+        Self {
+            hidden: 128,
+            layers: 2,
+            heads: 4,
+            intermediate: 256,
+            max_positions: 512,
+            dropout: 0.1,
+        }
+    }
+}
+
+impl CharModelSize {
+    pub fn config(&self, vocab_len: usize) -> EncoderConfig {
+        EncoderConfig {
+            model_type: "nerlab-char".into(),
+            vocab_size: vocab_len,
+            hidden_size: self.hidden,
+            num_hidden_layers: self.layers,
+            num_attention_heads: self.heads,
+            intermediate_size: self.intermediate,
+            hidden_act: Activation::Gelu,
+            hidden_dropout_prob: self.dropout,
+            attention_probs_dropout_prob: self.dropout,
+            max_position_embeddings: self.max_positions,
+            type_vocab_size: 1,
+            layer_norm_eps: 1e-12,
+            pad_token_id: Some(0),
+            embedding_size: None,
+            initializer_range: 0.02,
+        }
+    }
+}
+
+/// An encoder, its tokenizer and the parameter store everything else is added to.
+#[derive(Debug, Clone)]
+pub struct Backbone {
+    /// Provenance, saved with trained models.
+    pub kind: BackboneKind,
+    /// The `tokenizer.json` this backbone was loaded with (none for the character model).
+    pub tokenizer_file: Option<PathBuf>,
+    pub params: Params,
+    pub encoder: Encoder,
+    pub tokenizer: TextTokenizer,
+}
+
+impl Backbone {
+    /// A pretrained encoder from a Hugging Face folder; new heads may be initialized, the encoder
+    /// must load completely.
+    pub fn pretrained(
+        dir: &Path,
+        dtype: DType,
+        device: &Device,
+        seed: u64,
+    ) -> anyhow::Result<Self> {
+        let config = EncoderConfig::from_file(&dir.join("config.json"))?;
+        let tokenizer = TextTokenizer::Hf(Box::new(HfTokenizer::from_file(
+            &dir.join("tokenizer.json"),
+        )?));
+        tokenizer.check_vocab(config.vocab_size)?;
+        let params = Params::new(Checkpoint::from_dir(dir)?, dtype, device, seed);
+        let encoder = Encoder::load(&params, &config, DropoutRng::new(seed))?;
+        Ok(Self {
+            kind: BackboneKind::Pretrained {
+                source: dir.to_path_buf(),
+            },
+            tokenizer_file: Some(dir.join("tokenizer.json")),
+            params,
+            encoder,
+            tokenizer,
+        })
+    }
+
+    /// A freshly initialized character model over `vocab`.
+    pub fn char(
+        vocab: CharVocab,
+        size: CharModelSize,
+        dtype: DType,
+        device: &Device,
+        seed: u64,
+    ) -> anyhow::Result<Self> {
+        let config = size.config(vocab.len());
+        let params = Params::fresh(dtype, device, seed);
+        let encoder = Encoder::load(&params, &config, DropoutRng::new(seed))?;
+        Ok(Self {
+            kind: BackboneKind::Char,
+            tokenizer_file: None,
+            params,
+            encoder,
+            tokenizer: TextTokenizer::Chars(vocab),
+        })
+    }
+
+    /// Rebuilds the backbone of a saved model: `config.json`, and `tokenizer.json` or
+    /// `vocab.json`, with every tensor taken from `checkpoint`.
+    pub fn saved(
+        dir: &Path,
+        kind: &BackboneKind,
+        checkpoint: Checkpoint,
+        dtype: DType,
+        device: &Device,
+        seed: u64,
+    ) -> anyhow::Result<Self> {
+        let config = EncoderConfig::from_file(&dir.join("config.json"))?;
+        let tokenizer = match kind {
+            BackboneKind::Char => TextTokenizer::Chars(CharVocab::load(&dir.join("vocab.json"))?),
+            BackboneKind::Pretrained { .. } => TextTokenizer::Hf(Box::new(HfTokenizer::from_file(
+                &dir.join("tokenizer.json"),
+            )?)),
+        };
+        let params = Params::new(checkpoint, dtype, device, seed);
+        let encoder = Encoder::load(&params, &config, DropoutRng::new(seed))?;
+        Ok(Self {
+            kind: kind.clone(),
+            tokenizer_file: matches!(kind, BackboneKind::Pretrained { .. })
+                .then(|| dir.join("tokenizer.json")),
+            params,
+            encoder,
+            tokenizer,
+        })
+    }
+
+    /// Writes what [`saved`](Self::saved) reads, except the weights.
+    pub fn save_files(&self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::write(
+            dir.join("config.json"),
+            serde_json::to_string_pretty(&self.encoder.config)?,
+        )?;
+        match (&self.kind, &self.tokenizer) {
+            (BackboneKind::Char, TextTokenizer::Chars(v)) => v.save(&dir.join("vocab.json"))?,
+            (BackboneKind::Pretrained { .. }, TextTokenizer::Hf(_)) => {
+                let target = dir.join("tokenizer.json");
+                let source = self
+                    .tokenizer_file
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("no tokenizer file to save"))?;
+                if *source != target {
+                    std::fs::copy(source, &target).map_err(|e| {
+                        anyhow::anyhow!("copying {} to {}: {e}", source.display(), target.display())
+                    })?;
+                }
+            }
+            _ => anyhow::bail!("backbone kind and tokenizer disagree"),
+        }
+        Ok(())
+    }
+}

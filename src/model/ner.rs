@@ -1,0 +1,670 @@
+//! The NER model: a backbone, the units of each sentence (see `align.rs`), and a head.
+//!
+//! Heads: a linear softmax classifier, a BiLSTM under it, a CRF on top, or both; multi-sample
+//! dropout (Inoue 2019) averages the loss over K dropout masks of the head input. Methods:
+//!
+//! - **MANER** (Mask Augmented NER): a marker before every word, the word's label predicted at the
+//!   marker; the marker is the tokenizer's mask token, or for the paper's control a fresh, untrained
+//!   added token. Its "baseline 2" (`word_mask_prob`) instead replaces words by the mask at training.
+//! - **Prompt label words**: one added token per entity type plus `O` (`[PER]`, `[LOC]`, ..., the
+//!   same for every language), initialized from the mean embedding of the type name's subwords; a
+//!   unit's class is scored through the MLM head against those tokens only. Classes are entity
+//!   types (IO): a run of units of one type becomes `B-X I-X ...`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use candle_core::{D, DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::align::{AlignMode, Alignment, Marker, align, best_window, expand, windows};
+use super::backbone::{Backbone, BackboneKind};
+use super::batch::{Batch, Example, examples};
+use super::crf::Crf;
+use super::encoder::{Encoder, linear};
+use super::lstm::BiLstm;
+use super::mlm::MlmHead;
+use super::ops::{Linear, dropout, log_softmax, softmax};
+use super::params::{Checkpoint, Params, Policy};
+use super::tokenize::TextTokenizer;
+use crate::data::scheme::{Prefix, parse_tag, tag_type};
+use crate::rng::SplitMix64;
+
+/// The classifier on top of the encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeadKind {
+    #[default]
+    Softmax,
+    Bilstm,
+    Crf,
+    BilstmCrf,
+}
+
+impl HeadKind {
+    pub fn has_lstm(self) -> bool {
+        matches!(self, Self::Bilstm | Self::BilstmCrf)
+    }
+
+    pub fn has_crf(self) -> bool {
+        matches!(self, Self::Crf | Self::BilstmCrf)
+    }
+}
+
+impl std::str::FromStr for HeadKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "softmax" | "linear" => Ok(Self::Softmax),
+            "bilstm" | "lstm" => Ok(Self::Bilstm),
+            "crf" => Ok(Self::Crf),
+            "bilstm-crf" | "lstm-crf" => Ok(Self::BilstmCrf),
+            _ => Err(format!(
+                "unknown head {s:?}: expected softmax, bilstm, crf or bilstm-crf"
+            )),
+        }
+    }
+}
+
+fn d_one() -> usize {
+    1
+}
+fn d_drop() -> f64 {
+    0.1
+}
+fn d_lstm() -> usize {
+    256
+}
+fn d_true() -> bool {
+    true
+}
+
+/// Everything about a model except its weights; saved as `nerlab-model.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    #[serde(default)]
+    pub head: HeadKind,
+    /// MANER's marker before every word.
+    #[serde(default)]
+    pub marker: Marker,
+    /// MANER's baseline 2: probability of replacing a word by the mask token at training.
+    #[serde(default)]
+    pub word_mask_prob: f64,
+    /// Prompt label words through the MLM head.
+    #[serde(default)]
+    pub prompt: bool,
+    /// Words whose subword embeddings initialize each prompt token, by entity type.
+    #[serde(default)]
+    pub label_words: BTreeMap<String, String>,
+    /// Multi-sample dropout: dropout masks per step (1 = plain dropout).
+    #[serde(default = "d_one")]
+    pub msd_samples: usize,
+    /// Dropout on the head's input.
+    #[serde(default = "d_drop")]
+    pub head_dropout: f64,
+    #[serde(default = "d_lstm")]
+    pub lstm_hidden: usize,
+    /// Forbid invalid IOB2 transitions in the CRF.
+    #[serde(default = "d_true")]
+    pub constrained: bool,
+}
+
+impl Default for ModelSpec {
+    fn default() -> Self {
+        Self {
+            head: HeadKind::Softmax,
+            marker: Marker::None,
+            word_mask_prob: 0.0,
+            prompt: false,
+            label_words: BTreeMap::new(),
+            msd_samples: 1,
+            head_dropout: 0.1,
+            lstm_hidden: 256,
+            constrained: true,
+        }
+    }
+}
+
+/// The natural word a type code stands for, to initialize its prompt token.
+pub fn default_label_word(ty: &str) -> String {
+    match ty {
+        "O" => "other",
+        "PER" | "PS" | "PERSON" => "person",
+        "LOC" | "LC" | "LOCATION" => "location",
+        "ORG" | "OG" | "ORGANIZATION" => "organization",
+        "DT" | "DATE" | "DAT" => "date",
+        "TI" | "TIME" | "TIM" => "time",
+        "QT" | "QUANTITY" | "NOH" => "quantity",
+        "MISC" | "POH" => "miscellaneous",
+        "MNY" => "money",
+        "PNT" => "percent",
+        "DUR" => "duration",
+        other => return other.to_lowercase().replace(['_', '-'], " "),
+    }
+    .to_string()
+}
+
+/// Saved next to the weights.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SavedModel {
+    format: u32,
+    spec: ModelSpec,
+    /// BIO labels (the tags a model writes).
+    labels: Vec<String>,
+    align: AlignMode,
+    backbone: BackboneKind,
+}
+
+/// A unit's predicted class and its probability.
+pub type UnitPrediction = (u32, f32);
+
+/// One token's predicted tag and the model's probability for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tagged {
+    pub tags: Vec<String>,
+    pub confidence: Vec<f32>,
+}
+
+/// A NER model ready to train or tag.
+#[derive(Debug, Clone)]
+pub struct NerModel {
+    pub spec: ModelSpec,
+    /// The BIO tag set (`O` first).
+    pub labels: Vec<String>,
+    /// What the head predicts: `labels`, or with prompt label words `O` and the entity types.
+    pub classes: Vec<String>,
+    pub align: AlignMode,
+    pub backbone: Backbone,
+    mlm: Option<MlmHead>,
+    lstm: Option<BiLstm>,
+    proj: Option<Linear>,
+    crf: Option<Crf>,
+    marker_id: Option<u32>,
+    /// Index of the first prompt token among the added tokens.
+    prompt_offset: usize,
+}
+
+/// The BIO tag set of some tags: `O`, then `B-X`, `I-X` for every type, sorted by type.
+pub fn bio_labels<'a>(tags: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let types: std::collections::BTreeSet<&str> = tags.filter_map(tag_type).collect();
+    let mut labels = vec!["O".to_string()];
+    for ty in types {
+        labels.push(format!("B-{ty}"));
+        labels.push(format!("I-{ty}"));
+    }
+    labels
+}
+
+impl NerModel {
+    /// Builds a model over a backbone for the given BIO label set.
+    pub fn new(
+        backbone: Backbone,
+        spec: ModelSpec,
+        labels: Vec<String>,
+        align: AlignMode,
+    ) -> anyhow::Result<Self> {
+        if spec.prompt && spec.head != HeadKind::Softmax {
+            bail!("prompt label words score through the MLM head; use the softmax head with them");
+        }
+        if spec.marker != Marker::None && align == AlignMode::Chars {
+            bail!(
+                "MANER marks words; it needs a word-level corpus, not a character-level one (KLUE)"
+            );
+        }
+        if labels.first().map(String::as_str) != Some("O") {
+            bail!("the label set must start with O");
+        }
+        let mut backbone = backbone;
+        let classes: Vec<String> = if spec.prompt {
+            let mut c = vec!["O".to_string()];
+            c.extend(
+                labels
+                    .iter()
+                    .filter_map(|l| tag_type(l))
+                    .map(String::from)
+                    .collect::<std::collections::BTreeSet<_>>(),
+            );
+            c
+        } else {
+            labels.clone()
+        };
+
+        // Added vocabulary rows: prompt tokens, then MANER's fresh marker.
+        let mut added: Vec<Vec<f32>> = Vec::new();
+        if spec.prompt {
+            for class in &classes {
+                let word = spec
+                    .label_words
+                    .get(class)
+                    .cloned()
+                    .unwrap_or_else(|| default_label_word(class));
+                let ids: Vec<u32> = word
+                    .split_whitespace()
+                    .map(|w| backbone.tokenizer.encode_word(w))
+                    .collect::<anyhow::Result<Vec<_>>>()?
+                    .into_iter()
+                    .flatten()
+                    .map(|p| p.id)
+                    .collect();
+                let ids = if ids.is_empty() {
+                    vec![backbone.tokenizer.specials().unk]
+                } else {
+                    ids
+                };
+                added.push(backbone.encoder.mean_embedding(&ids)?);
+            }
+        }
+        let prompt_offset = 0;
+        let marker_id = match spec.marker {
+            Marker::None => None,
+            Marker::Mask => Some(backbone.tokenizer.specials().mask.ok_or_else(|| {
+                anyhow::anyhow!("MANER needs a mask token and this tokenizer has none")
+            })?),
+            Marker::Fresh => {
+                let e = backbone.encoder.config.embedding_width();
+                let mut rng = SplitMix64::new(0xF2E5);
+                let std = backbone.encoder.config.initializer_range;
+                added.push((0..e).map(|_| (rng.normal() * std) as f32).collect());
+                Some((backbone.encoder.config.vocab_size + added.len() - 1) as u32)
+            }
+        };
+        let params = backbone.params.clone();
+        backbone.encoder.add_tokens(&params, added)?;
+
+        let head = params.root().pp("ner").with_policy(Policy::LoadOrInit);
+        let h = backbone.encoder.hidden_size();
+        let std = backbone.encoder.config.initializer_range;
+        let lstm = if spec.head.has_lstm() {
+            Some(BiLstm::load(&head.pp("lstm"), h, spec.lstm_hidden)?)
+        } else {
+            None
+        };
+        let feat = if lstm.is_some() {
+            2 * spec.lstm_hidden
+        } else {
+            h
+        };
+        let (mlm, proj) = if spec.prompt {
+            (
+                Some(MlmHead::load_with(&params, &backbone.encoder, false)?),
+                None,
+            )
+        } else {
+            (
+                None,
+                Some(linear(&head.pp("proj"), feat, classes.len(), std)?),
+            )
+        };
+        let crf = if spec.head.has_crf() {
+            Some(Crf::load(&head.pp("crf"), &classes, spec.constrained)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            spec,
+            labels,
+            classes,
+            align,
+            backbone,
+            mlm,
+            lstm,
+            proj,
+            crf,
+            marker_id,
+            prompt_offset,
+        })
+    }
+
+    pub fn encoder(&self) -> &Encoder {
+        &self.backbone.encoder
+    }
+
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.backbone.tokenizer
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.backbone.params
+    }
+
+    pub fn device(&self) -> Device {
+        self.backbone.params.device().clone()
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.backbone.params.dtype()
+    }
+
+    /// The class of a unit's gold tag.
+    fn class_of(&self, tag: &str) -> anyhow::Result<u32> {
+        let key = if self.spec.prompt {
+            tag_type(tag).unwrap_or("O")
+        } else {
+            tag
+        };
+        self.classes
+            .iter()
+            .position(|c| c == key)
+            .map(|i| i as u32)
+            .with_context(|| {
+                format!(
+                    "tag {tag:?} is not in the model's label set ({})",
+                    self.labels.join(" ")
+                )
+            })
+    }
+
+    /// Aligns a sentence and cuts it into examples; `tags` give training targets.
+    pub fn encode(
+        &self,
+        sentence: usize,
+        tokens: &[String],
+        tags: Option<&[String]>,
+    ) -> anyhow::Result<(Alignment, Vec<Example>)> {
+        let mut a = align(
+            self.tokenizer(),
+            tokens,
+            tags,
+            self.align,
+            self.spec.marker,
+            self.marker_id,
+        )?;
+        // A constrained CRF gives invalid gold paths no probability: repair them (KLUE's scheme
+        // can leave `O I-X` at subword level when an entity starts inside a piece).
+        if self.crf.is_some()
+            && self.spec.constrained
+            && let Some(unit_tags) = a.unit_tags.iter().cloned().collect::<Option<Vec<String>>>()
+        {
+            let (fixed, _) = crate::data::scheme::repair(&unit_tags, crate::data::Scheme::Iob2);
+            a.unit_tags = fixed.into_iter().map(Some).collect();
+        }
+        let targets = a
+            .unit_tags
+            .iter()
+            .map(|t| t.as_deref().map(|t| self.class_of(t)).transpose())
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let ex = examples(
+            sentence,
+            &a,
+            &targets,
+            self.tokenizer().specials(),
+            self.encoder().config.max_tokens(),
+        );
+        Ok((a, ex))
+    }
+
+    /// A padded batch; at training, MANER's baseline 2 masks words with `rng`.
+    pub fn batch(
+        &self,
+        examples: &[&Example],
+        rng: Option<&mut SplitMix64>,
+    ) -> anyhow::Result<Batch> {
+        let mask_words = match (
+            rng,
+            self.spec.word_mask_prob > 0.0,
+            self.tokenizer().specials().mask,
+        ) {
+            (Some(rng), true, Some(mask)) => Some((self.spec.word_mask_prob, mask, rng)),
+            _ => None,
+        };
+        Ok(Batch::new(
+            examples,
+            self.tokenizer().specials().pad,
+            &self.device(),
+            self.dtype(),
+            mask_words,
+        )?)
+    }
+
+    /// Unit representations: (batch, units, features).
+    fn unit_states(&self, batch: &Batch, train: bool) -> candle_core::Result<Tensor> {
+        let hidden = self.encoder().forward_t(&batch.ids, &batch.mask, train)?;
+        let (b, s, h) = hidden.dims3()?;
+        let units = hidden
+            .reshape((b * s, h))?
+            .index_select(&batch.unit_index, 0)?
+            .reshape((b, batch.max_units, h))?;
+        match &self.lstm {
+            Some(lstm) => lstm.forward(&units, &batch.lengths),
+            None => Ok(units),
+        }
+    }
+
+    /// Class scores of units: (batch, units, classes).
+    fn emissions(&self, states: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        let x = dropout(
+            states,
+            self.spec.head_dropout,
+            train,
+            self.encoder().dropout_rng(),
+        )?;
+        match (&self.mlm, &self.proj) {
+            (Some(mlm), _) => mlm.added_logits(&x, self.encoder())?.narrow(
+                D::Minus1,
+                self.prompt_offset,
+                self.classes.len(),
+            ),
+            (None, Some(proj)) => proj.forward(&x),
+            (None, None) => candle_core::bail!("model has no head"),
+        }
+    }
+
+    fn head_loss(&self, em: &Tensor, batch: &Batch) -> candle_core::Result<Tensor> {
+        match &self.crf {
+            Some(crf) => crf.nll(em, &batch.targets, &batch.lengths),
+            None => {
+                let (b, u, _) = em.dims3()?;
+                let flat: Vec<u32> = batch
+                    .targets
+                    .iter()
+                    .flat_map(|t| t.iter().copied().chain(std::iter::repeat_n(0, u - t.len())))
+                    .collect();
+                let targets = Tensor::from_vec(flat, (b, u, 1), em.device())?;
+                let picked = log_softmax(em)?
+                    .gather(&targets, D::Minus1)?
+                    .squeeze(D::Minus1)?;
+                let count = batch
+                    .unit_weight
+                    .sum_all()?
+                    .to_dtype(DType::F64)?
+                    .to_scalar::<f64>()?
+                    .max(1.0);
+                picked.mul(&batch.unit_weight)?.sum_all()? / -count
+            }
+        }
+    }
+
+    /// The training loss of a batch (mean over units, or over sentences for the CRF), averaged over
+    /// the multi-sample-dropout masks.
+    pub fn loss(&self, batch: &Batch, train: bool) -> candle_core::Result<Tensor> {
+        let states = self.unit_states(batch, train)?;
+        let k = if train {
+            self.spec.msd_samples.max(1)
+        } else {
+            1
+        };
+        let mut total: Option<Tensor> = None;
+        for _ in 0..k {
+            let l = self.head_loss(&self.emissions(&states, train)?, batch)?;
+            total = Some(match total {
+                Some(t) => (t + l)?,
+                None => l,
+            });
+        }
+        match total {
+            Some(t) => t / k as f64,
+            None => candle_core::bail!("no loss"),
+        }
+    }
+
+    /// Predicted class and its probability for each unit of each example.
+    pub fn predict_batch(&self, batch: &Batch) -> candle_core::Result<Vec<Vec<(u32, f32)>>> {
+        let em = self.emissions(&self.unit_states(batch, false)?, false)?;
+        match &self.crf {
+            Some(crf) => Ok(crf
+                .decode(&em, &batch.lengths)?
+                .into_iter()
+                .map(|(path, conf)| {
+                    path.into_iter()
+                        .zip(conf)
+                        .map(|(y, c)| (y, c as f32))
+                        .collect()
+                })
+                .collect()),
+            None => {
+                let probs = softmax(&em.to_dtype(DType::F32)?)?;
+                let best: Vec<Vec<u32>> = probs.argmax(D::Minus1)?.to_vec2()?;
+                let conf: Vec<Vec<f32>> = probs.max(D::Minus1)?.to_vec2()?;
+                Ok(best
+                    .into_iter()
+                    .zip(conf)
+                    .zip(&batch.lengths)
+                    .map(|((b, c), &n)| b.into_iter().zip(c).take(n).collect())
+                    .collect())
+            }
+        }
+    }
+
+    /// Tags sentences (token lists), batching by length; returns one tag and confidence per token.
+    pub fn tag(&self, sentences: &[Vec<String>], batch_size: usize) -> anyhow::Result<Vec<Tagged>> {
+        let mut aligned = Vec::with_capacity(sentences.len());
+        let mut all = Vec::new();
+        for (i, tokens) in sentences.iter().enumerate() {
+            let (a, ex) = self.encode(i, tokens, None)?;
+            aligned.push(a);
+            all.extend(ex);
+        }
+        let mut order: Vec<usize> = (0..all.len()).collect();
+        order.sort_by_key(|&i| all[i].ids.len());
+        // (sentence, window) -> per-unit predictions of that window
+        let mut by_window: BTreeMap<(usize, usize), Vec<(usize, UnitPrediction)>> = BTreeMap::new();
+        for chunk in order.chunks(batch_size.max(1)) {
+            let ex: Vec<&Example> = chunk.iter().map(|&i| &all[i]).collect();
+            let preds = self.predict_batch(&self.batch(&ex, None)?)?;
+            for (e, p) in ex.iter().zip(preds) {
+                by_window.insert(
+                    (e.sentence, e.window),
+                    e.unit_ids.iter().copied().zip(p).collect(),
+                );
+            }
+        }
+        let content = self.encoder().config.max_tokens().saturating_sub(2).max(1);
+        let mut out = Vec::with_capacity(sentences.len());
+        for (i, a) in aligned.iter().enumerate() {
+            let wins = windows(a.ids.len(), content);
+            let mut unit_pred = vec![(0u32, 1.0f32); a.units.len()];
+            for (w, _) in wins.iter().enumerate() {
+                for &(k, pred) in by_window.get(&(i, w)).map(Vec::as_slice).unwrap_or(&[]) {
+                    if best_window(&wins, a.units[k]) == w {
+                        unit_pred[k] = pred;
+                    }
+                }
+            }
+            let unit_tags = self.unit_tags(&unit_pred);
+            let tags = expand(&a.sources, &unit_tags);
+            let confidence = a
+                .sources
+                .iter()
+                .map(|s| match *s {
+                    super::align::Source::First(u) | super::align::Source::Inside(u) => {
+                        unit_pred[u].1
+                    }
+                    _ => 1.0,
+                })
+                .collect();
+            out.push(Tagged { tags, confidence });
+        }
+        Ok(out)
+    }
+
+    /// Unit classes to BIO tags (prompt classes are types: runs become `B-X I-X ...`).
+    fn unit_tags(&self, preds: &[(u32, f32)]) -> Vec<String> {
+        let names: Vec<&str> = preds
+            .iter()
+            .map(|&(c, _)| self.classes.get(c as usize).map_or("O", String::as_str))
+            .collect();
+        if !self.spec.prompt {
+            return names.iter().map(|s| s.to_string()).collect();
+        }
+        let mut prev = "O";
+        names
+            .iter()
+            .map(|&ty| {
+                let tag = if ty == "O" {
+                    "O".to_string()
+                } else if ty == prev {
+                    format!("I-{ty}")
+                } else {
+                    format!("B-{ty}")
+                };
+                prev = ty;
+                tag
+            })
+            .collect()
+    }
+
+    /// Writes the model to `dir`: `model.safetensors`, `nerlab-model.json`, `config.json` and the
+    /// tokenizer (or character vocabulary). Files are written under temporary names and renamed.
+    pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let weights = dir.join("model.safetensors");
+        let tmp = dir.join("model.safetensors.tmp");
+        candle_core::safetensors::save(&self.params().tensors(), &tmp)?;
+        std::fs::rename(&tmp, &weights)?;
+        self.backbone.save_files(dir)?;
+        let saved = SavedModel {
+            format: 1,
+            spec: self.spec.clone(),
+            labels: self.labels.clone(),
+            align: self.align,
+            backbone: self.backbone.kind.clone(),
+        };
+        std::fs::write(
+            dir.join("nerlab-model.json"),
+            serde_json::to_string_pretty(&saved)?,
+        )?;
+        Ok(())
+    }
+
+    /// Loads a model saved by [`save`](Self::save); every tensor must be present.
+    pub fn load(dir: &Path, dtype: DType, device: &Device) -> anyhow::Result<Self> {
+        let meta = dir.join("nerlab-model.json");
+        let saved: SavedModel = serde_json::from_str(
+            &std::fs::read_to_string(&meta)
+                .with_context(|| format!("reading {}", meta.display()))?,
+        )
+        .with_context(|| format!("{}: not a nerlab model description", meta.display()))?;
+        let checkpoint = Checkpoint::from_dir(dir)?;
+        let backbone = Backbone::saved(dir, &saved.backbone, checkpoint, dtype, device, 0)?;
+        // Heads and added rows must load too: nothing may be silently re-initialized.
+        let backbone = Backbone {
+            params: backbone.params.with_policy(Policy::MustLoad),
+            ..backbone
+        };
+        let model = Self::new(backbone, saved.spec, saved.labels, saved.align)?;
+        let fresh = model.params().initialized();
+        if !fresh.is_empty() {
+            bail!(
+                "{}: tensors missing from the saved model: {}",
+                dir.display(),
+                fresh.join(", ")
+            );
+        }
+        Ok(model)
+    }
+}
+
+/// Whether `tags` form valid IOB2 (what a CRF with constraints needs for its gold paths).
+pub fn is_valid_iob2(tags: &[String]) -> bool {
+    let mut prev: Option<&str> = None;
+    for t in tags {
+        if let Ok((Prefix::I, _)) = parse_tag(t)
+            && !super::crf::allowed(prev, t)
+        {
+            return false;
+        }
+        prev = Some(t);
+    }
+    true
+}

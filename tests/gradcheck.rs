@@ -1,0 +1,169 @@
+//! Finite differences against candle's backward pass, in f64, on tiny models: encoder + CRF,
+//! encoder + BiLSTM + CRF, and prompt label words through the MLM head; with dropout off and with
+//! dropout on (the same masks replayed). Every parameter must also receive a gradient: a fused op
+//! without a backward pass (candle's `layer_norm`, `softmax_last_dim`) would leave some at zero.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use candle_core::{DType, Device, Tensor, Var};
+use nerlab::model::align::AlignMode;
+use nerlab::model::backbone::{Backbone, CharModelSize};
+use nerlab::model::ner::{HeadKind, ModelSpec, NerModel, bio_labels};
+use nerlab::model::tokenize::CharVocab;
+use nerlab::rng::SplitMix64;
+
+fn tiny_model(spec: ModelSpec) -> (NerModel, Vec<Vec<String>>, Vec<Vec<String>>) {
+    let sentences = ["Kim went to Seoul", "Samsung hired Lee Park"];
+    let tags = ["B-PER O O B-LOC", "B-ORG O B-PER I-PER"];
+    let toks: Vec<Vec<String>> = sentences
+        .iter()
+        .map(|s| s.split(' ').map(String::from).collect())
+        .collect();
+    let tags: Vec<Vec<String>> = tags
+        .iter()
+        .map(|s| s.split(' ').map(String::from).collect())
+        .collect();
+    let vocab = CharVocab::build(sentences.iter().copied(), 1);
+    let size = CharModelSize {
+        hidden: 8,
+        layers: 2,
+        heads: 2,
+        intermediate: 12,
+        max_positions: 40,
+        dropout: 0.2,
+    };
+    let backbone = Backbone::char(vocab, size, DType::F64, &Device::Cpu, 7).unwrap();
+    let labels = bio_labels(tags.iter().flatten().map(String::as_str));
+    let model = NerModel::new(backbone, spec, labels, AlignMode::Words).unwrap();
+    (model, toks, tags)
+}
+
+fn loss_value(
+    model: &NerModel,
+    batch: &nerlab::model::batch::Batch,
+    train: bool,
+    rng_state: u64,
+) -> f64 {
+    model.encoder().dropout_rng().set_state(rng_state);
+    model
+        .loss(batch, train)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+fn set_element(var: &Var, index: usize, value: f64) {
+    let shape = var.shape().clone();
+    let mut v: Vec<f64> = var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+    v[index] = value;
+    var.set(&Tensor::from_vec(v, shape, &Device::Cpu).unwrap())
+        .unwrap();
+}
+
+fn check(spec: ModelSpec, train: bool) {
+    let name = format!("{:?} prompt={} train={train}", spec.head, spec.prompt);
+    let (model, toks, tags) = tiny_model(spec);
+    let mut examples = Vec::new();
+    for (i, (t, g)) in toks.iter().zip(&tags).enumerate() {
+        examples.extend(model.encode(i, t, Some(g)).unwrap().1);
+    }
+    let refs: Vec<_> = examples.iter().collect();
+    let batch = model.batch(&refs, None).unwrap();
+    let state = 12345;
+    model.encoder().dropout_rng().set_state(state);
+    let loss = model.loss(&batch, train).unwrap();
+    let grads = loss.backward().unwrap();
+
+    let vars = model.params().vars();
+    let mut rng = SplitMix64::new(3);
+    let mut without_grad = Vec::new();
+    let mut checked = 0;
+    for (pname, var) in &vars {
+        let g: Vec<f64> = match grads.get(var.as_tensor()) {
+            Some(g) => g.flatten_all().unwrap().to_vec1().unwrap(),
+            None => vec![0.0; var.elem_count()],
+        };
+        if g.iter().all(|&x| x == 0.0) {
+            without_grad.push(pname.clone());
+            continue;
+        }
+        // The element with the largest gradient, and two at random.
+        let largest = (0..g.len())
+            .max_by(|&a, &b| g[a].abs().total_cmp(&g[b].abs()))
+            .unwrap();
+        for idx in [largest, rng.below(g.len()), rng.below(g.len())] {
+            let x: f64 = var
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap()[idx];
+            let eps = 1e-6;
+            set_element(var, idx, x + eps);
+            let up = loss_value(&model, &batch, train, state);
+            set_element(var, idx, x - eps);
+            let down = loss_value(&model, &batch, train, state);
+            set_element(var, idx, x);
+            let numeric = (up - down) / (2.0 * eps);
+            let analytic = g[idx];
+            let tol = 1e-6 + 1e-4 * numeric.abs().max(analytic.abs());
+            assert!(
+                (numeric - analytic).abs() <= tol,
+                "{name}: {pname}[{idx}]: finite difference {numeric} vs backward {analytic}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        without_grad.is_empty(),
+        "{name}: {} of {} parameter tensors got no gradient: {without_grad:?}",
+        without_grad.len(),
+        vars.len()
+    );
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "{name}: {} tensors, {checked} elements agree",
+        vars.len()
+    );
+}
+
+#[test]
+fn encoder_and_crf() {
+    let spec = ModelSpec {
+        head: HeadKind::Crf,
+        ..ModelSpec::default()
+    };
+    check(spec.clone(), false);
+    check(spec, true);
+}
+
+#[test]
+fn encoder_bilstm_crf() {
+    let spec = ModelSpec {
+        head: HeadKind::BilstmCrf,
+        lstm_hidden: 4,
+        ..ModelSpec::default()
+    };
+    check(spec, false);
+}
+
+#[test]
+fn prompt_label_words_through_the_mlm_head() {
+    let spec = ModelSpec {
+        prompt: true,
+        ..ModelSpec::default()
+    };
+    check(spec.clone(), false);
+    check(spec, true);
+}
+
+#[test]
+fn softmax_with_multi_sample_dropout() {
+    let spec = ModelSpec {
+        msd_samples: 3,
+        head_dropout: 0.3,
+        ..ModelSpec::default()
+    };
+    check(spec, true);
+}
