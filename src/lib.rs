@@ -11,6 +11,7 @@ pub mod data;
 pub mod metrics;
 pub mod model;
 pub mod rng;
+pub mod train;
 
 /// Where the shared corpora and models live relative to the repository (`../shared`), or
 /// `NERLAB_SHARED` when set. Tests and benchmarks that need them skip when it is absent.

@@ -2,10 +2,14 @@
 //! once, here: each subcommand returns `anyhow::Result` and `main` prints the chain.
 
 mod encode;
+mod eval;
+mod runs;
 mod sample;
 mod score;
 mod stats;
 pub mod table;
+pub mod tag;
+pub mod train;
 
 pub use stats::{Stats, stats as stats_of};
 
@@ -29,6 +33,14 @@ pub enum Command {
     Score(score::ScoreArgs),
     /// Draw a K-shot or random subset of a corpus, written in its own format.
     Sample(sample::SampleArgs),
+    /// Train a model (from a config file, a preset and/or flags); --resume continues a run.
+    Train(Box<train::TrainArgs>),
+    /// Evaluate a run's best model on a corpus.
+    Eval(eval::EvalArgs),
+    /// Tag text with a run's best model (JSON lines of spans).
+    Tag(tag::TagArgs),
+    /// List runs with their state and best dev F1.
+    Runs(runs::RunsArgs),
     /// Tokens, ids, offsets, hidden states and attention of a text under a model (for debugging).
     Encode(encode::EncodeArgs),
 }
@@ -79,5 +91,9 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Score(args)) => score::run(&args),
         Some(Command::Sample(args)) => sample::run(&args),
         Some(Command::Encode(args)) => encode::run(&args),
+        Some(Command::Train(args)) => train::run(&args),
+        Some(Command::Eval(args)) => eval::run(&args),
+        Some(Command::Tag(args)) => tag::run(&args),
+        Some(Command::Runs(args)) => runs::run(&args),
     }
 }

@@ -71,7 +71,7 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn render(r: &ScoreReport, space_tokens: bool) -> String {
+pub fn render(r: &ScoreReport, space_tokens: bool) -> String {
     let mut out = format!(
         "mode {} ({}), {} sentences, {} tokens{}\n\n",
         r.mode,

@@ -8,8 +8,11 @@
 mod columns;
 mod detect;
 pub mod error;
+pub mod hub;
+pub mod inline;
 mod klue;
 mod kmou;
+pub mod parquet;
 pub mod sample;
 pub mod scheme;
 pub mod spans;

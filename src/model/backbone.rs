@@ -92,9 +92,7 @@ impl Backbone {
         seed: u64,
     ) -> anyhow::Result<Self> {
         let config = EncoderConfig::from_file(&dir.join("config.json"))?;
-        let tokenizer = TextTokenizer::Hf(Box::new(HfTokenizer::from_file(
-            &dir.join("tokenizer.json"),
-        )?));
+        let tokenizer = TextTokenizer::Hf(Box::new(HfTokenizer::from_dir(dir)?));
         tokenizer.check_vocab(config.vocab_size)?;
         let params = Params::new(Checkpoint::from_dir(dir)?, dtype, device, seed);
         let encoder = Encoder::load(&params, &config, DropoutRng::new(seed))?;
@@ -102,7 +100,7 @@ impl Backbone {
             kind: BackboneKind::Pretrained {
                 source: dir.to_path_buf(),
             },
-            tokenizer_file: Some(dir.join("tokenizer.json")),
+            tokenizer_file: tokenizer_file(dir),
             params,
             encoder,
             tokenizer,
@@ -142,16 +140,15 @@ impl Backbone {
         let config = EncoderConfig::from_file(&dir.join("config.json"))?;
         let tokenizer = match kind {
             BackboneKind::Char => TextTokenizer::Chars(CharVocab::load(&dir.join("vocab.json"))?),
-            BackboneKind::Pretrained { .. } => TextTokenizer::Hf(Box::new(HfTokenizer::from_file(
-                &dir.join("tokenizer.json"),
-            )?)),
+            BackboneKind::Pretrained { .. } => {
+                TextTokenizer::Hf(Box::new(HfTokenizer::from_dir(dir)?))
+            }
         };
         let params = Params::new(checkpoint, dtype, device, seed);
         let encoder = Encoder::load(&params, &config, DropoutRng::new(seed))?;
         Ok(Self {
             kind: kind.clone(),
-            tokenizer_file: matches!(kind, BackboneKind::Pretrained { .. })
-                .then(|| dir.join("tokenizer.json")),
+            tokenizer_file: tokenizer_file(dir),
             params,
             encoder,
             tokenizer,
@@ -167,19 +164,34 @@ impl Backbone {
         match (&self.kind, &self.tokenizer) {
             (BackboneKind::Char, TextTokenizer::Chars(v)) => v.save(&dir.join("vocab.json"))?,
             (BackboneKind::Pretrained { .. }, TextTokenizer::Hf(_)) => {
-                let target = dir.join("tokenizer.json");
                 let source = self
                     .tokenizer_file
                     .as_ref()
                     .ok_or_else(|| anyhow::anyhow!("no tokenizer file to save"))?;
-                if *source != target {
-                    std::fs::copy(source, &target).map_err(|e| {
-                        anyhow::anyhow!("copying {} to {}: {e}", source.display(), target.display())
-                    })?;
+                let from = source.parent().unwrap_or(Path::new("."));
+                // vocab.txt needs tokenizer_config.json for its casing.
+                for name in [
+                    source.file_name().unwrap_or_default().to_os_string(),
+                    "tokenizer_config.json".into(),
+                ] {
+                    let (src, dst) = (from.join(&name), dir.join(&name));
+                    if src.exists() && src != dst {
+                        std::fs::copy(&src, &dst).map_err(|e| {
+                            anyhow::anyhow!("copying {} to {}: {e}", src.display(), dst.display())
+                        })?;
+                    }
                 }
             }
             _ => anyhow::bail!("backbone kind and tokenizer disagree"),
         }
         Ok(())
     }
+}
+
+/// The tokenizer file of a model folder: `tokenizer.json`, else `vocab.txt`.
+fn tokenizer_file(dir: &Path) -> Option<PathBuf> {
+    ["tokenizer.json", "vocab.txt"]
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.exists())
 }

@@ -47,7 +47,7 @@ pub fn load_pretrained(
     seed: u64,
 ) -> anyhow::Result<Pretrained> {
     let config = EncoderConfig::from_file(&dir.join("config.json"))?;
-    let tokenizer = HfTokenizer::from_file(&dir.join("tokenizer.json"))?;
+    let tokenizer = HfTokenizer::from_dir(dir)?;
     let checkpoint = Checkpoint::from_dir(dir)?;
     let params = Params::new(checkpoint, dtype, device, seed);
     let encoder = Encoder::load(&params, &config, DropoutRng::new(seed))

@@ -355,18 +355,31 @@ impl NerModel {
             })
     }
 
-    /// Aligns a sentence and cuts it into examples; `tags` give training targets.
+    /// Aligns a sentence (in the model's default alignment) and cuts it into examples; `tags`
+    /// give training targets.
     pub fn encode(
         &self,
         sentence: usize,
         tokens: &[String],
         tags: Option<&[String]>,
     ) -> anyhow::Result<(Alignment, Vec<Example>)> {
+        self.encode_as(sentence, tokens, tags, self.align)
+    }
+
+    /// [`encode`](Self::encode) with a given alignment (a polyglot run mixes KLUE's characters
+    /// with word-level corpora).
+    pub fn encode_as(
+        &self,
+        sentence: usize,
+        tokens: &[String],
+        tags: Option<&[String]>,
+        mode: AlignMode,
+    ) -> anyhow::Result<(Alignment, Vec<Example>)> {
         let mut a = align(
             self.tokenizer(),
             tokens,
             tags,
-            self.align,
+            mode,
             self.spec.marker,
             self.marker_id,
         )?;
@@ -478,6 +491,15 @@ impl NerModel {
     /// The training loss of a batch (mean over units, or over sentences for the CRF), averaged over
     /// the multi-sample-dropout masks.
     pub fn loss(&self, batch: &Batch, train: bool) -> candle_core::Result<Tensor> {
+        Ok(self.loss_and_emissions(batch, train)?.0)
+    }
+
+    /// The loss and the class scores of the first dropout sample (R-Drop compares two passes).
+    pub fn loss_and_emissions(
+        &self,
+        batch: &Batch,
+        train: bool,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
         let states = self.unit_states(batch, train)?;
         let k = if train {
             self.spec.msd_samples.max(1)
@@ -485,17 +507,29 @@ impl NerModel {
             1
         };
         let mut total: Option<Tensor> = None;
+        let mut first: Option<Tensor> = None;
         for _ in 0..k {
-            let l = self.head_loss(&self.emissions(&states, train)?, batch)?;
+            let em = self.emissions(&states, train)?;
+            let l = self.head_loss(&em, batch)?;
             total = Some(match total {
                 Some(t) => (t + l)?,
                 None => l,
             });
+            first.get_or_insert(em);
         }
-        match total {
-            Some(t) => t / k as f64,
-            None => candle_core::bail!("no loss"),
+        match (total, first) {
+            (Some(t), Some(em)) => Ok(((t / k as f64)?, em)),
+            _ => candle_core::bail!("no loss"),
         }
+    }
+
+    /// The word-embedding parameter (FGM perturbs it).
+    pub fn word_embedding_var(&self) -> Option<candle_core::Var> {
+        self.params()
+            .vars()
+            .into_iter()
+            .find(|(n, _)| n == "embeddings.word_embeddings.weight")
+            .map(|(_, v)| v)
     }
 
     /// Predicted class and its probability for each unit of each example.
@@ -528,10 +562,20 @@ impl NerModel {
 
     /// Tags sentences (token lists), batching by length; returns one tag and confidence per token.
     pub fn tag(&self, sentences: &[Vec<String>], batch_size: usize) -> anyhow::Result<Vec<Tagged>> {
+        self.tag_as(sentences, batch_size, self.align)
+    }
+
+    /// [`tag`](Self::tag) with a given alignment.
+    pub fn tag_as(
+        &self,
+        sentences: &[Vec<String>],
+        batch_size: usize,
+        mode: AlignMode,
+    ) -> anyhow::Result<Vec<Tagged>> {
         let mut aligned = Vec::with_capacity(sentences.len());
         let mut all = Vec::new();
         for (i, tokens) in sentences.iter().enumerate() {
-            let (a, ex) = self.encode(i, tokens, None)?;
+            let (a, ex) = self.encode_as(i, tokens, None, mode)?;
             aligned.push(a);
             all.extend(ex);
         }

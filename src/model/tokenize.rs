@@ -85,6 +85,53 @@ impl HfTokenizer {
         Ok(Self { inner, specials })
     }
 
+    /// A model folder's tokenizer: `tokenizer.json`, or for older repositories (KoELECTRA) a BERT
+    /// WordPiece tokenizer built from `vocab.txt` (lowercasing as `tokenizer_config.json` says,
+    /// BERT's default otherwise), as transformers' `BertTokenizerFast` builds it.
+    pub fn from_dir(dir: &Path) -> anyhow::Result<Self> {
+        let json = dir.join("tokenizer.json");
+        if json.exists() {
+            return Self::from_file(&json);
+        }
+        let vocab = dir.join("vocab.txt");
+        if !vocab.exists() {
+            bail!("{}: no tokenizer.json or vocab.txt", dir.display());
+        }
+        let lowercase = std::fs::read_to_string(dir.join("tokenizer_config.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["do_lower_case"].as_bool())
+            .unwrap_or(true);
+        let wp = tokenizers::models::wordpiece::WordPiece::from_file(&vocab.to_string_lossy())
+            .unk_token("[UNK]".into())
+            .build()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", vocab.display()))?;
+        let mut inner = Tokenizer::new(wp);
+        inner
+            .with_normalizer(Some(tokenizers::normalizers::BertNormalizer::new(
+                true, true, None, lowercase,
+            )))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", vocab.display()))?;
+        inner.with_pre_tokenizer(Some(tokenizers::pre_tokenizers::bert::BertPreTokenizer));
+        let id = |t: &str| {
+            inner
+                .token_to_id(t)
+                .with_context(|| format!("{}: no {t} token", vocab.display()))
+        };
+        let specials = Specials {
+            cls: id("[CLS]")?,
+            sep: id("[SEP]")?,
+            pad: id("[PAD]")?,
+            unk: id("[UNK]")?,
+            mask: inner.token_to_id("[MASK]"),
+        };
+        inner.with_post_processor(Some(tokenizers::processors::bert::BertProcessing::new(
+            ("[SEP]".into(), specials.sep),
+            ("[CLS]".into(), specials.cls),
+        )));
+        Ok(Self { inner, specials })
+    }
+
     /// Exactly `tokenizer.encode(text, add_special_tokens=True)`: ids, tokens and character offsets.
     pub fn encode_text(&self, text: &str) -> anyhow::Result<TextEncoding> {
         let enc = self

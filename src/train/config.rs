@@ -1,0 +1,386 @@
+//! A run's complete configuration: what `nerlab train --config run.toml` reads, what the workbench's
+//! launcher edits, and what every run directory keeps as `config.toml` so it can be reloaded.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::Format;
+use crate::model::align::Marker;
+use crate::model::backbone::CharModelSize;
+use crate::model::device::DeviceSpec;
+use crate::model::ner::{HeadKind, ModelSpec};
+
+/// Learning-rate schedule after warmup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    #[default]
+    Linear,
+    Cosine,
+    Constant,
+}
+
+/// Which corpora to train and evaluate on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DataConfig {
+    /// Training corpora, mixed (several languages make a polyglot stage). Each is a path,
+    /// `builtin:demo/train`, a dataset preset (`klue-ner/train`, `wikiann:ko/train`) or
+    /// `hf:<repo>:<config>/<split>`.
+    pub train: Vec<String>,
+    /// Development corpus: evaluated during training, drives early stopping.
+    pub dev: Option<String>,
+    /// Further corpora evaluated at the end (zero-shot transfer to other languages).
+    pub eval: Vec<String>,
+    /// Corpus format (detected when absent).
+    pub format: Option<Format>,
+    /// K-shot sampling of the training set (Yang & Katiyar's greedy sampling); 0 = all.
+    pub k_shot: usize,
+    /// Random subset of the training set; 0 = all.
+    pub max_sentences: usize,
+    pub sample_seed: u64,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            train: vec!["builtin:demo/train".into()],
+            dev: Some("builtin:demo/dev".into()),
+            eval: Vec::new(),
+            format: None,
+            k_shot: 0,
+            max_sentences: 0,
+            sample_seed: 0,
+        }
+    }
+}
+
+/// The model: its backbone and head.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ModelConfig {
+    /// `char`, a Hugging Face model folder, `hf:<repo>[@revision]`, or a preset
+    /// (`koelectra-base-v3`, `klue-roberta-base`, `xlmr-base`, `mbert`, `e5-small`, ...).
+    pub source: String,
+    pub head: HeadKind,
+    pub marker: Marker,
+    pub word_mask_prob: f64,
+    pub prompt: bool,
+    pub msd_samples: usize,
+    pub head_dropout: f64,
+    pub lstm_hidden: usize,
+    pub constrained: bool,
+    /// Sizes of the character model (used when `source = "char"`).
+    pub char: CharModelSize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        let spec = ModelSpec::default();
+        Self {
+            source: "char".into(),
+            head: spec.head,
+            marker: spec.marker,
+            word_mask_prob: spec.word_mask_prob,
+            prompt: spec.prompt,
+            msd_samples: spec.msd_samples,
+            head_dropout: spec.head_dropout,
+            lstm_hidden: spec.lstm_hidden,
+            constrained: spec.constrained,
+            char: CharModelSize::default(),
+        }
+    }
+}
+
+impl ModelConfig {
+    pub fn spec(&self) -> ModelSpec {
+        ModelSpec {
+            head: self.head,
+            marker: self.marker,
+            word_mask_prob: self.word_mask_prob,
+            prompt: self.prompt,
+            label_words: Default::default(),
+            msd_samples: self.msd_samples.max(1),
+            head_dropout: self.head_dropout,
+            lstm_hidden: self.lstm_hidden,
+            constrained: self.constrained,
+        }
+    }
+}
+
+/// Optimization and its tricks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    /// Stop after this many optimizer steps (0 = no limit).
+    pub max_steps: usize,
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    pub grad_accum: usize,
+    /// Learning rate of the encoder.
+    pub lr: f64,
+    /// Learning rate of the head (differential learning rates); `None` = `lr`.
+    pub head_lr: Option<f64>,
+    pub weight_decay: f64,
+    /// Fraction of steps of linear warmup.
+    pub warmup_ratio: f64,
+    pub schedule: Schedule,
+    /// Global gradient-norm clipping (0 = off).
+    pub clip_norm: f64,
+    /// FGM adversarial training on the word embeddings (Miyato et al. 2017); 0 = off.
+    pub fgm_epsilon: f64,
+    /// R-Drop (Liang et al. 2021): weight of the symmetric KL between two dropout passes; 0 = off.
+    pub rdrop_alpha: f64,
+    /// Evaluate every N steps (0 = at the end of every epoch).
+    pub eval_every: usize,
+    /// Early stopping: evaluations without dev F1 improvement before stopping (0 = off).
+    pub patience: usize,
+    /// Batches of similar lengths (less padding); off reproduces a plain random sampler.
+    pub bucket: bool,
+    /// Write a resumable checkpoint every N steps (0 = at evaluations only).
+    pub checkpoint_every: usize,
+    /// A `metrics.jsonl` line every N steps.
+    pub log_every: usize,
+    /// Testing aid: makes the loss NaN at this step, to exercise the failure path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inject_nan_at_step: Option<usize>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 3,
+            max_steps: 0,
+            batch_size: 16,
+            grad_accum: 1,
+            lr: 5e-5,
+            head_lr: None,
+            weight_decay: 0.01,
+            warmup_ratio: 0.0,
+            schedule: Schedule::Linear,
+            clip_norm: 1.0,
+            fgm_epsilon: 0.0,
+            rdrop_alpha: 0.0,
+            eval_every: 0,
+            patience: 0,
+            bucket: true,
+            checkpoint_every: 100,
+            log_every: 10,
+            inject_nan_at_step: None,
+        }
+    }
+}
+
+/// A second stage on a target corpus after the first (polyglot then monolingual fine-tuning).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FinetuneConfig {
+    pub train: Vec<String>,
+    pub epochs: usize,
+    pub lr: f64,
+}
+
+impl Default for FinetuneConfig {
+    fn default() -> Self {
+        Self {
+            train: Vec::new(),
+            epochs: 2,
+            lr: 2e-5,
+        }
+    }
+}
+
+/// Everything that defines a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunConfig {
+    /// Run name (the run directory is `<out>/<name>`); generated when absent.
+    pub name: Option<String>,
+    /// Where run directories go.
+    pub out: PathBuf,
+    pub seed: u64,
+    /// CPU threads for tensor work (absent: all cores but one, leaving one for the UI).
+    pub threads: Option<usize>,
+    pub device: DeviceSpec,
+    /// Do not touch the network: Hub models and datasets must already be cached.
+    pub offline: bool,
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+    pub finetune: Option<FinetuneConfig>,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            name: None,
+            out: PathBuf::from("runs"),
+            seed: 42,
+            threads: None,
+            device: DeviceSpec::Cpu,
+            offline: false,
+            data: DataConfig::default(),
+            model: ModelConfig::default(),
+            train: TrainConfig::default(),
+            finetune: None,
+        }
+    }
+}
+
+/// One invalid field and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl RunConfig {
+    pub fn from_toml(text: &str) -> anyhow::Result<Self> {
+        Ok(toml::from_str(text)?)
+    }
+
+    pub fn to_toml(&self) -> anyhow::Result<String> {
+        Ok(toml::to_string_pretty(self)?)
+    }
+
+    pub fn load(path: &std::path::Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Self::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// Problems a launcher can show next to their fields, before anything starts. Checks what
+    /// can be checked without reading data (paths exist, numbers make sense, methods fit).
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        let mut err = |field: &'static str, reason: String| errs.push(FieldError { field, reason });
+        if self.data.train.is_empty() {
+            err(
+                "data.train",
+                "at least one training corpus is needed".into(),
+            );
+        }
+        for src in self
+            .data
+            .train
+            .iter()
+            .chain(&self.data.dev)
+            .chain(&self.data.eval)
+        {
+            if let Some(reason) = super::sources::check_data_source(src) {
+                err("data", reason);
+            }
+        }
+        if let Some(reason) = super::sources::check_model_source(&self.model.source) {
+            err("model.source", reason);
+        }
+        let t = &self.train;
+        if t.batch_size == 0 {
+            err("train.batch_size", "must be at least 1".into());
+        }
+        if t.grad_accum == 0 {
+            err("train.grad_accum", "must be at least 1".into());
+        }
+        if t.epochs == 0 && t.max_steps == 0 {
+            err("train.epochs", "give epochs or max_steps".into());
+        }
+        if !(t.lr > 0.0 && t.lr < 1.0) {
+            err(
+                "train.lr",
+                format!("{} is not a sensible learning rate (0 < lr < 1)", t.lr),
+            );
+        }
+        if let Some(h) = t.head_lr
+            && !(h > 0.0 && h < 1.0)
+        {
+            err(
+                "train.head_lr",
+                format!("{h} is not a sensible learning rate"),
+            );
+        }
+        if !(0.0..1.0).contains(&t.warmup_ratio) {
+            err("train.warmup_ratio", "must be in [0, 1)".into());
+        }
+        if t.fgm_epsilon < 0.0 || t.rdrop_alpha < 0.0 || t.clip_norm < 0.0 {
+            err(
+                "train",
+                "fgm_epsilon, rdrop_alpha and clip_norm cannot be negative".into(),
+            );
+        }
+        if t.patience > 0 && self.data.dev.is_none() {
+            err("train.patience", "early stopping needs a dev corpus".into());
+        }
+        let m = &self.model;
+        if m.prompt && m.head != HeadKind::Softmax {
+            err(
+                "model.head",
+                "prompt label words score through the MLM head: use softmax".into(),
+            );
+        }
+        if !(0.0..1.0).contains(&m.word_mask_prob) || !(0.0..1.0).contains(&m.head_dropout) {
+            err(
+                "model",
+                "word_mask_prob and head_dropout must be in [0, 1)".into(),
+            );
+        }
+        if m.marker != Marker::None && m.word_mask_prob > 0.0 {
+            err(
+                "model.marker",
+                "MANER's marker and its baseline 2 (word_mask_prob) are alternatives".into(),
+            );
+        }
+        if self.threads == Some(0) {
+            err("threads", "must be at least 1".into());
+        }
+        if let Some(f) = &self.finetune
+            && f.train.is_empty()
+        {
+            err(
+                "finetune.train",
+                "a fine-tuning stage needs a corpus".into(),
+            );
+        }
+        errs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_toml() {
+        let mut c = RunConfig {
+            name: Some("x".into()),
+            ..RunConfig::default()
+        };
+        c.model.head = HeadKind::BilstmCrf;
+        c.finetune = Some(FinetuneConfig {
+            train: vec!["a.tsv".into()],
+            ..FinetuneConfig::default()
+        });
+        let text = c.to_toml().unwrap();
+        assert_eq!(RunConfig::from_toml(&text).unwrap(), c);
+    }
+
+    #[test]
+    fn partial_files_take_defaults() {
+        let c = RunConfig::from_toml("seed = 7\n[train]\nepochs = 9\n").unwrap();
+        assert_eq!((c.seed, c.train.epochs, c.train.batch_size), (7, 9, 16));
+        assert_eq!(c.data.train, ["builtin:demo/train"]);
+    }
+
+    #[test]
+    fn validation_names_fields() {
+        let mut c = RunConfig::default();
+        c.train.batch_size = 0;
+        c.train.lr = 5.0;
+        c.model.prompt = true;
+        c.model.head = HeadKind::Crf;
+        let fields: Vec<&str> = c.validate().iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["train.batch_size", "train.lr", "model.head"]);
+        assert!(RunConfig::default().validate().is_empty());
+    }
+}

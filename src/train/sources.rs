@@ -1,0 +1,351 @@
+//! Where corpora and models come from: local files and folders, the built-in demo corpus, named
+//! presets, and the Hugging Face Hub (`hf:`), resolved to a [`Corpus`] or a model folder.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::config::RunConfig;
+use crate::data::hub::{Hub, RepoRef};
+use crate::data::{self, Corpus, Format, ReadOptions};
+
+/// The offline demo corpus: original Korean sentences with KLUE's six types, written for nerlab
+/// (CC0; see `assets/demo/LICENSE.md`). Every fifth sentence is dev, the rest train.
+pub const DEMO_SENTENCES: &str = include_str!("../../assets/demo/sentences.txt");
+
+/// A built-in corpus by name: `demo/train`, `demo/dev`, `demo/all`.
+pub fn builtin(name: &str) -> anyhow::Result<Corpus> {
+    let path = Path::new("assets/demo/sentences.txt");
+    let all = data::inline::corpus_from_lines(
+        DEMO_SENTENCES.lines().enumerate().map(|(i, l)| (i + 1, l)),
+        path,
+        "demo",
+    )?;
+    let keep: Box<dyn Fn(usize) -> bool> = match name {
+        "demo/train" => Box::new(|i| i % 5 != 4),
+        "demo/dev" => Box::new(|i| i % 5 == 4),
+        "demo/all" | "demo" => Box::new(|_| true),
+        other => {
+            anyhow::bail!("unknown built-in corpus {other:?} (demo/train, demo/dev, demo/all)")
+        }
+    };
+    let indices: Vec<usize> = (0..all.len()).filter(|&i| keep(i)).collect();
+    let mut c = all.subset(&indices);
+    c.path = PathBuf::from(format!("builtin:{name}"));
+    Ok(c)
+}
+
+/// A dataset on the Hub: repository, config and split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubDataset {
+    pub repo: String,
+    pub config: String,
+    pub split: String,
+}
+
+/// The parsed form of a data source string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataSource {
+    Builtin(String),
+    Hub(HubDataset),
+    Path(PathBuf),
+}
+
+fn hub_split(split: &str) -> String {
+    match split {
+        "dev" | "valid" => "validation".into(),
+        other => other.into(),
+    }
+}
+
+/// Parses `builtin:demo/train`, `klue-ner/train`, `wikiann:ko/dev`, `hf:repo:config/split` or a path.
+pub fn parse_data_source(s: &str) -> Result<DataSource, String> {
+    if let Some(name) = s.strip_prefix("builtin:") {
+        return Ok(DataSource::Builtin(name.into()));
+    }
+    if let Some(split) = s.strip_prefix("klue-ner/") {
+        return Ok(DataSource::Hub(HubDataset {
+            repo: "klue/klue".into(),
+            config: "ner".into(),
+            split: hub_split(split),
+        }));
+    }
+    if let Some(rest) = s.strip_prefix("wikiann:") {
+        let (lang, split) = rest
+            .split_once('/')
+            .ok_or("wikiann sources look like wikiann:<lang>/<split>")?;
+        return Ok(DataSource::Hub(HubDataset {
+            repo: "unimelb-nlp/wikiann".into(),
+            config: lang.into(),
+            split: hub_split(split),
+        }));
+    }
+    if let Some(rest) = s.strip_prefix("hf:") {
+        let (repo, cs) = rest
+            .rsplit_once(':')
+            .ok_or("Hub datasets look like hf:<repo>:<config>/<split>")?;
+        let (config, split) = cs
+            .split_once('/')
+            .ok_or("Hub datasets look like hf:<repo>:<config>/<split>")?;
+        return Ok(DataSource::Hub(HubDataset {
+            repo: repo.into(),
+            config: config.into(),
+            split: hub_split(split),
+        }));
+    }
+    Ok(DataSource::Path(PathBuf::from(s)))
+}
+
+/// Why a data source cannot work, checked without reading it (for launchers).
+pub fn check_data_source(s: &str) -> Option<String> {
+    match parse_data_source(s) {
+        Err(e) => Some(format!("{s}: {e}")),
+        Ok(DataSource::Path(p)) if !p.exists() => {
+            Some(format!("{}: no such file or folder", p.display()))
+        }
+        Ok(DataSource::Builtin(name))
+            if !["demo/train", "demo/dev", "demo/all", "demo"].contains(&name.as_str()) =>
+        {
+            Some(format!("{s}: unknown built-in corpus"))
+        }
+        _ => None,
+    }
+}
+
+/// Reads a corpus from any source.
+pub fn load_corpus(s: &str, format: Option<Format>, hub: &Hub) -> anyhow::Result<Corpus> {
+    match parse_data_source(s).map_err(anyhow::Error::msg)? {
+        DataSource::Builtin(name) => builtin(&name),
+        DataSource::Path(p) => Ok(data::read(
+            &p,
+            &ReadOptions {
+                format,
+                ..ReadOptions::default()
+            },
+        )?),
+        DataSource::Hub(d) => {
+            let repo = RepoRef::dataset(&d.repo);
+            let files = hub.dataset_split(&repo, &d.config, &d.split)?;
+            let lang = (d.repo == "unimelb-nlp/wikiann")
+                .then_some(d.config.as_str())
+                .or((d.repo == "klue/klue").then_some("ko"));
+            data::parquet::read_parquet(&files, s, lang).with_context(|| format!("reading {s}"))
+        }
+    }
+}
+
+/// Model presets: short names for the encoders a Korean NER researcher reaches for.
+pub const MODEL_PRESETS: &[(&str, &str, &str)] = &[
+    (
+        "koelectra-base-v3",
+        "hf:monologg/koelectra-base-v3-discriminator",
+        "KoELECTRA-base v3 (Korean, ELECTRA)",
+    ),
+    (
+        "klue-roberta-base",
+        "hf:klue/roberta-base",
+        "KLUE-RoBERTa base (Korean)",
+    ),
+    (
+        "klue-roberta-large",
+        "hf:klue/roberta-large",
+        "KLUE-RoBERTa large (Korean)",
+    ),
+    (
+        "klue-bert-base",
+        "hf:klue/bert-base",
+        "KLUE-BERT base (Korean)",
+    ),
+    (
+        "xlmr-base",
+        "hf:FacebookAI/xlm-roberta-base",
+        "XLM-R base (100 languages)",
+    ),
+    (
+        "xlmr-large",
+        "hf:FacebookAI/xlm-roberta-large",
+        "XLM-R large (100 languages)",
+    ),
+    (
+        "mbert",
+        "hf:google-bert/bert-base-multilingual-cased",
+        "multilingual BERT, cased",
+    ),
+    (
+        "e5-small",
+        "hf:intfloat/multilingual-e5-small",
+        "multilingual-e5-small (BERT, XLM-R vocabulary)",
+    ),
+    (
+        "minilm",
+        "hf:sentence-transformers/all-MiniLM-L6-v2",
+        "all-MiniLM-L6-v2 (English)",
+    ),
+];
+
+/// What a model source resolves to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    Char,
+    Dir(PathBuf),
+    Hub(String),
+}
+
+/// Resolves presets: `e5-small` and `minilm` use the folders `obtain.sh` fills when present.
+pub fn parse_model_source(s: &str) -> ModelSource {
+    if s == "char" {
+        return ModelSource::Char;
+    }
+    let local = match s {
+        "e5-small" => Some("multilingual-e5-small"),
+        "minilm" => Some("all-MiniLM-L6-v2"),
+        _ => None,
+    };
+    if let Some(name) = local {
+        let dir = crate::models_dir().join(name);
+        if dir.join("config.json").exists() {
+            return ModelSource::Dir(dir);
+        }
+    }
+    if let Some((_, hub, _)) = MODEL_PRESETS.iter().find(|(name, _, _)| *name == s) {
+        return ModelSource::Hub(hub.trim_start_matches("hf:").into());
+    }
+    match s.strip_prefix("hf:") {
+        Some(repo) => ModelSource::Hub(repo.into()),
+        None => ModelSource::Dir(PathBuf::from(s)),
+    }
+}
+
+pub fn check_model_source(s: &str) -> Option<String> {
+    match parse_model_source(s) {
+        ModelSource::Dir(d) if !d.join("config.json").exists() => Some(format!(
+            "{}: not a model folder (no config.json); use char, a folder, hf:<repo> or a preset",
+            d.display()
+        )),
+        _ => None,
+    }
+}
+
+/// The folder of a pretrained model (downloading from the Hub if needed), or `None` for `char`.
+pub fn resolve_model(s: &str, hub: &Hub) -> anyhow::Result<Option<PathBuf>> {
+    match parse_model_source(s) {
+        ModelSource::Char => Ok(None),
+        ModelSource::Dir(d) => Ok(Some(d)),
+        ModelSource::Hub(repo) => Ok(Some(hub.model_dir(&RepoRef::model(&repo))?)),
+    }
+}
+
+/// Named run presets for `--preset`.
+pub const RUN_PRESETS: &[(&str, &str)] = &[
+    (
+        "demo",
+        "the character model on the built-in Korean demo corpus (offline, under 2 minutes on 2 cores)",
+    ),
+    (
+        "klue-koelectra",
+        "KoELECTRA-base v3 on KLUE-NER from the Hub",
+    ),
+    (
+        "wikiann-ko-e5",
+        "multilingual-e5-small on WikiANN-ko (the shared copy in ../shared/data)",
+    ),
+];
+
+/// Applies a preset to a configuration (flags given afterwards still override it).
+pub fn apply_preset(name: &str, c: &mut RunConfig) -> anyhow::Result<()> {
+    match name {
+        "demo" => {
+            c.data.train = vec!["builtin:demo/train".into()];
+            c.data.dev = Some("builtin:demo/dev".into());
+            c.model.source = "char".into();
+            c.model.head = crate::model::ner::HeadKind::Crf;
+            c.train.epochs = 25;
+            c.train.batch_size = 16;
+            c.train.lr = 2e-3;
+            c.train.weight_decay = 0.01;
+            c.train.warmup_ratio = 0.05;
+            c.train.eval_every = 0;
+            c.train.checkpoint_every = 100;
+        }
+        "klue-koelectra" => {
+            c.data.train = vec!["klue-ner/train".into()];
+            c.data.dev = Some("klue-ner/dev".into());
+            c.model.source = "koelectra-base-v3".into();
+            c.train.epochs = 3;
+            c.train.batch_size = 32;
+            c.train.lr = 5e-5;
+            c.train.warmup_ratio = 0.1;
+        }
+        "wikiann-ko-e5" => {
+            let shared = crate::shared_dir().join("data/wikiann/xtreme-panx");
+            c.data.train = vec![shared.join("train-ko.tsv").to_string_lossy().into_owned()];
+            c.data.dev = Some(shared.join("dev-ko.tsv").to_string_lossy().into_owned());
+            c.data.max_sentences = 2000;
+            c.model.source = "e5-small".into();
+            c.train.epochs = 3;
+            c.train.batch_size = 16;
+            c.train.lr = 5e-5;
+            c.train.weight_decay = 0.0;
+            c.train.bucket = false;
+        }
+        other => {
+            let names: Vec<&str> = RUN_PRESETS.iter().map(|(n, _)| *n).collect();
+            anyhow::bail!("unknown preset {other:?}: {}", names.join(", "))
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sources() {
+        assert_eq!(
+            parse_data_source("wikiann:ko/dev"),
+            Ok(DataSource::Hub(HubDataset {
+                repo: "unimelb-nlp/wikiann".into(),
+                config: "ko".into(),
+                split: "validation".into()
+            }))
+        );
+        assert_eq!(
+            parse_data_source("hf:org/ds:cfg/train"),
+            Ok(DataSource::Hub(HubDataset {
+                repo: "org/ds".into(),
+                config: "cfg".into(),
+                split: "train".into()
+            }))
+        );
+        assert_eq!(
+            parse_data_source("x.tsv"),
+            Ok(DataSource::Path("x.tsv".into()))
+        );
+        assert!(parse_data_source("hf:nope").is_err());
+        assert_eq!(
+            parse_model_source("koelectra-base-v3"),
+            ModelSource::Hub("monologg/koelectra-base-v3-discriminator".into())
+        );
+        assert_eq!(
+            parse_model_source("hf:a/b@r"),
+            ModelSource::Hub("a/b@r".into())
+        );
+        assert_eq!(parse_model_source("char"), ModelSource::Char);
+        assert!(check_model_source("/nonexistent").is_some());
+        assert!(check_data_source("/nonexistent.tsv").is_some());
+    }
+
+    #[test]
+    fn demo_corpus_splits_and_reads() {
+        let train = builtin("demo/train").unwrap();
+        let dev = builtin("demo/dev").unwrap();
+        let all = builtin("demo/all").unwrap();
+        assert_eq!(train.len() + dev.len(), all.len());
+        assert!(all.len() >= 300, "{} sentences", all.len());
+        assert_eq!(
+            all.types().into_iter().collect::<Vec<_>>(),
+            ["DT", "LC", "OG", "PS", "QT", "TI"]
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! Runs survive crashes: `kill -9` in the middle of an epoch, then `nerlab train --resume`, ends
+//! with exactly the `report.json` of an uninterrupted run with the same seed; a NaN loss stops a run
+//! with a clear message and keeps the last good checkpoint. On the character model and the built-in
+//! demo corpus, with one thread (so floating-point work is ordered the same in every run).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CONFIG: &str = r#"
+seed = 11
+threads = 1
+[data]
+train = ["builtin:demo/train"]
+dev = "builtin:demo/dev"
+[model]
+source = "char"
+head = "crf"
+[model.char]
+hidden = 32
+layers = 1
+heads = 2
+intermediate = 64
+max_positions = 256
+dropout = 0.1
+[train]
+epochs = 3
+batch_size = 16
+lr = 0.003
+warmup_ratio = 0.1
+checkpoint_every = 5
+log_every = 1
+"#;
+
+fn nerlab() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nerlab"))
+}
+
+fn train(config: &Path, out: &Path, name: &str) -> std::process::Child {
+    nerlab()
+        .args(["train", "--quiet", "--config"])
+        .arg(config)
+        .arg("--out")
+        .arg(out)
+        .args(["--name", name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("nerlab starts")
+}
+
+fn checkpoint_step(run: &Path) -> Option<usize> {
+    let text = std::fs::read_to_string(run.join("checkpoint.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["dir"].as_str()?.strip_prefix("checkpoint-")?.parse().ok()
+}
+
+fn report(run: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn kill_nine_then_resume_equals_an_uninterrupted_run() {
+    let dir = common::TempDir::new("resume");
+    let config = dir.write("run.toml", CONFIG.as_bytes());
+    let out: PathBuf = dir.path("runs");
+
+    let whole = train(&config, &out, "whole").wait_with_output().unwrap();
+    assert!(
+        whole.status.success(),
+        "{}",
+        String::from_utf8_lossy(&whole.stderr)
+    );
+
+    // The demo's 374 training sentences make 24 batches an epoch: kill after the checkpoint at
+    // step 30 (inside the second epoch), before the run ends.
+    let mut child = train(&config, &out, "killed");
+    let run = out.join("killed");
+    let start = Instant::now();
+    while checkpoint_step(&run).is_none_or(|s| s < 30) {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no checkpoint at step 30"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let killed_at = checkpoint_step(&run).unwrap();
+    assert!(
+        !killed_at.is_multiple_of(24),
+        "the checkpoint should be mid-epoch (step {killed_at})"
+    );
+    assert!(!run.join("report.json").exists());
+    let status: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("status.json")).unwrap()).unwrap();
+    assert_eq!(
+        status["state"], "running",
+        "a killed run still looks running"
+    );
+
+    let resumed = nerlab()
+        .args(["train", "--quiet", "--resume"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success(), "{log}");
+    assert!(
+        log.contains(&format!("resumed at step {killed_at}")),
+        "it must continue, not restart: {log}"
+    );
+
+    assert_eq!(
+        report(&run),
+        report(&out.join("whole")),
+        "resumed and uninterrupted runs must end the same"
+    );
+    // The metrics log has each step once.
+    let steps: Vec<u64> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "train")
+        .filter_map(|v| v["step"].as_u64())
+        .collect();
+    assert_eq!(steps, (1..=steps.len() as u64).collect::<Vec<_>>());
+}
+
+#[test]
+fn nan_loss_fails_clearly_and_keeps_the_last_good_checkpoint() {
+    let dir = common::TempDir::new("nan");
+    let config = dir.write(
+        "run.toml",
+        format!("{CONFIG}inject_nan_at_step = 13\n").as_bytes(),
+    );
+    let out = dir.path("runs");
+    let o = train(&config, &out, "nan").wait_with_output().unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("the loss became NaN at step 13"), "{err}");
+    assert!(err.contains("the last good checkpoint is"), "{err}");
+    let run = out.join("nan");
+    assert_eq!(
+        checkpoint_step(&run),
+        Some(10),
+        "the checkpoint before the NaN step stays"
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("status.json")).unwrap()).unwrap();
+    assert_eq!(status["state"], "failed");
+    assert!(status["message"].as_str().unwrap().contains("NaN"));
+}
