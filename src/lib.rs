@@ -10,8 +10,10 @@ pub mod cli;
 pub mod data;
 pub mod metrics;
 pub mod model;
+pub mod protocol;
 pub mod rng;
 pub mod train;
+pub mod worker;
 
 /// Where the shared corpora and models live relative to the repository (`../shared`), or
 /// `NERLAB_SHARED` when set. Tests and benchmarks that need them skip when it is absent.

@@ -156,6 +156,14 @@ struct SavedModel {
     backbone: BackboneKind,
 }
 
+/// Attention of one sentence: subword texts, their predicted tags, (layer, head, query, key).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttentionView {
+    pub tokens: Vec<String>,
+    pub token_tags: Vec<String>,
+    pub weights: Vec<Vec<Vec<Vec<f32>>>>,
+}
+
 /// A unit's predicted class and its probability.
 pub type UnitPrediction = (u32, f32);
 
@@ -620,6 +628,39 @@ impl NerModel {
             out.push(Tagged { tags, confidence });
         }
         Ok(out)
+    }
+
+    /// Every layer's attention over a sentence's subwords (its first window), with each subword's
+    /// text and the tag predicted at it (empty for subwords that are not units).
+    pub fn attention(&self, tokens: &[String]) -> anyhow::Result<AttentionView> {
+        let (_, examples) = self.encode(0, tokens, None)?;
+        let Some(ex) = examples.first() else {
+            bail!("nothing to encode");
+        };
+        let batch = self.batch(&[ex], None)?;
+        let out = self
+            .encoder()
+            .forward_full(&batch.ids, &batch.mask, false, true)?;
+        let weights = out
+            .attentions
+            .iter()
+            .map(|a| a.squeeze(0)?.to_dtype(DType::F32)?.to_vec3::<f32>())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let preds = self.predict_batch(&batch)?.pop().unwrap_or_default();
+        let unit_tags = self.unit_tags(&preds);
+        let mut token_tags = vec![String::new(); ex.ids.len()];
+        for (&pos, tag) in ex.units.iter().zip(unit_tags) {
+            token_tags[pos] = tag;
+        }
+        Ok(AttentionView {
+            tokens: ex
+                .ids
+                .iter()
+                .map(|&id| self.tokenizer().token_text(id))
+                .collect(),
+            token_tags,
+            weights,
+        })
     }
 
     /// Unit classes to BIO tags (prompt classes are types: runs become `B-X I-X ...`).

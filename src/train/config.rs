@@ -146,6 +146,9 @@ pub struct TrainConfig {
     /// Testing aid: makes the loss NaN at this step, to exercise the failure path.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inject_nan_at_step: Option<usize>,
+    /// Testing aid: panics at this step, to exercise the worker's recovery.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inject_panic_at_step: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -169,6 +172,7 @@ impl Default for TrainConfig {
             checkpoint_every: 100,
             log_every: 10,
             inject_nan_at_step: None,
+            inject_panic_at_step: None,
         }
     }
 }

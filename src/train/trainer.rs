@@ -87,6 +87,9 @@ pub enum TrainEvent {
 /// Receives a run's events (progress bars, the worker's channel, tests).
 pub trait Observer: Send {
     fn on(&mut self, event: TrainEvent);
+
+    /// Called regularly while a run is paused (a worker answers its UI here).
+    fn idle(&mut self) {}
 }
 
 /// An observer that ignores everything.
@@ -489,6 +492,9 @@ impl Trainer<'_> {
                 loss1
             };
             let mut value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            if self.config.train.inject_panic_at_step == Some(self.state.step + 1) {
+                panic!("injected panic at step {}", self.state.step + 1);
+            }
             if self.config.train.inject_nan_at_step == Some(self.state.step + 1) {
                 value = f64::NAN;
             }
@@ -580,6 +586,7 @@ impl Trainer<'_> {
             .write_status(&self.status(RunState::Paused, "paused"));
         self.obs.on(TrainEvent::Paused);
         while self.control.pause.load(Ordering::Relaxed) && !self.control.stopped() {
+            self.obs.idle();
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         self.obs.on(TrainEvent::Resumed);

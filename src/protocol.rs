@@ -1,0 +1,157 @@
+//! The only language between the UI and the worker thread: [`Command`]s in, [`Event`]s out, plain
+//! data on bounded channels (never tensors), so the UI can be tested against canned events and the
+//! worker against canned commands.
+
+use std::path::PathBuf;
+
+use crate::cli::tag::TextSpan;
+use crate::metrics::ScoreReport;
+use crate::train::RunConfig;
+use crate::train::run_dir::RunState;
+use crate::train::trainer::StepMetrics;
+
+/// The UI's handle for a launched run.
+pub type RunId = u64;
+
+/// UI -> worker.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Start a run (queued behind the current one), or resume the run in `resume`.
+    Train {
+        id: RunId,
+        config: Box<RunConfig>,
+        resume: Option<PathBuf>,
+    },
+    Pause(RunId),
+    Resume(RunId),
+    /// Stop cooperatively: the run writes a checkpoint and can be resumed later.
+    Stop(RunId),
+    /// Tag text with a run's best model (or a saved model folder).
+    Tag {
+        request: u64,
+        model: PathBuf,
+        text: String,
+    },
+    /// Attention of every layer and head for a text.
+    Attention {
+        request: u64,
+        model: PathBuf,
+        text: String,
+    },
+    /// Read a run directory (config, metrics, report) for display.
+    LoadRun {
+        dir: PathBuf,
+    },
+    /// Stop everything and end the thread.
+    Shutdown,
+}
+
+/// One point of a training curve.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CurvePoint {
+    pub step: usize,
+    pub loss: f64,
+    pub lr: f64,
+}
+
+/// A finished or running run as read from disk.
+#[derive(Debug, Clone)]
+pub struct LoadedRun {
+    pub dir: PathBuf,
+    pub config: Option<RunConfig>,
+    pub state: RunState,
+    pub curve: Vec<CurvePoint>,
+    /// (step, micro F1, macro F1, per-type F1) of each evaluation.
+    pub evals: Vec<EvalPoint>,
+    /// The best model's dev report (`report.json`'s `dev`), when the run has one.
+    pub report: Option<Box<ScoreReport>>,
+    /// The dev corpus's sentences (tokens and gold tags) and the best model's predictions, for
+    /// error browsing.
+    pub dev: Option<DevView>,
+    pub message: String,
+}
+
+/// One evaluation's headline numbers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalPoint {
+    pub step: usize,
+    pub micro_f1: f64,
+    pub macro_f1: f64,
+    pub per_type: Vec<(String, f64)>,
+}
+
+/// Dev sentences for display: the corpus tokens, and gold and predicted tags in the scoring view
+/// (where spans and error cases are), with the map between the two.
+#[derive(Debug, Clone, Default)]
+pub struct DevView {
+    pub ids: Vec<String>,
+    /// Every token of each sentence, spaces included for KLUE and KMOU.
+    pub tokens: Vec<Vec<String>>,
+    /// `positions[s][i]`: the token index of scoring-view position `i`.
+    pub positions: Vec<Vec<usize>>,
+    pub gold: Vec<Vec<String>>,
+    pub pred: Vec<Vec<String>>,
+    /// Space-token format (KLUE, KMOU): tokens are joined directly for display.
+    pub space_tokens: bool,
+}
+
+/// Worker -> UI.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Started {
+        id: RunId,
+        dir: PathBuf,
+        total_steps: usize,
+        train_sentences: usize,
+        parameters: usize,
+        resumed_from: Option<usize>,
+    },
+    /// The latest step's numbers and every curve point since the last progress event
+    /// (a few progress events a second, however fast steps are).
+    Progress {
+        id: RunId,
+        last: StepMetrics,
+        points: Vec<CurvePoint>,
+    },
+    Evaluated {
+        id: RunId,
+        step: usize,
+        report: Box<ScoreReport>,
+        best: bool,
+    },
+    Paused(RunId),
+    Resumed(RunId),
+    Message {
+        id: RunId,
+        text: String,
+    },
+    Finished {
+        id: RunId,
+        dir: PathBuf,
+        state: RunState,
+        best_f1: Option<f64>,
+        message: String,
+    },
+    /// A run, or a request, failed; the worker carries on.
+    Failed {
+        id: Option<RunId>,
+        message: String,
+    },
+    Tagged {
+        request: u64,
+        text: String,
+        spans: Vec<TextSpan>,
+    },
+    Attention {
+        request: u64,
+        /// Subword tokens, special tokens included.
+        tokens: Vec<String>,
+        /// The predicted tag of each token (empty for tokens that are not units).
+        token_tags: Vec<String>,
+        /// (layer, head, query, key).
+        weights: Vec<Vec<Vec<Vec<f32>>>>,
+    },
+    RunLoaded(Box<LoadedRun>),
+    /// The worker thread ended (after `Shutdown`).
+    Stopped,
+}

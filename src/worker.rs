@@ -1,0 +1,482 @@
+//! The background worker: one named thread that owns the device and every model, reached only
+//! through the bounded channels of [`protocol`](crate::protocol). It trains one run at a time
+//! (further `Train` commands queue), and between training steps, and while paused, it answers the
+//! UI: pause, resume, stop, tag text, show attention, load runs from disk. A panic anywhere becomes
+//! one `Event::Failed` and the worker goes on; dropping the handle stops the current run (which
+//! writes a resumable checkpoint) and joins the thread.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+
+use crate::cli::tag::{load_model, tag_texts, tokenize};
+use crate::data::hub::Hub;
+use crate::model::ner::NerModel;
+use crate::protocol::{Command, CurvePoint, DevView, EvalPoint, Event, LoadedRun, RunId};
+use crate::train::run_dir::RunDir;
+use crate::train::sources::load_corpus;
+use crate::train::{Control, Observer, RunConfig, TrainEvent, train};
+
+/// How often progress is reported at most.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+const MODEL_CACHE: usize = 3;
+
+/// The UI's end of the worker.
+pub struct WorkerHandle {
+    commands: Sender<Command>,
+    events: Receiver<Event>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WorkerHandle {
+    /// Starts the worker thread; `threads` caps the CPU threads of tensor work (default: all
+    /// cores but one, which stays with the UI).
+    pub fn spawn(threads: Option<usize>) -> std::io::Result<Self> {
+        let (ctx, crx) = bounded(256);
+        let (etx, erx) = bounded(4096);
+        let thread = std::thread::Builder::new()
+            .name("nerlab-worker".into())
+            .spawn(move || {
+                let threads = crate::model::device::default_threads(threads);
+                let run = || Worker::new(crx, etx.clone(), threads).run();
+                if let Err(e) = crate::model::device::with_threads(threads, run) {
+                    let _ = etx.send(Event::Failed {
+                        id: None,
+                        message: format!("worker: {e:#}"),
+                    });
+                }
+            })?;
+        Ok(Self {
+            commands: ctx,
+            events: erx,
+            thread: Some(thread),
+        })
+    }
+
+    /// Sends a command; fails only when the worker is gone.
+    pub fn send(&self, command: Command) -> Result<(), String> {
+        self.commands
+            .send(command)
+            .map_err(|_| "the worker has stopped".to_string())
+    }
+
+    /// The next event, if one is waiting.
+    pub fn try_recv(&self) -> Option<Event> {
+        self.events.try_recv().ok()
+    }
+
+    /// The event channel (to block with a timeout in tests and headless tools).
+    pub fn events(&self) -> &Receiver<Event> {
+        &self.events
+    }
+
+    /// Whether the worker thread is still alive.
+    pub fn alive(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Worker {
+    commands: Receiver<Command>,
+    events: Sender<Event>,
+    queue: VecDeque<Command>,
+    models: HashMap<PathBuf, NerModel>,
+    shutting_down: bool,
+    threads: usize,
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+impl Worker {
+    fn new(commands: Receiver<Command>, events: Sender<Event>, threads: usize) -> Self {
+        Self {
+            commands,
+            events,
+            queue: VecDeque::new(),
+            models: HashMap::new(),
+            shutting_down: false,
+            threads,
+        }
+    }
+
+    fn send(&self, e: Event) {
+        let _ = self.events.send(e);
+    }
+
+    fn run(mut self) {
+        loop {
+            let cmd = match self.queue.pop_front() {
+                Some(c) => c,
+                None if self.shutting_down => break,
+                None => match self.commands.recv() {
+                    Ok(c) => c,
+                    Err(_) => break,
+                },
+            };
+            if matches!(cmd, Command::Shutdown) {
+                break;
+            }
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(cmd)));
+            if let Err(p) = result {
+                self.send(Event::Failed {
+                    id: None,
+                    message: format!("the worker recovered from a panic: {}", panic_message(&p)),
+                });
+            }
+            if self.shutting_down {
+                break;
+            }
+        }
+        self.send(Event::Stopped);
+    }
+
+    /// Requests that need no running training.
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Train { id, config, resume } => self.train(id, *config, resume),
+            other => self.answer(other, None),
+        }
+    }
+
+    fn train(&mut self, id: RunId, mut config: RunConfig, resume: Option<PathBuf>) {
+        config.threads.get_or_insert(self.threads);
+        let control = Control::default();
+        let mut obs = WorkerObserver {
+            worker: self,
+            id,
+            control: control.clone(),
+            pending: Vec::new(),
+            last_flush: Instant::now(),
+            last: None,
+        };
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            train(config, resume.as_deref(), &mut obs, control.clone())
+        }));
+        obs.flush();
+        match result {
+            Ok(Ok(outcome)) => {
+                // A finished run's best model may be cached under an older version: forget it.
+                self.models.remove(&outcome.dir);
+                self.send(Event::Finished {
+                    id,
+                    dir: outcome.dir,
+                    state: outcome.state,
+                    best_f1: outcome.best_f1,
+                    message: outcome.message,
+                });
+            }
+            Ok(Err(e)) => self.send(Event::Failed {
+                id: Some(id),
+                message: format!("{e:#}"),
+            }),
+            Err(p) => self.send(Event::Failed {
+                id: Some(id),
+                message: format!("training panicked: {}", panic_message(&p)),
+            }),
+        }
+    }
+
+    /// Answers a command; `control` is the running training's, if any.
+    fn answer(&mut self, cmd: Command, control: Option<(&Control, RunId)>) {
+        let ours = |id: RunId| {
+            control
+                .filter(|(_, running)| *running == id)
+                .map(|(c, _)| c)
+        };
+        match cmd {
+            Command::Pause(id) => {
+                if let Some(c) = ours(id) {
+                    c.pause.store(true, Ordering::Relaxed);
+                }
+            }
+            Command::Resume(id) => {
+                if let Some(c) = ours(id) {
+                    c.pause.store(false, Ordering::Relaxed);
+                }
+            }
+            Command::Stop(id) => match ours(id) {
+                Some(c) => {
+                    c.stop.store(true, Ordering::Relaxed);
+                    c.pause.store(false, Ordering::Relaxed);
+                }
+                // Not running yet: drop it from the queue.
+                None => self
+                    .queue
+                    .retain(|q| !matches!(q, Command::Train { id: qid, .. } if *qid == id)),
+            },
+            Command::Shutdown => {
+                self.shutting_down = true;
+                if let Some((c, _)) = control {
+                    c.stop.store(true, Ordering::Relaxed);
+                    c.pause.store(false, Ordering::Relaxed);
+                }
+                self.queue.clear();
+            }
+            Command::Train { .. } => self.queue.push_back(cmd),
+            Command::Tag {
+                request,
+                model,
+                text,
+            } => {
+                let result = self
+                    .model(&model)
+                    .and_then(|m| tag_texts(m, std::slice::from_ref(&text)));
+                match result {
+                    Ok(mut tagged) => self.send(Event::Tagged {
+                        request,
+                        text,
+                        spans: tagged.pop().map(|t| t.spans).unwrap_or_default(),
+                    }),
+                    Err(e) => self.send(Event::Failed {
+                        id: None,
+                        message: format!("tagging: {e:#}"),
+                    }),
+                }
+            }
+            Command::Attention {
+                request,
+                model,
+                text,
+            } => {
+                let result = self.model(&model).and_then(|m| {
+                    let tokens: Vec<String> = tokenize(&text, m.align)
+                        .into_iter()
+                        .map(|(t, _, _)| t)
+                        .collect();
+                    m.attention(&tokens)
+                });
+                match result {
+                    Ok(a) => self.send(Event::Attention {
+                        request,
+                        tokens: a.tokens,
+                        token_tags: a.token_tags,
+                        weights: a.weights,
+                    }),
+                    Err(e) => self.send(Event::Failed {
+                        id: None,
+                        message: format!("attention: {e:#}"),
+                    }),
+                }
+            }
+            Command::LoadRun { dir } => match load_run(&dir) {
+                Ok(r) => self.send(Event::RunLoaded(Box::new(r))),
+                Err(e) => self.send(Event::Failed {
+                    id: None,
+                    message: format!("{}: {e:#}", dir.display()),
+                }),
+            },
+        }
+    }
+
+    /// A cached model for a run directory or model folder (loaded on first use).
+    fn model(&mut self, path: &Path) -> anyhow::Result<&NerModel> {
+        if !self.models.contains_key(path) {
+            if self.models.len() >= MODEL_CACHE
+                && let Some(k) = self.models.keys().next().cloned()
+            {
+                self.models.remove(&k);
+            }
+            self.models.insert(path.to_path_buf(), load_model(path)?);
+        }
+        self.models
+            .get(path)
+            .ok_or_else(|| anyhow::anyhow!("model cache"))
+    }
+}
+
+/// Forwards a run's events to the UI, a few times a second, and answers commands between steps.
+struct WorkerObserver<'a> {
+    worker: &'a mut Worker,
+    id: RunId,
+    control: Control,
+    pending: Vec<CurvePoint>,
+    last_flush: Instant,
+    last: Option<crate::train::trainer::StepMetrics>,
+}
+
+impl WorkerObserver<'_> {
+    fn flush(&mut self) {
+        if let Some(last) = self.last.take() {
+            let points = std::mem::take(&mut self.pending);
+            // Progress may be dropped when the UI is far behind; it is superseded by the next.
+            if let Err(TrySendError::Full(_)) = self.worker.events.try_send(Event::Progress {
+                id: self.id,
+                last,
+                points,
+            }) {
+                self.pending.clear();
+            }
+        }
+        self.last_flush = Instant::now();
+    }
+
+    fn poll(&mut self) {
+        while let Ok(cmd) = self.worker.commands.try_recv() {
+            let control = self.control.clone();
+            self.worker.answer(cmd, Some((&control, self.id)));
+        }
+    }
+}
+
+impl Observer for WorkerObserver<'_> {
+    fn on(&mut self, event: TrainEvent) {
+        let id = self.id;
+        match event {
+            TrainEvent::Step(m) => {
+                self.pending.push(CurvePoint {
+                    step: m.step,
+                    loss: m.loss,
+                    lr: m.lr,
+                });
+                self.last = Some(m);
+                if self.last_flush.elapsed() >= PROGRESS_EVERY {
+                    self.flush();
+                }
+            }
+            TrainEvent::Started {
+                dir,
+                total_steps,
+                train_sentences,
+                parameters,
+                resumed_from,
+                ..
+            } => self.worker.send(Event::Started {
+                id,
+                dir,
+                total_steps,
+                train_sentences,
+                parameters,
+                resumed_from,
+            }),
+            TrainEvent::Evaluated {
+                step, report, best, ..
+            } => {
+                self.flush();
+                self.worker.send(Event::Evaluated {
+                    id,
+                    step,
+                    report,
+                    best,
+                });
+            }
+            TrainEvent::Paused => self.worker.send(Event::Paused(id)),
+            TrainEvent::Resumed => self.worker.send(Event::Resumed(id)),
+            TrainEvent::Message(text) => self.worker.send(Event::Message { id, text }),
+            TrainEvent::Checkpoint { .. } => {}
+        }
+        self.poll();
+    }
+
+    fn idle(&mut self) {
+        self.poll();
+    }
+}
+
+/// Reads a run directory for display: curves, evaluations, the best model's dev report, and the
+/// dev sentences with their predictions (the report is recomputed from them, so error cases are
+/// available).
+pub fn load_run(dir: &Path) -> anyhow::Result<LoadedRun> {
+    let run = RunDir::open(dir)?;
+    let config = run.config().ok();
+    let status = run.status();
+    let mut curve = Vec::new();
+    let mut evals = Vec::new();
+    for m in run.metrics() {
+        let step = m["step"].as_u64().unwrap_or(0) as usize;
+        match m["kind"].as_str() {
+            Some("train") => curve.push(CurvePoint {
+                step,
+                loss: m["loss"].as_f64().unwrap_or(f64::NAN),
+                lr: m["lr"].as_f64().unwrap_or(0.0),
+            }),
+            Some("eval") => evals.push(EvalPoint {
+                step,
+                micro_f1: m["micro_f1"].as_f64().unwrap_or(0.0),
+                macro_f1: m["macro_f1"].as_f64().unwrap_or(0.0),
+                per_type: m["per_type_f1"]
+                    .as_object()
+                    .map(|o| {
+                        o.iter()
+                            .map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(0.0)))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }),
+            _ => {}
+        }
+    }
+    let (report, dev) = match config
+        .as_ref()
+        .and_then(|c| c.data.dev.clone().map(|d| (c, d)))
+    {
+        Some((c, dev_src)) => match dev_report(dir, c, &dev_src) {
+            Ok((r, v)) => (Some(Box::new(r)), Some(v)),
+            Err(_) => (None, None),
+        },
+        None => (None, None),
+    };
+    Ok(LoadedRun {
+        dir: dir.to_path_buf(),
+        config,
+        state: status.state,
+        curve,
+        evals,
+        report,
+        dev,
+        message: status.message,
+    })
+}
+
+fn dev_report(
+    dir: &Path,
+    config: &RunConfig,
+    dev_src: &str,
+) -> anyhow::Result<(crate::metrics::ScoreReport, DevView)> {
+    let gold = load_corpus(dev_src, config.data.format, &Hub::from_env(true))?;
+    let pred_file = ["tsv", "txt", "conll"]
+        .iter()
+        .map(|e| dir.join(format!("dev-predictions.{e}")))
+        .find(|p| p.exists())
+        .ok_or_else(|| anyhow::anyhow!("no dev predictions yet"))?;
+    let pred = crate::data::read(
+        &pred_file,
+        &crate::data::ReadOptions::with_format(gold.format),
+    )?;
+    gold.check_same_tokens(&pred)?;
+    let gv = gold.view();
+    let pv = gold.view_of(pred.sentences.iter().map(|s| s.tags.as_slice()));
+    let opts = crate::metrics::ScoreOptions {
+        scheme: gold.scheme,
+        char_level: gold.format.char_level(),
+        ..Default::default()
+    };
+    let report = crate::metrics::score(&gv.tags, &pv.tags, None, &opts)?;
+    let view = DevView {
+        ids: gold.sentences.iter().map(|s| s.id.clone()).collect(),
+        tokens: gold.sentences.iter().map(|s| s.tokens.clone()).collect(),
+        positions: gv.positions,
+        gold: gv.tags,
+        pred: pv.tags,
+        space_tokens: gold.format.space_tokens(),
+    };
+    Ok((report, view))
+}

@@ -1,0 +1,283 @@
+//! The worker protocol: a run streams aggregated progress, evaluations and its end; pause, resume
+//! and stop work between steps and the worker still answers tagging requests while paused; a panic
+//! becomes one `Failed` event and the worker goes on; dropping the handle mid-run stops cleanly
+//! with a resumable checkpoint.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nerlab::protocol::{Command, Event};
+use nerlab::train::RunConfig;
+use nerlab::train::run_dir::RunState;
+use nerlab::worker::WorkerHandle;
+
+fn config(out: &Path, name: &str, epochs: usize) -> RunConfig {
+    let mut c = RunConfig::from_toml(
+        r#"
+seed = 3
+threads = 1
+[data]
+train = ["builtin:demo/train"]
+dev = "builtin:demo/dev"
+[model.char]
+hidden = 32
+layers = 1
+heads = 2
+intermediate = 64
+max_positions = 256
+dropout = 0.1
+[train]
+batch_size = 16
+lr = 0.003
+checkpoint_every = 10
+"#,
+    )
+    .unwrap();
+    c.out = out.to_path_buf();
+    c.name = Some(name.into());
+    c.train.epochs = epochs;
+    c
+}
+
+/// Waits for the first event matching `want`, returning every event seen on the way.
+fn wait_for(w: &WorkerHandle, what: &str, want: impl Fn(&Event) -> bool) -> Vec<Event> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match w.events().recv_timeout(left) {
+            Ok(e) => {
+                let hit = want(&e);
+                seen.push(e);
+                if hit {
+                    return seen;
+                }
+            }
+            Err(_) => panic!("no {what} within two minutes; saw {seen:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_run_streams_progress_evaluations_and_its_end() {
+    let dir = common::TempDir::new("worker-run");
+    let w = WorkerHandle::spawn(Some(1)).unwrap();
+    w.send(Command::Train {
+        id: 1,
+        config: Box::new(config(&dir.0, "a", 2)),
+        resume: None,
+    })
+    .unwrap();
+    let events = wait_for(&w, "the end of the run", |e| {
+        matches!(e, Event::Finished { .. } | Event::Failed { .. })
+    });
+    let Some(Event::Finished {
+        state,
+        best_f1,
+        dir: run_dir,
+        ..
+    }) = events.last()
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!(*state, RunState::Finished);
+    assert!(best_f1.is_some());
+    let total = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Started { total_steps, .. } => Some(*total_steps),
+            _ => None,
+        })
+        .unwrap();
+    let progress: Vec<&Event> = events
+        .iter()
+        .filter(|e| matches!(e, Event::Progress { .. }))
+        .collect();
+    let points: usize = events
+        .iter()
+        .map(|e| match e {
+            Event::Progress { points, .. } => points.len(),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(points, total, "every step reaches the curve");
+    assert!(
+        progress.len() < total,
+        "progress is aggregated: {} events for {total} steps",
+        progress.len()
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::Evaluated { .. }))
+            .count(),
+        2,
+        "one evaluation an epoch"
+    );
+
+    // The finished run tags text and loads for display.
+    w.send(Command::Tag {
+        request: 7,
+        model: run_dir.clone(),
+        text: "삼성전자 이재용 회장이 서울에서 기자회견을 열었다".into(),
+    })
+    .unwrap();
+    let ev = wait_for(&w, "tagging", |e| matches!(e, Event::Tagged { .. }));
+    assert!(matches!(ev.last(), Some(Event::Tagged { request: 7, .. })));
+    w.send(Command::LoadRun {
+        dir: run_dir.clone(),
+    })
+    .unwrap();
+    let ev = wait_for(&w, "the loaded run", |e| matches!(e, Event::RunLoaded(_)));
+    let Some(Event::RunLoaded(r)) = ev.last() else {
+        unreachable!()
+    };
+    assert_eq!(r.curve.len(), total / 10, "one point per logged step");
+    assert_eq!(r.evals.len(), 2);
+    let report = r.report.as_ref().expect("dev report");
+    assert!(
+        !report.cases.is_empty(),
+        "error cases are recomputed for browsing"
+    );
+    assert_eq!(r.dev.as_ref().unwrap().tokens.len(), report.sentences);
+    w.send(Command::Attention {
+        request: 8,
+        model: run_dir.clone(),
+        text: "서울에 간다".into(),
+    })
+    .unwrap();
+    let ev = wait_for(&w, "attention", |e| matches!(e, Event::Attention { .. }));
+    let Some(Event::Attention {
+        tokens, weights, ..
+    }) = ev.last()
+    else {
+        unreachable!()
+    };
+    assert_eq!(weights.len(), 1, "one layer");
+    assert_eq!(weights[0][0].len(), tokens.len());
+}
+
+#[test]
+fn pause_tag_while_paused_resume_and_stop() {
+    let dir = common::TempDir::new("worker-control");
+    let w = WorkerHandle::spawn(Some(1)).unwrap();
+    // A model to tag with while the next run is paused.
+    w.send(Command::Train {
+        id: 1,
+        config: Box::new(config(&dir.0, "small", 1)),
+        resume: None,
+    })
+    .unwrap();
+    let ev = wait_for(&w, "the first run", |e| {
+        matches!(e, Event::Finished { .. } | Event::Failed { .. })
+    });
+    let Some(Event::Finished { dir: small, .. }) = ev.last() else {
+        panic!("{ev:?}")
+    };
+
+    w.send(Command::Train {
+        id: 2,
+        config: Box::new(config(&dir.0, "long", 50)),
+        resume: None,
+    })
+    .unwrap();
+    wait_for(&w, "progress", |e| {
+        matches!(e, Event::Progress { id: 2, .. })
+    });
+    w.send(Command::Pause(2)).unwrap();
+    wait_for(&w, "pause", |e| matches!(e, Event::Paused(2)));
+    w.send(Command::Tag {
+        request: 1,
+        model: small.clone(),
+        text: "오늘 서울".into(),
+    })
+    .unwrap();
+    wait_for(&w, "an answer while paused", |e| {
+        matches!(e, Event::Tagged { request: 1, .. })
+    });
+    w.send(Command::Resume(2)).unwrap();
+    wait_for(&w, "resume", |e| matches!(e, Event::Resumed(2)));
+    w.send(Command::Stop(2)).unwrap();
+    let ev = wait_for(&w, "the stop", |e| {
+        matches!(e, Event::Finished { id: 2, .. })
+    });
+    let Some(Event::Finished {
+        state, dir: long, ..
+    }) = ev.last()
+    else {
+        unreachable!()
+    };
+    assert_eq!(*state, RunState::Stopped);
+    assert!(
+        long.join("checkpoint.json").exists(),
+        "a stopped run can be resumed"
+    );
+}
+
+#[test]
+fn a_panic_becomes_one_failed_event_and_the_worker_goes_on() {
+    let dir = common::TempDir::new("worker-panic");
+    let w = WorkerHandle::spawn(Some(1)).unwrap();
+    let mut c = config(&dir.0, "boom", 1);
+    c.train.inject_panic_at_step = Some(3);
+    w.send(Command::Train {
+        id: 1,
+        config: Box::new(c),
+        resume: None,
+    })
+    .unwrap();
+    let ev = wait_for(&w, "the failure", |e| {
+        matches!(e, Event::Failed { .. } | Event::Finished { .. })
+    });
+    let Some(Event::Failed {
+        id: Some(1),
+        message,
+    }) = ev.last()
+    else {
+        panic!("{ev:?}")
+    };
+    assert!(message.contains("injected panic at step 3"), "{message}");
+    // Still alive and working.
+    w.send(Command::Train {
+        id: 2,
+        config: Box::new(config(&dir.0, "after", 1)),
+        resume: None,
+    })
+    .unwrap();
+    let ev = wait_for(&w, "the next run", |e| {
+        matches!(e, Event::Finished { .. } | Event::Failed { .. })
+    });
+    assert!(
+        matches!(ev.last(), Some(Event::Finished { id: 2, .. })),
+        "{ev:?}"
+    );
+    assert!(w.alive());
+}
+
+#[test]
+fn dropping_the_handle_mid_run_leaves_a_resumable_checkpoint() {
+    let dir = common::TempDir::new("worker-drop");
+    let w = WorkerHandle::spawn(Some(1)).unwrap();
+    w.send(Command::Train {
+        id: 1,
+        config: Box::new(config(&dir.0, "dropped", 50)),
+        resume: None,
+    })
+    .unwrap();
+    wait_for(&w, "progress", |e| matches!(e, Event::Progress { .. }));
+    let start = Instant::now();
+    drop(w);
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "shutdown is prompt"
+    );
+    let run = dir.0.join("dropped");
+    let status: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("status.json")).unwrap()).unwrap();
+    assert_eq!(status["state"], "stopped");
+    assert!(run.join("checkpoint.json").exists());
+}
