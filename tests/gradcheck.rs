@@ -167,3 +167,43 @@ fn softmax_with_multi_sample_dropout() {
     };
     check(spec, true);
 }
+
+/// The row-sparse embedding path gives exactly the dense gradient's rows.
+#[test]
+fn sparse_embedding_rows_equal_the_dense_gradient() {
+    let (mut model, toks, tags) = tiny_model(ModelSpec::default());
+    let mut examples = Vec::new();
+    for (i, (t, g)) in toks.iter().zip(&tags).enumerate() {
+        examples.extend(model.encode(i, t, Some(g)).unwrap().1);
+    }
+    let refs: Vec<_> = examples.iter().collect();
+    let batch = model.batch(&refs, None).unwrap();
+    let emb = model.word_embedding_var().unwrap();
+
+    model.encoder().dropout_rng().set_state(99);
+    let dense = model.loss(&batch, true).unwrap().backward().unwrap();
+    let dense: Vec<Vec<f64>> = dense.get(emb.as_tensor()).unwrap().to_vec2().unwrap();
+
+    model.backbone.encoder.set_sparse_embedding(true);
+    model.encoder().dropout_rng().set_state(99);
+    let store = model.loss(&batch, true).unwrap().backward().unwrap();
+    assert!(
+        store.get(emb.as_tensor()).is_none(),
+        "the matrix stays out of the graph"
+    );
+    let sparse = model.encoder().take_sparse();
+    assert_eq!(sparse.len(), 1);
+    let rows: Vec<Vec<f64>> = store
+        .get(sparse[0].var.as_tensor())
+        .unwrap()
+        .to_vec2()
+        .unwrap();
+    for (k, &row) in sparse[0].rows.iter().enumerate() {
+        assert_eq!(rows[k], dense[row as usize], "row {row}");
+    }
+    // Rows not in the batch have no gradient.
+    let untouched = (0..dense.len()).filter(|r| !sparse[0].rows.contains(&(*r as u32)));
+    for r in untouched {
+        assert!(dense[r].iter().all(|&x| x == 0.0));
+    }
+}

@@ -1,7 +1,8 @@
 //! Runs survive crashes: `kill -9` in the middle of an epoch, then `nerlab train --resume`, ends
 //! with exactly the `report.json` of an uninterrupted run with the same seed; a NaN loss stops a run
 //! with a clear message and keeps the last good checkpoint. On the character model and the built-in
-//! demo corpus, with one thread (so floating-point work is ordered the same in every run).
+//! demo corpus, with one thread (so floating-point work is ordered the same in every run), and with
+//! FGM and R-Drop on, whose embedding perturbation must be undone exactly.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -34,6 +35,8 @@ lr = 0.003
 warmup_ratio = 0.1
 checkpoint_every = 5
 log_every = 1
+fgm_epsilon = 1.0
+rdrop_alpha = 1.0
 "#;
 
 fn nerlab() -> Command {

@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing with clap, one file per subcommand. Errors are handled
 //! once, here: each subcommand returns `anyhow::Result` and `main` prints the chain.
 
+pub mod bench;
 mod encode;
 mod eval;
 mod runs;
@@ -43,6 +44,8 @@ pub enum Command {
     Runs(runs::RunsArgs),
     /// Tokens, ids, offsets, hidden states and attention of a text under a model (for debugging).
     Encode(encode::EncodeArgs),
+    /// Training and tagging throughput, latency and peak memory (see docs/PERFORMANCE.md).
+    Bench(bench::BenchArgs),
 }
 
 /// Options shared by commands that read a corpus.
@@ -91,6 +94,7 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Score(args)) => score::run(&args),
         Some(Command::Sample(args)) => sample::run(&args),
         Some(Command::Encode(args)) => encode::run(&args),
+        Some(Command::Bench(args)) => bench::run(&args),
         Some(Command::Train(args)) => train::run(&args),
         Some(Command::Eval(args)) => eval::run(&args),
         Some(Command::Tag(args)) => tag::run(&args),

@@ -6,7 +6,9 @@
 //! narrower than the hidden size; RoBERTa/XLM-R number positions from `pad_token_id + 1` and have a
 //! single token type. Weight names are the checkpoints' own (see `params.rs`).
 
-use candle_core::{D, DType, Result as CResult, Tensor};
+use std::sync::{Arc, Mutex};
+
+use candle_core::{D, DType, Result as CResult, Tensor, Var};
 
 use super::config::{Activation, EncoderConfig, Family};
 use super::ops::{DropoutRng, Linear, dropout, layer_norm, softmax};
@@ -82,6 +84,14 @@ pub struct EncoderOutput {
     pub attentions: Vec<Tensor>,
 }
 
+/// Word-embedding rows gathered for one training forward pass: the rows (token ids) and a leaf
+/// variable holding them, whose gradient is the embedding matrix's gradient on those rows.
+#[derive(Debug, Clone)]
+pub struct SparseRows {
+    pub rows: Vec<u32>,
+    pub var: Var,
+}
+
 /// A BERT-family encoder.
 #[derive(Debug, Clone)]
 pub struct Encoder {
@@ -89,6 +99,9 @@ pub struct Encoder {
     embeddings: Embeddings,
     layers: Vec<Layer>,
     rng: DropoutRng,
+    /// Row-sparse word-embedding gradients in training (see [`Encoder::set_sparse_embedding`]).
+    sparse_embedding: bool,
+    sparse: Arc<Mutex<Vec<SparseRows>>>,
 }
 
 impl Encoder {
@@ -143,7 +156,29 @@ impl Encoder {
             embeddings,
             layers,
             rng,
+            sparse_embedding: false,
+            sparse: Arc::new(Mutex::new(Vec::new())),
         })
+    }
+
+    /// In training, look word embeddings up through a small leaf variable holding only the rows
+    /// a batch uses, so the (vocabulary x width) matrix never enters the autograd graph: no dense
+    /// gradient is built for it, and the optimizer updates just those rows (see `train::optim`).
+    /// The gathered rows are collected with [`take_sparse`](Self::take_sparse) after backward.
+    pub fn set_sparse_embedding(&mut self, on: bool) {
+        self.sparse_embedding = on;
+    }
+
+    pub fn sparse_embedding(&self) -> bool {
+        self.sparse_embedding
+    }
+
+    /// The rows gathered by training forward passes since the last call.
+    pub fn take_sparse(&self) -> Vec<SparseRows> {
+        self.sparse
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
     }
 
     pub fn dropout_rng(&self) -> &DropoutRng {
@@ -187,16 +222,42 @@ impl Encoder {
         Ok(())
     }
 
+    /// Rows of the pretrained vocabulary for flat ids, through a leaf variable when training
+    /// with sparse embeddings.
+    fn word_rows(&self, flat: &Tensor, train: bool) -> CResult<Tensor> {
+        if !(train && self.sparse_embedding) {
+            return self.embeddings.word.index_select(flat, 0);
+        }
+        let host: Vec<u32> = flat.to_vec1()?;
+        let mut rows = host.clone();
+        rows.sort_unstable();
+        rows.dedup();
+        let local: Vec<u32> = host
+            .iter()
+            .map(|id| rows.binary_search(id).unwrap_or(0) as u32)
+            .collect();
+        let dev = flat.device();
+        let gathered = self
+            .embeddings
+            .word
+            .index_select(&Tensor::from_vec(rows.clone(), rows.len(), dev)?, 0)?
+            .detach();
+        let var = Var::from_tensor(&gathered)?;
+        let out = var
+            .as_tensor()
+            .index_select(&Tensor::from_vec(local, host.len(), dev)?, 0)?;
+        if let Ok(mut list) = self.sparse.lock() {
+            list.push(SparseRows { rows, var });
+        }
+        Ok(out)
+    }
+
     /// Embedding rows for `ids` (batch, seq), with added tokens looked up in their own matrix.
-    fn lookup(&self, ids: &Tensor) -> CResult<Tensor> {
+    fn lookup(&self, ids: &Tensor, train: bool) -> CResult<Tensor> {
         let (b, s) = ids.dims2()?;
         let flat = ids.flatten_all()?;
         let Some(extra) = &self.embeddings.extra else {
-            return self
-                .embeddings
-                .word
-                .index_select(&flat, 0)?
-                .reshape((b, s, ()));
+            return self.word_rows(&flat, train)?.reshape((b, s, ()));
         };
         // Indices are split on the host: subtracting on a u32 tensor saturates in candle.
         let v = self.config.vocab_size as u32;
@@ -208,10 +269,7 @@ impl Encoder {
         let n = host.len();
         let sel =
             Tensor::from_vec(is_added, (n, 1), dev)?.to_dtype(self.embeddings.word.dtype())?;
-        let base_rows = self
-            .embeddings
-            .word
-            .index_select(&Tensor::from_vec(base, n, dev)?, 0)?;
+        let base_rows = self.word_rows(&Tensor::from_vec(base, n, dev)?, train)?;
         let added_rows = extra.index_select(&Tensor::from_vec(added, n, dev)?, 0)?;
         let rows = (base_rows.broadcast_mul(&sel.affine(-1.0, 1.0)?)?
             + added_rows.broadcast_mul(&sel)?)?;
@@ -278,7 +336,7 @@ impl Encoder {
             .reshape((b, s, ()))?;
         let token_type = emb.token_type.narrow(0, 0, 1)?;
         let x = self
-            .lookup(ids)?
+            .lookup(ids, train)?
             .add(&positions)?
             .broadcast_add(&token_type)?;
         let x = dropout(

@@ -128,7 +128,10 @@ pub enum Init {
 #[derive(Debug)]
 struct Store {
     vars: Mutex<BTreeMap<String, Var>>,
-    checkpoint: Checkpoint,
+    /// Tensors not yet turned into parameters: each is taken out when it becomes one, so the
+    /// weights are not held twice.
+    checkpoint: Mutex<Checkpoint>,
+    checkpoint_path: PathBuf,
     dtype: DType,
     device: Device,
     init_rng: Mutex<SplitMix64>,
@@ -149,7 +152,8 @@ impl Params {
         Self {
             store: Arc::new(Store {
                 vars: Mutex::new(BTreeMap::new()),
-                checkpoint,
+                checkpoint_path: checkpoint.path.clone(),
+                checkpoint: Mutex::new(checkpoint),
                 dtype,
                 device: device.clone(),
                 init_rng: Mutex::new(SplitMix64::new(seed ^ 0x5EED_1417)),
@@ -210,9 +214,15 @@ impl Params {
         }
     }
 
-    /// Whether the checkpoint has this tensor.
+    /// Whether the checkpoint has this tensor (already loaded, or still to load).
     pub fn has(&self, name: &str) -> bool {
-        self.store.checkpoint.tensors.contains_key(&self.full(name))
+        let full = self.full(name);
+        self.store.vars.lock().is_ok_and(|v| v.contains_key(&full))
+            || self
+                .store
+                .checkpoint
+                .lock()
+                .is_ok_and(|c| c.tensors.contains_key(&full))
     }
 
     /// The tensor `name` of `shape`: already created, loaded, or initialized (per the policy).
@@ -243,12 +253,18 @@ impl Params {
             }
             return Ok(v.as_tensor().clone());
         }
-        let tensor = match self.store.checkpoint.tensors.get(&full) {
+        let loaded = self
+            .store
+            .checkpoint
+            .lock()
+            .ok()
+            .and_then(|mut c| c.tensors.remove(&full));
+        let tensor = match loaded {
             Some(t) => {
                 if t.shape() != &shape {
                     bail!(
                         "{}: tensor {full} has shape {:?}, the config implies {shape:?}",
-                        self.store.checkpoint.path.display(),
+                        self.store.checkpoint_path.display(),
                         t.dims()
                     );
                 }
@@ -256,10 +272,10 @@ impl Params {
                     .to_device(&self.store.device)?
             }
             None if self.policy == Policy::MustLoad => {
-                let from = if self.store.checkpoint.path.as_os_str().is_empty() {
+                let from = if self.store.checkpoint_path.as_os_str().is_empty() {
                     "the checkpoint".to_string()
                 } else {
-                    self.store.checkpoint.path.display().to_string()
+                    self.store.checkpoint_path.display().to_string()
                 };
                 bail!("{from}: missing tensor {full} (shape {shape:?})");
             }

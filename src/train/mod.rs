@@ -2,6 +2,7 @@
 //! training loop with its tricks, and run directories on disk.
 
 pub mod config;
+pub mod fused;
 pub mod optim;
 pub mod run_dir;
 pub mod sources;

@@ -5,11 +5,13 @@
 //! (heads, MLM head) the head rate; biases and LayerNorm parameters get no weight decay, as in HF's
 //! Trainer. When parameters are in half precision (GPU), f32 master copies are updated and cast back.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 
 use candle_core::{DType, Tensor, Var};
 
 use super::config::Schedule;
+use super::fused::{AdamHyper, DenseAdam, RowAdam};
 
 /// Whether a parameter belongs to the pretrained encoder (encoder learning rate).
 pub fn is_encoder_param(name: &str) -> bool {
@@ -22,15 +24,132 @@ pub fn decays(name: &str) -> bool {
     !(last.contains("bias") || name.contains("LayerNorm") || name.contains("layer_norm"))
 }
 
+/// The optimizer's moments of one parameter: host buffers for CPU f32 parameters (updated in place
+/// by the fused kernels), tensors otherwise (GPU, f64).
+enum Moments {
+    Host { m: Vec<f32>, v: Vec<f32> },
+    Tensor { m: Tensor, v: Tensor },
+}
+
 struct Slot {
     name: String,
     var: Var,
     /// f32 copy when `var` is half precision.
     master: Option<Tensor>,
-    m: Tensor,
-    v: Tensor,
+    moments: Moments,
     encoder: bool,
     decay: bool,
+}
+
+/// Gradients of one optimizer step: dense ones by parameter name (sorted, so sums run in the same
+/// order in every process), and the word-embedding matrix's as gathered rows.
+#[derive(Debug, Default)]
+pub struct Grads {
+    pub dense: BTreeMap<String, Tensor>,
+    /// Word-embedding gradient rows by token id (only rows a batch used).
+    pub rows: BTreeMap<u32, Vec<f32>>,
+    pub row_param: Option<String>,
+}
+
+impl Grads {
+    /// Adds `scale` times the gradients in `store` of the model's parameters, and of the sparse
+    /// embedding rows its encoder gathered (which are taken from it).
+    pub fn add(
+        &mut self,
+        params: &[(String, Var)],
+        store: &candle_core::backprop::GradStore,
+        sparse: Vec<crate::model::encoder::SparseRows>,
+        scale: f64,
+    ) -> candle_core::Result<()> {
+        for (name, var) in params {
+            if let Some(g) = store.get(var.as_tensor()) {
+                let g = (g * scale)?;
+                let entry = self.dense.remove(name);
+                self.dense.insert(
+                    name.clone(),
+                    match entry {
+                        Some(a) => (a + g)?,
+                        None => g,
+                    },
+                );
+            }
+        }
+        for s in sparse {
+            let Some(g) = store.get(s.var.as_tensor()) else {
+                continue;
+            };
+            let g: Vec<Vec<f32>> = g.to_dtype(DType::F32)?.to_vec2()?;
+            for (&row, grad) in s.rows.iter().zip(g) {
+                let acc = self
+                    .rows
+                    .entry(row)
+                    .or_insert_with(|| vec![0.0; grad.len()]);
+                for (a, x) in acc.iter_mut().zip(grad) {
+                    *a += x * scale as f32;
+                }
+            }
+            self.row_param
+                .get_or_insert_with(|| "embeddings.word_embeddings.weight".to_string());
+        }
+        Ok(())
+    }
+
+    /// The global L2 norm of all gradients.
+    pub fn norm(&self) -> candle_core::Result<f64> {
+        let mut sum = 0.0;
+        for g in self.dense.values() {
+            sum += g
+                .to_dtype(DType::F64)?
+                .sqr()?
+                .sum_all()?
+                .to_scalar::<f64>()?;
+        }
+        for row in self.rows.values() {
+            sum += row
+                .iter()
+                .map(|&x| f64::from(x) * f64::from(x))
+                .sum::<f64>();
+        }
+        Ok(sum.sqrt())
+    }
+
+    /// The L2 norm of the word-embedding gradient (sparse rows, or the dense matrix).
+    pub fn norm_of_embedding(&self) -> candle_core::Result<f64> {
+        if !self.rows.is_empty() {
+            return Ok(self
+                .rows
+                .values()
+                .flatten()
+                .map(|&x| f64::from(x) * f64::from(x))
+                .sum::<f64>()
+                .sqrt());
+        }
+        match self.dense.get("embeddings.word_embeddings.weight") {
+            Some(g) => g
+                .to_dtype(DType::F64)?
+                .sqr()?
+                .sum_all()?
+                .to_scalar::<f64>()
+                .map(f64::sqrt),
+            None => Ok(0.0),
+        }
+    }
+
+    /// The sparse rows as (ids, a (rows, width) tensor).
+    pub fn row_tensor(
+        &self,
+        device: &candle_core::Device,
+    ) -> candle_core::Result<Option<(Vec<u32>, Tensor)>> {
+        let Some(width) = self.rows.values().next().map(Vec::len) else {
+            return Ok(None);
+        };
+        let ids: Vec<u32> = self.rows.keys().copied().collect();
+        let flat: Vec<f32> = self.rows.values().flatten().copied().collect();
+        Ok(Some((
+            ids.clone(),
+            Tensor::from_vec(flat, (ids.len(), width), device)?,
+        )))
+    }
 }
 
 /// AdamW over named parameters.
@@ -44,6 +163,10 @@ pub struct AdamW {
     pub step: usize,
 }
 
+fn host_eligible(var: &Var) -> bool {
+    var.device().is_cpu() && var.dtype() == DType::F32 && var.as_tensor().is_contiguous()
+}
+
 impl AdamW {
     pub fn new(vars: Vec<(String, Var)>, weight_decay: f64) -> candle_core::Result<Self> {
         let slots = vars
@@ -54,17 +177,24 @@ impl AdamW {
                 } else {
                     Some(var.as_tensor().to_dtype(DType::F32)?)
                 };
-                let state_dtype = if var.dtype() == DType::F64 {
-                    DType::F64
+                let moments = if host_eligible(&var) {
+                    Moments::Host {
+                        m: vec![0.0; var.elem_count()],
+                        v: vec![0.0; var.elem_count()],
+                    }
                 } else {
-                    DType::F32
+                    let state_dtype = if var.dtype() == DType::F64 {
+                        DType::F64
+                    } else {
+                        DType::F32
+                    };
+                    let m = Tensor::zeros(var.shape(), state_dtype, var.device())?;
+                    Moments::Tensor { v: m.clone(), m }
                 };
-                let m = Tensor::zeros(var.shape(), state_dtype, var.device())?;
                 Ok(Slot {
                     encoder: is_encoder_param(&name),
                     decay: decays(&name),
-                    v: m.clone(),
-                    m,
+                    moments,
                     master,
                     name,
                     var,
@@ -85,62 +215,120 @@ impl AdamW {
         self.slots.iter().map(|s| s.name.as_str())
     }
 
-    /// One update with the given gradients (by parameter name; missing ones are skipped, as
-    /// PyTorch skips parameters without a gradient).
+    /// One update (parameters without a gradient are skipped, as PyTorch skips them). Gradients are
+    /// first multiplied by `grad_scale` (clipping).
     pub fn step(
         &mut self,
-        grads: &HashMap<String, Tensor>,
+        grads: &Grads,
         lr_encoder: f64,
         lr_head: f64,
+        grad_scale: f64,
     ) -> candle_core::Result<()> {
         self.step += 1;
         let t = self.step as i32;
         let bc1 = 1.0 - self.beta1.powi(t);
         let bc2_sqrt = (1.0 - self.beta2.powi(t)).sqrt();
+        let row_tensor = match self.slots.first() {
+            Some(s) => grads.row_tensor(s.var.device())?,
+            None => None,
+        };
         for s in &mut self.slots {
-            let Some(g) = grads.get(&s.name) else {
-                continue;
-            };
-            let g = g.to_dtype(s.m.dtype())?;
             let lr = if s.encoder { lr_encoder } else { lr_head };
-            let p = match &s.master {
-                Some(m) => m.clone(),
-                None => s.var.as_tensor().clone(),
-            };
-            // param.mul_(1 - lr * weight_decay)
-            let p = if s.decay && self.weight_decay != 0.0 {
-                p.affine(1.0 - lr * self.weight_decay, 0.0)?
+            let decay = if s.decay && self.weight_decay != 0.0 {
+                1.0 - lr * self.weight_decay
             } else {
-                p
+                1.0
             };
-            // exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
-            s.m = (&s.m + (g.sub(&s.m)? * (1.0 - self.beta1))?)?;
-            s.v = ((&s.v * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
-            // denom = exp_avg_sq.sqrt() / sqrt(bias_correction2) + eps; param -= lr / bc1 * exp_avg / denom
-            let denom = ((s.v.sqrt()? / bc2_sqrt)? + self.eps)?;
-            let p = (p - (s.m.div(&denom)? * (lr / bc1))?)?;
-            match &mut s.master {
-                Some(m) => {
-                    s.var.set(&p.to_dtype(s.var.dtype())?)?;
-                    *m = p;
+            let hyper = AdamHyper {
+                lr,
+                beta1: self.beta1,
+                beta2: self.beta2,
+                eps: self.eps,
+                decay,
+                bc1,
+                bc2_sqrt,
+                grad_scale,
+            };
+            let sparse = grads.row_param.as_deref() == Some(s.name.as_str());
+            match (&mut s.moments, sparse, &row_tensor) {
+                (Moments::Host { m, v }, true, Some((rows, g))) => {
+                    let width = g.dim(1)?;
+                    let op = RowAdam {
+                        hyper,
+                        rows,
+                        width,
+                        m: Mutex::new(m.as_mut_slice()),
+                        v: Mutex::new(v.as_mut_slice()),
+                    };
+                    s.var.as_tensor().inplace_op2(g, &op)?;
                 }
-                None => s.var.set(&p)?,
+                (Moments::Host { m, v }, false, _) => {
+                    let Some(g) = grads.dense.get(&s.name) else {
+                        continue;
+                    };
+                    let g = if g.is_contiguous() && g.dtype() == DType::F32 {
+                        g.clone()
+                    } else {
+                        g.to_dtype(DType::F32)?.contiguous()?
+                    };
+                    let op = DenseAdam {
+                        hyper,
+                        m: Mutex::new(m.as_mut_slice()),
+                        v: Mutex::new(v.as_mut_slice()),
+                    };
+                    s.var.as_tensor().inplace_op2(&g, &op)?;
+                }
+                (Moments::Tensor { m, v }, _, _) => {
+                    let Some(g) = grads.dense.get(&s.name) else {
+                        continue;
+                    };
+                    let g = (g.to_dtype(m.dtype())? * grad_scale)?;
+                    let p = match &s.master {
+                        Some(master) => master.clone(),
+                        None => s.var.as_tensor().clone(),
+                    };
+                    // PyTorch's AdamW: decay, lerp the first moment, update the second, step.
+                    let p = if decay != 1.0 {
+                        p.affine(decay, 0.0)?
+                    } else {
+                        p
+                    };
+                    *m = (&*m + (g.sub(m)? * (1.0 - self.beta1))?)?;
+                    *v = ((&*v * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
+                    let denom = ((v.sqrt()? / bc2_sqrt)? + self.eps)?;
+                    let p = (p - (m.div(&denom)? * (lr / bc1))?)?;
+                    match &mut s.master {
+                        Some(master) => {
+                            s.var.set(&p.to_dtype(s.var.dtype())?)?;
+                            *master = p;
+                        }
+                        None => s.var.set(&p)?,
+                    }
+                }
+                (Moments::Host { .. }, true, None) => {}
             }
         }
         Ok(())
     }
 
     /// Optimizer state for a checkpoint: `m.<name>`, `v.<name>` (and `master.<name>`).
-    pub fn state(&self) -> HashMap<String, Tensor> {
+    pub fn state(&self) -> candle_core::Result<HashMap<String, Tensor>> {
         let mut out = HashMap::new();
         for s in &self.slots {
-            out.insert(format!("m.{}", s.name), s.m.clone());
-            out.insert(format!("v.{}", s.name), s.v.clone());
-            if let Some(m) = &s.master {
-                out.insert(format!("master.{}", s.name), m.clone());
+            let (m, v) = match &s.moments {
+                Moments::Host { m, v } => (
+                    Tensor::from_slice(m, s.var.shape(), &candle_core::Device::Cpu)?,
+                    Tensor::from_slice(v, s.var.shape(), &candle_core::Device::Cpu)?,
+                ),
+                Moments::Tensor { m, v } => (m.clone(), v.clone()),
+            };
+            out.insert(format!("m.{}", s.name), m);
+            out.insert(format!("v.{}", s.name), v);
+            if let Some(master) = &s.master {
+                out.insert(format!("master.{}", s.name), master.clone());
             }
         }
-        out
+        Ok(out)
     }
 
     /// Restores [`state`](Self::state) and the step count.
@@ -154,12 +342,21 @@ impl AdamW {
                 let t = state
                     .get(&k)
                     .ok_or_else(|| anyhow::anyhow!("optimizer state lacks {k}"))?;
-                Ok(t.to_device(s.var.device())?)
+                Ok(t.clone())
             };
-            s.m = get(format!("m.{}", s.name))?.to_dtype(s.m.dtype())?;
-            s.v = get(format!("v.{}", s.name))?.to_dtype(s.v.dtype())?;
+            let (m, v) = (get(format!("m.{}", s.name))?, get(format!("v.{}", s.name))?);
+            match &mut s.moments {
+                Moments::Host { m: hm, v: hv } => {
+                    *hm = m.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+                    *hv = v.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+                }
+                Moments::Tensor { m: tm, v: tv } => {
+                    *tm = m.to_device(s.var.device())?.to_dtype(tm.dtype())?;
+                    *tv = v.to_device(s.var.device())?.to_dtype(tv.dtype())?;
+                }
+            }
             if s.master.is_some() {
-                s.master = Some(get(format!("master.{}", s.name))?);
+                s.master = Some(get(format!("master.{}", s.name))?.to_device(s.var.device())?);
             }
         }
         self.step = step;
@@ -167,32 +364,14 @@ impl AdamW {
     }
 }
 
-/// The global L2 norm of all gradients.
-pub fn global_norm(grads: &HashMap<String, Tensor>) -> candle_core::Result<f64> {
-    let mut sum = 0.0;
-    for g in grads.values() {
-        sum += g
-            .to_dtype(DType::F64)?
-            .sqr()?
-            .sum_all()?
-            .to_scalar::<f64>()?;
-    }
-    Ok(sum.sqrt())
-}
-
-/// `torch.nn.utils.clip_grad_norm_`: scales all gradients by `max / (norm + 1e-6)` when that is
-/// below 1. Returns the norm before clipping.
-pub fn clip(grads: &mut HashMap<String, Tensor>, max_norm: f64) -> candle_core::Result<f64> {
-    let norm = global_norm(grads)?;
+/// `torch.nn.utils.clip_grad_norm_`'s factor: `max / (norm + 1e-6)` when that is below 1, else 1
+/// (and 1 when clipping is off).
+pub fn clip_scale(norm: f64, max_norm: f64) -> f64 {
     if max_norm > 0.0 {
-        let coef = max_norm / (norm + 1e-6);
-        if coef < 1.0 {
-            for g in grads.values_mut() {
-                *g = (&*g * coef)?;
-            }
-        }
+        (max_norm / (norm + 1e-6)).min(1.0)
+    } else {
+        1.0
     }
-    Ok(norm)
 }
 
 /// The learning-rate multiplier at optimizer step `step` (0-based, before the update), as HF's
@@ -239,17 +418,45 @@ mod tests {
     #[test]
     fn matches_torch_adamw() {
         // torch.optim.AdamW([p], lr=0.1, weight_decay=0.01) with p = [1.0, -2.0] and the gradients
-        // [0.5, -1.0] then [0.25, 0.5], against PyTorch's single-tensor update rule written out.
-        let var = Var::from_tensor(&Tensor::new(&[1.0f64, -2.0], &Device::Cpu).unwrap()).unwrap();
-        let mut opt = AdamW::new(vec![("w".into(), var.clone())], 0.01).unwrap();
-        for g in [[0.5f64, -1.0], [0.25, 0.5]] {
-            let grads = HashMap::from([("w".to_string(), Tensor::new(&g, &Device::Cpu).unwrap())]);
-            opt.step(&grads, 0.1, 0.1).unwrap();
-        }
-        let p: Vec<f64> = var.as_tensor().to_vec1().unwrap();
+        // [0.5, -1.0] then [0.25, 0.5]: [0.8048830404754623, -1.869468297369903] (torch 2.15), which
+        // PyTorch's update rule written out below reproduces. The f64 parameter takes the tensor
+        // path, the f32 one the fused in-place kernel.
         let expected = reference_adamw(&[1.0, -2.0], &[[0.5, -1.0], [0.25, 0.5]], 0.1, 0.01);
-        for (a, b) in p.iter().zip(&expected) {
-            assert!((a - b).abs() < 1e-12, "{p:?} vs {expected:?}");
+        assert!((expected[0] - 0.8048830404754623).abs() < 1e-15);
+        for dtype in [candle_core::DType::F64, candle_core::DType::F32] {
+            let var = Var::from_tensor(
+                &Tensor::new(&[1.0f64, -2.0], &Device::Cpu)
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap(),
+            )
+            .unwrap();
+            let mut opt = AdamW::new(vec![("w".into(), var.clone())], 0.01).unwrap();
+            for g in [[0.5f64, -1.0], [0.25, 0.5]] {
+                let mut grads = Grads::default();
+                grads.dense.insert(
+                    "w".into(),
+                    Tensor::new(&g, &Device::Cpu)
+                        .unwrap()
+                        .to_dtype(dtype)
+                        .unwrap(),
+                );
+                opt.step(&grads, 0.1, 0.1, 1.0).unwrap();
+            }
+            let p: Vec<f64> = var
+                .as_tensor()
+                .to_dtype(candle_core::DType::F64)
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let tol = if dtype == candle_core::DType::F64 {
+                1e-12
+            } else {
+                1e-6
+            };
+            for (a, b) in p.iter().zip(&expected) {
+                assert!((a - b).abs() < tol, "{dtype:?}: {p:?} vs {expected:?}");
+            }
         }
     }
 
@@ -274,13 +481,17 @@ mod tests {
 
     #[test]
     fn clipping_and_schedules() {
-        let mut g = HashMap::from([(
-            "a".to_string(),
+        let mut g = Grads::default();
+        g.dense.insert(
+            "a".into(),
             Tensor::new(&[3.0f64, 4.0], &Device::Cpu).unwrap(),
-        )]);
-        let norm = clip(&mut g, 1.0).unwrap();
+        );
+        g.rows.insert(7, vec![0.0, 0.0]);
+        let norm = g.norm().unwrap();
         assert_eq!(norm, 5.0);
-        assert!((global_norm(&g).unwrap() - 1.0).abs() < 1e-6);
+        assert!((clip_scale(norm, 1.0) * norm - 1.0).abs() < 1e-6);
+        assert_eq!(clip_scale(0.5, 1.0), 1.0);
+        assert_eq!(clip_scale(50.0, 0.0), 1.0);
         assert_eq!(lr_factor(Schedule::Linear, 0, 0, 10), 1.0);
         assert_eq!(lr_factor(Schedule::Linear, 5, 0, 10), 0.5);
         assert_eq!(lr_factor(Schedule::Linear, 1, 2, 10), 0.5);

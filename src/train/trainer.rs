@@ -3,7 +3,6 @@
 //! of every epoch is derived from (seed, stage, epoch), and every random generator's state goes into
 //! each checkpoint, so a run resumed after a crash ends exactly as an uninterrupted one.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +13,8 @@ use candle_core::{D, DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::config::RunConfig;
-use super::optim::{AdamW, clip, lr_factor, warmup_steps};
+use super::fused::{AddRows, SetRows};
+use super::optim::{AdamW, Grads, clip_scale, lr_factor, warmup_steps};
 use super::run_dir::{RunDir, RunState, Status};
 use super::sources::{load_corpus, resolve_model};
 use crate::data::hub::Hub;
@@ -325,29 +325,6 @@ pub fn evaluate(
     Ok((score(&gold.tags, &pv.tags, Some(&conf), &opts)?, pred))
 }
 
-/// Sum of gradients over micro-batches, by parameter name.
-fn add_grads(
-    acc: &mut HashMap<String, Tensor>,
-    model: &NerModel,
-    grads: &candle_core::backprop::GradStore,
-    scale: f64,
-) -> candle_core::Result<()> {
-    for (name, var) in model.params().vars() {
-        if let Some(g) = grads.get(var.as_tensor()) {
-            let g = (g * scale)?;
-            let entry = acc.remove(&name);
-            acc.insert(
-                name,
-                match entry {
-                    Some(a) => (a + g)?,
-                    None => g,
-                },
-            );
-        }
-    }
-    Ok(())
-}
-
 /// Symmetric KL divergence between two passes' class distributions, mean over real units.
 fn symmetric_kl(a: &Tensor, b: &Tensor, unit_mask: &Tensor) -> candle_core::Result<Tensor> {
     let (la, lb) = (log_softmax(a)?, log_softmax(b)?);
@@ -374,6 +351,9 @@ struct Trainer<'a> {
     seen_sentences: usize,
     seen_tokens: usize,
     total_steps: usize,
+    /// The best evaluation's dev report (the final report reuses it instead of evaluating the
+    /// same model again; a resumed run, which lacks it, recomputes the same numbers).
+    best_report: Option<ScoreReport>,
 }
 
 impl Trainer<'_> {
@@ -402,7 +382,7 @@ impl Trainer<'_> {
             .join(format!(".tmp-checkpoint-{}", self.state.step));
         let _ = std::fs::remove_dir_all(&tmp);
         self.model.save(&tmp)?;
-        candle_core::safetensors::save(&self.opt.state(), tmp.join("optimizer.safetensors"))?;
+        candle_core::safetensors::save(&self.opt.state()?, tmp.join("optimizer.safetensors"))?;
         self.state.dropout_rng = self.model.encoder().dropout_rng().state();
         std::fs::write(
             tmp.join("state.json"),
@@ -425,6 +405,7 @@ impl Trainer<'_> {
             let f1 = report.micro.f1;
             let best = self.state.best_f1.is_none_or(|b| f1 > b);
             if best {
+                self.best_report = Some(report.clone());
                 self.state.best_f1 = Some(f1);
                 self.state.best_step = Some(self.state.step);
                 self.state.evals_since_best = 0;
@@ -470,12 +451,11 @@ impl Trainer<'_> {
         self.checkpoint()
     }
 
-    /// One optimizer step over `batches` (gradient accumulation). Returns the mean loss and the
-    /// gradient norm, or an error when the loss is not finite (nothing is applied then).
     fn step(&mut self, stage: &Stage, batches: &[&[usize]]) -> anyhow::Result<(f64, f64)> {
-        let t = &self.config.train;
+        let t = self.config.train.clone();
         let accum = batches.len() as f64;
-        let mut grads: HashMap<String, Tensor> = HashMap::new();
+        let params = self.model.params().vars();
+        let mut grads = Grads::default();
         let mut total_loss = 0.0;
         let mut mask_rng = SplitMix64::from_state(self.state.mask_rng);
         for idx in batches {
@@ -492,41 +472,28 @@ impl Trainer<'_> {
                 loss1
             };
             let mut value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-            if self.config.train.inject_panic_at_step == Some(self.state.step + 1) {
+            if t.inject_panic_at_step == Some(self.state.step + 1) {
                 panic!("injected panic at step {}", self.state.step + 1);
             }
-            if self.config.train.inject_nan_at_step == Some(self.state.step + 1) {
+            if t.inject_nan_at_step == Some(self.state.step + 1) {
                 value = f64::NAN;
             }
             if !value.is_finite() {
+                self.model.encoder().take_sparse();
                 bail!("the loss became {value} at step {}", self.state.step + 1);
             }
             total_loss += value / accum;
-            let main = loss.backward()?;
-            add_grads(&mut grads, &self.model, &main, 1.0 / accum)?;
-            if t.fgm_epsilon > 0.0
-                && let Some(emb) = self.model.word_embedding_var()
-                && let Some(g) = main.get(emb.as_tensor()).cloned()
-            {
-                // FGM: move the word embeddings along the gradient, add the adversarial loss's
-                // gradients, restore the embeddings.
-                let norm = g
-                    .sqr()?
-                    .sum_all()?
-                    .to_dtype(DType::F64)?
-                    .to_scalar::<f64>()?
-                    .sqrt();
-                if norm > 0.0 && norm.is_finite() {
-                    let backup = emb.as_tensor().copy()?;
-                    emb.set(&(emb.as_tensor() + (g * (t.fgm_epsilon / norm))?)?)?;
-                    let adv = self.model.loss(&batch, true)?;
-                    add_grads(&mut grads, &self.model, &adv.backward()?, 1.0 / accum)?;
-                    emb.set(&backup)?;
-                }
+            let store = loss.backward()?;
+            let sparse = self.model.encoder().take_sparse();
+            if t.fgm_epsilon > 0.0 {
+                let mut own = Grads::default();
+                own.add(&params, &store, sparse.clone(), 1.0)?;
+                self.fgm(&batch, &own, &params, &mut grads, t.fgm_epsilon, accum)?;
             }
+            grads.add(&params, &store, sparse, 1.0 / accum)?;
         }
         self.state.mask_rng = mask_rng.state();
-        let grad_norm = clip(&mut grads, t.clip_norm)?;
+        let grad_norm = grads.norm()?;
         if !grad_norm.is_finite() {
             bail!(
                 "the gradient norm became {grad_norm} at step {}",
@@ -541,10 +508,74 @@ impl Trainer<'_> {
         );
         let lr = stage.lr * factor;
         let head_lr = t.head_lr.unwrap_or(stage.lr) * factor;
-        self.opt.step(&grads, lr, head_lr)?;
+        self.opt
+            .step(&grads, lr, head_lr, clip_scale(grad_norm, t.clip_norm))?;
         self.state.step += 1;
         self.state.stage_step += 1;
         Ok((total_loss, grad_norm))
+    }
+
+    /// FGM (Miyato et al. 2017): moves the word embeddings the batch used along their gradient
+    /// (norm `epsilon`), adds the gradients of the loss there, and puts the embeddings back exactly.
+    fn fgm(
+        &self,
+        batch: &crate::model::batch::Batch,
+        own: &Grads,
+        params: &[(String, candle_core::Var)],
+        grads: &mut Grads,
+        epsilon: f64,
+        accum: f64,
+    ) -> anyhow::Result<()> {
+        let Some(emb) = self.model.word_embedding_var() else {
+            return Ok(());
+        };
+        let norm = own.norm_of_embedding()?;
+        if !(norm > 0.0 && norm.is_finite()) {
+            return Ok(());
+        }
+        let scale = epsilon / norm;
+        match own.row_tensor(emb.device())? {
+            Some((rows, g)) => {
+                let width = g.dim(1)?;
+                let ids = Tensor::from_vec(rows.clone(), rows.len(), emb.device())?;
+                let backup = emb.as_tensor().index_select(&ids, 0)?.contiguous()?;
+                emb.as_tensor().inplace_op2(
+                    &g,
+                    &AddRows {
+                        rows: &rows,
+                        width,
+                        scale: scale as f32,
+                    },
+                )?;
+                let adv = self.model.loss(batch, true)?;
+                let store = adv.backward()?;
+                grads.add(
+                    params,
+                    &store,
+                    self.model.encoder().take_sparse(),
+                    1.0 / accum,
+                )?;
+                emb.as_tensor()
+                    .inplace_op2(&backup, &SetRows { rows: &rows, width })?;
+            }
+            None => {
+                let Some(g) = own.dense.get("embeddings.word_embeddings.weight") else {
+                    return Ok(());
+                };
+                let backup = emb.as_tensor().copy()?;
+                emb.set(&(emb.as_tensor() + (g * scale)?)?)?;
+                let adv = self.model.loss(batch, true)?;
+                let store = adv.backward()?;
+                grads.add(
+                    params,
+                    &store,
+                    self.model.encoder().take_sparse(),
+                    1.0 / accum,
+                )?;
+                emb.set(&backup)?;
+            }
+        }
+        Ok(())
     }
 
     fn stages(&self) -> anyhow::Result<Vec<Stage>> {
@@ -719,8 +750,14 @@ impl Trainer<'_> {
             "labels": best.labels,
         });
         if let Some(dev) = &self.prepared.dev {
-            let (r, pred) = evaluate(&best, dev, self.eval_batch())?;
-            write_predictions(&self.run.path, dev, pred)?;
+            let r = match self.best_report.take() {
+                Some(r) => r,
+                None => {
+                    let (r, pred) = evaluate(&best, dev, self.eval_batch())?;
+                    write_predictions(&self.run.path, dev, pred)?;
+                    r
+                }
+            };
             report["dev"] = serde_json::to_value(&r)?;
         }
         let mut evals = serde_json::Map::new();
@@ -844,6 +881,10 @@ fn train_inner(
             (model, state)
         }
     };
+    let mut model = model;
+    // Row-sparse embedding updates on the CPU (see `Encoder::set_sparse_embedding`).
+    let sparse = model.device().is_cpu() && model.dtype() == DType::F32;
+    model.backbone.encoder.set_sparse_embedding(sparse);
     let mut opt = AdamW::new(model.params().vars(), config.train.weight_decay)?;
     if let Some(ck) = &checkpoint {
         let st = candle_core::safetensors::load(ck.join("optimizer.safetensors"), &model.device())?;
@@ -863,6 +904,7 @@ fn train_inner(
         seen_sentences: 0,
         seen_tokens: 0,
         total_steps: 0,
+        best_report: None,
     };
     let outcome = trainer.run(train_sentences, checkpoint.is_some());
     let (state, message) = match outcome {

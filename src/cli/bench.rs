@@ -1,0 +1,261 @@
+//! `nerlab bench`: training and tagging throughput, single-sentence latency and peak memory on real
+//! sentences, for the character model or a pretrained encoder. Targets and comparisons with
+//! PyTorch live in `bench/` and docs/PERFORMANCE.md.
+//!
+//! ```text
+//! nerlab bench --model DIR|char --task train|tag --data CORPUS --batch-size 16 --threads 2 --steps 20 --json
+//! ```
+
+use std::time::Instant;
+
+use anyhow::Context;
+use candle_core::{DType, Device};
+use clap::Args;
+use serde::Serialize;
+
+use crate::data::hub::Hub;
+use crate::model::align::AlignMode;
+use crate::model::backbone::{Backbone, CharModelSize};
+use crate::model::batch::Example;
+use crate::model::ner::{ModelSpec, NerModel, bio_labels};
+use crate::model::tokenize::CharVocab;
+use crate::train::optim::{AdamW, Grads, clip_scale};
+use crate::train::sources::{load_corpus, resolve_model};
+use crate::train::trainer::epoch_batches;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// char, a model folder, hf:<repo> or a preset.
+    #[arg(long)]
+    pub model: String,
+    /// train (forward + backward + AdamW step) or tag (inference).
+    #[arg(long, default_value = "train")]
+    pub task: String,
+    /// Sentences to use (a corpus path or any data source).
+    #[arg(long)]
+    pub data: String,
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Timed steps (batches), after two warm-up steps.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Length-bucketed batches (less padding).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub bucket: bool,
+    #[arg(long, default_value = "softmax")]
+    pub head: String,
+    /// Row-sparse word-embedding updates (what training on the CPU uses); false measures the dense
+    /// update.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub sparse_embedding: bool,
+    /// Single-sentence latency measurements (tag task).
+    #[arg(long, default_value_t = 100)]
+    pub latency_samples: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p99: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BenchResult {
+    pub model: String,
+    pub task: String,
+    pub threads: usize,
+    pub batch_size: usize,
+    pub steps: usize,
+    pub sentences_per_sec: f64,
+    pub tokens_per_sec: f64,
+    pub latency_ms: Option<Latency>,
+    pub peak_rss_bytes: u64,
+    /// Share of a training step spent in forward, backward and the optimizer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase_ms: Option<Phases>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Phases {
+    pub forward: f64,
+    pub backward: f64,
+    pub optimizer: f64,
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`), 0 where unknown.
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let pos = q / 100.0 * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
+    let threads = crate::model::device::default_threads(a.threads);
+    let r = crate::model::device::with_threads(threads, || bench(a, threads))??;
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "{} {} x{} threads, batch {}: {:.1} sentences/s, {:.0} tokens/s{}, peak RSS {:.0} MiB",
+            r.model,
+            r.task,
+            r.threads,
+            r.batch_size,
+            r.sentences_per_sec,
+            r.tokens_per_sec,
+            r.latency_ms.as_ref().map_or(String::new(), |l| format!(
+                ", latency p50 {:.2} ms p99 {:.2} ms",
+                l.p50, l.p99
+            )) + &r.phase_ms.as_ref().map_or(String::new(), |p| format!(
+                " (a step: forward {:.0} ms, backward {:.0} ms, optimizer {:.0} ms)",
+                p.forward, p.backward, p.optimizer
+            )),
+            r.peak_rss_bytes as f64 / (1024.0 * 1024.0)
+        );
+    }
+    Ok(())
+}
+
+fn bench(a: &BenchArgs, threads: usize) -> anyhow::Result<BenchResult> {
+    let corpus = load_corpus(&a.data, None, &Hub::from_env(true))
+        .with_context(|| format!("reading {}", a.data))?;
+    let labels = bio_labels(
+        corpus
+            .sentences
+            .iter()
+            .flat_map(|s| s.tags.iter().map(String::as_str)),
+    );
+    let mode = if corpus.format.char_level() {
+        AlignMode::Chars
+    } else {
+        AlignMode::Words
+    };
+    let backbone = match resolve_model(&a.model, &Hub::from_env(true))? {
+        Some(dir) => Backbone::pretrained(&dir, DType::F32, &Device::Cpu, 0)?,
+        None => {
+            let vocab = CharVocab::build(
+                corpus
+                    .sentences
+                    .iter()
+                    .flat_map(|s| s.tokens.iter().map(String::as_str)),
+                1,
+            );
+            Backbone::char(vocab, CharModelSize::default(), DType::F32, &Device::Cpu, 0)?
+        }
+    };
+    let spec = ModelSpec {
+        head: a.head.parse().map_err(anyhow::Error::msg)?,
+        ..ModelSpec::default()
+    };
+    let mut model = NerModel::new(backbone, spec, labels, mode)?;
+    model
+        .backbone
+        .encoder
+        .set_sparse_embedding(a.sparse_embedding);
+    let mut examples: Vec<Example> = Vec::new();
+    for (i, s) in corpus.sentences.iter().enumerate() {
+        examples.extend(model.encode_as(i, &s.tokens, Some(&s.tags), mode)?.1);
+    }
+    let lengths: Vec<usize> = examples.iter().map(|e| e.ids.len()).collect();
+    let batches = epoch_batches(&lengths, a.batch_size, 0, 0, 0, a.bucket);
+    let warmup = 2;
+    let needed = (a.steps + warmup).min(batches.len());
+    let mut sentences = 0;
+    let mut tokens = 0;
+    let mut elapsed = 0.0;
+    let mut latency = None;
+    // forward, backward, optimizer seconds (train task)
+    let mut phases = [0.0f64; 3];
+    match a.task.as_str() {
+        "train" => {
+            let params = model.params().vars();
+            let mut opt = AdamW::new(params.clone(), 0.01)?;
+            for (k, idx) in batches[..needed].iter().enumerate() {
+                let ex: Vec<&Example> = idx.iter().map(|&i| &examples[i]).collect();
+                let start = Instant::now();
+                let batch = model.batch(&ex, None)?;
+                let loss = model.loss(&batch, true)?;
+                let t_forward = start.elapsed().as_secs_f64();
+                let store = loss.backward()?;
+                let t_backward = start.elapsed().as_secs_f64();
+                let mut grads = Grads::default();
+                grads.add(&params, &store, model.encoder().take_sparse(), 1.0)?;
+                let scale = clip_scale(grads.norm()?, 1.0);
+                opt.step(&grads, 5e-5, 5e-5, scale)?;
+                if k >= warmup {
+                    let total = start.elapsed().as_secs_f64();
+                    phases[0] += t_forward;
+                    phases[1] += t_backward - t_forward;
+                    phases[2] += total - t_backward;
+                    elapsed += total;
+                    sentences += ex.len();
+                    tokens += ex.iter().map(|e| e.ids.len()).sum::<usize>();
+                }
+            }
+        }
+        "tag" => {
+            for (k, idx) in batches[..needed].iter().enumerate() {
+                let ex: Vec<&Example> = idx.iter().map(|&i| &examples[i]).collect();
+                let start = Instant::now();
+                let batch = model.batch(&ex, None)?;
+                std::hint::black_box(model.predict_batch(&batch)?);
+                if k >= warmup {
+                    elapsed += start.elapsed().as_secs_f64();
+                    sentences += ex.len();
+                    tokens += ex.iter().map(|e| e.ids.len()).sum::<usize>();
+                }
+            }
+            let mut times = Vec::new();
+            for e in examples.iter().take(a.latency_samples) {
+                let start = Instant::now();
+                let batch = model.batch(&[e], None)?;
+                std::hint::black_box(model.predict_batch(&batch)?);
+                times.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+            times.sort_by(f64::total_cmp);
+            latency = Some(Latency {
+                p50: percentile(&times, 50.0),
+                p99: percentile(&times, 99.0),
+            });
+        }
+        other => anyhow::bail!("unknown task {other:?}: train or tag"),
+    }
+    Ok(BenchResult {
+        model: a.model.clone(),
+        task: a.task.clone(),
+        threads,
+        batch_size: a.batch_size,
+        steps: needed.saturating_sub(warmup),
+        sentences_per_sec: sentences as f64 / elapsed.max(1e-9),
+        tokens_per_sec: tokens as f64 / elapsed.max(1e-9),
+        latency_ms: latency,
+        peak_rss_bytes: peak_rss_bytes(),
+        phase_ms: (a.task == "train").then(|| {
+            let n = needed.saturating_sub(warmup).max(1) as f64;
+            Phases {
+                forward: phases[0] * 1e3 / n,
+                backward: phases[1] * 1e3 / n,
+                optimizer: phases[2] * 1e3 / n,
+            }
+        }),
+    })
+}

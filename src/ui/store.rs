@@ -1,0 +1,247 @@
+//! The run store: everything the panels show, as plain data built only from worker
+//! [`Event`]s. Tests build it from canned events without egui or a worker.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::cli::tag::TextSpan;
+use crate::metrics::ScoreReport;
+use crate::protocol::{CurvePoint, DevView, EvalPoint, Event, LoadedRun, RunId};
+use crate::train::RunConfig;
+use crate::train::run_dir::RunState;
+use crate::train::trainer::StepMetrics;
+
+/// Where a run stands, from the UI's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Sent to the worker, waiting behind another run.
+    Queued,
+    Active(RunState),
+}
+
+impl Phase {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Active(s) => s.name(),
+        }
+    }
+
+    pub fn is_live(self) -> bool {
+        matches!(self, Self::Queued | Self::Active(RunState::Running | RunState::Paused))
+    }
+}
+
+/// One run: launched in this session, or found on disk.
+#[derive(Debug, Clone)]
+pub struct RunEntry {
+    /// The session's id for runs launched here.
+    pub id: Option<RunId>,
+    pub name: String,
+    pub dir: Option<PathBuf>,
+    pub phase: Phase,
+    pub config: Option<RunConfig>,
+    pub total_steps: usize,
+    pub last: Option<StepMetrics>,
+    /// Every training step logged (the full history; plots draw a decimated copy).
+    pub curve: Vec<CurvePoint>,
+    pub evals: Vec<EvalPoint>,
+    pub best_f1: Option<f64>,
+    /// The latest (live) or best (loaded) dev report.
+    pub report: Option<Box<ScoreReport>>,
+    pub dev: Option<DevView>,
+    pub messages: Vec<String>,
+    pub error: Option<String>,
+    /// Bumped whenever the curve changes, so cached decimations know to refresh.
+    pub revision: u64,
+}
+
+impl RunEntry {
+    fn new(id: Option<RunId>, name: String, dir: Option<PathBuf>, phase: Phase) -> Self {
+        Self {
+            id,
+            name,
+            dir,
+            phase,
+            config: None,
+            total_steps: 0,
+            last: None,
+            curve: Vec::new(),
+            evals: Vec::new(),
+            best_f1: None,
+            report: None,
+            dev: None,
+            messages: Vec::new(),
+            error: None,
+            revision: 0,
+        }
+    }
+
+    /// Its best model, for tagging and attention (a run directory with `best/`).
+    pub fn model_dir(&self) -> Option<&Path> {
+        self.dir.as_deref().filter(|d| d.join("best/nerlab-model.json").exists())
+    }
+}
+
+/// The result of the latest tagging request of a tagger slot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TagResult {
+    pub request: u64,
+    pub text: String,
+    pub spans: Vec<TextSpan>,
+}
+
+/// The latest attention answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttentionResult {
+    pub request: u64,
+    pub tokens: Vec<String>,
+    pub token_tags: Vec<String>,
+    pub weights: Vec<Vec<Vec<Vec<f32>>>>,
+}
+
+/// All runs, and the answers to the UI's requests.
+#[derive(Debug, Clone, Default)]
+pub struct RunStore {
+    pub runs: Vec<RunEntry>,
+    /// Tagging answers by request id.
+    pub tagged: BTreeMap<u64, TagResult>,
+    pub attention: Option<AttentionResult>,
+    /// Messages to show until dismissed (worker failures).
+    pub banners: Vec<String>,
+    /// The worker thread has ended.
+    pub worker_stopped: bool,
+}
+
+impl RunStore {
+    pub fn by_id(&self, id: RunId) -> Option<&RunEntry> {
+        self.runs.iter().find(|r| r.id == Some(id))
+    }
+
+    fn by_id_mut(&mut self, id: RunId) -> Option<&mut RunEntry> {
+        self.runs.iter_mut().find(|r| r.id == Some(id))
+    }
+
+    pub fn by_dir(&self, dir: &Path) -> Option<&RunEntry> {
+        self.runs.iter().find(|r| r.dir.as_deref() == Some(dir))
+    }
+
+    /// Records a run the UI just sent to the worker.
+    pub fn launched(&mut self, id: RunId, name: String, config: RunConfig) {
+        let mut e = RunEntry::new(Some(id), name, None, Phase::Queued);
+        e.config = Some(config);
+        self.runs.push(e);
+    }
+
+    /// Applies one worker event.
+    pub fn apply(&mut self, event: Event) {
+        match event {
+            Event::Started { id, dir, total_steps, resumed_from, .. } => {
+                if let Some(r) = self.by_id_mut(id) {
+                    r.name = dir.file_name().map_or(r.name.clone(), |n| n.to_string_lossy().into_owned());
+                    r.dir = Some(dir);
+                    r.total_steps = total_steps;
+                    r.phase = Phase::Active(RunState::Running);
+                    if let Some(step) = resumed_from {
+                        r.curve.retain(|p| p.step <= step);
+                        r.messages.push(format!("resumed at step {step}"));
+                    }
+                }
+            }
+            Event::Progress { id, last, points } => {
+                if let Some(r) = self.by_id_mut(id) {
+                    r.curve.extend(points);
+                    r.total_steps = last.total_steps;
+                    r.last = Some(last);
+                    r.revision += 1;
+                }
+            }
+            Event::Evaluated { id, step, report, best } => {
+                if let Some(r) = self.by_id_mut(id) {
+                    r.evals.push(EvalPoint {
+                        step,
+                        micro_f1: report.micro.f1,
+                        macro_f1: report.macro_avg.f1,
+                        per_type: report.per_type.iter().map(|(t, s)| (t.clone(), s.f1)).collect(),
+                    });
+                    if best {
+                        r.best_f1 = Some(report.micro.f1);
+                    }
+                    r.report = Some(report);
+                    r.revision += 1;
+                }
+            }
+            Event::Paused(id) => self.set_phase(id, RunState::Paused),
+            Event::Resumed(id) => self.set_phase(id, RunState::Running),
+            Event::Message { id, text } => {
+                if let Some(r) = self.by_id_mut(id) {
+                    r.messages.push(text);
+                }
+            }
+            Event::Finished { id, dir, state, best_f1, message } => {
+                if let Some(r) = self.by_id_mut(id) {
+                    r.phase = Phase::Active(state);
+                    r.dir = Some(dir);
+                    r.best_f1 = best_f1.or(r.best_f1);
+                    r.messages.push(message);
+                }
+            }
+            Event::Failed { id, message } => {
+                if let Some(r) = id.and_then(|id| self.by_id_mut(id)) {
+                    r.phase = Phase::Active(RunState::Failed);
+                    r.error = Some(message.clone());
+                    self.banners.push(format!("run failed: {message}"));
+                } else {
+                    self.banners.push(message);
+                }
+            }
+            Event::Tagged { request, text, spans } => {
+                self.tagged.insert(request, TagResult { request, text, spans });
+                // Keep the map small: only the newest answers matter.
+                while self.tagged.len() > 16 {
+                    let Some(&k) = self.tagged.keys().next() else { break };
+                    self.tagged.remove(&k);
+                }
+            }
+            Event::Attention { request, tokens, token_tags, weights } => {
+                self.attention = Some(AttentionResult { request, tokens, token_tags, weights });
+            }
+            Event::RunLoaded(run) => self.loaded(*run),
+            Event::Stopped => self.worker_stopped = true,
+        }
+    }
+
+    fn set_phase(&mut self, id: RunId, state: RunState) {
+        if let Some(r) = self.by_id_mut(id) {
+            r.phase = Phase::Active(state);
+        }
+    }
+
+    /// A run read from disk: added, or merged into the session's entry for the same directory.
+    fn loaded(&mut self, run: LoadedRun) {
+        let idx = match self.runs.iter().position(|r| r.dir.as_deref() == Some(run.dir.as_path())) {
+            Some(i) => i,
+            None => {
+                let name = run.dir.file_name().map_or_else(|| run.dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+                self.runs.push(RunEntry::new(None, name, Some(run.dir.clone()), Phase::Active(run.state)));
+                self.runs.len() - 1
+            }
+        };
+        let r = &mut self.runs[idx];
+        if r.id.is_none() || !r.phase.is_live() {
+            r.phase = Phase::Active(run.state);
+            r.curve = run.curve;
+            r.evals = run.evals;
+        }
+        r.best_f1 = r.evals.iter().map(|e| e.micro_f1).fold(r.best_f1, |a, f| Some(a.map_or(f, |a| a.max(f))));
+        r.config = run.config.or(r.config.take());
+        if run.report.is_some() {
+            r.report = run.report;
+        }
+        r.dev = run.dev.or(r.dev.take());
+        if !run.message.is_empty() {
+            r.messages.push(run.message);
+        }
+        r.revision += 1;
+    }
+}
