@@ -13,6 +13,7 @@ pub mod model;
 pub mod protocol;
 pub mod rng;
 pub mod train;
+pub mod ui;
 pub mod worker;
 
 /// Where the shared corpora and models live relative to the repository (`../shared`), or

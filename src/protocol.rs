@@ -60,6 +60,9 @@ pub struct LoadedRun {
     pub dir: PathBuf,
     pub config: Option<RunConfig>,
     pub state: RunState,
+    /// The last step written to `status.json`, of `total_steps`.
+    pub step: usize,
+    pub total_steps: usize,
     pub curve: Vec<CurvePoint>,
     /// (step, micro F1, macro F1, per-type F1) of each evaluation.
     pub evals: Vec<EvalPoint>,

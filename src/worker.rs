@@ -438,6 +438,8 @@ pub fn load_run(dir: &Path) -> anyhow::Result<LoadedRun> {
         dir: dir.to_path_buf(),
         config,
         state: status.state,
+        step: status.step,
+        total_steps: status.total_steps,
         curve,
         evals,
         report,
@@ -469,7 +471,10 @@ fn dev_report(
         char_level: gold.format.char_level(),
         ..Default::default()
     };
-    let report = crate::metrics::score(&gv.tags, &pv.tags, None, &opts)?;
+    let mut report = crate::metrics::score(&gv.tags, &pv.tags, None, &opts)?;
+    report.calibration = std::fs::read_to_string(dir.join("dev-calibration.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
     let view = DevView {
         ids: gold.sentences.iter().map(|s| s.id.clone()).collect(),
         tokens: gold.sentences.iter().map(|s| s.tokens.clone()).collect(),

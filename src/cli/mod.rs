@@ -14,7 +14,7 @@ pub mod train;
 
 pub use stats::{Stats, stats as stats_of};
 
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::data::{Format, ReadOptions, Scheme, SpanMode};
 
@@ -46,6 +46,55 @@ pub enum Command {
     Encode(encode::EncodeArgs),
     /// Training and tagging throughput, latency and peak memory (see docs/PERFORMANCE.md).
     Bench(bench::BenchArgs),
+    /// Open the workbench window (also what `nerlab` with no command does).
+    #[command(alias = "workbench")]
+    Gui(GuiArgs),
+}
+
+/// Options of the workbench window.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GuiArgs {
+    /// Folder of run directories to list and to create runs in (default: the last one used, or `runs`).
+    #[arg(long)]
+    pub runs: Option<std::path::PathBuf>,
+    /// Ignore the saved UI state (opens as on a first launch).
+    #[arg(long)]
+    pub fresh: bool,
+    /// Open on this panel: launch, curves, confusion, errors, attention, calibration, tagger, experiments.
+    #[arg(long, value_parser = parse_panel)]
+    pub panel: Option<crate::ui::app::PanelKind>,
+    /// Select this run (by directory name).
+    #[arg(long)]
+    pub select: Option<String>,
+    /// Window size in points, WIDTHxHEIGHT.
+    #[arg(long, value_parser = parse_size)]
+    pub size: Option<(f32, f32)>,
+}
+
+fn parse_panel(s: &str) -> Result<crate::ui::app::PanelKind, String> {
+    crate::ui::app::PanelKind::ALL
+        .iter()
+        .find(|(_, name)| name.eq_ignore_ascii_case(s))
+        .map(|(k, _)| *k)
+        .ok_or_else(|| format!("unknown panel {s:?}"))
+}
+
+fn parse_size(s: &str) -> Result<(f32, f32), String> {
+    let (w, h) = s
+        .split_once('x')
+        .ok_or_else(|| format!("expected WIDTHxHEIGHT, got {s:?}"))?;
+    let num = |v: &str| v.trim().parse::<f32>().map_err(|e| format!("{v:?}: {e}"));
+    Ok((num(w)?, num(h)?))
+}
+
+fn gui(args: &GuiArgs) -> anyhow::Result<()> {
+    crate::ui::run(crate::ui::Launch {
+        runs_dir: args.runs.clone(),
+        fresh: args.fresh,
+        panel: args.panel,
+        select: args.select.clone(),
+        size: args.size,
+    })
 }
 
 /// Options shared by commands that read a corpus.
@@ -81,15 +130,12 @@ pub(crate) fn parse_mode(s: &str) -> Result<SpanMode, String> {
     s.parse()
 }
 
-/// Parses arguments and runs the command. With no command, prints the help.
+/// Parses arguments and runs the command. With no command, opens the workbench.
 pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        None => {
-            Cli::command().print_help()?;
-            println!();
-            Ok(())
-        }
+        None => gui(&GuiArgs::default()),
+        Some(Command::Gui(args)) => gui(&args),
         Some(Command::Stats(args)) => stats::run(&args),
         Some(Command::Score(args)) => score::run(&args),
         Some(Command::Sample(args)) => sample::run(&args),

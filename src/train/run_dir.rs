@@ -8,6 +8,7 @@
 //! checkpoint-<step>/     model, optimizer state and trainer state at that step
 //! best/                  the model with the best dev F1 (`NerModel::save` layout)
 //! dev-predictions.*      the best model's dev predictions in the dev corpus's own format
+//! dev-calibration.json   their calibration (reliability bins, ECE), which tags alone cannot give
 //! report.json            {"dev": <nerlab score --json shape>, "eval": {...}, "best_step": ...}
 //! ```
 //!
@@ -33,6 +34,9 @@ pub enum RunState {
     EarlyStopped,
     Stopped,
     Failed,
+    /// The status says running or paused but the process that wrote it has gone (killed, crashed,
+    /// machine restarted); never written, only observed by [`RunDir::status`].
+    Interrupted,
 }
 
 impl RunState {
@@ -44,6 +48,7 @@ impl RunState {
             Self::EarlyStopped => "early-stopped",
             Self::Stopped => "stopped",
             Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
         }
     }
 
@@ -51,7 +56,7 @@ impl RunState {
     pub fn resumable(self) -> bool {
         matches!(
             self,
-            Self::Running | Self::Paused | Self::Stopped | Self::Failed
+            Self::Running | Self::Paused | Self::Stopped | Self::Failed | Self::Interrupted
         )
     }
 }
@@ -68,6 +73,17 @@ pub struct Status {
     pub message: String,
     /// Seconds since the Unix epoch of the last update.
     pub updated: u64,
+    /// The process that wrote it (0 in files from before this field).
+    pub pid: u32,
+}
+
+/// Whether process `pid` still exists (Linux: `/proc`; elsewhere assumed alive).
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
+    }
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
@@ -132,6 +148,7 @@ impl RunDir {
 
     pub fn write_status(&self, s: &Status) -> anyhow::Result<()> {
         let mut s = s.clone();
+        s.pid = std::process::id();
         s.updated = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -142,11 +159,30 @@ impl RunDir {
         )
     }
 
+    /// `status.json` as things stand now: a running or paused run whose process has gone reads
+    /// as [`RunState::Interrupted`].
     pub fn status(&self) -> Status {
-        std::fs::read_to_string(self.path.join("status.json"))
+        let mut s: Status = std::fs::read_to_string(self.path.join("status.json"))
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if matches!(s.state, RunState::Running | RunState::Paused)
+            && s.pid != 0
+            && s.pid != std::process::id()
+            && !process_alive(s.pid)
+        {
+            s.state = RunState::Interrupted;
+        }
+        s
+    }
+
+    /// The other live process training this run, if any (two writers would corrupt it).
+    pub fn owner_elsewhere(&self) -> Option<u32> {
+        let s = self.status();
+        (matches!(s.state, RunState::Running | RunState::Paused)
+            && s.pid != 0
+            && s.pid != std::process::id())
+        .then_some(s.pid)
     }
 
     /// Appends one line to `metrics.jsonl`.
@@ -277,6 +313,46 @@ mod tests {
         assert_eq!(run.latest_checkpoint(), Some(run.checkpoint_dir(20)));
         assert!(!run.checkpoint_dir(10).exists());
         assert_eq!(list_runs(&out).len(), 1);
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+
+    #[test]
+    fn a_run_whose_process_died_reads_as_interrupted() {
+        let out = std::env::temp_dir().join(format!("nerlab-rundir-pid-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let run = RunDir::create(&out, "r").unwrap();
+        let write = |pid: u32| {
+            let s = Status {
+                state: RunState::Running,
+                pid,
+                ..Status::default()
+            };
+            std::fs::write(
+                run.path.join("status.json"),
+                serde_json::to_string(&s).unwrap(),
+            )
+            .unwrap();
+        };
+        // Written by this process: running.
+        run.write_status(&Status::default()).unwrap();
+        assert_eq!(run.status().state, RunState::Running);
+        assert_eq!(run.owner_elsewhere(), None);
+        // Written by a live other process: running, and owned elsewhere.
+        let mut live = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        write(live.id());
+        assert_eq!(run.status().state, RunState::Running);
+        assert_eq!(run.owner_elsewhere(), Some(live.id()));
+        // That process gone: interrupted, resumable, owned by nobody.
+        live.kill().unwrap();
+        live.wait().unwrap();
+        if cfg!(target_os = "linux") {
+            assert_eq!(run.status().state, RunState::Interrupted);
+            assert!(run.status().state.resumable());
+            assert_eq!(run.owner_elsewhere(), None);
+        }
         std::fs::remove_dir_all(&out).unwrap();
     }
 }

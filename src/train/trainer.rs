@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::config::RunConfig;
 use super::fused::{AddRows, SetRows};
 use super::optim::{AdamW, Grads, clip_scale, lr_factor, warmup_steps};
-use super::run_dir::{RunDir, RunState, Status};
+use super::run_dir::{RunDir, RunState, Status, write_atomic};
 use super::sources::{load_corpus, resolve_model};
 use crate::data::hub::Hub;
 use crate::data::sample::{k_shot, random_subset};
@@ -370,6 +370,7 @@ impl Trainer<'_> {
             best_step: self.state.best_step,
             message: message.to_string(),
             updated: 0,
+            pid: 0,
         }
     }
 
@@ -411,6 +412,13 @@ impl Trainer<'_> {
                 self.state.evals_since_best = 0;
                 self.model.save(&self.run.best_dir())?;
                 write_predictions(&self.run.path, dev, pred)?;
+                // Predicted tags alone cannot give calibration back; keep it beside them.
+                if let Some(c) = &report.calibration {
+                    write_atomic(
+                        &self.run.path.join("dev-calibration.json"),
+                        serde_json::to_string(c)?.as_bytes(),
+                    )?;
+                }
             } else {
                 self.state.evals_since_best += 1;
             }
@@ -831,6 +839,12 @@ fn train_inner(
         Some(dir) => {
             let run = RunDir::open(dir)?;
             let status = run.status();
+            if let Some(pid) = run.owner_elsewhere() {
+                bail!(
+                    "{} is being trained by process {pid}; stop it first",
+                    dir.display()
+                );
+            }
             if !status.state.resumable() {
                 bail!(
                     "{} is {}: nothing to resume",

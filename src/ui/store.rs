@@ -28,7 +28,10 @@ impl Phase {
     }
 
     pub fn is_live(self) -> bool {
-        matches!(self, Self::Queued | Self::Active(RunState::Running | RunState::Paused))
+        matches!(
+            self,
+            Self::Queued | Self::Active(RunState::Running | RunState::Paused)
+        )
     }
 }
 
@@ -41,6 +44,8 @@ pub struct RunEntry {
     pub dir: Option<PathBuf>,
     pub phase: Phase,
     pub config: Option<RunConfig>,
+    /// The latest step reached (live) or recorded (on disk), of `total_steps`.
+    pub step: usize,
     pub total_steps: usize,
     pub last: Option<StepMetrics>,
     /// Every training step logged (the full history; plots draw a decimated copy).
@@ -64,6 +69,7 @@ impl RunEntry {
             dir,
             phase,
             config: None,
+            step: 0,
             total_steps: 0,
             last: None,
             curve: Vec::new(),
@@ -79,7 +85,9 @@ impl RunEntry {
 
     /// Its best model, for tagging and attention (a run directory with `best/`).
     pub fn model_dir(&self) -> Option<&Path> {
-        self.dir.as_deref().filter(|d| d.join("best/nerlab-model.json").exists())
+        self.dir
+            .as_deref()
+            .filter(|d| d.join("best/nerlab-model.json").exists())
     }
 }
 
@@ -136,9 +144,17 @@ impl RunStore {
     /// Applies one worker event.
     pub fn apply(&mut self, event: Event) {
         match event {
-            Event::Started { id, dir, total_steps, resumed_from, .. } => {
+            Event::Started {
+                id,
+                dir,
+                total_steps,
+                resumed_from,
+                ..
+            } => {
                 if let Some(r) = self.by_id_mut(id) {
-                    r.name = dir.file_name().map_or(r.name.clone(), |n| n.to_string_lossy().into_owned());
+                    r.name = dir
+                        .file_name()
+                        .map_or(r.name.clone(), |n| n.to_string_lossy().into_owned());
                     r.dir = Some(dir);
                     r.total_steps = total_steps;
                     r.phase = Phase::Active(RunState::Running);
@@ -152,17 +168,27 @@ impl RunStore {
                 if let Some(r) = self.by_id_mut(id) {
                     r.curve.extend(points);
                     r.total_steps = last.total_steps;
+                    r.step = last.step;
                     r.last = Some(last);
                     r.revision += 1;
                 }
             }
-            Event::Evaluated { id, step, report, best } => {
+            Event::Evaluated {
+                id,
+                step,
+                report,
+                best,
+            } => {
                 if let Some(r) = self.by_id_mut(id) {
                     r.evals.push(EvalPoint {
                         step,
                         micro_f1: report.micro.f1,
                         macro_f1: report.macro_avg.f1,
-                        per_type: report.per_type.iter().map(|(t, s)| (t.clone(), s.f1)).collect(),
+                        per_type: report
+                            .per_type
+                            .iter()
+                            .map(|(t, s)| (t.clone(), s.f1))
+                            .collect(),
                     });
                     if best {
                         r.best_f1 = Some(report.micro.f1);
@@ -178,7 +204,13 @@ impl RunStore {
                     r.messages.push(text);
                 }
             }
-            Event::Finished { id, dir, state, best_f1, message } => {
+            Event::Finished {
+                id,
+                dir,
+                state,
+                best_f1,
+                message,
+            } => {
                 if let Some(r) = self.by_id_mut(id) {
                     r.phase = Phase::Active(state);
                     r.dir = Some(dir);
@@ -195,16 +227,39 @@ impl RunStore {
                     self.banners.push(message);
                 }
             }
-            Event::Tagged { request, text, spans } => {
-                self.tagged.insert(request, TagResult { request, text, spans });
+            Event::Tagged {
+                request,
+                text,
+                spans,
+            } => {
+                self.tagged.insert(
+                    request,
+                    TagResult {
+                        request,
+                        text,
+                        spans,
+                    },
+                );
                 // Keep the map small: only the newest answers matter.
                 while self.tagged.len() > 16 {
-                    let Some(&k) = self.tagged.keys().next() else { break };
+                    let Some(&k) = self.tagged.keys().next() else {
+                        break;
+                    };
                     self.tagged.remove(&k);
                 }
             }
-            Event::Attention { request, tokens, token_tags, weights } => {
-                self.attention = Some(AttentionResult { request, tokens, token_tags, weights });
+            Event::Attention {
+                request,
+                tokens,
+                token_tags,
+                weights,
+            } => {
+                self.attention = Some(AttentionResult {
+                    request,
+                    tokens,
+                    token_tags,
+                    weights,
+                });
             }
             Event::RunLoaded(run) => self.loaded(*run),
             Event::Stopped => self.worker_stopped = true,
@@ -219,21 +274,39 @@ impl RunStore {
 
     /// A run read from disk: added, or merged into the session's entry for the same directory.
     fn loaded(&mut self, run: LoadedRun) {
-        let idx = match self.runs.iter().position(|r| r.dir.as_deref() == Some(run.dir.as_path())) {
+        let idx = match self
+            .runs
+            .iter()
+            .position(|r| r.dir.as_deref() == Some(run.dir.as_path()))
+        {
             Some(i) => i,
             None => {
-                let name = run.dir.file_name().map_or_else(|| run.dir.display().to_string(), |n| n.to_string_lossy().into_owned());
-                self.runs.push(RunEntry::new(None, name, Some(run.dir.clone()), Phase::Active(run.state)));
+                let name = run.dir.file_name().map_or_else(
+                    || run.dir.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                );
+                self.runs.push(RunEntry::new(
+                    None,
+                    name,
+                    Some(run.dir.clone()),
+                    Phase::Active(run.state),
+                ));
                 self.runs.len() - 1
             }
         };
         let r = &mut self.runs[idx];
         if r.id.is_none() || !r.phase.is_live() {
             r.phase = Phase::Active(run.state);
+            r.step = run.step;
+            r.total_steps = run.total_steps;
             r.curve = run.curve;
             r.evals = run.evals;
         }
-        r.best_f1 = r.evals.iter().map(|e| e.micro_f1).fold(r.best_f1, |a, f| Some(a.map_or(f, |a| a.max(f))));
+        r.best_f1 = r
+            .evals
+            .iter()
+            .map(|e| e.micro_f1)
+            .fold(r.best_f1, |a, f| Some(a.map_or(f, |a| a.max(f))));
         r.config = run.config.or(r.config.take());
         if run.report.is_some() {
             r.report = run.report;

@@ -60,7 +60,9 @@ fn fixed_index(ty: &str) -> Option<usize> {
 /// The colour of an entity type (strong, for text and lines).
 pub fn entity(ty: &str) -> Color32 {
     let i = fixed_index(ty).unwrap_or_else(|| {
-        let h = ty.bytes().fold(2166136261u32, |h, b| (h ^ u32::from(b)).wrapping_mul(16777619));
+        let h = ty.bytes().fold(2166136261u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(16777619)
+        });
         (h as usize) % PALETTE.len()
     });
     let (r, g, b) = PALETTE[i];
@@ -107,7 +109,29 @@ pub fn heat(v: f32, theme: Theme) -> Color32 {
 /// Text drawn over [`heat`]: dark on light cells, light on dark.
 pub fn heat_text(v: f32, theme: Theme) -> Color32 {
     let dark_cell = if theme.is_dark() { v < 0.55 } else { v > 0.45 };
-    if dark_cell { Color32::WHITE } else { Color32::BLACK }
+    if dark_cell {
+        Color32::WHITE
+    } else {
+        Color32::BLACK
+    }
+}
+
+/// Validation messages and run errors.
+pub fn error_text(theme: Theme) -> Color32 {
+    if theme.is_dark() {
+        Color32::from_rgb(255, 120, 110)
+    } else {
+        Color32::from_rgb(190, 30, 30)
+    }
+}
+
+/// Running text in sentence views.
+pub fn body_text(theme: Theme) -> Color32 {
+    if theme.is_dark() {
+        Color32::from_gray(220)
+    } else {
+        Color32::from_gray(30)
+    }
 }
 
 pub fn banner_background(theme: Theme) -> Color32 {

@@ -8,12 +8,18 @@ use crate::data::Span;
 
 /// A sentence (tokens joined as the corpus writes them) with spans underlined and shaded by type.
 /// `spans` are token ranges; `label` says which side they come from ("gold", "pred").
-pub fn sentence_job(tokens: &[String], spans: &[Span], space_tokens: bool, theme: Theme, size: f32) -> LayoutJob {
+pub fn sentence_job(
+    tokens: &[String],
+    spans: &[Span],
+    space_tokens: bool,
+    theme: Theme,
+    size: f32,
+) -> LayoutJob {
     let mut job = LayoutJob::default();
     let font = FontId::proportional(size);
     let plain = TextFormat {
         font_id: font.clone(),
-        color: if theme.is_dark() { Color32::from_gray(220) } else { Color32::from_gray(30) },
+        color: theme::body_text(theme),
         ..Default::default()
     };
     let mut i = 0;
@@ -37,12 +43,16 @@ pub fn sentence_job(tokens: &[String], spans: &[Span], space_tokens: bool, theme
         };
         job.append(&text, 0.0, format);
         if let Some(s) = span {
-            job.append(&format!("{}", s.ty), 0.0, TextFormat {
-                font_id: FontId::proportional(size * 0.7),
-                color: theme::entity(&s.ty),
-                valign: egui::Align::TOP,
-                ..Default::default()
-            });
+            job.append(
+                s.ty.as_str(),
+                0.0,
+                TextFormat {
+                    font_id: FontId::proportional(size * 0.7),
+                    color: theme::entity(&s.ty),
+                    valign: egui::Align::TOP,
+                    ..Default::default()
+                },
+            );
         }
         if !space_tokens && end < tokens.len() {
             job.append(" ", 0.0, plain.clone());
@@ -52,9 +62,24 @@ pub fn sentence_job(tokens: &[String], spans: &[Span], space_tokens: bool, theme
     job
 }
 
+/// A label, then a widget named by it (for screen readers, and for tests that find widgets by
+/// name).
+pub fn labeled(
+    ui: &mut Ui,
+    text: impl Into<egui::WidgetText>,
+    widget: impl egui::Widget,
+) -> egui::Response {
+    let label = ui.label(text);
+    ui.add(widget).labelled_by(label.id)
+}
+
 /// The text of a sentence, for search and accessibility.
 pub fn sentence_text(tokens: &[String], space_tokens: bool) -> String {
-    if space_tokens { tokens.concat() } else { tokens.join(" ") }
+    if space_tokens {
+        tokens.concat()
+    } else {
+        tokens.join(" ")
+    }
 }
 
 /// A heatmap of `values` (rows x cols, each in [0, 1] for colour) with optional cell texts, row
@@ -78,60 +103,127 @@ impl Heatmap<'_> {
         let label_w = self
             .rows
             .iter()
-            .map(|r| ui.fonts_mut(|f| f.layout_no_wrap(r.clone(), font.clone(), Color32::WHITE).size().x))
+            .map(|r| {
+                ui.painter()
+                    .layout_no_wrap(r.clone(), font.clone(), Color32::WHITE)
+                    .size()
+                    .x
+            })
             .fold(20.0f32, f32::max)
             + 8.0;
         let col_label_h = if self.vertical_cols {
             self.cols
                 .iter()
-                .map(|c| ui.fonts_mut(|f| f.layout_no_wrap(c.clone(), font.clone(), Color32::WHITE).size().x))
+                .map(|c| {
+                    ui.painter()
+                        .layout_no_wrap(c.clone(), font.clone(), Color32::WHITE)
+                        .size()
+                        .x
+                })
                 .fold(20.0f32, f32::max)
                 + 8.0
         } else {
             20.0
         };
-        let size = Vec2::new(label_w + self.cols.len() as f32 * self.cell, col_label_h + self.rows.len() as f32 * self.cell);
+        let size = Vec2::new(
+            label_w + self.cols.len() as f32 * self.cell,
+            col_label_h + self.rows.len() as f32 * self.cell,
+        );
         let (rect, response) = ui.allocate_exact_size(size, Sense::click());
+        let (id, rows, cols) = (self.id, self.rows.len(), self.cols.len());
+        response.widget_info(|| {
+            egui::WidgetInfo::labeled(
+                egui::Role::Image,
+                true,
+                format!("{id} heatmap, {rows} x {cols}"),
+            )
+        });
         let painter = ui.painter_at(rect);
         let text_color = ui.visuals().text_color();
         let origin = rect.min + Vec2::new(label_w, col_label_h);
         for (c, name) in self.cols.iter().enumerate() {
             let x = origin.x + (c as f32 + 0.5) * self.cell;
             if self.vertical_cols {
-                let galley = ui.fonts_mut(|f| f.layout_no_wrap(name.clone(), font.clone(), text_color));
-                let shape = egui::epaint::TextShape::new(Pos2::new(x - galley.size().y / 2.0, origin.y - 4.0), galley, text_color)
-                    .with_angle(-std::f32::consts::FRAC_PI_2);
+                let galley = ui
+                    .painter()
+                    .layout_no_wrap(name.clone(), font.clone(), text_color);
+                let shape = egui::epaint::TextShape::new(
+                    Pos2::new(x - galley.size().y / 2.0, origin.y - 4.0),
+                    galley,
+                    text_color,
+                )
+                .with_angle(-std::f32::consts::FRAC_PI_2);
                 painter.add(shape);
             } else {
-                painter.text(Pos2::new(x, origin.y - 4.0), egui::Align2::CENTER_BOTTOM, name, font.clone(), text_color);
+                painter.text(
+                    Pos2::new(x, origin.y - 4.0),
+                    egui::Align2::CENTER_BOTTOM,
+                    name,
+                    font.clone(),
+                    text_color,
+                );
             }
         }
         for (r, name) in self.rows.iter().enumerate() {
             let y = origin.y + (r as f32 + 0.5) * self.cell;
-            painter.text(Pos2::new(origin.x - 4.0, y), egui::Align2::RIGHT_CENTER, name, font.clone(), text_color);
+            painter.text(
+                Pos2::new(origin.x - 4.0, y),
+                egui::Align2::RIGHT_CENTER,
+                name,
+                font.clone(),
+                text_color,
+            );
             for c in 0..self.cols.len() {
-                let v = self.values.get(r).and_then(|row| row.get(c)).copied().unwrap_or(0.0);
-                let cell = Rect::from_min_size(origin + Vec2::new(c as f32 * self.cell, r as f32 * self.cell), Vec2::splat(self.cell));
+                let v = self
+                    .values
+                    .get(r)
+                    .and_then(|row| row.get(c))
+                    .copied()
+                    .unwrap_or(0.0);
+                let cell = Rect::from_min_size(
+                    origin + Vec2::new(c as f32 * self.cell, r as f32 * self.cell),
+                    Vec2::splat(self.cell),
+                );
                 painter.rect_filled(cell.shrink(0.5), 1.0, theme::heat(v, self.theme));
                 if self.selected == Some((r, c)) {
-                    painter.rect_stroke(cell, 1.0, Stroke::new(2.0, theme::pred_outline()), egui::StrokeKind::Inside);
+                    painter.rect_stroke(
+                        cell,
+                        1.0,
+                        Stroke::new(2.0, theme::pred_outline()),
+                        egui::StrokeKind::Inside,
+                    );
                 }
                 if let Some(texts) = self.texts
                     && let Some(t) = texts.get(r).and_then(|row| row.get(c))
                     && !t.is_empty()
                 {
-                    painter.text(cell.center(), egui::Align2::CENTER_CENTER, t, FontId::proportional(11.0), theme::heat_text(v, self.theme));
+                    painter.text(
+                        cell.center(),
+                        egui::Align2::CENTER_CENTER,
+                        t,
+                        FontId::proportional(11.0),
+                        theme::heat_text(v, self.theme),
+                    );
                 }
             }
         }
-        let hovered = response.hover_pos().and_then(|p| cell_at(p, origin, self.cell, self.rows.len(), self.cols.len()));
+        let hovered = response
+            .hover_pos()
+            .and_then(|p| cell_at(p, origin, self.cell, self.rows.len(), self.cols.len()));
         if let Some((r, c)) = hovered {
             let v = self.values[r].get(c).copied().unwrap_or(0.0);
-            let text = self.texts.and_then(|t| t.get(r).and_then(|row| row.get(c)).cloned()).unwrap_or_else(|| format!("{v:.3}"));
-            response.clone().on_hover_text(format!("{} → {}: {text}", self.rows[r], self.cols[c]));
+            let text = self
+                .texts
+                .and_then(|t| t.get(r).and_then(|row| row.get(c)).cloned())
+                .unwrap_or_else(|| format!("{v:.3}"));
+            response
+                .clone()
+                .on_hover_text(format!("{} → {}: {text}", self.rows[r], self.cols[c]));
         }
         if response.clicked() {
-            return response.interact_pointer_pos().and_then(|p| cell_at(p, origin, self.cell, self.rows.len(), self.cols.len()));
+            return response
+                .interact_pointer_pos()
+                .and_then(|p| cell_at(p, origin, self.cell, self.rows.len(), self.cols.len()));
         }
         None
     }
@@ -144,4 +236,84 @@ fn cell_at(p: Pos2, origin: Pos2, cell: f32, rows: usize, cols: usize) -> Option
     }
     let (c, r) = ((d.x / cell) as usize, (d.y / cell) as usize);
     (r < rows && c < cols).then_some((r, c))
+}
+
+/// Spans of the scoring view mapped to token positions of the sentence (KLUE's view skips
+/// spaces; a span over `오후 5시` covers the space token too).
+pub fn to_tokens(dev: &crate::protocol::DevView, sentence: usize, spans: &[Span]) -> Vec<Span> {
+    let Some(pos) = dev.positions.get(sentence) else {
+        return spans.to_vec();
+    };
+    spans
+        .iter()
+        .filter_map(|s| {
+            let start = *pos.get(s.start)?;
+            let end = *pos.get(s.end.checked_sub(1)?)? + 1;
+            Some(Span::new(start, end, s.ty.clone()))
+        })
+        .collect()
+}
+
+/// A scrolling, virtualized list of dev sentences, each shown twice: with its gold spans, then
+/// with its predicted spans. Items: (sentence, gold spans, predicted spans, a note), spans in the
+/// scoring view.
+pub fn sentence_list(
+    ui: &mut Ui,
+    id: &str,
+    dev: &crate::protocol::DevView,
+    items: &[(usize, Vec<Span>, Vec<Span>, String)],
+    theme: Theme,
+) {
+    sentence_list_labeled(ui, id, dev, items, ("gold", "pred"), theme);
+}
+
+/// [`sentence_list`] with other names for the two lines (two runs compared).
+pub fn sentence_list_labeled(
+    ui: &mut Ui,
+    id: &str,
+    dev: &crate::protocol::DevView,
+    items: &[(usize, Vec<Span>, Vec<Span>, String)],
+    labels: (&str, &str),
+    theme: Theme,
+) {
+    let line = ui.text_style_height(&egui::TextStyle::Body) + 4.0;
+    let row_height = line * 3.0 + 6.0;
+    egui::ScrollArea::both()
+        .id_salt(id)
+        .auto_shrink([false, false])
+        .show_rows(ui, row_height, items.len(), |ui, range| {
+            for (s, gold, pred, note) in &items[range] {
+                let tokens = match dev.tokens.get(*s) {
+                    Some(t) => t,
+                    None => continue,
+                };
+                ui.vertical(|ui| {
+                    let sid = dev.ids.get(*s).cloned().unwrap_or_else(|| format!("#{s}"));
+                    ui.label(egui::RichText::new(format!("{sid}  {note}")).small().weak());
+                    let g = sentence_job(
+                        tokens,
+                        &to_tokens(dev, *s, gold),
+                        dev.space_tokens,
+                        theme,
+                        14.0,
+                    );
+                    let p = sentence_job(
+                        tokens,
+                        &to_tokens(dev, *s, pred),
+                        dev.space_tokens,
+                        theme,
+                        14.0,
+                    );
+                    ui.horizontal(|ui| {
+                        ui.colored_label(theme::gold_outline(), labels.0);
+                        ui.add(egui::Label::new(g).wrap_mode(egui::TextWrapMode::Extend));
+                    });
+                    ui.horizontal(|ui| {
+                        ui.colored_label(theme::pred_outline(), labels.1);
+                        ui.add(egui::Label::new(p).wrap_mode(egui::TextWrapMode::Extend));
+                    });
+                });
+                ui.add_space(2.0);
+            }
+        });
 }

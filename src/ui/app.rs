@@ -1,0 +1,558 @@
+//! The workbench: owns the persisted UI state, the run store and the worker handle. Worker events
+//! are drained in `logic()` (which eframe calls even while the window is hidden) within a time
+//! budget; panels lay out from the store and return actions, applied after layout. Nothing heavier
+//! than drawing happens on this thread: training, tagging and file reading run on the worker, file
+//! writing and dialogs on short-lived threads.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
+use egui::{RichText, Ui};
+use serde::{Deserialize, Serialize};
+
+use super::panels::{
+    attention, calibration, confusion, curves, errors, experiments, launcher, tagger,
+};
+use super::store::{Phase, RunEntry, RunStore};
+use super::theme::{self, Theme};
+use crate::protocol::{Command, Event, RunId};
+use crate::train::RunConfig;
+use crate::train::run_dir::list_runs;
+use crate::worker::WorkerHandle;
+
+/// The panels, in tab order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum PanelKind {
+    #[default]
+    Launcher,
+    Curves,
+    Confusion,
+    Errors,
+    Attention,
+    Calibration,
+    Tagger,
+    Experiments,
+}
+
+impl PanelKind {
+    pub const ALL: [(PanelKind, &'static str); 8] = [
+        (Self::Launcher, "Launch"),
+        (Self::Curves, "Curves"),
+        (Self::Confusion, "Confusion"),
+        (Self::Errors, "Errors"),
+        (Self::Attention, "Attention"),
+        (Self::Calibration, "Calibration"),
+        (Self::Tagger, "Tagger"),
+        (Self::Experiments, "Experiments"),
+    ];
+}
+
+/// Which launcher field a file dialog fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathTarget {
+    Train,
+    Dev,
+    Model,
+}
+
+/// A file to write.
+#[derive(Debug, Clone)]
+pub enum Export {
+    Csv {
+        path: PathBuf,
+        content: String,
+    },
+    /// A screenshot of `rect` (points) saved as PNG.
+    Png {
+        rect: egui::Rect,
+        path: PathBuf,
+    },
+}
+
+/// What a panel asks the app to do (applied after layout).
+#[derive(Debug, Clone)]
+pub enum Action {
+    Launch(Box<RunConfig>),
+    Send(Command),
+    Select(String),
+    ResumeRun(PathBuf),
+    PickPath(PathTarget),
+    Export(Export),
+}
+
+/// What panels get besides their own state.
+pub struct PanelCtx<'a> {
+    pub store: &'a RunStore,
+    pub theme: Theme,
+    pub selected: Option<&'a RunEntry>,
+}
+
+/// Persisted between launches (eframe storage).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UiState {
+    pub theme: Theme,
+    pub panel: PanelKind,
+    /// The run the inspection panels show (by name).
+    pub selected: Option<String>,
+    /// Where run directories are listed from and created.
+    pub runs_dir: Option<PathBuf>,
+    pub launcher: launcher::LauncherState,
+    pub curves: curves::CurvesState,
+    pub confusion: confusion::ConfusionState,
+    pub errors: errors::ErrorsState,
+    pub attention: attention::AttentionState,
+    pub tagger: tagger::TaggerState,
+    pub experiments: experiments::ExperimentsState,
+}
+
+impl UiState {
+    pub fn runs_dir(&self) -> PathBuf {
+        self.runs_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs"))
+    }
+}
+
+/// A path chosen in a file dialog, for a launcher field.
+type Picked = (PathTarget, PathBuf);
+
+pub struct NerlabApp {
+    pub state: UiState,
+    pub store: RunStore,
+    worker: Option<WorkerHandle>,
+    next_id: RunId,
+    picks: (Sender<Picked>, Receiver<Picked>),
+    notices: Vec<(String, Instant)>,
+    requested: HashSet<PathBuf>,
+}
+
+impl NerlabApp {
+    /// The app with its state, a store, and (normally) a live worker.
+    pub fn with_parts(state: UiState, store: RunStore, worker: Option<WorkerHandle>) -> Self {
+        Self {
+            state,
+            store,
+            worker,
+            next_id: 1,
+            picks: unbounded(),
+            notices: Vec::new(),
+            requested: HashSet::new(),
+        }
+    }
+
+    /// The app eframe starts: persisted state (unless `launch.fresh`), fonts, a worker, and the
+    /// runs found on disk.
+    pub fn new(cc: &eframe::CreationContext<'_>, launch: &super::Launch) -> Self {
+        super::fonts::install(&cc.egui_ctx);
+        let mut state: UiState = if launch.fresh {
+            UiState::default()
+        } else {
+            cc.storage
+                .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
+                .unwrap_or_default()
+        };
+        if let Some(dir) = &launch.runs_dir {
+            state.runs_dir = Some(dir.clone());
+        }
+        if let Some(panel) = launch.panel {
+            state.panel = panel;
+        }
+        if let Some(name) = &launch.select {
+            state.selected = Some(name.clone());
+        }
+        cc.egui_ctx.set_visuals(state.theme.visuals());
+        let mut app = Self::with_parts(state, RunStore::default(), WorkerHandle::spawn(None).ok());
+        app.scan_runs();
+        app
+    }
+
+    pub fn worker_alive(&self) -> bool {
+        self.worker.as_ref().is_some_and(WorkerHandle::alive)
+    }
+
+    fn send(&mut self, cmd: Command) {
+        match &self.worker {
+            Some(w) => {
+                if let Err(e) = w.send(cmd) {
+                    self.store.banners.push(e);
+                }
+            }
+            None => self.store.banners.push("no worker is running".into()),
+        }
+    }
+
+    /// Asks the worker to read every run directory not yet read.
+    pub fn scan_runs(&mut self) {
+        for run in list_runs(&self.state.runs_dir()) {
+            if self.requested.insert(run.path.clone()) {
+                self.send(Command::LoadRun { dir: run.path });
+            }
+        }
+    }
+
+    /// Applies waiting worker events for at most `budget`; returns how many.
+    pub fn pump(&mut self, budget: Duration) -> usize {
+        let start = Instant::now();
+        let mut n = 0;
+        while start.elapsed() < budget {
+            let Some(event) = self.worker.as_ref().and_then(WorkerHandle::try_recv) else {
+                break;
+            };
+            // A new best model or a finished run: read its dev predictions for browsing.
+            let refresh = match &event {
+                Event::Evaluated { id, best: true, .. } | Event::Finished { id, .. } => {
+                    self.store.by_id(*id).and_then(|r| r.dir.clone())
+                }
+                _ => None,
+            };
+            let finished_dir = match &event {
+                Event::Finished { dir, .. } => Some(dir.clone()),
+                _ => None,
+            };
+            self.store.apply(event);
+            if let Some(dir) = refresh.or(finished_dir) {
+                self.send(Command::LoadRun { dir });
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// Draws the whole workbench into `ui`.
+    pub fn ui_root(&mut self, ui: &mut Ui) {
+        let mut actions = Vec::new();
+        egui::Panel::top("nerlab-top").show(ui, |ui| self.top_bar(ui));
+        if !self.store.banners.is_empty() || (self.worker.is_some() && !self.worker_alive()) {
+            egui::Panel::top("nerlab-banner")
+                .frame(
+                    egui::Frame::new()
+                        .fill(theme::banner_background(self.state.theme))
+                        .inner_margin(6.0),
+                )
+                .show(ui, |ui| self.banner(ui));
+        }
+        egui::Panel::left("nerlab-runs")
+            .default_size(230.0)
+            .show(ui, |ui| self.run_list(ui, &mut actions));
+        egui::CentralPanel::default().show(ui, |ui| {
+            let cx = PanelCtx {
+                store: &self.store,
+                theme: self.state.theme,
+                selected: self
+                    .state
+                    .selected
+                    .as_ref()
+                    .and_then(|n| self.store.runs.iter().find(|r| &r.name == n)),
+            };
+            let s = &mut self.state;
+            let acts = match s.panel {
+                PanelKind::Launcher => launcher::ui(&mut s.launcher, ui, &cx),
+                PanelKind::Curves => curves::ui(&mut s.curves, ui, &cx),
+                PanelKind::Confusion => confusion::ui(&mut s.confusion, ui, &cx),
+                PanelKind::Errors => errors::ui(&mut s.errors, ui, &cx),
+                PanelKind::Attention => attention::ui(&mut s.attention, ui, &cx),
+                PanelKind::Calibration => calibration::ui(ui, &cx),
+                PanelKind::Tagger => tagger::ui(&mut s.tagger, ui, &cx),
+                PanelKind::Experiments => experiments::ui(&mut s.experiments, ui, &cx),
+            };
+            actions.extend(acts);
+        });
+        let ctx = ui.ctx().clone();
+        for a in actions {
+            self.apply(a, &ctx);
+        }
+        self.notices
+            .retain(|(_, t)| t.elapsed() < Duration::from_secs(6));
+    }
+
+    fn top_bar(&mut self, ui: &mut Ui) {
+        ui.horizontal(|ui| {
+            ui.heading(RichText::new("nerlab").strong());
+            ui.separator();
+            for (kind, name) in PanelKind::ALL {
+                ui.selectable_value(&mut self.state.panel, kind, name);
+            }
+            ui.separator();
+            let dark = self.state.theme.is_dark();
+            if ui
+                .button(if dark { "☀ light" } else { "🌙 dark" })
+                .clicked()
+            {
+                self.state.theme = if dark { Theme::Light } else { Theme::Dark };
+                ui.ctx().set_visuals(self.state.theme.visuals());
+            }
+            for (text, _) in &self.notices {
+                ui.label(RichText::new(text).weak());
+            }
+        });
+    }
+
+    fn banner(&mut self, ui: &mut Ui) {
+        if self.worker.is_some() && !self.worker_alive() {
+            ui.horizontal(|ui| {
+                ui.label(RichText::new("The background worker has stopped.").strong());
+                if ui.button("restart it").clicked() {
+                    self.worker = WorkerHandle::spawn(None).ok();
+                    self.requested.clear();
+                    self.scan_runs();
+                }
+            });
+        }
+        let mut dismiss = None;
+        for (i, b) in self.store.banners.iter().enumerate() {
+            ui.horizontal(|ui| {
+                ui.label(RichText::new(format!("⚠ {b}")).strong());
+                if ui.small_button("dismiss").clicked() {
+                    dismiss = Some(i);
+                }
+            });
+        }
+        if let Some(i) = dismiss {
+            self.store.banners.remove(i);
+        }
+    }
+
+    fn run_list(&mut self, ui: &mut Ui, actions: &mut Vec<Action>) {
+        ui.horizontal(|ui| {
+            ui.heading("Runs");
+            if ui
+                .small_button("⟳")
+                .on_hover_text("look for runs on disk")
+                .clicked()
+            {
+                self.scan_runs();
+            }
+        });
+        ui.horizontal(|ui| {
+            let l = ui.label(RichText::new("folder").small());
+            let mut dir = self.state.runs_dir().display().to_string();
+            if ui
+                .add(egui::TextEdit::singleline(&mut dir).desired_width(150.0))
+                .labelled_by(l.id)
+                .lost_focus()
+            {
+                self.state.runs_dir = Some(PathBuf::from(dir));
+                self.scan_runs();
+            }
+        });
+        ui.separator();
+        egui::ScrollArea::vertical()
+            .id_salt("run-list")
+            .show(ui, |ui| {
+                for (i, r) in self.store.runs.iter().enumerate() {
+                    let selected = self.state.selected.as_deref() == Some(r.name.as_str());
+                    let text = RichText::new(format!(
+                        "{}\n{}{}",
+                        r.name,
+                        r.phase.label(),
+                        r.best_f1.map_or(String::new(), |f| format!(" · F1 {f:.4}"))
+                    ))
+                    .color(theme::run(i));
+                    if ui.selectable_label(selected, text).clicked() {
+                        actions.push(Action::Select(r.name.clone()));
+                    }
+                    if r.phase.is_live() {
+                        ui.add(
+                            egui::ProgressBar::new(r.step as f32 / r.total_steps.max(1) as f32)
+                                .desired_height(4.0),
+                        );
+                    }
+                }
+                if self.store.runs.is_empty() {
+                    ui.label(RichText::new("none yet").weak());
+                }
+            });
+    }
+
+    fn apply(&mut self, action: Action, ctx: &egui::Context) {
+        match action {
+            Action::Launch(config) => {
+                let mut config = *config;
+                config.out = self.state.runs_dir();
+                let name = config
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| crate::train::trainer::default_name(&config));
+                config.name = Some(name.clone());
+                let id = self.next_id;
+                self.next_id += 1;
+                self.store.launched(id, name.clone(), config.clone());
+                self.requested.insert(config.out.join(&name));
+                self.state.selected = Some(name);
+                self.send(Command::Train {
+                    id,
+                    config: Box::new(config),
+                    resume: None,
+                });
+            }
+            Action::ResumeRun(dir) => {
+                let id = self.next_id;
+                self.next_id += 1;
+                let name = dir.file_name().map_or_else(
+                    || dir.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                );
+                // The entry on disk becomes the session's run.
+                if let Some(r) = self
+                    .store
+                    .runs
+                    .iter_mut()
+                    .find(|r| r.dir.as_deref() == Some(dir.as_path()))
+                {
+                    r.id = Some(id);
+                    r.phase = Phase::Queued;
+                    r.error = None;
+                }
+                self.send(Command::Train {
+                    id,
+                    config: Box::new(RunConfig::default()),
+                    resume: Some(dir),
+                });
+                self.state.selected = Some(name);
+            }
+            Action::Send(cmd) => self.send(cmd),
+            Action::Select(name) => {
+                if let Some(dir) = self
+                    .store
+                    .runs
+                    .iter()
+                    .find(|r| r.name == name)
+                    .and_then(|r| r.dir.clone())
+                    && self
+                        .store
+                        .runs
+                        .iter()
+                        .any(|r| r.name == name && r.dev.is_none() && !r.phase.is_live())
+                {
+                    self.send(Command::LoadRun { dir });
+                }
+                self.state.selected = Some(name);
+            }
+            Action::PickPath(target) => {
+                let tx = self.picks.0.clone();
+                let ctx = ctx.clone();
+                let _ = std::thread::Builder::new()
+                    .name("nerlab-dialog".into())
+                    .spawn(move || {
+                        let dialog = rfd::FileDialog::new();
+                        let picked = match target {
+                            PathTarget::Model => dialog.pick_folder(),
+                            _ => dialog.pick_file(),
+                        };
+                        if let Some(p) = picked {
+                            let _ = tx.send((target, p));
+                            ctx.request_repaint();
+                        }
+                    });
+            }
+            Action::Export(e) => self.export(e, ctx),
+        }
+    }
+
+    fn export(&mut self, e: Export, ctx: &egui::Context) {
+        match e {
+            Export::Csv { path, content } => {
+                self.notices
+                    .push((format!("writing {}", path.display()), Instant::now()));
+                let _ = std::thread::Builder::new()
+                    .name("nerlab-export".into())
+                    .spawn(move || {
+                        if let Some(dir) = path.parent() {
+                            let _ = std::fs::create_dir_all(dir);
+                        }
+                        let _ = std::fs::write(&path, content);
+                    });
+            }
+            Export::Png { rect, path } => {
+                self.notices
+                    .push((format!("saving {}", path.display()), Instant::now()));
+                let ppp = ctx.pixels_per_point();
+                let callback = egui::ScreenshotCallback::new(move |image| {
+                    let _ = save_png(&image, rect, ppp, &path);
+                });
+                ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(callback));
+            }
+        }
+    }
+
+    /// Applies paths picked in file dialogs.
+    fn poll_picks(&mut self) {
+        while let Ok((target, path)) = self.picks.1.try_recv() {
+            let p = path.display().to_string();
+            let l = &mut self.state.launcher;
+            match target {
+                PathTarget::Train => l.train_text = p,
+                PathTarget::Dev => l.dev_text = p,
+                PathTarget::Model => l.config.model.source = p,
+            }
+        }
+    }
+
+    /// The per-frame work besides layout: worker events (within an 8 ms budget), picked paths,
+    /// and a repaint a few times a second while a run is live so curves move on their own.
+    pub fn tick(&mut self, ctx: &egui::Context) {
+        self.pump(Duration::from_millis(8));
+        self.poll_picks();
+        if self.live() {
+            ctx.request_repaint_after(Duration::from_millis(250));
+        }
+    }
+
+    /// Whether something is running, so the UI should keep redrawing.
+    pub fn live(&self) -> bool {
+        self.store.runs.iter().any(|r| r.phase.is_live())
+    }
+}
+
+/// Crops a screenshot to `rect` (points) and writes it as PNG.
+fn save_png(
+    image: &egui::ColorImage,
+    rect: egui::Rect,
+    ppp: f32,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    let [w, h] = image.size;
+    let x0 = ((rect.min.x * ppp) as usize).min(w);
+    let y0 = ((rect.min.y * ppp) as usize).min(h);
+    let x1 = ((rect.max.x * ppp) as usize).clamp(x0, w);
+    let y1 = ((rect.max.y * ppp) as usize).clamp(y0, h);
+    let mut buf = image::RgbaImage::new((x1 - x0) as u32, (y1 - y0) as u32);
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let c = image.pixels[y * w + x];
+            buf.put_pixel(
+                (x - x0) as u32,
+                (y - y0) as u32,
+                image::Rgba([c.r(), c.g(), c.b(), c.a()]),
+            );
+        }
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    buf.save(path)?;
+    Ok(())
+}
+
+impl eframe::App for NerlabApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.tick(ctx);
+    }
+
+    fn ui(&mut self, ui: &mut Ui, _frame: &mut eframe::Frame) {
+        self.ui_root(ui);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, eframe::APP_KEY, &self.state);
+    }
+
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        // Dropping the handle stops a running run cooperatively: it writes a checkpoint that
+        // `--resume` (or the launcher's resume button) continues from.
+        self.worker = None;
+    }
+}

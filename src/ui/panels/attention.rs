@@ -1,0 +1,181 @@
+//! Attention: a dev sentence or typed text, a layer and a head (or their mean), as a heatmap over
+//! the subword tokens with the tags predicted at them. Computed on the worker.
+
+use egui::{RichText, Ui};
+use serde::{Deserialize, Serialize};
+
+use super::super::app::{Action, PanelCtx};
+use super::super::widgets::{Heatmap, labeled, sentence_text};
+use crate::protocol::Command;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AttentionState {
+    pub text: String,
+    pub dev_sentence: usize,
+    pub layer: usize,
+    /// `None`: the mean over heads.
+    pub head: Option<usize>,
+    #[serde(skip)]
+    pub request: u64,
+}
+
+/// The layer's attention for one head or the mean of all heads.
+pub fn attention_matrix(
+    weights: &[Vec<Vec<Vec<f32>>>],
+    layer: usize,
+    head: Option<usize>,
+) -> Vec<Vec<f32>> {
+    let Some(heads) = weights.get(layer) else {
+        return Vec::new();
+    };
+    match head {
+        Some(h) => heads.get(h).cloned().unwrap_or_default(),
+        None => {
+            let n = heads.len().max(1) as f32;
+            let mut out = heads.first().cloned().unwrap_or_default();
+            for row in &mut out {
+                row.iter_mut().for_each(|x| *x = 0.0);
+            }
+            for h in heads {
+                for (o, r) in out.iter_mut().zip(h) {
+                    for (a, b) in o.iter_mut().zip(r) {
+                        *a += b / n;
+                    }
+                }
+            }
+            out
+        }
+    }
+}
+
+pub fn ui(s: &mut AttentionState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> {
+    let mut actions = Vec::new();
+    let Some(run) = cx.selected else {
+        ui.label("Select a run with a trained model.");
+        return actions;
+    };
+    let Some(model) = run.model_dir() else {
+        ui.label(format!(
+            "{} has no saved model yet (it appears after the first evaluation).",
+            run.name
+        ));
+        return actions;
+    };
+    ui.heading(format!("Attention: {}", run.name));
+    ui.horizontal(|ui| {
+        if let Some(dev) = run.dev.as_ref().filter(|d| !d.tokens.is_empty()) {
+            let max = dev.tokens.len() - 1;
+            if labeled(
+                ui,
+                "dev sentence",
+                egui::DragValue::new(&mut s.dev_sentence).range(0..=max),
+            )
+            .changed()
+                || s.text.is_empty()
+            {
+                s.text = sentence_text(&dev.tokens[s.dev_sentence.min(max)], dev.space_tokens);
+            }
+        }
+        labeled(
+            ui,
+            "or type",
+            egui::TextEdit::singleline(&mut s.text)
+                .desired_width(360.0)
+                .id_salt("attention-text"),
+        );
+        if ui.button("Show").clicked() && !s.text.trim().is_empty() {
+            s.request += 1;
+            actions.push(Action::Send(Command::Attention {
+                request: 2_000_000 + s.request,
+                model: model.to_path_buf(),
+                text: s.text.clone(),
+            }));
+        }
+    });
+    let Some(a) = cx
+        .store
+        .attention
+        .as_ref()
+        .filter(|a| a.request == 2_000_000 + s.request)
+    else {
+        ui.label("Choose a sentence and press Show.");
+        return actions;
+    };
+    let layers = a.weights.len();
+    let heads = a.weights.first().map_or(0, Vec::len);
+    ui.horizontal(|ui| {
+        labeled(
+            ui,
+            "layer",
+            egui::DragValue::new(&mut s.layer).range(0..=layers.saturating_sub(1)),
+        );
+        ui.label("head");
+        let mut mean = s.head.is_none();
+        ui.checkbox(&mut mean, "mean of heads");
+        if mean {
+            s.head = None;
+        } else {
+            let mut h = s.head.unwrap_or(0);
+            ui.add(egui::DragValue::new(&mut h).range(0..=heads.saturating_sub(1)))
+                .on_hover_text("head");
+            s.head = Some(h);
+        }
+        ui.label(
+            RichText::new(format!(
+                "{layers} layers x {heads} heads, {} tokens",
+                a.tokens.len()
+            ))
+            .weak(),
+        );
+    });
+    let labels: Vec<String> = a
+        .tokens
+        .iter()
+        .zip(&a.token_tags)
+        .map(|(t, tag)| {
+            if tag.is_empty() {
+                t.clone()
+            } else {
+                format!("{t} [{tag}]")
+            }
+        })
+        .collect();
+    let m = attention_matrix(&a.weights, s.layer.min(layers.saturating_sub(1)), s.head);
+    let max = m.iter().flatten().copied().fold(0.0f32, f32::max).max(1e-9);
+    let values: Vec<Vec<f32>> = m
+        .iter()
+        .map(|r| r.iter().map(|v| v / max).collect())
+        .collect();
+    let cell = (ui.available_width() / (labels.len() as f32 + 8.0)).clamp(8.0, 28.0);
+    egui::ScrollArea::both()
+        .id_salt("attention-heat")
+        .show(ui, |ui| {
+            Heatmap {
+                id: "attention",
+                rows: &labels,
+                cols: &labels,
+                values: &values,
+                texts: None,
+                cell,
+                theme: cx.theme,
+                selected: None,
+                vertical_cols: true,
+            }
+            .show(ui);
+        });
+    actions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_of_heads() {
+        let w = vec![vec![vec![vec![1.0, 0.0]], vec![vec![0.0, 1.0]]]];
+        assert_eq!(attention_matrix(&w, 0, None), vec![vec![0.5, 0.5]]);
+        assert_eq!(attention_matrix(&w, 0, Some(1)), vec![vec![0.0, 1.0]]);
+        assert!(attention_matrix(&w, 3, None).is_empty());
+    }
+}

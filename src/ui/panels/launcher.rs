@@ -1,0 +1,369 @@
+//! The run launcher: corpus, model, head, method, tricks and hyperparameters of a new run, checked
+//! by `RunConfig::validate` before it can start (each reason shown next to its field); presets for
+//! a first launch; start, pause, resume and stop of the runs in the session.
+
+use egui::{RichText, Ui};
+use serde::{Deserialize, Serialize};
+
+use super::super::app::{Action, PanelCtx, PathTarget};
+use super::super::store::Phase;
+use super::super::theme;
+use super::super::widgets::labeled;
+use crate::model::align::Marker;
+use crate::model::device::DeviceSpec;
+use crate::model::ner::HeadKind;
+use crate::protocol::Command;
+use crate::train::RunConfig;
+use crate::train::config::{FieldError, Schedule};
+use crate::train::run_dir::RunState;
+use crate::train::sources::{MODEL_PRESETS, apply_preset};
+
+/// The launcher's persisted form.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LauncherState {
+    pub config: RunConfig,
+    /// Training corpora, one per line (several: a polyglot mix).
+    pub train_text: String,
+    pub dev_text: String,
+    pub eval_text: String,
+    pub finetune_text: String,
+    pub use_finetune: bool,
+    pub method: Method,
+}
+
+/// The research method, as the launcher offers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Method {
+    #[default]
+    Plain,
+    Maner,
+    ManerFresh,
+    ManerBaseline2,
+    Prompt,
+}
+
+impl Method {
+    const ALL: [(Method, &'static str); 5] = [
+        (Method::Plain, "plain"),
+        (Method::Maner, "MANER (mask before words)"),
+        (Method::ManerFresh, "MANER control (fresh token)"),
+        (Method::ManerBaseline2, "MANER baseline 2 (word masking)"),
+        (Method::Prompt, "prompt label words"),
+    ];
+}
+
+impl Default for LauncherState {
+    fn default() -> Self {
+        let mut config = RunConfig::default();
+        let _ = apply_preset("demo", &mut config);
+        let mut s = Self {
+            config,
+            train_text: String::new(),
+            dev_text: String::new(),
+            eval_text: String::new(),
+            finetune_text: String::new(),
+            use_finetune: false,
+            method: Method::Plain,
+        };
+        s.sync_text_from_config();
+        s
+    }
+}
+
+fn lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+impl LauncherState {
+    pub fn sync_text_from_config(&mut self) {
+        self.train_text = self.config.data.train.join("\n");
+        self.dev_text = self.config.data.dev.clone().unwrap_or_default();
+        self.eval_text = self.config.data.eval.join("\n");
+    }
+
+    /// The configuration the form describes.
+    pub fn config(&self) -> RunConfig {
+        let mut c = self.config.clone();
+        c.data.train = lines(&self.train_text);
+        c.data.dev = Some(self.dev_text.trim().to_string()).filter(|d| !d.is_empty());
+        c.data.eval = lines(&self.eval_text);
+        c.finetune = self.use_finetune.then(|| {
+            let mut f = c.finetune.clone().unwrap_or_default();
+            f.train = lines(&self.finetune_text);
+            f
+        });
+        let m = &mut c.model;
+        (m.marker, m.word_mask_prob, m.prompt) = match self.method {
+            Method::Plain => (Marker::None, 0.0, false),
+            Method::Maner => (Marker::Mask, 0.0, false),
+            Method::ManerFresh => (Marker::Fresh, 0.0, false),
+            Method::ManerBaseline2 => (Marker::None, m.word_mask_prob.max(0.15), false),
+            Method::Prompt => (Marker::None, 0.0, true),
+        };
+        if self.method == Method::Prompt {
+            m.head = HeadKind::Softmax;
+        }
+        c
+    }
+
+    fn preset(&mut self, name: &str) {
+        let mut c = RunConfig {
+            out: self.config.out.clone(),
+            ..RunConfig::default()
+        };
+        if apply_preset(name, &mut c).is_ok() {
+            self.config = c;
+            self.method = Method::Plain;
+            self.sync_text_from_config();
+        }
+    }
+}
+
+fn field_error(ui: &mut Ui, errors: &[FieldError], prefix: &str, theme: theme::Theme) {
+    for e in errors.iter().filter(|e| e.field.starts_with(prefix)) {
+        ui.colored_label(theme::error_text(theme), format!("⚠ {}", e.reason));
+    }
+}
+
+pub fn ui(s: &mut LauncherState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> {
+    let mut actions = Vec::new();
+    ui.heading("Launch a run");
+    ui.horizontal_wrapped(|ui| {
+        ui.label("Start from:");
+        if ui
+            .button("Offline demo (character model, built-in Korean corpus)")
+            .clicked()
+        {
+            s.preset("demo");
+        }
+        if ui
+            .button("KLUE-NER + KoELECTRA (Hugging Face Hub)")
+            .clicked()
+        {
+            s.preset("klue-koelectra");
+        }
+        if ui.button("Open a corpus folder…").clicked() {
+            actions.push(Action::PickPath(PathTarget::Train));
+        }
+        if ui.button("Open a model folder…").clicked() {
+            actions.push(Action::PickPath(PathTarget::Model));
+        }
+    });
+    ui.separator();
+    let config = s.config();
+    let errors = config.validate();
+    egui::ScrollArea::vertical().id_salt("launcher-form").show(ui, |ui| {
+        egui::Grid::new("launcher-grid").num_columns(2).spacing([12.0, 6.0]).show(ui, |ui| {
+            let l = ui.label("Training corpora").on_hover_text("One per line: a path, builtin:demo/train, klue-ner/train, wikiann:ko/train, hf:<repo>:<config>/<split>. Several lines make a polyglot mix.");
+            ui.vertical(|ui| {
+                ui.add(egui::TextEdit::multiline(&mut s.train_text).desired_rows(2).desired_width(420.0).id_salt("train-text")).labelled_by(l.id);
+                field_error(ui, &errors, "data", cx.theme);
+            });
+            ui.end_row();
+            let l = ui.label("Dev corpus");
+            ui.add(egui::TextEdit::singleline(&mut s.dev_text).desired_width(420.0).id_salt("dev-text")).labelled_by(l.id);
+            ui.end_row();
+            let l = ui.label("Zero-shot evaluation").on_hover_text("Corpora scored at the end (other languages), one per line");
+            ui.add(egui::TextEdit::multiline(&mut s.eval_text).desired_rows(1).desired_width(420.0).id_salt("eval-text")).labelled_by(l.id);
+            ui.end_row();
+            let l = ui.label("Model");
+            ui.vertical(|ui| {
+                ui.horizontal(|ui| {
+                    ui.add(egui::TextEdit::singleline(&mut s.config.model.source).desired_width(300.0).id_salt("model-source")).labelled_by(l.id);
+                    egui::ComboBox::from_id_salt("model-preset").selected_text("presets").show_ui(ui, |ui| {
+                        ui.selectable_value(&mut s.config.model.source, "char".to_string(), "char: character model from scratch");
+                        for (name, _, about) in MODEL_PRESETS {
+                            ui.selectable_value(&mut s.config.model.source, name.to_string(), format!("{name}: {about}"));
+                        }
+                    })
+                    .response
+                    .on_hover_text("model presets");
+                });
+                field_error(ui, &errors, "model.source", cx.theme);
+            });
+            ui.end_row();
+            ui.label("Head");
+            ui.vertical(|ui| {
+                ui.horizontal(|ui| {
+                    for (h, name) in [(HeadKind::Softmax, "softmax"), (HeadKind::Bilstm, "BiLSTM"), (HeadKind::Crf, "CRF"), (HeadKind::BilstmCrf, "BiLSTM-CRF")] {
+                        ui.radio_value(&mut s.config.model.head, h, name);
+                    }
+                });
+                field_error(ui, &errors, "model.head", cx.theme);
+            });
+            ui.end_row();
+            let l = ui.label("Method");
+            ui.vertical(|ui| {
+                egui::ComboBox::from_id_salt("method")
+                    .selected_text(Method::ALL.iter().find(|(m, _)| *m == s.method).map_or("", |(_, n)| *n))
+                    .show_ui(ui, |ui| {
+                        for (m, name) in Method::ALL {
+                            ui.selectable_value(&mut s.method, m, name);
+                        }
+                    })
+                    .response
+                    .labelled_by(l.id);
+                field_error(ui, &errors, "model.marker", cx.theme);
+            });
+            ui.end_row();
+            ui.label("Few-shot");
+            ui.horizontal(|ui| {
+                labeled(ui, "K", egui::DragValue::new(&mut s.config.data.k_shot).range(0..=1000));
+                labeled(ui, "(0 = all)   max sentences", egui::DragValue::new(&mut s.config.data.max_sentences).range(0..=1_000_000));
+            });
+            ui.end_row();
+            ui.label("Polyglot, then fine-tune");
+            ui.vertical(|ui| {
+                ui.checkbox(&mut s.use_finetune, "then fine-tune on a target corpus");
+                if s.use_finetune {
+                    ui.add(egui::TextEdit::singleline(&mut s.finetune_text).desired_width(420.0).id_salt("finetune-text").hint_text("fine-tuning corpus"));
+                    field_error(ui, &errors, "finetune", cx.theme);
+                }
+            });
+            ui.end_row();
+            ui.label("Tricks");
+            ui.horizontal_wrapped(|ui| {
+                let t = &mut s.config.train;
+                labeled(ui, "FGM ε", egui::DragValue::new(&mut t.fgm_epsilon).range(0.0..=10.0).speed(0.05));
+                labeled(ui, "R-Drop α", egui::DragValue::new(&mut t.rdrop_alpha).range(0.0..=10.0).speed(0.05));
+                labeled(ui, "multi-sample dropout K", egui::DragValue::new(&mut s.config.model.msd_samples).range(1..=16));
+            });
+            ui.end_row();
+            ui.label("Optimization");
+            ui.vertical(|ui| {
+                let t = &mut s.config.train;
+                ui.horizontal_wrapped(|ui| {
+                    labeled(ui, "epochs", egui::DragValue::new(&mut t.epochs).range(0..=1000));
+                    labeled(ui, "batch", egui::DragValue::new(&mut t.batch_size).range(1..=1024));
+                    labeled(ui, "lr", egui::DragValue::new(&mut t.lr).range(1e-7..=1.0).speed(1e-5).custom_formatter(|v, _| format!("{v:.1e}")));
+                    let mut head_lr = t.head_lr.is_some();
+                    if ui.checkbox(&mut head_lr, "head lr").changed() {
+                        t.head_lr = head_lr.then_some(t.lr * 20.0);
+                    }
+                    if let Some(h) = t.head_lr.as_mut() {
+                        ui.add(egui::DragValue::new(h).range(1e-7..=1.0).speed(1e-5).custom_formatter(|v, _| format!("{v:.1e}"))).on_hover_text("learning rate of the head");
+                    }
+                });
+                ui.horizontal_wrapped(|ui| {
+                    labeled(ui, "warmup", egui::DragValue::new(&mut t.warmup_ratio).range(0.0..=0.9).speed(0.01));
+                    egui::ComboBox::from_id_salt("schedule")
+                        .selected_text(format!("{:?}", t.schedule))
+                        .show_ui(ui, |ui| {
+                            for sch in [Schedule::Linear, Schedule::Cosine, Schedule::Constant] {
+                                ui.selectable_value(&mut t.schedule, sch, format!("{sch:?}"));
+                            }
+                        })
+                        .response
+                        .on_hover_text("learning-rate schedule");
+                    labeled(ui, "clip", egui::DragValue::new(&mut t.clip_norm).range(0.0..=100.0).speed(0.1));
+                    labeled(ui, "patience", egui::DragValue::new(&mut t.patience).range(0..=100));
+                    labeled(ui, "seed", egui::DragValue::new(&mut s.config.seed));
+                });
+                field_error(ui, &errors, "train", cx.theme);
+            });
+            ui.end_row();
+            ui.label("Device");
+            ui.horizontal(|ui| {
+                ui.radio_value(&mut s.config.device, DeviceSpec::Cpu, "CPU");
+                ui.radio_value(&mut s.config.device, DeviceSpec::Cuda(0), "CUDA 0");
+                let mut threads = s.config.threads.unwrap_or(0);
+                if labeled(ui, "threads (0 = all but one)", egui::DragValue::new(&mut threads).range(0..=256)).changed() {
+                    s.config.threads = (threads > 0).then_some(threads);
+                }
+            });
+            ui.end_row();
+        });
+    });
+    ui.separator();
+    ui.horizontal(|ui| {
+        let ok = errors.is_empty();
+        let start = ui.add_enabled(ok, egui::Button::new(RichText::new("▶ Start run").strong()));
+        if start.clicked() {
+            actions.push(Action::Launch(Box::new(config.clone())));
+        }
+        if !ok {
+            ui.colored_label(
+                theme::error_text(cx.theme),
+                format!("{} problem(s) to fix first", errors.len()),
+            );
+        }
+    });
+    ui.separator();
+    runs_table(ui, cx, &mut actions);
+    actions
+}
+
+/// The session's runs with their state and controls.
+fn runs_table(ui: &mut Ui, cx: &PanelCtx<'_>, actions: &mut Vec<Action>) {
+    ui.heading("Runs");
+    egui::Grid::new("launcher-runs")
+        .striped(true)
+        .num_columns(5)
+        .show(ui, |ui| {
+            for (i, r) in cx.store.runs.iter().enumerate() {
+                ui.label(RichText::new(&r.name).color(theme::run(i)));
+                ui.label(r.phase.label());
+                let progress = r.step as f32 / r.total_steps.max(1) as f32;
+                ui.add(
+                    egui::ProgressBar::new(progress)
+                        .desired_width(120.0)
+                        .text(format!("{}/{}", r.step, r.total_steps)),
+                );
+                ui.label(
+                    r.best_f1
+                        .map_or("-".to_string(), |f| format!("best F1 {f:.4}")),
+                );
+                ui.horizontal(|ui| {
+                    if let Some(id) = r.id {
+                        match r.phase {
+                            Phase::Active(RunState::Running) => {
+                                if ui.small_button("⏸ pause").clicked() {
+                                    actions.push(Action::Send(Command::Pause(id)));
+                                }
+                                if ui.small_button("⏹ stop").clicked() {
+                                    actions.push(Action::Send(Command::Stop(id)));
+                                }
+                            }
+                            Phase::Active(RunState::Paused) => {
+                                if ui.small_button("▶ resume").clicked() {
+                                    actions.push(Action::Send(Command::Resume(id)));
+                                }
+                                if ui.small_button("⏹ stop").clicked() {
+                                    actions.push(Action::Send(Command::Stop(id)));
+                                }
+                            }
+                            Phase::Queued if ui.small_button("✖ cancel").clicked() => {
+                                actions.push(Action::Send(Command::Stop(id)));
+                            }
+                            _ => {}
+                        }
+                    }
+                    if let (Phase::Active(st), Some(dir)) = (r.phase, &r.dir)
+                        && st.resumable()
+                        && !r.phase.is_live()
+                        && dir.join("checkpoint.json").exists()
+                        && ui.small_button("⟳ resume from checkpoint").clicked()
+                    {
+                        actions.push(Action::ResumeRun(dir.clone()));
+                    }
+                    if ui.small_button("inspect").clicked() {
+                        actions.push(Action::Select(r.name.clone()));
+                    }
+                });
+                ui.end_row();
+                if let Some(e) = &r.error {
+                    ui.label("");
+                    ui.colored_label(theme::error_text(cx.theme), e);
+                    ui.end_row();
+                }
+            }
+        });
+    if cx.store.runs.is_empty() {
+        ui.label("No runs yet: start one above.");
+    }
+}

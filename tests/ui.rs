@@ -1,0 +1,403 @@
+//! The workbench under egui_kittest, asserting on the accessibility tree (not pixels): every
+//! panel renders a canned run store; clicking a confusion cell lists the sentences behind it; and,
+//! against a live worker on the offline demo preset, a run starts, its curve gains points, typing
+//! a Korean sentence in the tagger shows its spans, and closing the app leaves a resumable
+//! checkpoint.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use egui::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use nerlab::metrics::{ScoreOptions, score};
+use nerlab::protocol::{CurvePoint, DevView, EvalPoint, Event, LoadedRun};
+use nerlab::train::RunConfig;
+use nerlab::train::run_dir::{RunDir, RunState};
+use nerlab::ui::app::PanelKind;
+use nerlab::ui::{NerlabApp, RunStore, UiState};
+use nerlab::worker::WorkerHandle;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("nerlab-ui-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn words(lines: &[&str]) -> Vec<Vec<String>> {
+    lines
+        .iter()
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect()
+}
+
+/// Three Korean dev sentences with one error of each kind: a type error (서울 LC read as OG),
+/// a missed entity (한국 LC) and a spurious one (온다 PS).
+fn canned_run(dir: &Path) -> LoadedRun {
+    let tokens = words(&[
+        "삼성전자 이재용 회장이 서울에서 기자회견을 열었다",
+        "구글은 한국 개발자를 위한 교육을 시작한다",
+        "오늘 부산에 비가 온다",
+    ]);
+    let gold = words(&["B-OG B-PS O B-LC O O", "B-OG B-LC O O O O", "B-DT B-LC O O"]);
+    let pred = words(&["B-OG B-PS O B-OG O O", "B-OG O O O O O", "B-DT B-LC O B-PS"]);
+    let confidence: Vec<Vec<f64>> = pred
+        .iter()
+        .map(|s| {
+            s.iter()
+                .enumerate()
+                .map(|(i, _)| 0.55 + 0.1 * (i % 4) as f64)
+                .collect()
+        })
+        .collect();
+    let report = score(&gold, &pred, Some(&confidence), &ScoreOptions::default()).unwrap();
+    // The attention panel and the tagger need a saved model; its presence is what they check.
+    std::fs::create_dir_all(dir.join("best")).unwrap();
+    std::fs::write(dir.join("best/nerlab-model.json"), "{}").unwrap();
+    LoadedRun {
+        dir: dir.to_path_buf(),
+        config: Some(RunConfig::default()),
+        state: RunState::Finished,
+        step: 40,
+        total_steps: 40,
+        curve: (1..=40)
+            .map(|s| CurvePoint {
+                step: s,
+                loss: 30.0 / s as f64,
+                lr: 1e-3,
+            })
+            .collect(),
+        evals: [10, 20, 30, 40]
+            .iter()
+            .map(|&s| EvalPoint {
+                step: s,
+                micro_f1: s as f64 / 60.0,
+                macro_f1: s as f64 / 70.0,
+                per_type: vec![("LC".into(), 0.5)],
+            })
+            .collect(),
+        dev: Some(DevView {
+            ids: vec!["dev-1".into(), "dev-2".into(), "dev-3".into()],
+            positions: tokens.iter().map(|t| (0..t.len()).collect()).collect(),
+            tokens,
+            gold,
+            pred,
+            space_tokens: false,
+        }),
+        report: Some(Box::new(report)),
+        message: String::new(),
+    }
+}
+
+fn canned_app(name: &str, panel: PanelKind) -> (NerlabApp, PathBuf) {
+    let runs = temp_dir(name);
+    let dir = runs.join("canned-run");
+    let mut store = RunStore::default();
+    store.apply(Event::RunLoaded(Box::new(canned_run(&dir))));
+    let state = UiState {
+        panel,
+        selected: Some("canned-run".into()),
+        runs_dir: Some(runs.clone()),
+        ..UiState::default()
+    };
+    (NerlabApp::with_parts(state, store, None), runs)
+}
+
+fn harness<'a>(app: NerlabApp) -> Harness<'a, NerlabApp> {
+    Harness::builder()
+        .with_size([1280.0, 900.0])
+        .with_context_setup(nerlab::ui::fonts::install)
+        .build_ui_state(
+            |ui, app: &mut NerlabApp| {
+                let ctx = ui.ctx().clone();
+                app.tick(&ctx);
+                app.ui_root(ui);
+            },
+            app,
+        )
+}
+
+/// Runs frames until the UI settles (tolerating a pending debounce or a live run's repaints).
+fn settle(h: &mut Harness<'_, NerlabApp>) {
+    for _ in 0..3 {
+        h.step();
+    }
+    let _ = h.try_run();
+}
+
+#[test]
+fn launcher_shows_the_form_presets_and_runs() {
+    let (app, runs) = canned_app("launcher", PanelKind::Launcher);
+    let mut h = harness(app);
+    settle(&mut h);
+    h.get_by_label("Offline demo (character model, built-in Korean corpus)");
+    h.get_by_label("KLUE-NER + KoELECTRA (Hugging Face Hub)");
+    h.get_by_label("Open a corpus folder…");
+    h.get_by_label_contains("Start run");
+    // The canned run is listed with its state and best F1 (40/60).
+    assert!(h.query_all_by_label("canned-run").count() >= 1);
+    h.get_by_label("best F1 0.6667");
+    // An invalid field is reported next to it and the start button is disabled.
+    h.state_mut().state.launcher.train_text = String::new();
+    settle(&mut h);
+    h.get_by_label_contains("problem(s) to fix first");
+    std::fs::remove_dir_all(runs).unwrap();
+}
+
+#[test]
+fn curves_panel_plots_the_selected_run() {
+    let (app, runs) = canned_app("curves", PanelKind::Curves);
+    let mut h = harness(app);
+    settle(&mut h);
+    h.get_by_label("training loss");
+    h.get_by_label("dev F1");
+    h.get_by_label("learning rate");
+    h.get_by_role_and_label(Role::CheckBox, "canned-run");
+    let csv = nerlab::ui::panels::curves::csv(&[&h.state().store.runs[0]]);
+    assert!(csv.contains("canned-run,40,dev_micro_f1,0.6666"), "{csv}");
+    assert_eq!(csv.lines().filter(|l| l.contains(",loss,")).count(), 40);
+    std::fs::remove_dir_all(runs).unwrap();
+}
+
+#[test]
+fn clicking_a_confusion_cell_lists_its_sentences() {
+    let (app, runs) = canned_app("confusion", PanelKind::Confusion);
+    let mut h = harness(app);
+    settle(&mut h);
+    h.get_by_label("Click a cell to list its sentences.");
+    // Span level: 서울 (LC) predicted OG in sentence dev-1 only.
+    h.get_by_label("gold LC → predicted OG: 1").click();
+    settle(&mut h);
+    h.get_by_label("1 sentences: gold LC → predicted OG");
+    h.get_by_label_contains("dev-1");
+    assert!(h.query_by_label_contains("dev-2").is_none());
+    // The missed 한국 is in dev-2 only.
+    h.get_by_label("gold LC → predicted MISSED: 1").click();
+    settle(&mut h);
+    h.get_by_label("1 sentences: gold LC → predicted MISSED");
+    h.get_by_label_contains("dev-2");
+    assert!(h.query_by_label_contains("dev-1").is_none());
+    // Token level: O predicted B-PS is the spurious 온다 in dev-3.
+    h.get_by_label("token-level").click();
+    settle(&mut h);
+    h.get_by_label("gold O → predicted B-PS: 1").click();
+    settle(&mut h);
+    h.get_by_label("1 sentences: gold O → predicted B-PS");
+    h.get_by_label_contains("dev-3");
+    std::fs::remove_dir_all(runs).unwrap();
+}
+
+#[test]
+fn errors_panel_counts_categories_and_lists_cases() {
+    let (app, runs) = canned_app("errors", PanelKind::Errors);
+    let mut h = harness(app);
+    settle(&mut h);
+    h.get_by_label("Errors: canned-run");
+    h.get_by_label("SemEval-2013 (nervaluate)");
+    // One type error, one missed, one spurious.
+    h.get_by_label("3 cases");
+    h.get_by_label_contains("type: gold LC → predicted OG");
+    // Filtering by text keeps only the sentence containing it.
+    h.state_mut().state.errors.search = "부산".into();
+    settle(&mut h);
+    h.get_by_label("1 cases");
+    h.get_by_label_contains("spurious: PS");
+    std::fs::remove_dir_all(runs).unwrap();
+}
+
+#[test]
+fn calibration_panel_shows_ece_and_both_plots() {
+    let (app, runs) = canned_app("calibration", PanelKind::Calibration);
+    let mut h = harness(app);
+    settle(&mut h);
+    h.get_by_label("Calibration: canned-run");
+    let ece = h.state().store.runs[0]
+        .report
+        .as_ref()
+        .unwrap()
+        .calibration
+        .as_ref()
+        .unwrap()
+        .ece;
+    h.get_by_label_contains(&format!("ECE {ece:.4}"));
+    h.get_by_label_contains("reliability diagram");
+    h.get_by_label_contains("confidence histogram");
+    std::fs::remove_dir_all(runs).unwrap();
+}
+
+#[test]
+fn attention_panel_draws_the_answer_as_a_heatmap() {
+    let (app, runs) = canned_app("attention", PanelKind::Attention);
+    let mut h = harness(app);
+    settle(&mut h);
+    h.get_by_label("Attention: canned-run");
+    h.get_by_label("Show").click();
+    settle(&mut h);
+    // No worker in this test: the request is refused with a banner, and a canned answer arrives.
+    h.get_by_label_contains("no worker is running");
+    let tokens = vec![
+        "[CLS]".to_string(),
+        "삼성".into(),
+        "##전자".into(),
+        "[SEP]".into(),
+    ];
+    let head = vec![vec![0.25f32; 4]; 4];
+    h.state_mut().store.apply(Event::Attention {
+        request: 2_000_001,
+        tokens,
+        token_tags: vec![String::new(), "B-OG".into(), String::new(), String::new()],
+        weights: vec![vec![head.clone(), head]; 2],
+    });
+    settle(&mut h);
+    h.get_by_label("2 layers x 2 heads, 4 tokens");
+    h.get_by_label("attention heatmap, 4 x 4");
+    std::fs::remove_dir_all(runs).unwrap();
+}
+
+#[test]
+fn tagger_shows_answers_and_where_two_runs_disagree() {
+    let (mut app, runs) = canned_app("tagger", PanelKind::Tagger);
+    // A second run on the same dev sentences that gets 서울 right.
+    let mut other = canned_run(&runs.join("other-run"));
+    other.dev.as_mut().unwrap().pred[0] = words(&["B-OG B-PS O B-LC O O"]).remove(0);
+    app.store.apply(Event::RunLoaded(Box::new(other)));
+    app.state.tagger.compare = true;
+    app.state.tagger.run_b = Some("other-run".into());
+    let mut h = harness(app);
+    settle(&mut h);
+    h.get_by_label("Tag text");
+    h.get_by_label("1 dev sentences where the two runs disagree");
+    h.get_by_label_contains("dev-1");
+    std::fs::remove_dir_all(runs).unwrap();
+}
+
+#[test]
+fn experiments_table_lists_every_run() {
+    let (app, runs) = canned_app("experiments", PanelKind::Experiments);
+    let mut h = harness(app);
+    settle(&mut h);
+    h.get_by_label_contains("best micro F1");
+    h.get_by_label_contains("LC F1");
+    // Best micro F1 of the evaluations (40/60), beside the report's numbers.
+    assert!(h.query_all_by_label("0.6667").count() >= 1);
+    h.get_by_role_and_label(Role::Link, "canned-run");
+    std::fs::remove_dir_all(runs).unwrap();
+}
+
+#[test]
+fn every_panel_renders_with_no_runs_at_all() {
+    for (panel, _) in PanelKind::ALL {
+        let state = UiState {
+            panel,
+            ..UiState::default()
+        };
+        let mut h = harness(NerlabApp::with_parts(state, RunStore::default(), None));
+        settle(&mut h);
+        assert!(h.query_all_by_label("Runs").count() >= 1);
+        h.get_by_label("none yet");
+    }
+}
+
+/// Steps the harness (which pumps worker events) until `done` holds or `secs` pass.
+fn step_until(
+    h: &mut Harness<'_, NerlabApp>,
+    secs: u64,
+    what: &str,
+    done: impl Fn(&Harness<'_, NerlabApp>) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done(h) {
+        assert!(
+            Instant::now() < deadline,
+            "no {what} within {secs} s; banners: {:?}",
+            h.state().store.banners
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        h.step();
+    }
+}
+
+#[test]
+fn live_demo_run_streams_curves_and_tags_typed_korean() {
+    let runs = temp_dir("live");
+    let state = UiState {
+        runs_dir: Some(runs.clone()),
+        ..UiState::default()
+    };
+    let worker = WorkerHandle::spawn(None).unwrap();
+    let mut h = harness(NerlabApp::with_parts(
+        state,
+        RunStore::default(),
+        Some(worker),
+    ));
+    settle(&mut h);
+    // Launch the offline demo from the launcher, as a first-time user would.
+    h.get_by_label("Offline demo (character model, built-in Korean corpus)")
+        .click();
+    settle(&mut h);
+    h.state_mut().state.launcher.config.threads = Some(1);
+    h.get_by_label_contains("Start run").click();
+    h.step();
+    step_until(&mut h, 120, "curve points", |h| {
+        h.state()
+            .store
+            .runs
+            .first()
+            .is_some_and(|r| r.curve.len() >= 2)
+    });
+    let n = h.state().store.runs[0].curve.len();
+    step_until(&mut h, 120, "more curve points", |h| {
+        h.state().store.runs[0].curve.len() > n
+    });
+    assert_eq!(h.state().store.runs[0].phase.label(), "running");
+    // Curves panel shows the live run.
+    h.get_by_label("Curves").click();
+    settle(&mut h);
+    h.get_by_label("training loss");
+    // The first evaluation saves a best model, which the tagger can use.
+    step_until(&mut h, 180, "a saved best model", |h| {
+        h.state().store.runs[0].model_dir().is_some()
+    });
+    h.get_by_label("Tagger").click();
+    settle(&mut h);
+    h.state_mut().state.tagger.text.clear();
+    settle(&mut h);
+    let edit = h.get_by_role(Role::MultilineTextInput);
+    edit.focus();
+    edit.type_text("박지성은 맨체스터에서 뛰었다");
+    step_until(&mut h, 60, "tagged spans", |h| {
+        h.state()
+            .store
+            .tagged
+            .values()
+            .any(|t| t.text.contains("맨체스터"))
+    });
+    settle(&mut h);
+    let answer = h
+        .state()
+        .store
+        .tagged
+        .values()
+        .find(|t| t.text.contains("맨체스터"))
+        .unwrap()
+        .clone();
+    eprintln!("tagged {:?}: {:?}", answer.text, answer.spans);
+    // Whatever an early model finds, the panel shows it: each span's text with its type.
+    if answer.spans.is_empty() {
+        h.get_by_label("no entities found");
+    } else {
+        for s in &answer.spans {
+            h.get_by_label_contains(&format!("{} {}", s.ty, s.text));
+        }
+    }
+    // Closing the window (dropping the app) stops the run cleanly with a checkpoint to resume.
+    let dir = h.state().store.runs[0].dir.clone().unwrap();
+    drop(h);
+    let run = RunDir::open(&dir).unwrap();
+    assert_eq!(run.status().state, RunState::Stopped);
+    assert!(run.latest_checkpoint().is_some(), "a resumable checkpoint");
+    std::fs::remove_dir_all(runs).unwrap();
+}
