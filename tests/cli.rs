@@ -26,13 +26,31 @@ fn stderr(o: &Output) -> String {
 }
 
 #[test]
-fn no_arguments_prints_help() {
-    let o = nerlab(&[]);
+fn help_lists_every_command() {
+    let o = nerlab(&["--help"]);
     assert!(o.status.success());
     let out = stdout(&o);
-    for cmd in ["stats", "score", "sample"] {
+    for cmd in [
+        "stats", "score", "sample", "train", "eval", "tag", "runs", "bench", "gui",
+    ] {
         assert!(out.contains(cmd), "help lists {cmd}: {out}");
     }
+}
+
+#[test]
+fn the_workbench_without_a_display_fails_with_a_clear_message() {
+    let o = Command::new(env!("CARGO_BIN_EXE_nerlab"))
+        .args(["gui", "--fresh", "--runs", "/nonexistent-nerlab-runs"])
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("could not open the workbench window"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -169,23 +169,23 @@ fn clicking_a_confusion_cell_lists_its_sentences() {
     settle(&mut h);
     h.get_by_label("Click a cell to list its sentences.");
     // Span level: 서울 (LC) predicted OG in sentence dev-1 only.
-    h.get_by_label("gold LC → predicted OG: 1").click();
+    h.get_by_label("gold LC, predicted OG: 1").click();
     settle(&mut h);
-    h.get_by_label("1 sentences: gold LC → predicted OG");
+    h.get_by_label("1 sentences: gold LC, predicted OG");
     h.get_by_label_contains("dev-1");
     assert!(h.query_by_label_contains("dev-2").is_none());
     // The missed 한국 is in dev-2 only.
-    h.get_by_label("gold LC → predicted MISSED: 1").click();
+    h.get_by_label("gold LC, predicted MISSED: 1").click();
     settle(&mut h);
-    h.get_by_label("1 sentences: gold LC → predicted MISSED");
+    h.get_by_label("1 sentences: gold LC, predicted MISSED");
     h.get_by_label_contains("dev-2");
     assert!(h.query_by_label_contains("dev-1").is_none());
     // Token level: O predicted B-PS is the spurious 온다 in dev-3.
     h.get_by_label("token-level").click();
     settle(&mut h);
-    h.get_by_label("gold O → predicted B-PS: 1").click();
+    h.get_by_label("gold O, predicted B-PS: 1").click();
     settle(&mut h);
-    h.get_by_label("1 sentences: gold O → predicted B-PS");
+    h.get_by_label("1 sentences: gold O, predicted B-PS");
     h.get_by_label_contains("dev-3");
     std::fs::remove_dir_all(runs).unwrap();
 }
@@ -199,7 +199,7 @@ fn errors_panel_counts_categories_and_lists_cases() {
     h.get_by_label("SemEval-2013 (nervaluate)");
     // One type error, one missed, one spurious.
     h.get_by_label("3 cases");
-    h.get_by_label_contains("type: gold LC → predicted OG");
+    h.get_by_label_contains("type: gold LC, predicted OG");
     // Filtering by text keeps only the sentence containing it.
     h.state_mut().state.errors.search = "부산".into();
     settle(&mut h);
@@ -234,9 +234,9 @@ fn attention_panel_draws_the_answer_as_a_heatmap() {
     let mut h = harness(app);
     settle(&mut h);
     h.get_by_label("Attention: canned-run");
-    h.get_by_label("Show").click();
-    settle(&mut h);
-    // No worker in this test: the request is refused with a banner, and a canned answer arrives.
+    // The first dev sentence is requested at once; with no worker in this test the request is
+    // refused with a banner, and a canned answer arrives instead.
+    h.get_by_label("dev sentence");
     h.get_by_label_contains("no worker is running");
     let tokens = vec![
         "[CLS]".to_string(),

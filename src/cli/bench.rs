@@ -26,14 +26,18 @@ use crate::train::trainer::epoch_batches;
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// char, a model folder, hf:<repo> or a preset.
-    #[arg(long)]
+    #[arg(long, default_value = "char")]
     pub model: String,
-    /// train (forward + backward + AdamW step) or tag (inference).
+    /// train (forward + backward + AdamW step), tag (inference), or ui (workbench frame time
+    /// while the demo preset trains).
     #[arg(long, default_value = "train")]
     pub task: String,
     /// Sentences to use (a corpus path or any data source).
-    #[arg(long)]
+    #[arg(long, default_value = "builtin:demo/all")]
     pub data: String,
+    /// How long the ui task measures frames.
+    #[arg(long, default_value_t = 30.0)]
+    pub seconds: f64,
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
     #[arg(long)]
@@ -109,6 +113,27 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 }
 
 pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
+    if a.task == "ui" {
+        let s = crate::ui::bench::frame_times(a.seconds, a.threads)?;
+        if a.json {
+            println!("{}", serde_json::to_string(&s)?);
+        } else {
+            println!(
+                "UI frames while training ({} training threads, {} steps in {:.0} s): {} frames, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                s.training_threads,
+                s.training_steps,
+                s.seconds,
+                s.frames,
+                s.p50_ms,
+                s.p99_ms,
+                s.max_ms
+            );
+            for (panel, p99) in &s.per_panel_p99_ms {
+                println!("  {panel:<12} p99 {p99:.2} ms");
+            }
+        }
+        return Ok(());
+    }
     let threads = crate::model::device::default_threads(a.threads);
     let r = crate::model::device::with_threads(threads, || bench(a, threads))??;
     if a.json {

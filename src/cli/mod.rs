@@ -69,6 +69,9 @@ pub struct GuiArgs {
     /// Window size in points, WIDTHxHEIGHT.
     #[arg(long, value_parser = parse_size)]
     pub size: Option<(f32, f32)>,
+    /// Show the CPU time of recent frames (p50, p99) in the top bar.
+    #[arg(long)]
+    pub frame_stats: bool,
 }
 
 fn parse_panel(s: &str) -> Result<crate::ui::app::PanelKind, String> {
@@ -94,6 +97,7 @@ fn gui(args: &GuiArgs) -> anyhow::Result<()> {
         panel: args.panel,
         select: args.select.clone(),
         size: args.size,
+        frame_stats: args.frame_stats,
     })
 }
 

@@ -127,6 +127,8 @@ pub struct NerlabApp {
     picks: (Sender<Picked>, Receiver<Picked>),
     notices: Vec<(String, Instant)>,
     requested: HashSet<PathBuf>,
+    /// CPU milliseconds of recent frames, when `--frame-stats` asked for a readout.
+    pub frame_ms: Option<std::collections::VecDeque<f32>>,
 }
 
 impl NerlabApp {
@@ -140,6 +142,7 @@ impl NerlabApp {
             picks: unbounded(),
             notices: Vec::new(),
             requested: HashSet::new(),
+            frame_ms: None,
         }
     }
 
@@ -165,6 +168,7 @@ impl NerlabApp {
         }
         cc.egui_ctx.set_visuals(state.theme.visuals());
         let mut app = Self::with_parts(state, RunStore::default(), WorkerHandle::spawn(None).ok());
+        app.frame_ms = launch.frame_stats.then(std::collections::VecDeque::new);
         app.scan_runs();
         app
     }
@@ -182,6 +186,12 @@ impl NerlabApp {
             }
             None => self.store.banners.push("no worker is running".into()),
         }
+    }
+
+    /// Starts a run (as the launcher's start button does).
+    pub fn launch(&mut self, config: RunConfig) {
+        let ctx = egui::Context::default();
+        self.apply(Action::Launch(Box::new(config)), &ctx);
     }
 
     /// Asks the worker to read every run directory not yet read.
@@ -287,6 +297,24 @@ impl NerlabApp {
             for (text, _) in &self.notices {
                 ui.label(RichText::new(text).weak());
             }
+            if let Some(times) = &self.frame_ms {
+                let mut v: Vec<f32> = times.iter().copied().collect();
+                v.sort_by(f32::total_cmp);
+                let p = |q: f32| {
+                    v.get(((v.len().saturating_sub(1)) as f32 * q) as usize)
+                        .copied()
+                        .unwrap_or(0.0)
+                };
+                ui.label(
+                    RichText::new(format!(
+                        "frame CPU p50 {:.1} ms, p99 {:.1} ms ({} frames)",
+                        p(0.5),
+                        p(0.99),
+                        v.len()
+                    ))
+                    .monospace(),
+                );
+            }
         });
     }
 
@@ -344,14 +372,27 @@ impl NerlabApp {
             .show(ui, |ui| {
                 for (i, r) in self.store.runs.iter().enumerate() {
                     let selected = self.state.selected.as_deref() == Some(r.name.as_str());
-                    let text = RichText::new(format!(
-                        "{}\n{}{}",
-                        r.name,
+                    // The run's curve colour as a marker; the text keeps the theme's contrast.
+                    let mut job = egui::text::LayoutJob::default();
+                    let body = ui.visuals().text_color();
+                    let font = egui::TextStyle::Body.resolve(ui.style());
+                    job.append(
+                        "■ ",
+                        0.0,
+                        egui::TextFormat::simple(font.clone(), theme::run(i)),
+                    );
+                    job.append(&r.name, 0.0, egui::TextFormat::simple(font.clone(), body));
+                    let detail = format!(
+                        "\n{}{}",
                         r.phase.label(),
                         r.best_f1.map_or(String::new(), |f| format!(" · F1 {f:.4}"))
-                    ))
-                    .color(theme::run(i));
-                    if ui.selectable_label(selected, text).clicked() {
+                    );
+                    job.append(
+                        &detail,
+                        0.0,
+                        egui::TextFormat::simple(font, ui.visuals().weak_text_color()),
+                    );
+                    if ui.selectable_label(selected, job).clicked() {
                         actions.push(Action::Select(r.name.clone()));
                     }
                     if r.phase.is_live() {
@@ -542,7 +583,13 @@ impl eframe::App for NerlabApp {
         self.tick(ctx);
     }
 
-    fn ui(&mut self, ui: &mut Ui, _frame: &mut eframe::Frame) {
+    fn ui(&mut self, ui: &mut Ui, frame: &mut eframe::Frame) {
+        if let (Some(times), Some(ms)) = (self.frame_ms.as_mut(), frame.info().cpu_usage) {
+            times.push_back(ms * 1e3);
+            if times.len() > 1000 {
+                times.pop_front();
+            }
+        }
         self.ui_root(ui);
     }
 

@@ -4,6 +4,7 @@
 //! worker handle. One file per panel under `panels/`; every colour in [`theme`].
 
 pub mod app;
+pub mod bench;
 pub mod fonts;
 pub mod panels;
 pub mod store;
@@ -26,6 +27,8 @@ pub struct Launch {
     pub select: Option<String>,
     /// Window size in points.
     pub size: Option<(f32, f32)>,
+    /// Show the CPU time of recent frames in the top bar.
+    pub frame_stats: bool,
 }
 
 /// Opens the workbench window and blocks until it closes.

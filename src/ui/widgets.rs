@@ -47,7 +47,7 @@ pub fn sentence_job(
                 s.ty.as_str(),
                 0.0,
                 TextFormat {
-                    font_id: FontId::proportional(size * 0.7),
+                    font_id: FontId::proportional(size * 0.8),
                     color: theme::entity(&s.ty),
                     valign: egui::Align::TOP,
                     ..Default::default()
@@ -216,9 +216,10 @@ impl Heatmap<'_> {
                 .texts
                 .and_then(|t| t.get(r).and_then(|row| row.get(c)).cloned())
                 .unwrap_or_else(|| format!("{v:.3}"));
-            response
-                .clone()
-                .on_hover_text(format!("{} → {}: {text}", self.rows[r], self.cols[c]));
+            response.clone().on_hover_text(format!(
+                "row {}, column {}: {text}",
+                self.rows[r], self.cols[c]
+            ));
         }
         if response.clicked() {
             return response

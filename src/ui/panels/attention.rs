@@ -18,6 +18,9 @@ pub struct AttentionState {
     pub head: Option<usize>,
     #[serde(skip)]
     pub request: u64,
+    /// The (text, model) of the last request, so a new sentence is sent once.
+    #[serde(skip)]
+    sent: Option<(String, std::path::PathBuf)>,
 }
 
 /// The layer's attention for one head or the mean of all heads.
@@ -84,7 +87,10 @@ pub fn ui(s: &mut AttentionState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action>
                 .desired_width(360.0)
                 .id_salt("attention-text"),
         );
-        if ui.button("Show").clicked() && !s.text.trim().is_empty() {
+        let wanted = (s.text.clone(), model.to_path_buf());
+        let changed = s.sent.as_ref() != Some(&wanted);
+        if (ui.button("Show").clicked() || changed) && !s.text.trim().is_empty() {
+            s.sent = Some(wanted);
             s.request += 1;
             actions.push(Action::Send(Command::Attention {
                 request: 2_000_000 + s.request,
@@ -99,7 +105,10 @@ pub fn ui(s: &mut AttentionState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action>
         .as_ref()
         .filter(|a| a.request == 2_000_000 + s.request)
     else {
-        ui.label("Choose a sentence and press Show.");
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.label("computing attention on the worker…");
+        });
         return actions;
     };
     let layers = a.weights.len();
@@ -134,8 +143,14 @@ pub fn ui(s: &mut AttentionState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action>
         .iter()
         .zip(&a.token_tags)
         .map(|(t, tag)| {
+            // Space tokens (KLUE's character model) would be blank labels.
+            let t = if t.trim().is_empty() {
+                "▁"
+            } else {
+                t.as_str()
+            };
             if tag.is_empty() {
-                t.clone()
+                t.to_string()
             } else {
                 format!("{t} [{tag}]")
             }

@@ -169,20 +169,18 @@ fn matrix_ui(ui: &mut Ui, m: &Matrix, s: &mut ConfusionState, cx: &PanelCtx<'_>)
     egui::Grid::new("confusion-grid")
         .spacing(Vec2::splat(2.0))
         .show(ui, |ui| {
-            ui.label(RichText::new("gold ↓  predicted →").small());
+            ui.label(RichText::new("gold \\ predicted").weak());
             for c in &m.cols {
-                ui.label(RichText::new(c).small().strong());
+                ui.label(RichText::new(c).strong());
             }
             ui.end_row();
             for (r, row_name) in m.rows.iter().enumerate() {
-                ui.label(RichText::new(row_name).small().strong());
+                ui.label(RichText::new(row_name).strong());
                 for (c, col_name) in m.cols.iter().enumerate() {
                     let v = values[r][c];
                     let fill = theme::heat(v, cx.theme);
                     let mut button = egui::Button::new(
-                        RichText::new(&texts[r][c])
-                            .color(theme::heat_text(v, cx.theme))
-                            .small(),
+                        RichText::new(&texts[r][c]).color(theme::heat_text(v, cx.theme)),
                     )
                     .fill(fill)
                     .min_size(Vec2::new(cell, 22.0));
@@ -190,7 +188,7 @@ fn matrix_ui(ui: &mut Ui, m: &Matrix, s: &mut ConfusionState, cx: &PanelCtx<'_>)
                         button = button.stroke(egui::Stroke::new(2.0, theme::pred_outline()));
                     }
                     let count = m.counts[r][c];
-                    let label = format!("gold {row_name} → predicted {col_name}: {count}");
+                    let label = format!("gold {row_name}, predicted {col_name}: {count}");
                     let resp = ui.add(button).on_hover_text(&label);
                     resp.widget_info(|| {
                         egui::WidgetInfo::labeled(egui::Role::Button, true, &label)
@@ -252,7 +250,7 @@ pub fn ui(s: &mut ConfusionState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action>
     };
     ui.label(
         RichText::new(format!(
-            "{} sentences: gold {row} → predicted {col}",
+            "{} sentences: gold {row}, predicted {col}",
             hits.len()
         ))
         .strong(),

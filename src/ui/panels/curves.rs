@@ -25,6 +25,8 @@ pub struct CurvesState {
     /// Exponential smoothing of the loss, 0..1.
     pub smoothing: f64,
     pub show_raw: bool,
+    /// Loss on a log10 axis (losses of different heads differ by orders of magnitude).
+    pub log_loss: bool,
     pub per_type: bool,
     pub export_dir: String,
     #[serde(skip)]
@@ -37,6 +39,7 @@ impl Default for CurvesState {
             overlay: BTreeSet::new(),
             smoothing: 0.9,
             show_raw: true,
+            log_loss: false,
             per_type: false,
             export_dir: "exports".into(),
             cache: HashMap::new(),
@@ -111,7 +114,14 @@ impl CurvesState {
         let raw: Vec<[f64; 2]> = run
             .curve
             .iter()
-            .map(|p| [p.step as f64, if which == 2 { p.lr } else { p.loss }])
+            .map(|p| {
+                let y = match which {
+                    2 => p.lr,
+                    _ if self.log_loss => p.loss.max(1e-12).log10(),
+                    _ => p.loss,
+                };
+                [p.step as f64, y]
+            })
             .collect();
         let pts = match which {
             1 => decimate(&smooth(&raw, smoothing), MAX_POINTS),
@@ -157,19 +167,20 @@ pub fn ui(s: &mut CurvesState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> {
         .iter()
         .enumerate()
         .filter(|(_, r)| {
-            if s.overlay.is_empty() {
-                cx.selected.is_some_and(|sel| sel.name == r.name)
-            } else {
-                s.overlay.contains(&r.name)
-            }
+            cx.selected.is_some_and(|sel| sel.name == r.name) || s.overlay.contains(&r.name)
         })
         .collect();
     ui.horizontal_wrapped(|ui| {
         ui.label("Overlay:");
         for (i, r) in cx.store.runs.iter().enumerate() {
-            let mut on = s.overlay.contains(&r.name);
+            // The selected run is always drawn; others are added by ticking them.
+            let selected = cx.selected.is_some_and(|sel| sel.name == r.name);
+            let mut on = selected || s.overlay.contains(&r.name);
             if ui
-                .checkbox(&mut on, RichText::new(&r.name).color(theme::run(i)))
+                .add_enabled(
+                    !selected,
+                    egui::Checkbox::new(&mut on, RichText::new(&r.name).color(theme::run(i))),
+                )
                 .changed()
             {
                 if on {
@@ -182,6 +193,9 @@ pub fn ui(s: &mut CurvesState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> {
     });
     ui.horizontal(|ui| {
         ui.checkbox(&mut s.show_raw, "raw loss");
+        if ui.checkbox(&mut s.log_loss, "log scale").changed() {
+            s.clear_cache();
+        }
         if labeled(
             ui,
             "smoothing",
@@ -217,8 +231,25 @@ pub fn ui(s: &mut CurvesState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> {
         return actions;
     }
     let height = (ui.available_height() / 3.0 - 10.0).max(120.0);
-    ui.label(RichText::new("training loss").strong());
+    // The same step range on every plot, so they line up vertically.
+    let x_max = runs
+        .iter()
+        .map(|(_, r)| r.total_steps.max(r.step))
+        .max()
+        .unwrap_or(1) as f64;
+    ui.label(
+        RichText::new(if s.log_loss {
+            "training loss (log10)"
+        } else {
+            "training loss"
+        })
+        .strong(),
+    );
     Plot::new("curve-loss")
+        .y_axis_min_width(44.0)
+        .include_x(0.0)
+        .include_x(x_max)
+        .link_cursor(egui::Id::unique("curves-x"), [true, false])
         .legend(Legend::default())
         .height(height)
         .x_axis_label("step")
@@ -244,6 +275,10 @@ pub fn ui(s: &mut CurvesState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> {
         });
     ui.label(RichText::new("dev F1").strong());
     Plot::new("curve-f1")
+        .y_axis_min_width(44.0)
+        .include_x(0.0)
+        .include_x(x_max)
+        .link_cursor(egui::Id::unique("curves-x"), [true, false])
         .legend(Legend::default())
         .height(height)
         .include_y(0.0)
@@ -300,6 +335,10 @@ pub fn ui(s: &mut CurvesState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> {
         });
     ui.label(RichText::new("learning rate").strong());
     Plot::new("curve-lr")
+        .y_axis_min_width(44.0)
+        .include_x(0.0)
+        .include_x(x_max)
+        .link_cursor(egui::Id::unique("curves-x"), [true, false])
         .legend(Legend::default())
         .height(height * 0.7)
         .x_axis_label("step")

@@ -64,7 +64,7 @@ pub fn filtered(
         .map(|c: &ErrorCase| {
             let note = match (&c.gold, &c.pred) {
                 (Some(g), Some(p)) if g != p => {
-                    format!("{}: gold {} → predicted {}", c.category.name(), g.ty, p.ty)
+                    format!("{}: gold {}, predicted {}", c.category.name(), g.ty, p.ty)
                 }
                 (Some(g), _) => format!("{}: {}", c.category.name(), g.ty),
                 (None, Some(p)) => format!("{}: {}", c.category.name(), p.ty),

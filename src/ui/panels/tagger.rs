@@ -81,7 +81,12 @@ fn tagged_text(ui: &mut Ui, text: &str, spans: &[TextSpan], theme: Theme) {
                     .underline(),
             )
             .on_hover_text(format!("{} {:.1}%", s.ty, s.confidence * 100.0));
-            ui.label(RichText::new(&s.ty).small().color(theme::entity(&s.ty)));
+            ui.label(
+                RichText::new(&s.ty)
+                    .size(13.0)
+                    .strong()
+                    .color(theme::entity(&s.ty)),
+            );
             at = s.end;
         }
         if at < chars.len() {
