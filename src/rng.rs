@@ -2,6 +2,14 @@
 //! K-shot samples, bootstrap intervals, shuffles. Its output is fixed by this file alone, so a
 //! seed written in a paper gives the same sample with any version of any dependency.
 
+const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// SplitMix64 (Steele, Lea & Flood 2014): tiny, fast, and good enough for sampling.
 #[derive(Debug, Clone)]
 pub struct SplitMix64 {
@@ -23,11 +31,20 @@ impl SplitMix64 {
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.state = self.state.wrapping_add(GAMMA);
+        mix(self.state)
+    }
+
+    /// The `k`-th number (from 0) that `next_u64` would return from `state`, without drawing the
+    /// ones before it: SplitMix64 is a counter, so any draw can be computed directly (fused
+    /// dropout kernels use this to build masks in parallel, identical to sequential draws).
+    pub fn nth_from(state: u64, k: u64) -> u64 {
+        mix(state.wrapping_add(GAMMA.wrapping_mul(k.wrapping_add(1))))
+    }
+
+    /// Moves the state past `k` draws at once.
+    pub fn skip(&mut self, k: u64) {
+        self.state = self.state.wrapping_add(GAMMA.wrapping_mul(k));
     }
 
     /// Uniform in `0..n` (Lemire's multiply-shift; the bias is below 2^-32 for any n used here).
@@ -67,6 +84,18 @@ mod tests {
         let mut r = SplitMix64::new(0);
         assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
         assert_eq!(r.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+    }
+
+    #[test]
+    fn draws_can_be_computed_directly_and_skipped() {
+        let mut r = SplitMix64::new(77);
+        let seq: Vec<u64> = (0..10).map(|_| r.next_u64()).collect();
+        for (k, &v) in seq.iter().enumerate() {
+            assert_eq!(SplitMix64::nth_from(77, k as u64), v);
+        }
+        let mut s = SplitMix64::new(77);
+        s.skip(10);
+        assert_eq!(s.state(), r.state());
     }
 
     #[test]

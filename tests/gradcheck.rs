@@ -1,7 +1,9 @@
-//! Finite differences against candle's backward pass, in f64, on tiny models: encoder + CRF,
-//! encoder + BiLSTM + CRF, and prompt label words through the MLM head; with dropout off and with
-//! dropout on (the same masks replayed). Every parameter must also receive a gradient: a fused op
-//! without a backward pass (candle's `layer_norm`, `softmax_last_dim`) would leave some at zero.
+//! Finite differences against the backward pass (candle's autograd for the heads, the encoder's
+//! hand-derived one, `model/tape.rs`), in f64, on tiny models: encoder + CRF, encoder + BiLSTM +
+//! CRF, and prompt label words through the MLM head; with dropout off and with dropout on (the
+//! same masks replayed). Every parameter must also receive a gradient: a fused op without a
+//! backward pass (candle's `layer_norm`, `softmax_last_dim`) would leave some at zero. And the
+//! hand-derived encoder backward must equal candle's autograd on the same model.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,6 +15,14 @@ use nerlab::model::tokenize::CharVocab;
 use nerlab::rng::SplitMix64;
 
 fn tiny_model(spec: ModelSpec) -> (NerModel, Vec<Vec<String>>, Vec<Vec<String>>) {
+    tiny_model_with(spec, 0.2)
+}
+
+/// Gradients are taken in training passes; "without dropout" means every dropout at zero.
+fn tiny_model_with(
+    spec: ModelSpec,
+    dropout: f64,
+) -> (NerModel, Vec<Vec<String>>, Vec<Vec<String>>) {
     let sentences = ["Kim went to Seoul", "Samsung hired Lee Park"];
     let tags = ["B-PER O O B-LOC", "B-ORG O B-PER I-PER"];
     let toks: Vec<Vec<String>> = sentences
@@ -30,7 +40,7 @@ fn tiny_model(spec: ModelSpec) -> (NerModel, Vec<Vec<String>>, Vec<Vec<String>>)
         heads: 2,
         intermediate: 12,
         max_positions: 40,
-        dropout: 0.2,
+        dropout,
     };
     let backbone = Backbone::char(vocab, size, DType::F64, &Device::Cpu, 7).unwrap();
     let labels = bio_labels(tags.iter().flatten().map(String::as_str));
@@ -45,11 +55,14 @@ fn loss_value(
     rng_state: u64,
 ) -> f64 {
     model.encoder().dropout_rng().set_state(rng_state);
-    model
+    let v = model
         .loss(batch, train)
         .unwrap()
         .to_scalar::<f64>()
-        .unwrap()
+        .unwrap();
+    // No backward pass follows: forget what the forward pass recorded for one.
+    model.encoder().discard_pending();
+    v
 }
 
 fn set_element(var: &Var, index: usize, value: f64) {
@@ -60,9 +73,13 @@ fn set_element(var: &Var, index: usize, value: f64) {
         .unwrap();
 }
 
-fn check(spec: ModelSpec, train: bool) {
-    let name = format!("{:?} prompt={} train={train}", spec.head, spec.prompt);
-    let (model, toks, tags) = tiny_model(spec);
+fn check(mut spec: ModelSpec, dropout: bool) {
+    let name = format!("{:?} prompt={} dropout={dropout}", spec.head, spec.prompt);
+    if !dropout {
+        spec.head_dropout = 0.0;
+    }
+    let (model, toks, tags) = tiny_model_with(spec, if dropout { 0.2 } else { 0.0 });
+    let train = true;
     let mut examples = Vec::new();
     for (i, (t, g)) in toks.iter().zip(&tags).enumerate() {
         examples.extend(model.encode(i, t, Some(g)).unwrap().1);
@@ -72,7 +89,7 @@ fn check(spec: ModelSpec, train: bool) {
     let state = 12345;
     model.encoder().dropout_rng().set_state(state);
     let loss = model.loss(&batch, train).unwrap();
-    let grads = loss.backward().unwrap();
+    let grads = model.backward(&loss).unwrap();
 
     let vars = model.params().vars();
     let mut rng = SplitMix64::new(3);
@@ -181,12 +198,12 @@ fn sparse_embedding_rows_equal_the_dense_gradient() {
     let emb = model.word_embedding_var().unwrap();
 
     model.encoder().dropout_rng().set_state(99);
-    let dense = model.loss(&batch, true).unwrap().backward().unwrap();
+    let dense = model.backward(&model.loss(&batch, true).unwrap()).unwrap();
     let dense: Vec<Vec<f64>> = dense.get(emb.as_tensor()).unwrap().to_vec2().unwrap();
 
     model.backbone.encoder.set_sparse_embedding(true);
     model.encoder().dropout_rng().set_state(99);
-    let store = model.loss(&batch, true).unwrap().backward().unwrap();
+    let store = model.backward(&model.loss(&batch, true).unwrap()).unwrap();
     assert!(
         store.get(emb.as_tensor()).is_none(),
         "the matrix stays out of the graph"
@@ -205,5 +222,106 @@ fn sparse_embedding_rows_equal_the_dense_gradient() {
     let untouched = (0..dense.len()).filter(|r| !sparse[0].rows.contains(&(*r as u32)));
     for r in untouched {
         assert!(dense[r].iter().all(|&x| x == 0.0));
+    }
+}
+
+/// The encoder's hand-derived backward pass gives candle's autograd gradients, for every
+/// parameter, with dropout on, for each head and method.
+#[test]
+fn taped_encoder_backward_equals_candles_autograd() {
+    let specs = [
+        ModelSpec::default(),
+        ModelSpec {
+            head: HeadKind::Crf,
+            ..ModelSpec::default()
+        },
+        ModelSpec {
+            prompt: true,
+            ..ModelSpec::default()
+        },
+        ModelSpec {
+            msd_samples: 2,
+            head_dropout: 0.3,
+            ..ModelSpec::default()
+        },
+    ];
+    for spec in specs {
+        for sparse in [false, true] {
+            let (mut model, toks, tags) = tiny_model(spec.clone());
+            model.backbone.encoder.set_sparse_embedding(sparse);
+            let mut examples = Vec::new();
+            for (i, (t, g)) in toks.iter().zip(&tags).enumerate() {
+                examples.extend(model.encode(i, t, Some(g)).unwrap().1);
+            }
+            let refs: Vec<_> = examples.iter().collect();
+            let batch = model.batch(&refs, None).unwrap();
+            let grads = |model: &NerModel| {
+                model.encoder().dropout_rng().set_state(4242);
+                let loss = model.loss(&batch, true).unwrap();
+                let store = model.backward(&loss).unwrap();
+                let sparse: Vec<(Vec<u32>, Vec<Vec<f64>>)> = model
+                    .encoder()
+                    .take_sparse()
+                    .into_iter()
+                    .map(|s| {
+                        (
+                            s.rows.clone(),
+                            store.get(s.var.as_tensor()).unwrap().to_vec2().unwrap(),
+                        )
+                    })
+                    .collect();
+                let dense: Vec<(String, Option<Vec<f64>>)> = model
+                    .params()
+                    .vars()
+                    .iter()
+                    .map(|(n, v)| {
+                        (
+                            n.clone(),
+                            store
+                                .get(v.as_tensor())
+                                .map(|g| g.flatten_all().unwrap().to_vec1().unwrap()),
+                        )
+                    })
+                    .collect();
+                (loss.to_scalar::<f64>().unwrap(), dense, sparse)
+            };
+            let taped = grads(&model);
+            model.backbone.encoder.set_taped(false);
+            let reference = grads(&model);
+            let name = format!(
+                "{:?} prompt={} msd={} sparse={sparse}",
+                spec.head, spec.prompt, spec.msd_samples
+            );
+            assert!(
+                (taped.0 - reference.0).abs() < 1e-12,
+                "{name}: loss {} vs {}",
+                taped.0,
+                reference.0
+            );
+            for ((n, a), (_, b)) in taped.1.iter().zip(&reference.1) {
+                match (a, b) {
+                    (Some(a), Some(b)) => {
+                        for (x, y) in a.iter().zip(b) {
+                            assert!(
+                                (x - y).abs() <= 1e-10 + 1e-8 * y.abs(),
+                                "{name}: {n}: {x} vs {y}"
+                            );
+                        }
+                    }
+                    (None, None) => {}
+                    _ => panic!("{name}: {n}: gradient present on one side only"),
+                }
+            }
+            assert_eq!(taped.2.len(), reference.2.len(), "{name}");
+            for ((ra, ga), (rb, gb)) in taped.2.iter().zip(&reference.2) {
+                assert_eq!(ra, rb);
+                for (x, y) in ga.iter().flatten().zip(gb.iter().flatten()) {
+                    assert!(
+                        (x - y).abs() <= 1e-10 + 1e-8 * y.abs(),
+                        "{name}: embedding rows: {x} vs {y}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -96,7 +96,7 @@ fn train(
     for _ in 0..steps {
         let batch = model.batch(&refs, Some(&mut rng)).unwrap();
         let loss = model.loss(&batch, true).unwrap();
-        opt.backward_step(&loss).unwrap();
+        opt.step(&model.backward(&loss).unwrap()).unwrap();
     }
     let after = model
         .loss(&eval_batch, false)

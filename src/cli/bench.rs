@@ -59,6 +59,10 @@ pub struct BenchArgs {
     pub latency_samples: usize,
     #[arg(long)]
     pub json: bool,
+    /// Write the timed batches (token ids and labels, -100 where untrained) and the latency
+    /// sentences as JSON, so `bench/reference.py` can do exactly the same work in PyTorch.
+    #[arg(long)]
+    pub dump_batches: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
@@ -204,6 +208,16 @@ fn bench(a: &BenchArgs, threads: usize) -> anyhow::Result<BenchResult> {
     let batches = epoch_batches(&lengths, a.batch_size, 0, 0, 0, a.bucket);
     let warmup = 2;
     let needed = (a.steps + warmup).min(batches.len());
+    if let Some(path) = &a.dump_batches {
+        dump_batches(
+            path,
+            &examples,
+            &batches[..needed],
+            warmup,
+            a,
+            model.labels.len(),
+        )?;
+    }
     let mut sentences = 0;
     let mut tokens = 0;
     let mut elapsed = 0.0;
@@ -220,7 +234,7 @@ fn bench(a: &BenchArgs, threads: usize) -> anyhow::Result<BenchResult> {
                 let batch = model.batch(&ex, None)?;
                 let loss = model.loss(&batch, true)?;
                 let t_forward = start.elapsed().as_secs_f64();
-                let store = loss.backward()?;
+                let store = model.backward(&loss)?;
                 let t_backward = start.elapsed().as_secs_f64();
                 let mut grads = Grads::default();
                 grads.add(&params, &store, model.encoder().take_sparse(), 1.0)?;
@@ -238,6 +252,8 @@ fn bench(a: &BenchArgs, threads: usize) -> anyhow::Result<BenchResult> {
             }
         }
         "tag" => {
+            // Inference as the tagger runs it (weights in their inference layout).
+            model.freeze()?;
             for (k, idx) in batches[..needed].iter().enumerate() {
                 let ex: Vec<&Example> = idx.iter().map(|&i| &examples[i]).collect();
                 let start = Instant::now();
@@ -283,4 +299,48 @@ fn bench(a: &BenchArgs, threads: usize) -> anyhow::Result<BenchResult> {
             }
         }),
     })
+}
+
+/// The work of a bench run as plain ids, for the PyTorch reference (see `--dump-batches`).
+fn dump_batches(
+    path: &std::path::Path,
+    examples: &[Example],
+    batches: &[Vec<usize>],
+    warmup: usize,
+    a: &BenchArgs,
+    num_labels: usize,
+) -> anyhow::Result<()> {
+    let labels = |e: &Example| -> Vec<i64> {
+        let mut l = vec![-100i64; e.ids.len()];
+        for (&pos, t) in e.units.iter().zip(&e.targets) {
+            if let Some(t) = t {
+                l[pos] = i64::from(*t);
+            }
+        }
+        l
+    };
+    let batch_json: Vec<serde_json::Value> = batches
+        .iter()
+        .map(|idx| {
+            serde_json::json!({
+                "ids": idx.iter().map(|&i| &examples[i].ids).collect::<Vec<_>>(),
+                "labels": idx.iter().map(|&i| labels(&examples[i])).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let latency: Vec<&Vec<u32>> = examples
+        .iter()
+        .take(a.latency_samples)
+        .map(|e| &e.ids)
+        .collect();
+    let doc = serde_json::json!({
+        "task": a.task,
+        "warmup": warmup,
+        "num_labels": num_labels,
+        "batches": batch_json,
+        "latency": latency,
+    });
+    std::fs::write(path, serde_json::to_vec(&doc)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }

@@ -53,7 +53,9 @@ pub fn load_model(path: &Path) -> anyhow::Result<NerModel> {
             path.display()
         );
     }
-    NerModel::load(&dir, candle_core::DType::F32, &candle_core::Device::Cpu)
+    let mut model = NerModel::load(&dir, candle_core::DType::F32, &candle_core::Device::Cpu)?;
+    model.freeze()?;
+    Ok(model)
 }
 
 /// Tokens of raw text with their character offsets: characters for character-level models,

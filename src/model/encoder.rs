@@ -46,6 +46,7 @@ pub fn linear(p: &Params, in_dim: usize, out_dim: usize, std: f64) -> anyhow::Re
 
 pub fn activate(x: &Tensor, act: Activation) -> CResult<Tensor> {
     match act {
+        Activation::Gelu if super::kernels::applies(x) => super::kernels::gelu_erf(x),
         Activation::Gelu => x.gelu_erf(),
         Activation::GeluTanh => x.gelu(),
         Activation::Relu => x.relu(),
@@ -53,26 +54,26 @@ pub fn activate(x: &Tensor, act: Activation) -> CResult<Tensor> {
 }
 
 #[derive(Debug, Clone)]
-struct Embeddings {
-    word: Tensor,
+pub(crate) struct Embeddings {
+    pub(crate) word: Tensor,
     /// Rows added to the vocabulary (prompt label words, MANER's fresh token).
-    extra: Option<Tensor>,
-    position: Tensor,
-    token_type: Tensor,
-    norm: Norm,
-    project: Option<Linear>,
+    pub(crate) extra: Option<Tensor>,
+    pub(crate) position: Tensor,
+    pub(crate) token_type: Tensor,
+    pub(crate) norm: Norm,
+    pub(crate) project: Option<Linear>,
 }
 
 #[derive(Debug, Clone)]
-struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attn_out: Linear,
-    attn_norm: Norm,
-    intermediate: Linear,
-    output: Linear,
-    out_norm: Norm,
+pub(crate) struct Layer {
+    pub(crate) query: Linear,
+    pub(crate) key: Linear,
+    pub(crate) value: Linear,
+    pub(crate) attn_out: Linear,
+    pub(crate) attn_norm: Norm,
+    pub(crate) intermediate: Linear,
+    pub(crate) output: Linear,
+    pub(crate) out_norm: Norm,
 }
 
 /// What a forward pass returns.
@@ -96,12 +97,17 @@ pub struct SparseRows {
 #[derive(Debug, Clone)]
 pub struct Encoder {
     pub config: EncoderConfig,
-    embeddings: Embeddings,
-    layers: Vec<Layer>,
-    rng: DropoutRng,
+    pub(crate) embeddings: Embeddings,
+    pub(crate) layers: Vec<Layer>,
+    pub(crate) rng: DropoutRng,
     /// Row-sparse word-embedding gradients in training (see [`Encoder::set_sparse_embedding`]).
     sparse_embedding: bool,
     sparse: Arc<Mutex<Vec<SparseRows>>>,
+    /// Training passes run with the hand-derived backward (`tape.rs`) where it applies.
+    pub(crate) taped: bool,
+    tapes: Arc<Mutex<Vec<super::tape::Tape>>>,
+    /// Weights copied for inference (see [`Encoder::freeze`]).
+    frozen: bool,
 }
 
 impl Encoder {
@@ -158,6 +164,9 @@ impl Encoder {
             rng,
             sparse_embedding: false,
             sparse: Arc::new(Mutex::new(Vec::new())),
+            taped: true,
+            tapes: Arc::new(Mutex::new(Vec::new())),
+            frozen: false,
         })
     }
 
@@ -171,6 +180,64 @@ impl Encoder {
 
     pub fn sparse_embedding(&self) -> bool {
         self.sparse_embedding
+    }
+
+    /// Prepares for inference only: stores transposed copies of the weights (see
+    /// [`Linear::freeze`]). Training such an encoder is refused.
+    pub fn freeze(&mut self) -> anyhow::Result<()> {
+        if let Some(p) = self.embeddings.project.as_mut() {
+            p.freeze()?;
+        }
+        for l in &mut self.layers {
+            for lin in [
+                &mut l.query,
+                &mut l.key,
+                &mut l.value,
+                &mut l.attn_out,
+                &mut l.intermediate,
+                &mut l.output,
+            ] {
+                lin.freeze()?;
+            }
+        }
+        self.frozen = true;
+        Ok(())
+    }
+
+    pub fn is_frozen(&self) -> bool {
+        self.frozen
+    }
+
+    /// Whether training on the CPU uses the hand-derived backward pass of `tape.rs` (the
+    /// default) or candle's autograd (the reference it is tested against). Either way gradients
+    /// come from [`crate::model::ner::NerModel::backward`].
+    pub fn set_taped(&mut self, on: bool) {
+        self.taped = on;
+    }
+
+    pub(crate) fn push_tape(&self, tape: super::tape::Tape) {
+        if let Ok(mut v) = self.tapes.lock() {
+            v.push(tape);
+        }
+    }
+
+    pub(crate) fn take_tapes(&self) -> Vec<super::tape::Tape> {
+        self.tapes
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn push_sparse(&self, rows: SparseRows) {
+        if let Ok(mut list) = self.sparse.lock() {
+            list.push(rows);
+        }
+    }
+
+    /// Forgets recorded training passes (a step abandoned before its backward pass).
+    pub fn discard_pending(&self) {
+        self.take_tapes();
+        self.take_sparse();
     }
 
     /// The rows gathered by training forward passes since the last call.
@@ -246,9 +313,7 @@ impl Encoder {
         let out = var
             .as_tensor()
             .index_select(&Tensor::from_vec(local, host.len(), dev)?, 0)?;
-        if let Ok(mut list) = self.sparse.lock() {
-            list.push(SparseRows { rows, var });
-        }
+        self.push_sparse(SparseRows { rows, var });
         Ok(out)
     }
 
@@ -279,7 +344,7 @@ impl Encoder {
     /// Position ids: `0..seq` (BERT, ELECTRA) or, for RoBERTa, `pad + 1 + i` over real tokens and
     /// `pad` over padding (HF's `create_position_ids_from_input_ids`, taken from the mask so a
     /// wrong `pad_token_id` in a config cannot shift them).
-    fn positions(&self, mask: &Tensor) -> CResult<Tensor> {
+    pub(crate) fn positions(&self, mask: &Tensor) -> CResult<Tensor> {
         let (b, s) = mask.dims2()?;
         let ids: Vec<u32> = match self.config.family() {
             Family::Roberta => {
@@ -328,8 +393,16 @@ impl Encoder {
                 c.max_tokens()
             );
         }
+        if train && self.frozen {
+            candle_core::bail!("this model was frozen for inference; load it again to train it");
+        }
+        // The fast path: always outside training, and in training unless turned off (the
+        // autograd reference) or attention is asked for.
+        if super::kernels::applies(&self.embeddings.word) && (!train || (self.taped && !attention))
+        {
+            return self.forward_fast(ids, mask, train, attention);
+        }
         let emb = &self.embeddings;
-        let dtype = emb.word.dtype();
         let positions = emb
             .position
             .index_select(&self.positions(mask)?.flatten_all()?, 0)?
@@ -350,15 +423,7 @@ impl Encoder {
             None => x,
         };
 
-        // (batch, 1, 1, seq): 0 for tokens, the dtype's lowest value for padding (as HF does).
-        let mask_f = mask.to_dtype(dtype)?;
-        let lowest = match dtype {
-            DType::F64 => f64::MIN,
-            DType::F16 => -65504.0,
-            DType::BF16 => -3.38e38,
-            _ => f64::from(f32::MIN),
-        };
-        let bias = ((mask_f.neg()? + 1.0)? * lowest)?.reshape((b, 1, 1, s))?;
+        let bias = self.attention_bias(mask)?;
         let mut attentions = Vec::new();
         for layer in &self.layers {
             let (out, probs) = self.layer_forward(layer, &hidden, &bias, train)?;
@@ -387,8 +452,13 @@ impl Encoder {
         let k = split(l.key.forward(x)?)?;
         let v = split(l.value.forward(x)?)?;
         // (batch, heads, seq, seq)
-        let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(bias)?;
-        let probs = softmax(&scores)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let scores = q.matmul(&k.t()?)?;
+        let probs = if super::kernels::applies(&scores) {
+            super::kernels::masked_softmax(&scores, bias, scale)?
+        } else {
+            softmax(&(scores * scale)?.broadcast_add(bias)?)?
+        };
         let ctx = dropout(&probs, c.attention_probs_dropout_prob, train, &self.rng)?.matmul(&v)?;
         let ctx = ctx.transpose(1, 2)?.reshape((b, s, h))?;
         let attn = dropout(
@@ -407,6 +477,19 @@ impl Encoder {
         )?;
         let out = l.out_norm.forward(&(out + &attn)?)?;
         Ok((out, probs))
+    }
+
+    /// (batch, 1, 1, seq): 0 for tokens, the dtype's lowest value for padding (as HF does).
+    pub(crate) fn attention_bias(&self, mask: &Tensor) -> CResult<Tensor> {
+        let (b, s) = mask.dims2()?;
+        let dtype = self.embeddings.word.dtype();
+        let lowest = match dtype {
+            DType::F64 => f64::MIN,
+            DType::F16 => -65504.0,
+            DType::BF16 => -3.38e38,
+            _ => f64::from(f32::MIN),
+        };
+        ((mask.to_dtype(dtype)?.neg()? + 1.0)? * lowest)?.reshape((b, 1, 1, s))
     }
 
     /// The hidden size of the output.

@@ -9,11 +9,13 @@ pub mod config;
 pub mod crf;
 pub mod device;
 pub mod encoder;
+pub mod kernels;
 pub mod lstm;
 pub mod mlm;
 pub mod ner;
 pub mod ops;
 pub mod params;
+pub mod tape;
 pub mod tokenize;
 
 use std::path::{Path, PathBuf};

@@ -496,6 +496,28 @@ impl NerModel {
         }
     }
 
+    /// Prepares the model for inference only (tagging, evaluation): weights are copied into the
+    /// layout the matrix products run fastest with (see `Linear::freeze`). A frozen model
+    /// refuses to train.
+    pub fn freeze(&mut self) -> anyhow::Result<()> {
+        self.backbone.encoder.freeze()?;
+        if let Some(p) = self.proj.as_mut() {
+            p.freeze()?;
+        }
+        Ok(())
+    }
+
+    /// Gradients of `loss` for every parameter: candle's autograd for the heads, then the
+    /// encoder's own backward pass for its taped training passes (see `tape.rs`). Always use this
+    /// rather than `loss.backward()`, which stops at the encoder's output. The encoder takes part
+    /// through its training passes (`train = true`); evaluation passes keep nothing for a
+    /// backward pass.
+    pub fn backward(&self, loss: &Tensor) -> candle_core::Result<candle_core::backprop::GradStore> {
+        let mut store = loss.backward()?;
+        self.encoder().finish_backward(&mut store)?;
+        Ok(store)
+    }
+
     /// The training loss of a batch (mean over units, or over sentences for the CRF), averaged over
     /// the multi-sample-dropout masks.
     pub fn loss(&self, batch: &Batch, train: bool) -> candle_core::Result<Tensor> {

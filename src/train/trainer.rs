@@ -487,11 +487,11 @@ impl Trainer<'_> {
                 value = f64::NAN;
             }
             if !value.is_finite() {
-                self.model.encoder().take_sparse();
+                self.model.encoder().discard_pending();
                 bail!("the loss became {value} at step {}", self.state.step + 1);
             }
             total_loss += value / accum;
-            let store = loss.backward()?;
+            let store = self.model.backward(&loss)?;
             let sparse = self.model.encoder().take_sparse();
             if t.fgm_epsilon > 0.0 {
                 let mut own = Grads::default();
@@ -556,7 +556,7 @@ impl Trainer<'_> {
                     },
                 )?;
                 let adv = self.model.loss(batch, true)?;
-                let store = adv.backward()?;
+                let store = self.model.backward(&adv)?;
                 grads.add(
                     params,
                     &store,
@@ -573,7 +573,7 @@ impl Trainer<'_> {
                 let backup = emb.as_tensor().copy()?;
                 emb.set(&(emb.as_tensor() + (g * scale)?)?)?;
                 let adv = self.model.loss(batch, true)?;
-                let store = adv.backward()?;
+                let store = self.model.backward(&adv)?;
                 grads.add(
                     params,
                     &store,
@@ -751,7 +751,8 @@ impl Trainer<'_> {
     /// further evaluation corpus. Nothing time-dependent, so a resumed run writes the same file.
     fn final_report(&mut self) -> anyhow::Result<()> {
         let device = self.config.device.device()?;
-        let best = NerModel::load(&self.run.best_dir(), self.model.dtype(), &device)?;
+        let mut best = NerModel::load(&self.run.best_dir(), self.model.dtype(), &device)?;
+        best.freeze()?;
         let mut report = serde_json::json!({
             "best_step": self.state.best_step,
             "steps": self.state.step,

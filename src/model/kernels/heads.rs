@@ -1,0 +1,272 @@
+//! Attention heads split and merged, and bias additions fused into the ops that follow them.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, bail};
+use rayon::prelude::*;
+
+use super::gelu::{gelu, gelu_grad};
+use super::*;
+
+/// `(batch * seq, hidden) + bias` -> `(batch, heads, seq, head_dim)`, contiguous: the query, key
+/// or value projection's bias added while splitting into heads.
+pub(crate) struct SplitHeads {
+    pub batch: usize,
+    pub seq: usize,
+    pub heads: usize,
+    /// Write `(batch, heads, head_dim, seq)` instead: keys laid out so `q k^T` multiplies by a
+    /// contiguous matrix (twice as fast in gemm as by a transposed view).
+    pub transpose: bool,
+}
+
+impl SplitHeads {
+    fn run<T: Real>(&self, x: &[T], bias: &[T]) -> Vec<T> {
+        let h = bias.len();
+        let hd = h / self.heads;
+        let (s, heads) = (self.seq, self.heads);
+        let mut out = vec![T::ZERO; x.len()];
+        let transpose = self.transpose;
+        out.par_chunks_mut(s * hd).enumerate().for_each(|(blk, o)| {
+            let (bi, hi) = (blk / heads, blk % heads);
+            let b = &bias[hi * hd..(hi + 1) * hd];
+            for si in 0..s {
+                let src = &x[(bi * s + si) * h + hi * hd..][..hd];
+                if transpose {
+                    for (d, (&v, &bv)) in src.iter().zip(b).enumerate() {
+                        o[d * s + si] = v + bv;
+                    }
+                } else {
+                    for ((d, &v), &bv) in o[si * hd..(si + 1) * hd].iter_mut().zip(src).zip(b) {
+                        *d = v + bv;
+                    }
+                }
+            }
+        });
+        out
+    }
+}
+
+impl CustomOp2 for SplitHeads {
+    fn name(&self) -> &'static str {
+        "nerlab-split-heads"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let h = l2.shape().elem_count();
+        if l1.shape().elem_count() != self.batch * self.seq * h || !h.is_multiple_of(self.heads) {
+            bail!("split heads: shapes do not match");
+        }
+        let out = match s1 {
+            CpuStorage::F32(_) => {
+                f32::storage(self.run::<f32>(contiguous(s1, l1, "x")?, contiguous(s2, l2, "bias")?))
+            }
+            CpuStorage::F64(_) => {
+                f64::storage(self.run::<f64>(contiguous(s1, l1, "x")?, contiguous(s2, l2, "bias")?))
+            }
+            _ => bail!("split heads: f32 or f64 only"),
+        };
+        let hd = h / self.heads;
+        let shape = if self.transpose {
+            (self.batch, self.heads, hd, self.seq)
+        } else {
+            (self.batch, self.heads, self.seq, hd)
+        };
+        Ok((out, Shape::from(shape)))
+    }
+}
+
+/// `(batch, heads, seq, head_dim)` -> `(batch * seq, hidden)`.
+pub(crate) struct MergeHeads;
+
+impl MergeHeads {
+    fn run<T: Real>(x: &[T], b: usize, heads: usize, s: usize, hd: usize) -> Vec<T> {
+        let h = heads * hd;
+        let mut out = vec![T::ZERO; x.len()];
+        out.par_chunks_mut(h * ROW_BLOCK)
+            .enumerate()
+            .for_each(|(blk, o)| {
+                for (k, row) in o.chunks_mut(h).enumerate() {
+                    let r = blk * ROW_BLOCK + k;
+                    let (bi, si) = (r / s, r % s);
+                    for hi in 0..heads {
+                        let src = &x[((bi * heads + hi) * s + si) * hd..][..hd];
+                        row[hi * hd..(hi + 1) * hd].copy_from_slice(src);
+                    }
+                }
+            });
+        debug_assert_eq!(out.len(), b * s * h);
+        out
+    }
+}
+
+impl CustomOp1 for MergeHeads {
+    fn name(&self) -> &'static str {
+        "nerlab-merge-heads"
+    }
+
+    fn cpu_fwd(&self, st: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, heads, s, hd) = l.shape().dims4()?;
+        let out = match st {
+            CpuStorage::F32(_) => {
+                f32::storage(Self::run::<f32>(contiguous(st, l, "x")?, b, heads, s, hd))
+            }
+            CpuStorage::F64(_) => {
+                f64::storage(Self::run::<f64>(contiguous(st, l, "x")?, b, heads, s, hd))
+            }
+            _ => bail!("merge heads: f32 or f64 only"),
+        };
+        Ok((out, Shape::from((b * s, heads * hd))))
+    }
+}
+
+/// `gelu(x + bias)` over rows of `bias.len()`.
+pub(crate) struct BiasGelu;
+
+impl CustomOp2 for BiasGelu {
+    fn name(&self) -> &'static str {
+        "nerlab-bias-gelu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        fn run<T: Real>(x: &[T], b: &[T]) -> Vec<T> {
+            let w = b.len();
+            let mut y = vec![T::ZERO; x.len()];
+            rows_map(&mut y, w, |r, out| {
+                for ((o, &v), &bv) in out.iter_mut().zip(&x[r * w..(r + 1) * w]).zip(b) {
+                    *o = gelu(v + bv);
+                }
+            });
+            y
+        }
+        let out = match s1 {
+            CpuStorage::F32(_) => f32::storage(run::<f32>(
+                contiguous(s1, l1, "x")?,
+                contiguous(s2, l2, "bias")?,
+            )),
+            CpuStorage::F64(_) => f64::storage(run::<f64>(
+                contiguous(s1, l1, "x")?,
+                contiguous(s2, l2, "bias")?,
+            )),
+            _ => bail!("bias gelu: f32 or f64 only"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+/// `g * gelu'(x + bias)`.
+pub(crate) struct BiasGeluBwd;
+
+impl CustomOp3 for BiasGeluBwd {
+    fn name(&self) -> &'static str {
+        "nerlab-bias-gelu-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        fn run<T: Real>(x: &[T], b: &[T], g: &[T]) -> Vec<T> {
+            let w = b.len();
+            let mut y = vec![T::ZERO; x.len()];
+            rows_map(&mut y, w, |r, out| {
+                let xs = &x[r * w..(r + 1) * w];
+                let gs = &g[r * w..(r + 1) * w];
+                for j in 0..w {
+                    out[j] = gs[j] * gelu_grad(xs[j] + b[j]);
+                }
+            });
+            y
+        }
+        let out = match s1 {
+            CpuStorage::F32(_) => f32::storage(run::<f32>(
+                contiguous(s1, l1, "x")?,
+                contiguous(s2, l2, "bias")?,
+                contiguous(s3, l3, "grad")?,
+            )),
+            CpuStorage::F64(_) => f64::storage(run::<f64>(
+                contiguous(s1, l1, "x")?,
+                contiguous(s2, l2, "bias")?,
+                contiguous(s3, l3, "grad")?,
+            )),
+            _ => bail!("bias gelu backward: f32 or f64 only"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+/// `(x + bias) * mask + residual`, the mask of `state` (none: no dropout).
+pub(crate) struct BiasDropoutAdd {
+    pub state: Option<u64>,
+    pub p: f64,
+}
+
+impl CustomOp3 for BiasDropoutAdd {
+    fn name(&self) -> &'static str {
+        "nerlab-bias-dropout-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        fn run<T: Real>(x: &[T], b: &[T], r: &[T], state: Option<u64>, p: f64) -> Vec<T> {
+            let w = b.len();
+            let threshold = (p * 65536.0).round() as u64;
+            let keep = (1.0 / (1.0 - p)) as f32;
+            let mut y = vec![T::ZERO; x.len()];
+            rows_map(&mut y, w, |row, out| {
+                let base = row * w;
+                for j in 0..w {
+                    let i = base + j;
+                    let v = x[i] + b[j];
+                    let v = match state {
+                        Some(st) => {
+                            v * T::of(f64::from(dropout_mask_value(st, i, threshold, keep)))
+                        }
+                        None => v,
+                    };
+                    out[j] = v + r[i];
+                }
+            });
+            y
+        }
+        let out = match s1 {
+            CpuStorage::F32(_) => f32::storage(run::<f32>(
+                contiguous(s1, l1, "x")?,
+                contiguous(s2, l2, "bias")?,
+                contiguous(s3, l3, "residual")?,
+                self.state,
+                self.p,
+            )),
+            CpuStorage::F64(_) => f64::storage(run::<f64>(
+                contiguous(s1, l1, "x")?,
+                contiguous(s2, l2, "bias")?,
+                contiguous(s3, l3, "residual")?,
+                self.state,
+                self.p,
+            )),
+            _ => bail!("bias dropout add: f32 or f64 only"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}
