@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""The PyTorch side of `nerlab bench`: the same work on the same weights, batches and threads.
+
+`nerlab bench ... --dump-batches work.json` writes the token ids and labels of every batch it
+times (and the sentences of its latency test); this script runs exactly those through Hugging
+Face's BertForTokenClassification and prints the same JSON keys:
+
+  train: forward (with the cross-entropy loss) + backward + gradient clipping at 1.0 + AdamW
+         (torch.optim.AdamW, lr 5e-5, weight decay 0.01), per batch, dropout on (train mode);
+  tag:   forward in inference mode + softmax + argmax per batch; then single-sentence latency.
+
+The first `warmup` batches are run but not timed, as nerlab does. Peak memory is the process's
+peak resident set (ru_maxrss), as nerlab reports VmHWM.
+
+  ~/.cache/nerlab-py/bin/python bench/reference.py --model DIR --work work.json --threads 2
+"""
+import argparse
+import json
+import resource
+import time
+
+import torch
+from transformers import AutoModelForTokenClassification
+
+
+def pad(rows, value):
+    n = max(len(r) for r in rows)
+    t = torch.full((len(rows), n), value, dtype=torch.long)
+    m = torch.zeros((len(rows), n), dtype=torch.long)
+    for i, r in enumerate(rows):
+        t[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        m[i, : len(r)] = 1
+    return t, m
+
+
+def percentile(sorted_values, q):
+    if not sorted_values:
+        return 0.0
+    pos = q / 100 * (len(sorted_values) - 1)
+    lo, hi = int(pos), min(int(pos) + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--work", required=True, help="the JSON written by nerlab bench --dump-batches")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+    torch.manual_seed(0)
+    work = json.load(open(args.work))
+    model = AutoModelForTokenClassification.from_pretrained(args.model, num_labels=work["num_labels"])
+    pad_id = model.config.pad_token_id or 0
+    warmup = work["warmup"]
+    sentences = tokens = 0
+    elapsed = 0.0
+    phases = [0.0, 0.0, 0.0]
+    latency = None
+    if work["task"] == "train":
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.01)
+        for k, b in enumerate(work["batches"]):
+            start = time.perf_counter()
+            ids, mask = pad(b["ids"], pad_id)
+            labels, _ = pad(b["labels"], -100)
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            t_forward = time.perf_counter()
+            loss.backward()
+            t_backward = time.perf_counter()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            end = time.perf_counter()
+            if k >= warmup:
+                phases[0] += t_forward - start
+                phases[1] += t_backward - t_forward
+                phases[2] += end - t_backward
+                elapsed += end - start
+                sentences += len(b["ids"])
+                tokens += sum(len(r) for r in b["ids"])
+    else:
+        model.eval()
+        with torch.inference_mode():
+            for k, b in enumerate(work["batches"]):
+                start = time.perf_counter()
+                ids, mask = pad(b["ids"], pad_id)
+                logits = model(input_ids=ids, attention_mask=mask).logits
+                probs = logits.softmax(-1)
+                _ = probs.max(-1)
+                end = time.perf_counter()
+                if k >= warmup:
+                    elapsed += end - start
+                    sentences += len(b["ids"])
+                    tokens += sum(len(r) for r in b["ids"])
+            times = []
+            for r in work["latency"]:
+                start = time.perf_counter()
+                ids, mask = pad([r], pad_id)
+                logits = model(input_ids=ids, attention_mask=mask).logits
+                _ = logits.softmax(-1).max(-1)
+                times.append((time.perf_counter() - start) * 1e3)
+            times.sort()
+            latency = {"p50": percentile(times, 50), "p99": percentile(times, 99)}
+    n = max(len(work["batches"]) - warmup, 1)
+    out = {
+        "model": args.model,
+        "task": work["task"],
+        "threads": args.threads,
+        "steps": len(work["batches"]) - warmup,
+        "sentences_per_sec": sentences / max(elapsed, 1e-9),
+        "tokens_per_sec": tokens / max(elapsed, 1e-9),
+        "latency_ms": latency,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "torch": torch.__version__,
+    }
+    if work["task"] == "train":
+        out["phase_ms"] = {"forward": phases[0] * 1e3 / n, "backward": phases[1] * 1e3 / n, "optimizer": phases[2] * 1e3 / n}
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
