@@ -92,6 +92,10 @@ pub struct TrainArgs {
     /// Plain random batches instead of length buckets.
     #[arg(long)]
     pub no_bucket: bool,
+    /// Dense AdamW on the word embeddings (every row every step) instead of updating only the
+    /// rows a batch used.
+    #[arg(long)]
+    pub dense_embedding: bool,
     /// A second stage on these corpora (polyglot, then monolingual fine-tuning).
     #[arg(long)]
     pub finetune: Vec<String>,
@@ -195,6 +199,9 @@ pub fn config_from_args(a: &TrainArgs) -> anyhow::Result<RunConfig> {
     }
     if a.no_bucket {
         c.train.bucket = false;
+    }
+    if a.dense_embedding {
+        c.train.sparse_embedding = false;
     }
     if a.offline {
         c.offline = true;

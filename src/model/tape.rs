@@ -16,13 +16,15 @@
 //! `tests/gradcheck.rs` checks the result against candle's autograd on the same model (the
 //! reference path, [`Encoder::set_taped`]`(false)`) and against finite differences.
 
+use std::sync::Arc;
+
 use candle_core::backprop::GradStore;
 use candle_core::{D, Result, Tensor, Var};
 
 use super::encoder::{Encoder, Layer, Norm, SparseRows};
 use super::kernels::{
-    BiasDropoutAdd, BiasGelu, BiasGeluBwd, Dropout, LayerNorm, LayerNormBwd, MergeHeads, Softmax,
-    SoftmaxBwd, SplitHeads,
+    BiasDropoutAdd, BiasGelu, BiasGeluBwd, Dropout, LayerNorm, LayerNormBwd, MergeHeads, Packing,
+    Softmax, SoftmaxBwd, SplitHeads,
 };
 use super::ops::Linear;
 
@@ -38,6 +40,8 @@ enum WordTape {
 pub struct Tape {
     batch: usize,
     seq: usize,
+    /// Real-token rows, when the batch has padding (activations below are packed).
+    pack: Option<(Arc<Packing>, Tensor)>,
     hidden: Var,
     word: WordTape,
     /// Added-token rows: (ids into the extra matrix, 0/1 selector (n, 1)).
@@ -107,11 +111,17 @@ fn project_dropout_add(
     l: &Linear,
     p: f64,
     residual: &Tensor,
+    pack: Option<&Arc<Packing>>,
 ) -> Result<(Tensor, Option<u64>)> {
     let y = project(x, l)?;
-    let state = (p > 0.0).then(|| enc.rng.reserve(y.elem_count()));
+    let state = (p > 0.0).then(|| enc.rng.reserve(unpacked_count(&y, pack)));
     let bias = bias_of(l, y.dim(D::Minus1)?, &y)?;
-    let out = y.apply_op3_no_bwd(&bias, &residual.contiguous()?, &BiasDropoutAdd { state, p })?;
+    let op = BiasDropoutAdd {
+        state,
+        p,
+        pack: pack.cloned(),
+    };
+    let out = y.apply_op3_no_bwd(&bias, &residual.contiguous()?, &op)?;
     Ok((out, state))
 }
 
@@ -163,8 +173,23 @@ fn norm_bwd(x: &Tensor, n: &Norm, g: &Tensor) -> Result<(Tensor, Tensor, Tensor)
     ))
 }
 
+/// Elements of `x` in the padded layout (dropout draws a mask value for each, so that a packed
+/// pass leaves the generator where a padded one would).
+fn unpacked_count(x: &Tensor, pack: Option<&Arc<Packing>>) -> usize {
+    match pack {
+        Some(p) => x.elem_count() / p.rows.len().max(1) * p.slot.len(),
+        None => x.elem_count(),
+    }
+}
+
 /// `x * mask` (+ `add`), the mask drawn from the encoder's generator; `None` state when off.
-fn drop(enc: &Encoder, x: &Tensor, p: f64, add: Option<&Tensor>) -> Result<(Tensor, Option<u64>)> {
+fn drop(
+    enc: &Encoder,
+    x: &Tensor,
+    p: f64,
+    add: Option<&Tensor>,
+    pack: Option<&Arc<Packing>>,
+) -> Result<(Tensor, Option<u64>)> {
     if p <= 0.0 {
         return Ok((
             match add {
@@ -174,8 +199,12 @@ fn drop(enc: &Encoder, x: &Tensor, p: f64, add: Option<&Tensor>) -> Result<(Tens
             None,
         ));
     }
-    let state = enc.rng.reserve(x.elem_count());
-    let op = Dropout { state, p };
+    let state = enc.rng.reserve(unpacked_count(x, pack));
+    let op = Dropout {
+        state,
+        p,
+        pack: pack.cloned(),
+    };
     let y = match add {
         Some(a) => x.apply_op2_no_bwd(&a.contiguous()?, &op)?,
         None => x.apply_op1_no_bwd(&op)?,
@@ -184,9 +213,18 @@ fn drop(enc: &Encoder, x: &Tensor, p: f64, add: Option<&Tensor>) -> Result<(Tens
 }
 
 /// The mask of `state` applied again (the backward of dropout is the same product).
-fn drop_again(g: &Tensor, p: f64, state: Option<u64>) -> Result<Tensor> {
+fn drop_again(
+    g: &Tensor,
+    p: f64,
+    state: Option<u64>,
+    pack: Option<&Arc<Packing>>,
+) -> Result<Tensor> {
     match state {
-        Some(state) => g.contiguous()?.apply_op1_no_bwd(&Dropout { state, p }),
+        Some(state) => g.contiguous()?.apply_op1_no_bwd(&Dropout {
+            state,
+            p,
+            pack: pack.cloned(),
+        }),
         None => Ok(g.clone()),
     }
 }
@@ -224,6 +262,8 @@ struct Pass {
     p_attn: f64,
     /// Keep what the backward pass needs.
     record: bool,
+    /// Real-token rows when the batch has padding.
+    pack: Option<Arc<Packing>>,
 }
 
 impl Encoder {
@@ -241,9 +281,28 @@ impl Encoder {
         let c = &self.config;
         let (b, s) = ids.dims2()?;
         let emb = &self.embeddings;
-        let flat = ids.flatten_all()?;
-        let n = b * s;
         let dev = ids.device();
+        // Padding takes no part: from here on there is one row per real token.
+        let pack = Packing::from_mask(
+            &mask
+                .flatten_all()?
+                .to_dtype(candle_core::DType::F32)?
+                .to_vec1()?,
+        )
+        .map(|p| -> Result<_> {
+            let keep = Tensor::from_slice(&p.rows, p.rows.len(), dev)?;
+            Ok((p, keep))
+        })
+        .transpose()?;
+        let packed = |x: Tensor| -> Result<Tensor> {
+            match &pack {
+                Some((_, keep)) => x.index_select(keep, 0),
+                None => Ok(x),
+            }
+        };
+        let flat = packed(ids.flatten_all()?)?;
+        let n = flat.dim(0)?;
+        let packing = pack.as_ref().map(|(p, _)| p);
         // Word rows, split between the pretrained matrix and added tokens.
         let v = c.vocab_size as u32;
         let host: Vec<u32> = flat.to_vec1()?;
@@ -292,7 +351,7 @@ impl Encoder {
             }
             _ => base_rows,
         };
-        let positions = self.positions(mask)?.flatten_all()?;
+        let positions = packed(self.positions(mask)?.flatten_all()?)?;
         let emb_in = (rows + emb.position.detach().index_select(&positions, 0)?)?
             .broadcast_add(&emb.token_type.detach().narrow(0, 0, 1)?)?;
         let normed = norm(&emb_in, &emb.norm)?;
@@ -302,7 +361,7 @@ impl Encoder {
         } else {
             (0.0, 0.0)
         };
-        let (dropped, emb_drop) = drop(self, &normed, p_hidden, None)?;
+        let (dropped, emb_drop) = drop(self, &normed, p_hidden, None, packing)?;
         let (mut hidden, proj_in) = match &emb.project {
             Some(p) => (linear(&dropped, p)?, Some(dropped)),
             None => (dropped, None),
@@ -317,6 +376,7 @@ impl Encoder {
                 p_hidden,
                 p_attn,
                 record: train,
+                pack: packing.cloned(),
             };
             let (out, tape) = self.layer_taped(l, &hidden, &bias, &pass)?;
             hidden = out;
@@ -327,7 +387,12 @@ impl Encoder {
                 layers.push(tape);
             }
         }
-        let hidden = hidden.reshape((b, s, c.hidden_size))?;
+        let hidden = match &pack {
+            Some((_, keep)) => Tensor::zeros((b * s, c.hidden_size), hidden.dtype(), dev)?
+                .index_add(keep, &hidden, 0)?,
+            None => hidden,
+        }
+        .reshape((b, s, c.hidden_size))?;
         if !train {
             return Ok(super::encoder::EncoderOutput { hidden, attentions });
         }
@@ -336,6 +401,7 @@ impl Encoder {
         self.push_tape(Tape {
             batch: b,
             seq: s,
+            pack,
             hidden: var,
             word,
             extra,
@@ -364,7 +430,9 @@ impl Encoder {
             p_hidden,
             p_attn,
             record,
+            ..
         } = pass;
+        let pack = pass.pack.as_ref();
         let c = &self.config;
         let (nh, hd) = (c.num_attention_heads, c.head_dim());
         let heads = |transpose: bool| SplitHeads {
@@ -372,6 +440,7 @@ impl Encoder {
             seq: s,
             heads: nh,
             transpose,
+            pack: pack.cloned(),
         };
         let split = |y: &Tensor, lin: &Linear, transpose: bool| -> Result<Tensor> {
             y.apply_op2_no_bwd(&bias_of(lin, c.hidden_size, y)?, &heads(transpose))
@@ -388,9 +457,11 @@ impl Encoder {
         };
         let scale = 1.0 / (hd as f64).sqrt();
         let probs = q.matmul(&k_t)?.apply_op2_no_bwd(bias, &Softmax { scale })?;
-        let (dropped, probs_drop) = drop(self, &probs, p_attn, None)?;
-        let ctx = dropped.matmul(&v)?.apply_op1_no_bwd(&MergeHeads)?;
-        let (attn_in, attn_drop) = project_dropout_add(self, &ctx, &l.attn_out, p_hidden, x)?;
+        let (dropped, probs_drop) = drop(self, &probs, p_attn, None, None)?;
+        let ctx = dropped.matmul(&v)?.apply_op1_no_bwd(&MergeHeads {
+            pack: pack.cloned(),
+        })?;
+        let (attn_in, attn_drop) = project_dropout_add(self, &ctx, &l.attn_out, p_hidden, x, pack)?;
         let attn = norm(&attn_in, &l.attn_norm)?;
         let inter_pre = project(&attn, &l.intermediate)?;
         let inter_bias = bias_of(&l.intermediate, c.intermediate_size, &inter_pre)?;
@@ -400,7 +471,8 @@ impl Encoder {
             }
             act => super::encoder::activate(&inter_pre.broadcast_add(&inter_bias)?, act)?,
         };
-        let (out_in, out_drop) = project_dropout_add(self, &inter, &l.output, p_hidden, &attn)?;
+        let (out_in, out_drop) =
+            project_dropout_add(self, &inter, &l.output, p_hidden, &attn, pack)?;
         let out = norm(&out_in, &l.out_norm)?;
         Ok((
             out,
@@ -441,15 +513,19 @@ impl Encoder {
         let emb = &self.embeddings;
         let n = t.batch * t.seq;
         let mut g = g.reshape((n, c.hidden_size))?;
+        if let Some((_, keep)) = &t.pack {
+            g = g.index_select(keep, 0)?;
+        }
+        let pack = t.pack.as_ref().map(|(p, _)| p);
         for (l, lt) in self.layers.iter().zip(&t.layers).rev() {
-            g = self.layer_backward(l, lt, &g, t.batch, t.seq, store)?;
+            g = self.layer_backward(l, lt, &g, (t.batch, t.seq, pack), store)?;
         }
         if let (Some(p), Some(x)) = (&emb.project, &t.proj_in) {
             let (dx, dw, db) = linear_bwd(&g, x, p)?;
             accumulate_linear(store, p, dw, db)?;
             g = dx;
         }
-        let g = drop_again(&g, c.hidden_dropout_prob, t.emb_drop)?;
+        let g = drop_again(&g, c.hidden_dropout_prob, t.emb_drop, pack)?;
         let (g, dw, db) = norm_bwd(&t.emb_in, &emb.norm, &g)?;
         accumulate(store, &emb.norm.weight, dw)?;
         accumulate(store, &emb.norm.bias, db)?;
@@ -514,8 +590,7 @@ impl Encoder {
         l: &Layer,
         t: &LayerTape,
         g: &Tensor,
-        b: usize,
-        s: usize,
+        (b, s, pack): (usize, usize, Option<&Arc<Packing>>),
         store: &mut GradStore,
     ) -> Result<Tensor> {
         let c = &self.config;
@@ -525,7 +600,7 @@ impl Encoder {
         let (g_out_in, dw, db) = norm_bwd(&t.out_in, &l.out_norm, g)?;
         accumulate(store, &l.out_norm.weight, dw)?;
         accumulate(store, &l.out_norm.bias, db)?;
-        let g_o = drop_again(&g_out_in, p_hidden, t.out_drop)?;
+        let g_o = drop_again(&g_out_in, p_hidden, t.out_drop, pack)?;
         let (g_inter, dw, db) = linear_bwd(&g_o, &t.inter, &l.output)?;
         accumulate_linear(store, &l.output, dw, db)?;
         let inter_bias = bias_of(&l.intermediate, c.intermediate_size, &t.inter_pre)?;
@@ -552,7 +627,7 @@ impl Encoder {
         let (g_attn_in, dw, db) = norm_bwd(&t.attn_in, &l.attn_norm, &g_attn)?;
         accumulate(store, &l.attn_norm.weight, dw)?;
         accumulate(store, &l.attn_norm.bias, db)?;
-        let g_a = drop_again(&g_attn_in, p_hidden, t.attn_drop)?;
+        let g_a = drop_again(&g_attn_in, p_hidden, t.attn_drop, pack)?;
         let (g_ctx, dw, db) = linear_bwd(&g_a, &t.ctx, &l.attn_out)?;
         accumulate_linear(store, &l.attn_out, dw, db)?;
         let g_ctx = g_ctx.apply_op2_no_bwd(
@@ -562,20 +637,25 @@ impl Encoder {
                 seq: s,
                 heads: nh,
                 transpose: false,
+                pack: pack.cloned(),
             },
         )?;
         let p_attn = c.attention_probs_dropout_prob;
-        let dropped = drop_again(&t.probs, p_attn, t.probs_drop)?;
+        let dropped = drop_again(&t.probs, p_attn, t.probs_drop, None)?;
         let g_v = dropped.t()?.matmul(&g_ctx)?;
         let g_dropped = g_ctx.matmul(&t.v.t()?)?;
-        let g_probs = drop_again(&g_dropped, p_attn, t.probs_drop)?;
+        let g_probs = drop_again(&g_dropped, p_attn, t.probs_drop, None)?;
         let scale = 1.0 / (hd as f64).sqrt();
         let g_scores = t
             .probs
             .apply_op2_no_bwd(&g_probs.contiguous()?, &SoftmaxBwd { scale })?;
         let g_q = g_scores.matmul(&t.k)?;
         let g_k = g_scores.t()?.matmul(&t.q)?;
-        let merge = |x: Tensor| -> Result<Tensor> { x.contiguous()?.apply_op1_no_bwd(&MergeHeads) };
+        let merge = |x: Tensor| -> Result<Tensor> {
+            x.contiguous()?.apply_op1_no_bwd(&MergeHeads {
+                pack: pack.cloned(),
+            })
+        };
         let mut g_x = g_attn_in;
         for (grad, lin) in [(g_q, &l.query), (g_k, &l.key), (g_v, &l.value)] {
             let (dx, dw, db) = linear_bwd(&merge(grad)?, &t.x, lin)?;

@@ -139,6 +139,9 @@ pub struct TrainConfig {
     pub patience: usize,
     /// Batches of similar lengths (less padding); off reproduces a plain random sampler.
     pub bucket: bool,
+    /// Update only the word-embedding rows a batch used (lazy AdamW, as PyTorch's SparseAdam; CPU
+    /// f32 only, see docs/PERFORMANCE.md). Off: every row every step, as dense AdamW does.
+    pub sparse_embedding: bool,
     /// Write a resumable checkpoint every N steps (0 = at evaluations only).
     pub checkpoint_every: usize,
     /// A `metrics.jsonl` line every N steps.
@@ -169,6 +172,7 @@ impl Default for TrainConfig {
             eval_every: 0,
             patience: 0,
             bucket: true,
+            sparse_embedding: true,
             checkpoint_every: 100,
             log_every: 10,
             inject_nan_at_step: None,

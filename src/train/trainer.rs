@@ -898,7 +898,8 @@ fn train_inner(
     };
     let mut model = model;
     // Row-sparse embedding updates on the CPU (see `Encoder::set_sparse_embedding`).
-    let sparse = model.device().is_cpu() && model.dtype() == DType::F32;
+    let sparse =
+        config.train.sparse_embedding && model.device().is_cpu() && model.dtype() == DType::F32;
     model.backbone.encoder.set_sparse_embedding(sparse);
     let mut opt = AdamW::new(model.params().vars(), config.train.weight_decay)?;
     if let Some(ck) = &checkpoint {

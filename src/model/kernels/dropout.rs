@@ -18,10 +18,12 @@ pub fn dropout_mask_value(state: u64, i: usize, threshold: u64, keep: f32) -> f3
 }
 
 /// `x * mask` (and, with a second input, `x * mask + r`).
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub(crate) struct Dropout {
     pub state: u64,
     pub p: f64,
+    /// The input is packed (see [`Packing`]): masks are indexed by the unpacked position.
+    pub pack: Option<std::sync::Arc<Packing>>,
 }
 
 impl Dropout {
@@ -29,6 +31,8 @@ impl Dropout {
         let threshold = (self.p * 65536.0).round() as u64;
         let keep = (1.0 / (1.0 - self.p)) as f32;
         let mut y = vec![T::ZERO; x.len()];
+        let pack = self.pack.as_deref();
+        let width = pack.map_or(1, |p| x.len() / p.rows.len().max(1));
         // Blocks of a multiple of 4 elements, so each 64-bit draw serves one block.
         const BLOCK: usize = 1 << 12;
         y.par_chunks_mut(BLOCK).enumerate().for_each(|(blk, out)| {
@@ -36,7 +40,10 @@ impl Dropout {
             for (j, o) in out.iter_mut().enumerate() {
                 let i = base + j;
                 let m = T::of(f64::from(dropout_mask_value(
-                    self.state, i, threshold, keep,
+                    self.state,
+                    Packing::unpacked(pack, i, width),
+                    threshold,
+                    keep,
                 )));
                 *o = x[i] * m + add.map_or(T::ZERO, |a| a[i]);
             }
@@ -93,5 +100,9 @@ impl CustomOp2 for Dropout {
 
 /// `x * mask` with the mask of `state` (fused; the backward pass rebuilds the mask).
 pub fn dropout(x: &Tensor, p: f64, state: u64) -> Result<Tensor> {
-    x.contiguous()?.apply_op1(Dropout { state, p })
+    x.contiguous()?.apply_op1(Dropout {
+        state,
+        p,
+        pack: None,
+    })
 }

@@ -15,6 +15,8 @@ pub(crate) struct SplitHeads {
     /// Write `(batch, heads, head_dim, seq)` instead: keys laid out so `q k^T` multiplies by a
     /// contiguous matrix (twice as fast in gemm as by a transposed view).
     pub transpose: bool,
+    /// The input is packed (one row per real token, see [`Packing`]); padding comes out as zeros.
+    pub pack: Option<std::sync::Arc<Packing>>,
 }
 
 impl SplitHeads {
@@ -22,13 +24,21 @@ impl SplitHeads {
         let h = bias.len();
         let hd = h / self.heads;
         let (s, heads) = (self.seq, self.heads);
-        let mut out = vec![T::ZERO; x.len()];
+        let mut out = vec![T::ZERO; self.batch * s * h];
+        let pack = self.pack.as_deref();
         let transpose = self.transpose;
         out.par_chunks_mut(s * hd).enumerate().for_each(|(blk, o)| {
             let (bi, hi) = (blk / heads, blk % heads);
             let b = &bias[hi * hd..(hi + 1) * hd];
             for si in 0..s {
-                let src = &x[(bi * s + si) * h + hi * hd..][..hd];
+                let row = match pack {
+                    Some(p) => match p.slot[bi * s + si] {
+                        u32::MAX => continue,
+                        r => r as usize,
+                    },
+                    None => bi * s + si,
+                };
+                let src = &x[row * h + hi * hd..][..hd];
                 if transpose {
                     for (d, (&v, &bv)) in src.iter().zip(b).enumerate() {
                         o[d * s + si] = v + bv;
@@ -57,7 +67,11 @@ impl CustomOp2 for SplitHeads {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let h = l2.shape().elem_count();
-        if l1.shape().elem_count() != self.batch * self.seq * h || !h.is_multiple_of(self.heads) {
+        let rows = self
+            .pack
+            .as_ref()
+            .map_or(self.batch * self.seq, |p| p.rows.len());
+        if l1.shape().elem_count() != rows * h || !h.is_multiple_of(self.heads) {
             bail!("split heads: shapes do not match");
         }
         let out = match s1 {
@@ -79,18 +93,25 @@ impl CustomOp2 for SplitHeads {
     }
 }
 
-/// `(batch, heads, seq, head_dim)` -> `(batch * seq, hidden)`.
-pub(crate) struct MergeHeads;
+/// `(batch, heads, seq, head_dim)` -> `(batch * seq, hidden)`, or with a packing only the rows of
+/// real tokens.
+#[derive(Default)]
+pub(crate) struct MergeHeads {
+    pub pack: Option<std::sync::Arc<Packing>>,
+}
 
 impl MergeHeads {
-    fn run<T: Real>(x: &[T], b: usize, heads: usize, s: usize, hd: usize) -> Vec<T> {
+    fn run<T: Real>(&self, x: &[T], b: usize, heads: usize, s: usize, hd: usize) -> Vec<T> {
         let h = heads * hd;
-        let mut out = vec![T::ZERO; x.len()];
+        let pack = self.pack.as_deref();
+        let rows = pack.map_or(b * s, |p| p.rows.len());
+        let mut out = vec![T::ZERO; rows * h];
         out.par_chunks_mut(h * ROW_BLOCK)
             .enumerate()
             .for_each(|(blk, o)| {
                 for (k, row) in o.chunks_mut(h).enumerate() {
                     let r = blk * ROW_BLOCK + k;
+                    let r = pack.map_or(r, |p| p.rows[r] as usize);
                     let (bi, si) = (r / s, r % s);
                     for hi in 0..heads {
                         let src = &x[((bi * heads + hi) * s + si) * hd..][..hd];
@@ -98,7 +119,6 @@ impl MergeHeads {
                     }
                 }
             });
-        debug_assert_eq!(out.len(), b * s * h);
         out
     }
 }
@@ -112,14 +132,15 @@ impl CustomOp1 for MergeHeads {
         let (b, heads, s, hd) = l.shape().dims4()?;
         let out = match st {
             CpuStorage::F32(_) => {
-                f32::storage(Self::run::<f32>(contiguous(st, l, "x")?, b, heads, s, hd))
+                f32::storage(self.run::<f32>(contiguous(st, l, "x")?, b, heads, s, hd))
             }
             CpuStorage::F64(_) => {
-                f64::storage(Self::run::<f64>(contiguous(st, l, "x")?, b, heads, s, hd))
+                f64::storage(self.run::<f64>(contiguous(st, l, "x")?, b, heads, s, hd))
             }
             _ => bail!("merge heads: f32 or f64 only"),
         };
-        Ok((out, Shape::from((b * s, heads * hd))))
+        let rows = self.pack.as_ref().map_or(b * s, |p| p.rows.len());
+        Ok((out, Shape::from((rows, heads * hd))))
     }
 }
 
@@ -213,6 +234,8 @@ impl CustomOp3 for BiasGeluBwd {
 pub(crate) struct BiasDropoutAdd {
     pub state: Option<u64>,
     pub p: f64,
+    /// The input is packed (see [`Packing`]): masks are indexed by the unpacked position.
+    pub pack: Option<std::sync::Arc<Packing>>,
 }
 
 impl CustomOp3 for BiasDropoutAdd {
@@ -229,19 +252,32 @@ impl CustomOp3 for BiasDropoutAdd {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        fn run<T: Real>(x: &[T], b: &[T], r: &[T], state: Option<u64>, p: f64) -> Vec<T> {
+        fn run<T: Real>(
+            x: &[T],
+            b: &[T],
+            r: &[T],
+            state: Option<u64>,
+            p: f64,
+            pack: Option<&Packing>,
+        ) -> Vec<T> {
             let w = b.len();
             let threshold = (p * 65536.0).round() as u64;
             let keep = (1.0 / (1.0 - p)) as f32;
             let mut y = vec![T::ZERO; x.len()];
             rows_map(&mut y, w, |row, out| {
                 let base = row * w;
+                let unpacked = pack.map_or(row, |p| p.rows[row] as usize) * w;
                 for j in 0..w {
                     let i = base + j;
                     let v = x[i] + b[j];
                     let v = match state {
                         Some(st) => {
-                            v * T::of(f64::from(dropout_mask_value(st, i, threshold, keep)))
+                            v * T::of(f64::from(dropout_mask_value(
+                                st,
+                                unpacked + j,
+                                threshold,
+                                keep,
+                            )))
                         }
                         None => v,
                     };
@@ -257,6 +293,7 @@ impl CustomOp3 for BiasDropoutAdd {
                 contiguous(s3, l3, "residual")?,
                 self.state,
                 self.p,
+                self.pack.as_deref(),
             )),
             CpuStorage::F64(_) => f64::storage(run::<f64>(
                 contiguous(s1, l1, "x")?,
@@ -264,6 +301,7 @@ impl CustomOp3 for BiasDropoutAdd {
                 contiguous(s3, l3, "residual")?,
                 self.state,
                 self.p,
+                self.pack.as_deref(),
             )),
             _ => bail!("bias dropout add: f32 or f64 only"),
         };

@@ -173,6 +173,51 @@ fn rows_map<T: Real>(out: &mut [T], width: usize, f: impl Fn(usize, &mut [T]) + 
         });
 }
 
+/// Which positions of a padded `(batch, seq)` layout hold real tokens. Packed tensors have one
+/// row per real token, so matrix products and row kernels do no work on padding; the attention
+/// kernels unpack into `(batch, heads, seq, head_dim)` (zeros at padding) and pack back, and the
+/// dropout kernels index their masks by the unpacked position, so a packed pass draws exactly the
+/// masks a padded one does.
+#[derive(Debug)]
+pub(crate) struct Packing {
+    /// The flat `batch * seq` position of each packed row.
+    pub rows: Vec<u32>,
+    /// The packed row of each flat position, `u32::MAX` at padding.
+    pub slot: Vec<u32>,
+}
+
+impl Packing {
+    /// From a `batch * seq` 0/1 mask; `None` when nothing is padding.
+    pub fn from_mask(mask: &[f32]) -> Option<std::sync::Arc<Self>> {
+        if mask.iter().all(|&m| m > 0.5) {
+            return None;
+        }
+        let mut rows = Vec::new();
+        let slot = mask
+            .iter()
+            .enumerate()
+            .map(|(i, &m)| {
+                if m > 0.5 {
+                    rows.push(i as u32);
+                    (rows.len() - 1) as u32
+                } else {
+                    u32::MAX
+                }
+            })
+            .collect();
+        Some(std::sync::Arc::new(Self { rows, slot }))
+    }
+
+    /// The flat index, in the padded layout, of element `i` of a packed tensor with rows of `width`.
+    #[inline]
+    fn unpacked(pack: Option<&Self>, i: usize, width: usize) -> usize {
+        match pack {
+            Some(p) => p.rows[i / width] as usize * width + i % width,
+            None => i,
+        }
+    }
+}
+
 mod dropout;
 mod gelu;
 mod heads;
@@ -286,6 +331,7 @@ mod tests {
                     seq: s,
                     heads,
                     transpose: false,
+                    pack: None,
                 },
             )
             .unwrap();
@@ -297,6 +343,7 @@ mod tests {
                     seq: s,
                     heads,
                     transpose: true,
+                    pack: None,
                 },
             )
             .unwrap();
@@ -310,7 +357,7 @@ mod tests {
             .unwrap();
         close(&split, &want, 0.0);
         close(
-            &split.apply_op1_no_bwd(&MergeHeads).unwrap(),
+            &split.apply_op1_no_bwd(&MergeHeads::default()).unwrap(),
             &x.broadcast_add(&bias).unwrap(),
             0.0,
         );
@@ -328,11 +375,105 @@ mod tests {
                 &BiasDropoutAdd {
                     state: Some(5),
                     p: 0.25,
+                    pack: None,
                 },
             )
             .unwrap();
         let want = (dropout(&x.broadcast_add(&bias).unwrap(), 0.25, 5).unwrap() + &r).unwrap();
         close(&y, &want, 1e-12);
+    }
+
+    #[test]
+    fn packed_ops_equal_the_padded_ones_at_real_rows() {
+        // Two sentences of 4 positions, the second with 2 real tokens.
+        let (b, s, heads, hd) = (2, 4, 2, 3);
+        let h = heads * hd;
+        let mask = [1., 1., 1., 1., 1., 1., 0., 0.];
+        let pack = Packing::from_mask(&mask).unwrap();
+        assert_eq!(pack.rows, vec![0, 1, 2, 3, 4, 5]);
+        let keep = Tensor::new(&[0u32, 1, 2, 3, 4, 5], &Device::Cpu).unwrap();
+        let padded = t(data(b * s * h, 21), &[b * s, h]);
+        let packed = padded.index_select(&keep, 0).unwrap();
+        let bias = t(data(h, 22), &[h]);
+        let split = |x: &Tensor, pack: Option<std::sync::Arc<Packing>>| {
+            x.apply_op2_no_bwd(
+                &bias,
+                &SplitHeads {
+                    batch: b,
+                    seq: s,
+                    heads,
+                    transpose: false,
+                    pack,
+                },
+            )
+            .unwrap()
+        };
+        let from_packed = split(&packed, Some(pack.clone()));
+        let from_padded = split(&padded, None);
+        // Real positions agree; padding is zero.
+        let sel = |x: &Tensor| x.narrow(0, 1, 1).unwrap().narrow(2, 0, 2).unwrap();
+        close(&sel(&from_packed), &sel(&from_padded), 0.0);
+        close(
+            &from_packed.narrow(0, 0, 1).unwrap(),
+            &from_padded.narrow(0, 0, 1).unwrap(),
+            0.0,
+        );
+        assert_eq!(
+            from_packed
+                .narrow(0, 1, 1)
+                .unwrap()
+                .narrow(2, 2, 2)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap(),
+            0.0
+        );
+        let merged = from_padded
+            .apply_op1_no_bwd(&MergeHeads {
+                pack: Some(pack.clone()),
+            })
+            .unwrap();
+        close(&merged, &packed.broadcast_add(&bias).unwrap(), 0.0);
+        // Dropout masks follow the padded positions.
+        let r = t(data(b * s * h, 23), &[b * s, h]);
+        let fused = |x: &Tensor, r: &Tensor, pack: Option<std::sync::Arc<Packing>>| {
+            x.apply_op3_no_bwd(
+                &bias,
+                r,
+                &BiasDropoutAdd {
+                    state: Some(3),
+                    p: 0.3,
+                    pack,
+                },
+            )
+            .unwrap()
+        };
+        close(
+            &fused(
+                &packed,
+                &r.index_select(&keep, 0).unwrap(),
+                Some(pack.clone()),
+            ),
+            &fused(&padded, &r, None).index_select(&keep, 0).unwrap(),
+            0.0,
+        );
+        let drop = |x: &Tensor, pack| {
+            x.apply_op1_no_bwd(&Dropout {
+                state: 7,
+                p: 0.3,
+                pack,
+            })
+            .unwrap()
+        };
+        close(
+            &drop(&packed, Some(pack)),
+            &drop(&padded, None).index_select(&keep, 0).unwrap(),
+            0.0,
+        );
     }
 
     #[test]
