@@ -5,6 +5,8 @@
 # nerlab with the same recipe (softmax head, 3 epochs, batch 16, lr 5e-5, no weight decay, no
 # warmup, linear decay, clipping 1.0, random batches), seeds 1-3 each; then nerlab with a CRF,
 # FGM and R-Drop on the same data. Results: one JSON per run under $OUT.
+# nerlab runs use --dense-embedding (dense AdamW on every word-embedding row, as torch's AdamW does;
+# NERLAB_FLAGS="" measures nerlab's default row-sparse update instead).
 #
 #   bench/parity_wikiann_ko.sh            # needs ~/.cache/nerlab-py (torch, transformers, seqeval)
 #   OUT=/tmp/parity STAGES="nerlab" bench/parity_wikiann_ko.sh
@@ -19,6 +21,7 @@ DATA=../shared/data/wikiann/xtreme-panx
 THREADS=${THREADS:-2}
 SEEDS=${SEEDS:-"1 2 3"}
 STAGES=${STAGES:-"pytorch nerlab tricks"}
+NERLAB_FLAGS=${NERLAB_FLAGS---dense-embedding}
 mkdir -p "$OUT"
 TRAIN=$OUT/wikiann-ko-2000.tsv
 "$NERLAB" sample "$DATA/train-ko.tsv" --max-sentences 2000 --seed 0 -o "$TRAIN" >/dev/null
@@ -28,7 +31,7 @@ nerlab_run() { # name, seed, extra flags...
   rm -rf "$OUT/runs/$name"
   "$NERLAB" train --quiet --model "$MODEL" --train "$TRAIN" --dev "$DATA/dev-ko.tsv" \
     --epochs 3 --batch-size 16 --lr 5e-5 --weight-decay 0 --warmup 0 --clip 1.0 --no-bucket \
-    --eval-every 375 --seed "$seed" --threads "$THREADS" --out "$OUT/runs" --name "$name" "$@" \
+    --eval-every 375 --seed "$seed" --threads "$THREADS" --out "$OUT/runs" --name "$name" $NERLAB_FLAGS "$@" \
     > "$OUT/$name.log" 2>&1
   "$PY" - "$OUT/runs/$name/report.json" "$OUT/$name.json" "$seed" <<'PYEOF'
 import json, sys

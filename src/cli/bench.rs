@@ -252,6 +252,7 @@ fn bench(a: &BenchArgs, threads: usize) -> anyhow::Result<BenchResult> {
                 let ex: Vec<&Example> = idx.iter().map(|&i| &examples[i]).collect();
                 let start = Instant::now();
                 let batch = model.batch(&ex, None)?;
+                opt.catch_up(&batch.ids.flatten_all()?.to_vec1::<u32>()?)?;
                 let loss = model.loss(&batch, true)?;
                 let t_forward = start.elapsed().as_secs_f64();
                 let store = model.backward(&loss)?;

@@ -162,6 +162,94 @@ impl InplaceOp2 for RowAdam<'_> {
     }
 }
 
+/// The updates dense AdamW gives rows that got no gradient (zero gradient: the moments decay and
+/// still move the row), applied late: each listed row from its step `from` through the last entry
+/// of `hist`, with exactly dense AdamW's arithmetic, so a row-sparse step followed by catching up
+/// equals the dense step. Rows whose moments are zero only decay.
+pub struct CatchUp<'a> {
+    /// (row, index into `hist` of the first update it lacks); `None`: every row, from `from_all`.
+    pub rows: Option<&'a [(u32, usize)]>,
+    pub from_all: &'a [u32],
+    pub hist: &'a [AdamHyper],
+    pub width: usize,
+    pub m: Mutex<&'a mut [f32]>,
+    pub v: Mutex<&'a mut [f32]>,
+}
+
+fn catch_up_row(p: &mut [f32], m: &mut [f32], v: &mut [f32], hist: &[AdamHyper]) {
+    if hist.is_empty() {
+        return;
+    }
+    if m.iter().all(|&x| x == 0.0) && v.iter().all(|&x| x == 0.0) {
+        // With zero moments the update is the decay alone (rounded each step, as dense AdamW is).
+        if hist.iter().any(|h| h.decay != 1.0) {
+            for x in p {
+                for h in hist {
+                    *x = (f64::from(*x) * h.decay) as f32;
+                }
+            }
+        }
+        return;
+    }
+    for h in hist {
+        for i in 0..p.len() {
+            adam_elem(h, &mut p[i], 0.0, &mut m[i], &mut v[i]);
+        }
+    }
+}
+
+impl candle_core::InplaceOp1 for CatchUp<'_> {
+    fn name(&self) -> &'static str {
+        "nerlab-adamw-catch-up"
+    }
+
+    fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> Result<()> {
+        let p = slice_of_mut(s, l, "parameter")?;
+        let mut m = self
+            .m
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("moments poisoned".into()))?;
+        let mut v = self
+            .v
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("moments poisoned".into()))?;
+        let w = self.width;
+        if p.len() != m.len() || p.len() != v.len() || w == 0 || !p.len().is_multiple_of(w) {
+            bail!("AdamW catch-up: parameter and moments differ in size");
+        }
+        match self.rows {
+            Some(rows) => {
+                for &(row, from) in rows {
+                    let r = row as usize * w;
+                    if r + w > p.len() || from > self.hist.len() {
+                        bail!("AdamW catch-up: row {row} out of range");
+                    }
+                    catch_up_row(
+                        &mut p[r..r + w],
+                        &mut m[r..r + w],
+                        &mut v[r..r + w],
+                        &self.hist[from..],
+                    );
+                }
+            }
+            None => {
+                if self.from_all.len() * w != p.len() {
+                    bail!("AdamW catch-up: one start step per row expected");
+                }
+                let hist = self.hist;
+                p.par_chunks_mut(w)
+                    .zip(m.par_chunks_mut(w))
+                    .zip(v.par_chunks_mut(w))
+                    .zip(self.from_all.par_iter())
+                    .for_each(|(((p, m), v), &from)| {
+                        catch_up_row(p, m, v, &hist[(from as usize).min(hist.len())..]);
+                    });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `matrix[rows] += scale * delta` in place (FGM's perturbation and its undoing).
 pub struct AddRows<'a> {
     pub rows: &'a [u32],

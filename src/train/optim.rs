@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use candle_core::{DType, Tensor, Var};
 
 use super::config::Schedule;
-use super::fused::{AdamHyper, DenseAdam, RowAdam};
+use super::fused::{AdamHyper, CatchUp, DenseAdam, RowAdam};
 
 /// Whether a parameter belongs to the pretrained encoder (encoder learning rate).
 pub fn is_encoder_param(name: &str) -> bool {
@@ -152,9 +152,26 @@ impl Grads {
     }
 }
 
+/// What dense AdamW would still have done to the rows of the row-sparse parameter (the word
+/// embeddings) that recent steps did not touch. Dense AdamW moves a row with zero gradient too
+/// (its moments decay but are not zero), about ten times as far in total as the step that had
+/// the gradient; PyTorch's SparseAdam drops those moves. Here they are replayed, with dense
+/// AdamW's arithmetic, before a row is next read ([`AdamW::catch_up`]) or saved
+/// ([`AdamW::flush`]): the result is dense AdamW's at the cost of the rows used.
+struct Lazy {
+    slot: usize,
+    width: usize,
+    /// Per row: the step through which it is current.
+    last: Vec<u32>,
+    /// Step `base + 1 + i`'s update scalars at index `i`.
+    base: usize,
+    hist: Vec<AdamHyper>,
+}
+
 /// AdamW over named parameters.
 pub struct AdamW {
     slots: Vec<Slot>,
+    lazy: Option<Lazy>,
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
@@ -203,6 +220,7 @@ impl AdamW {
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Self {
             slots,
+            lazy: None,
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
@@ -232,7 +250,7 @@ impl AdamW {
             Some(s) => grads.row_tensor(s.var.device())?,
             None => None,
         };
-        for s in &mut self.slots {
+        for (si, s) in self.slots.iter_mut().enumerate() {
             let lr = if s.encoder { lr_encoder } else { lr_head };
             let decay = if s.decay && self.weight_decay != 0.0 {
                 1.0 - lr * self.weight_decay
@@ -253,6 +271,20 @@ impl AdamW {
             match (&mut s.moments, sparse, &row_tensor) {
                 (Moments::Host { m, v }, true, Some((rows, g))) => {
                     let width = g.dim(1)?;
+                    let lazy = self.lazy.get_or_insert_with(|| Lazy {
+                        slot: si,
+                        width,
+                        last: vec![(t - 1) as u32; s.var.elem_count() / width.max(1)],
+                        base: (t - 1) as usize,
+                        hist: Vec::new(),
+                    });
+                    catch_up_rows(lazy, &s.var, m, v, rows)?;
+                    lazy.hist.push(hyper);
+                    for &r in rows {
+                        if let Some(l) = lazy.last.get_mut(r as usize) {
+                            *l = t as u32;
+                        }
+                    }
                     let op = RowAdam {
                         hyper,
                         rows,
@@ -307,11 +339,61 @@ impl AdamW {
                 }
                 (Moments::Host { .. }, true, None) => {}
             }
+            // The row-sparse parameter got no rows this step: dense AdamW still moved them all.
+            if let Some(lazy) = self.lazy.as_mut().filter(|l| l.slot == si)
+                && lazy.hist.len() + lazy.base < t as usize
+            {
+                lazy.hist.push(hyper);
+            }
         }
         Ok(())
     }
 
-    /// Optimizer state for a checkpoint: `m.<name>`, `v.<name>` (and `master.<name>`).
+    /// Brings the word-embedding rows among `ids` up to date (see [`Lazy`]) before a forward pass
+    /// reads them. Ids outside the matrix (added tokens) are ignored.
+    pub fn catch_up(&mut self, ids: &[u32]) -> candle_core::Result<()> {
+        let Some(lazy) = self.lazy.as_mut() else {
+            return Ok(());
+        };
+        let s = &mut self.slots[lazy.slot];
+        let Moments::Host { m, v } = &mut s.moments else {
+            return Ok(());
+        };
+        catch_up_rows(lazy, &s.var, m, v, ids)
+    }
+
+    /// Brings every word-embedding row up to date: before saving or evaluating the model.
+    pub fn flush(&mut self) -> candle_core::Result<()> {
+        let Some(lazy) = self.lazy.as_mut() else {
+            return Ok(());
+        };
+        let s = &mut self.slots[lazy.slot];
+        let Moments::Host { m, v } = &mut s.moments else {
+            return Ok(());
+        };
+        let from: Vec<u32> = lazy
+            .last
+            .iter()
+            .map(|&l| (l as usize).saturating_sub(lazy.base) as u32)
+            .collect();
+        let op = CatchUp {
+            rows: None,
+            from_all: &from,
+            hist: &lazy.hist,
+            width: lazy.width,
+            m: Mutex::new(m.as_mut_slice()),
+            v: Mutex::new(v.as_mut_slice()),
+        };
+        s.var.as_tensor().inplace_op1(&op)?;
+        let now = lazy.base + lazy.hist.len();
+        lazy.last.iter_mut().for_each(|l| *l = now as u32);
+        lazy.base = now;
+        lazy.hist.clear();
+        Ok(())
+    }
+
+    /// Optimizer state for a checkpoint: `m.<name>`, `v.<name>` (and `master.<name>`). Flush
+    /// first: the parameters saved beside it must be current.
     pub fn state(&self) -> candle_core::Result<HashMap<String, Tensor>> {
         let mut out = HashMap::new();
         for s in &self.slots {
@@ -360,8 +442,44 @@ impl AdamW {
             }
         }
         self.step = step;
+        // Everything saved was current (flushed before saving).
+        self.lazy = None;
         Ok(())
     }
+}
+
+/// Catches up the rows among `ids` (deduplicated here) that are behind.
+fn catch_up_rows(
+    lazy: &mut Lazy,
+    var: &Var,
+    m: &mut [f32],
+    v: &mut [f32],
+    ids: &[u32],
+) -> candle_core::Result<()> {
+    let now = (lazy.base + lazy.hist.len()) as u32;
+    let mut rows: Vec<(u32, usize)> = ids
+        .iter()
+        .filter(|&&r| lazy.last.get(r as usize).is_some_and(|&l| l < now))
+        .map(|&r| (r, lazy.last[r as usize] as usize - lazy.base))
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    rows.sort_unstable();
+    rows.dedup();
+    let op = CatchUp {
+        rows: Some(&rows),
+        from_all: &[],
+        hist: &lazy.hist,
+        width: lazy.width,
+        m: Mutex::new(m),
+        v: Mutex::new(v),
+    };
+    var.as_tensor().inplace_op1(&op)?;
+    for &(r, _) in &rows {
+        lazy.last[r as usize] = now;
+    }
+    Ok(())
 }
 
 /// `torch.nn.utils.clip_grad_norm_`'s factor: `max / (norm + 1e-6)` when that is below 1, else 1
@@ -477,6 +595,75 @@ mod tests {
             }
         }
         p
+    }
+
+    /// Row-sparse steps, with rows caught up before they are read and a flush at the end, give
+    /// dense AdamW's parameters bit for bit, rows never used included (they only decay).
+    #[test]
+    fn sparse_rows_with_catch_up_equal_dense_adamw() {
+        let name = "embeddings.word_embeddings.weight";
+        let (rows, width) = (5usize, 3usize);
+        let init: Vec<f32> = (0..rows * width).map(|i| (i as f32 * 0.37).sin()).collect();
+        // Which rows each step's batch uses; row 4 is never used.
+        let used: [&[u32]; 6] = [&[0, 1], &[2], &[0, 3], &[1], &[1, 2, 3], &[0]];
+        let grad = |step: usize, row: u32| -> Vec<f32> {
+            (0..width)
+                .map(|j| ((step * 7 + row as usize * 3 + j) as f32 * 0.91).cos())
+                .collect()
+        };
+        let make = || {
+            let var = Var::from_tensor(
+                &Tensor::from_vec(init.clone(), (rows, width), &Device::Cpu).unwrap(),
+            )
+            .unwrap();
+            let opt = AdamW::new(vec![(name.to_string(), var.clone())], 0.01).unwrap();
+            (var, opt)
+        };
+        // Dense: the full gradient matrix every step (zero rows where unused).
+        let (dense, mut opt) = make();
+        for (step, rs) in used.iter().enumerate() {
+            let mut g = vec![0.0f32; rows * width];
+            for &r in *rs {
+                g[r as usize * width..][..width].copy_from_slice(&grad(step, r));
+            }
+            let mut grads = Grads::default();
+            grads.dense.insert(
+                name.to_string(),
+                Tensor::from_vec(g, (rows, width), &Device::Cpu).unwrap(),
+            );
+            opt.step(&grads, 0.05 * (1.0 + step as f64), 0.05, 1.0)
+                .unwrap();
+        }
+        // Sparse: only the used rows, caught up before each "forward pass".
+        let (sparse, mut opt) = make();
+        for (step, rs) in used.iter().enumerate() {
+            opt.catch_up(rs).unwrap();
+            let mut grads = Grads::default();
+            for &r in *rs {
+                grads.rows.insert(r, grad(step, r));
+            }
+            grads.row_param = Some(name.to_string());
+            opt.step(&grads, 0.05 * (1.0 + step as f64), 0.05, 1.0)
+                .unwrap();
+        }
+        opt.flush().unwrap();
+        let d: Vec<Vec<f32>> = dense.as_tensor().to_vec2().unwrap();
+        let s: Vec<Vec<f32>> = sparse.as_tensor().to_vec2().unwrap();
+        assert_eq!(d, s);
+        // Without catching up (PyTorch's SparseAdam) the rows differ.
+        let (lazy, mut opt) = make();
+        for (step, rs) in used.iter().enumerate() {
+            let mut grads = Grads::default();
+            for &r in *rs {
+                grads.rows.insert(r, grad(step, r));
+            }
+            grads.row_param = Some(name.to_string());
+            opt.lazy = None;
+            opt.step(&grads, 0.05 * (1.0 + step as f64), 0.05, 1.0)
+                .unwrap();
+        }
+        let l: Vec<Vec<f32>> = lazy.as_tensor().to_vec2().unwrap();
+        assert_ne!(d[0], l[0]);
     }
 
     #[test]

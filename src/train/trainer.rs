@@ -382,6 +382,7 @@ impl Trainer<'_> {
             .path
             .join(format!(".tmp-checkpoint-{}", self.state.step));
         let _ = std::fs::remove_dir_all(&tmp);
+        self.opt.flush()?;
         self.model.save(&tmp)?;
         candle_core::safetensors::save(&self.opt.state()?, tmp.join("optimizer.safetensors"))?;
         self.state.dropout_rng = self.model.encoder().dropout_rng().state();
@@ -401,6 +402,7 @@ impl Trainer<'_> {
     /// Evaluates on dev, keeps the best model, updates early stopping; then checkpoints.
     fn dev_eval(&mut self, epoch: f64) -> anyhow::Result<()> {
         self.state.last_eval_step = Some(self.state.step);
+        self.opt.flush()?;
         if let Some(dev) = &self.prepared.dev {
             let (report, pred) = evaluate(&self.model, dev, self.eval_batch())?;
             let f1 = report.micro.f1;
@@ -469,6 +471,9 @@ impl Trainer<'_> {
         for idx in batches {
             let ex: Vec<&Example> = idx.iter().map(|&i| &stage.examples[i]).collect();
             let batch = self.model.batch(&ex, Some(&mut mask_rng))?;
+            // Word-embedding rows left behind by row-sparse steps are brought up to date first.
+            self.opt
+                .catch_up(&batch.ids.flatten_all()?.to_vec1::<u32>()?)?;
             self.seen_sentences += ex.len();
             self.seen_tokens += ex.iter().map(|e| e.ids.len()).sum::<usize>();
             let (loss1, em1) = self.model.loss_and_emissions(&batch, true)?;
