@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # "Outputs unchanged" check of docs/PERFORMANCE.md: the same short fine-tuning run (e5-small,
-# 300 WikiANN-ko training sentences, 1 epoch, seed 1, scored on 1,000 dev sentences) and the
+# 300 WikiANN-ko training sentences, 1 epoch at lr 2e-4, seed 1, scored on 1,000 dev sentences) and the
 # offline demo preset (character model), run by several nerlab binaries; prints each run's dev
 # micro F1 and final training loss. Build the binaries from the commits to compare, e.g.
 #   git worktree add /tmp/old <commit> && (cd /tmp/old && cargo build --release)
@@ -23,7 +23,7 @@ for spec in "$@"; do
     rm -rf "$OUT/runs/$name"
     if [ $run = e5 ]; then
       # shellcheck disable=SC2086
-      "$bin" train --quiet --model "$MODEL" --train "$OUT/train300.tsv" --dev "$OUT/dev1000.tsv" --epochs 1 \
+      "$bin" train --quiet --model "$MODEL" --train "$OUT/train300.tsv" --dev "$OUT/dev1000.tsv" --epochs 1 --lr 2e-4 \
         --batch-size 16 --seed 1 --threads 2 --out "$OUT/runs" --name "$name" $extra > "$OUT/$name.log" 2>&1
     else
       # shellcheck disable=SC2086
