@@ -3,7 +3,7 @@
 //! that each allocate a parameter-sized tensor), its row-sparse variant for word embeddings, and a
 //! row update used by FGM. Parallel over chunks with rayon; elementwise only, so deterministic.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use candle_core::{CpuStorage, InplaceOp2, Layout, Result, bail};
 use rayon::prelude::*;
@@ -60,6 +60,12 @@ fn slice_of_mut<'a>(s: &'a mut CpuStorage, l: &Layout, what: &str) -> Result<&'a
 
 const CHUNK: usize = 1 << 14;
 
+/// The optimizer's moment buffer behind an op's `&self`.
+fn locked<'g, 'a>(m: &'g Mutex<&'a mut [f32]>) -> Result<MutexGuard<'g, &'a mut [f32]>> {
+    m.lock()
+        .map_err(|_| candle_core::Error::Msg("moments poisoned".into()))
+}
+
 /// Dense AdamW on a parameter, in place; the moments are the optimizer's host buffers.
 pub struct DenseAdam<'a> {
     pub hyper: AdamHyper,
@@ -81,14 +87,8 @@ impl InplaceOp2 for DenseAdam<'_> {
     ) -> Result<()> {
         let p = slice_of_mut(s1, l1, "parameter")?;
         let g = slice_of(s2, l2, "gradient")?;
-        let mut m = self
-            .m
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("moments poisoned".into()))?;
-        let mut v = self
-            .v
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("moments poisoned".into()))?;
+        let mut m = locked(&self.m)?;
+        let mut v = locked(&self.v)?;
         if p.len() != g.len() || p.len() != m.len() || p.len() != v.len() {
             bail!("AdamW: parameter, gradient and moments differ in size");
         }
@@ -130,14 +130,8 @@ impl InplaceOp2 for RowAdam<'_> {
     ) -> Result<()> {
         let p = slice_of_mut(s1, l1, "parameter")?;
         let g = slice_of(s2, l2, "row gradients")?;
-        let mut m = self
-            .m
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("moments poisoned".into()))?;
-        let mut v = self
-            .v
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("moments poisoned".into()))?;
+        let mut m = locked(&self.m)?;
+        let mut v = locked(&self.v)?;
         let w = self.width;
         if g.len() != self.rows.len() * w || p.len() != m.len() || p.len() != v.len() {
             bail!("row AdamW: shapes differ");
@@ -205,14 +199,8 @@ impl candle_core::InplaceOp1 for CatchUp<'_> {
 
     fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> Result<()> {
         let p = slice_of_mut(s, l, "parameter")?;
-        let mut m = self
-            .m
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("moments poisoned".into()))?;
-        let mut v = self
-            .v
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("moments poisoned".into()))?;
+        let mut m = locked(&self.m)?;
+        let mut v = locked(&self.v)?;
         let w = self.width;
         if p.len() != m.len() || p.len() != v.len() || w == 0 || !p.len().is_multiple_of(w) {
             bail!("AdamW catch-up: parameter and moments differ in size");

@@ -58,11 +58,7 @@ impl CustomOp1 for Dropout {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let out = match s {
-            CpuStorage::F32(_) => f32::storage(self.run::<f32>(contiguous(s, l, "x")?, None)),
-            CpuStorage::F64(_) => f64::storage(self.run::<f64>(contiguous(s, l, "x")?, None)),
-            _ => bail!("dropout: f32 or f64 only"),
-        };
+        let out = by_real!(s, "dropout", T => self.run::<T>(contiguous(s, l, "x")?, None));
         Ok((out, l.shape().clone()))
     }
 
@@ -83,17 +79,10 @@ impl CustomOp2 for Dropout {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let out = match s1 {
-            CpuStorage::F32(_) => f32::storage(self.run::<f32>(
-                contiguous(s1, l1, "x")?,
-                Some(contiguous(s2, l2, "residual")?),
-            )),
-            CpuStorage::F64(_) => f64::storage(self.run::<f64>(
-                contiguous(s1, l1, "x")?,
-                Some(contiguous(s2, l2, "residual")?),
-            )),
-            _ => bail!("dropout: f32 or f64 only"),
-        };
+        let out = by_real!(s1, "dropout", T => self.run::<T>(
+            contiguous(s1, l1, "x")?,
+            Some(contiguous(s2, l2, "residual")?),
+        ));
         Ok((out, l1.shape().clone()))
     }
 }

@@ -39,11 +39,7 @@ impl CustomOp1 for Gelu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let out = match s {
-            CpuStorage::F32(_) => f32::storage(map_elems(contiguous::<f32>(s, l, "x")?, gelu)),
-            CpuStorage::F64(_) => f64::storage(map_elems(contiguous::<f64>(s, l, "x")?, gelu)),
-            _ => bail!("gelu: f32 or f64 only"),
-        };
+        let out = by_real!(s, "gelu", T => map_elems(contiguous::<T>(s, l, "x")?, gelu));
         Ok((out, l.shape().clone()))
     }
 
@@ -77,17 +73,10 @@ impl CustomOp2 for GeluBwd {
                 });
             dx
         }
-        let out = match s1 {
-            CpuStorage::F32(_) => f32::storage(run::<f32>(
-                contiguous(s1, l1, "x")?,
-                contiguous(s2, l2, "grad")?,
-            )),
-            CpuStorage::F64(_) => f64::storage(run::<f64>(
-                contiguous(s1, l1, "x")?,
-                contiguous(s2, l2, "grad")?,
-            )),
-            _ => bail!("gelu backward: f32 or f64 only"),
-        };
+        let out = by_real!(s1, "gelu backward", T => run::<T>(
+            contiguous(s1, l1, "x")?,
+            contiguous(s2, l2, "grad")?,
+        ));
         Ok((out, l1.shape().clone()))
     }
 }

@@ -74,15 +74,7 @@ impl CustomOp2 for SplitHeads {
         if l1.shape().elem_count() != rows * h || !h.is_multiple_of(self.heads) {
             bail!("split heads: shapes do not match");
         }
-        let out = match s1 {
-            CpuStorage::F32(_) => {
-                f32::storage(self.run::<f32>(contiguous(s1, l1, "x")?, contiguous(s2, l2, "bias")?))
-            }
-            CpuStorage::F64(_) => {
-                f64::storage(self.run::<f64>(contiguous(s1, l1, "x")?, contiguous(s2, l2, "bias")?))
-            }
-            _ => bail!("split heads: f32 or f64 only"),
-        };
+        let out = by_real!(s1, "split heads", T => self.run::<T>(contiguous(s1, l1, "x")?, contiguous(s2, l2, "bias")?));
         let hd = h / self.heads;
         let shape = if self.transpose {
             (self.batch, self.heads, hd, self.seq)
@@ -130,15 +122,7 @@ impl CustomOp1 for MergeHeads {
 
     fn cpu_fwd(&self, st: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, heads, s, hd) = l.shape().dims4()?;
-        let out = match st {
-            CpuStorage::F32(_) => {
-                f32::storage(self.run::<f32>(contiguous(st, l, "x")?, b, heads, s, hd))
-            }
-            CpuStorage::F64(_) => {
-                f64::storage(self.run::<f64>(contiguous(st, l, "x")?, b, heads, s, hd))
-            }
-            _ => bail!("merge heads: f32 or f64 only"),
-        };
+        let out = by_real!(st, "merge heads", T => self.run::<T>(contiguous(st, l, "x")?, b, heads, s, hd));
         let rows = self.pack.as_ref().map_or(b * s, |p| p.rows.len());
         Ok((out, Shape::from((rows, heads * hd))))
     }
@@ -169,17 +153,10 @@ impl CustomOp2 for BiasGelu {
             });
             y
         }
-        let out = match s1 {
-            CpuStorage::F32(_) => f32::storage(run::<f32>(
-                contiguous(s1, l1, "x")?,
-                contiguous(s2, l2, "bias")?,
-            )),
-            CpuStorage::F64(_) => f64::storage(run::<f64>(
-                contiguous(s1, l1, "x")?,
-                contiguous(s2, l2, "bias")?,
-            )),
-            _ => bail!("bias gelu: f32 or f64 only"),
-        };
+        let out = by_real!(s1, "bias gelu", T => run::<T>(
+            contiguous(s1, l1, "x")?,
+            contiguous(s2, l2, "bias")?,
+        ));
         Ok((out, l1.shape().clone()))
     }
 }
@@ -213,19 +190,11 @@ impl CustomOp3 for BiasGeluBwd {
             });
             y
         }
-        let out = match s1 {
-            CpuStorage::F32(_) => f32::storage(run::<f32>(
-                contiguous(s1, l1, "x")?,
-                contiguous(s2, l2, "bias")?,
-                contiguous(s3, l3, "grad")?,
-            )),
-            CpuStorage::F64(_) => f64::storage(run::<f64>(
-                contiguous(s1, l1, "x")?,
-                contiguous(s2, l2, "bias")?,
-                contiguous(s3, l3, "grad")?,
-            )),
-            _ => bail!("bias gelu backward: f32 or f64 only"),
-        };
+        let out = by_real!(s1, "bias gelu backward", T => run::<T>(
+            contiguous(s1, l1, "x")?,
+            contiguous(s2, l2, "bias")?,
+            contiguous(s3, l3, "grad")?,
+        ));
         Ok((out, l1.shape().clone()))
     }
 }
@@ -286,25 +255,14 @@ impl CustomOp3 for BiasDropoutAdd {
             });
             y
         }
-        let out = match s1 {
-            CpuStorage::F32(_) => f32::storage(run::<f32>(
-                contiguous(s1, l1, "x")?,
-                contiguous(s2, l2, "bias")?,
-                contiguous(s3, l3, "residual")?,
-                self.state,
-                self.p,
-                self.pack.as_deref(),
-            )),
-            CpuStorage::F64(_) => f64::storage(run::<f64>(
-                contiguous(s1, l1, "x")?,
-                contiguous(s2, l2, "bias")?,
-                contiguous(s3, l3, "residual")?,
-                self.state,
-                self.p,
-                self.pack.as_deref(),
-            )),
-            _ => bail!("bias dropout add: f32 or f64 only"),
-        };
+        let out = by_real!(s1, "bias dropout add", T => run::<T>(
+            contiguous(s1, l1, "x")?,
+            contiguous(s2, l2, "bias")?,
+            contiguous(s3, l3, "residual")?,
+            self.state,
+            self.p,
+            self.pack.as_deref(),
+        ));
         Ok((out, l1.shape().clone()))
     }
 }

@@ -20,6 +20,25 @@ use rayon::prelude::*;
 /// Rows per parallel work item.
 const ROW_BLOCK: usize = 16;
 
+/// The custom ops' dtype dispatch: evaluates `$body` (a `Vec<T>`) with the type `T` bound to
+/// the storage's float type and wraps the result as storage; other dtypes are an error naming
+/// the op. Defined before the kernel modules so that they see it.
+macro_rules! by_real {
+    ($s:expr, $op:literal, $T:ident => $body:expr) => {
+        match $s {
+            CpuStorage::F32(_) => {
+                type $T = f32;
+                <f32 as Real>::storage($body)
+            }
+            CpuStorage::F64(_) => {
+                type $T = f64;
+                <f64 as Real>::storage($body)
+            }
+            _ => bail!(concat!($op, ": f32 or f64 only")),
+        }
+    };
+}
+
 /// The float types the kernels run on.
 pub trait Real:
     Copy

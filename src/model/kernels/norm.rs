@@ -53,21 +53,12 @@ impl CustomOp3 for LayerNorm {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let d = l1.dims().last().copied().unwrap_or(1);
-        let out = match s1 {
-            CpuStorage::F32(_) => f32::storage(self.fwd::<f32>(
-                contiguous(s1, l1, "x")?,
-                contiguous(s2, l2, "weight")?,
-                contiguous(s3, l3, "bias")?,
-                d,
-            )),
-            CpuStorage::F64(_) => f64::storage(self.fwd::<f64>(
-                contiguous(s1, l1, "x")?,
-                contiguous(s2, l2, "weight")?,
-                contiguous(s3, l3, "bias")?,
-                d,
-            )),
-            _ => bail!("layer norm: f32 or f64 only"),
-        };
+        let out = by_real!(s1, "layer norm", T => self.fwd::<T>(
+            contiguous(s1, l1, "x")?,
+            contiguous(s2, l2, "weight")?,
+            contiguous(s3, l3, "bias")?,
+            d,
+        ));
         Ok((out, l1.shape().clone()))
     }
 
@@ -165,21 +156,12 @@ impl CustomOp3 for LayerNormBwd {
     ) -> Result<(CpuStorage, Shape)> {
         let d = l1.dims().last().copied().unwrap_or(1);
         let n = l1.shape().elem_count() / d.max(1);
-        let out = match s1 {
-            CpuStorage::F32(_) => f32::storage(self.run::<f32>(
-                contiguous(s1, l1, "x")?,
-                contiguous(s2, l2, "weight")?,
-                contiguous(s3, l3, "grad")?,
-                d,
-            )),
-            CpuStorage::F64(_) => f64::storage(self.run::<f64>(
-                contiguous(s1, l1, "x")?,
-                contiguous(s2, l2, "weight")?,
-                contiguous(s3, l3, "grad")?,
-                d,
-            )),
-            _ => bail!("layer norm backward: f32 or f64 only"),
-        };
+        let out = by_real!(s1, "layer norm backward", T => self.run::<T>(
+            contiguous(s1, l1, "x")?,
+            contiguous(s2, l2, "weight")?,
+            contiguous(s3, l3, "grad")?,
+            d,
+        ));
         Ok((out, Shape::from((n + 2, d))))
     }
 }

@@ -55,11 +55,7 @@ impl CustomOp1 for Softmax {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let k = l.dims().last().copied().unwrap_or(1);
-        let out = match s {
-            CpuStorage::F32(_) => f32::storage(self.run::<f32>(contiguous(s, l, "x")?, None, k)),
-            CpuStorage::F64(_) => f64::storage(self.run::<f64>(contiguous(s, l, "x")?, None, k)),
-            _ => bail!("softmax: f32 or f64 only"),
-        };
+        let out = by_real!(s, "softmax", T => self.run::<T>(contiguous(s, l, "x")?, None, k));
         Ok((out, l.shape().clone()))
     }
 
@@ -90,19 +86,11 @@ impl CustomOp2 for Softmax {
             bail!("masked softmax: {rows} rows do not divide into {bias_rows} mask rows");
         }
         let per = rows / bias_rows;
-        let out = match s1 {
-            CpuStorage::F32(_) => f32::storage(self.run::<f32>(
-                contiguous(s1, l1, "x")?,
-                Some((contiguous(s2, l2, "mask")?, per)),
-                k,
-            )),
-            CpuStorage::F64(_) => f64::storage(self.run::<f64>(
-                contiguous(s1, l1, "x")?,
-                Some((contiguous(s2, l2, "mask")?, per)),
-                k,
-            )),
-            _ => bail!("masked softmax: f32 or f64 only"),
-        };
+        let out = by_real!(s1, "masked softmax", T => self.run::<T>(
+            contiguous(s1, l1, "x")?,
+            Some((contiguous(s2, l2, "mask")?, per)),
+            k,
+        ));
         Ok((out, l1.shape().clone()))
     }
 
@@ -153,19 +141,11 @@ impl CustomOp2 for SoftmaxBwd {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let k = l1.dims().last().copied().unwrap_or(1);
-        let out = match s1 {
-            CpuStorage::F32(_) => f32::storage(self.run::<f32>(
-                contiguous(s1, l1, "y")?,
-                contiguous(s2, l2, "grad")?,
-                k,
-            )),
-            CpuStorage::F64(_) => f64::storage(self.run::<f64>(
-                contiguous(s1, l1, "y")?,
-                contiguous(s2, l2, "grad")?,
-                k,
-            )),
-            _ => bail!("softmax backward: f32 or f64 only"),
-        };
+        let out = by_real!(s1, "softmax backward", T => self.run::<T>(
+            contiguous(s1, l1, "y")?,
+            contiguous(s2, l2, "grad")?,
+            k,
+        ));
         Ok((out, l1.shape().clone()))
     }
 }
