@@ -8,7 +8,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::{D, DType, Result as CResult, Tensor, Var};
+use candle_core::{D, DType, Device, Result as CResult, Tensor, Var};
 
 use super::config::{Activation, EncoderConfig, Family};
 use super::ops::{DropoutRng, Linear, dropout, layer_norm, softmax};
@@ -83,6 +83,50 @@ pub struct EncoderOutput {
     pub hidden: Tensor,
     /// Per layer, (batch, heads, seq, seq) attention probabilities (before dropout), when asked.
     pub attentions: Vec<Tensor>,
+}
+
+/// Flat token ids split between the pretrained vocabulary and the added tokens' own matrix. Split
+/// on the host: subtracting on a u32 tensor saturates in candle.
+pub(crate) struct SplitIds {
+    /// Ids into the pretrained matrix (0 at added tokens), on the host.
+    pub base: Vec<u32>,
+    /// Ids into the added matrix (0 at pretrained tokens).
+    pub added: Tensor,
+    /// (n, 1): 1 at added tokens, 0 elsewhere, in the embeddings' dtype.
+    pub sel: Tensor,
+}
+
+impl SplitIds {
+    pub fn new(host: &[u32], vocab_size: usize, dtype: DType, dev: &Device) -> CResult<Self> {
+        let v = vocab_size as u32;
+        let n = host.len();
+        let base: Vec<u32> = host.iter().map(|&i| if i < v { i } else { 0 }).collect();
+        let added: Vec<u32> = host.iter().map(|&i| i.saturating_sub(v)).collect();
+        let sel: Vec<f32> = host.iter().map(|&i| f32::from(u8::from(i >= v))).collect();
+        Ok(Self {
+            base,
+            added: Tensor::from_vec(added, n, dev)?,
+            sel: Tensor::from_vec(sel, (n, 1), dev)?.to_dtype(dtype)?,
+        })
+    }
+
+    /// Each token's row: from `base_rows` or, at added tokens, from `added_rows`.
+    pub fn mix(&self, base_rows: &Tensor, added_rows: &Tensor) -> CResult<Tensor> {
+        base_rows.broadcast_mul(&self.sel.affine(-1.0, 1.0)?)?
+            + added_rows.broadcast_mul(&self.sel)?
+    }
+}
+
+/// The distinct ids, sorted, and each id's index among them: the rows a row-sparse pass gathers.
+pub(crate) fn distinct_rows(ids: &[u32]) -> (Vec<u32>, Vec<u32>) {
+    let mut rows = ids.to_vec();
+    rows.sort_unstable();
+    rows.dedup();
+    let local = ids
+        .iter()
+        .map(|id| rows.binary_search(id).unwrap_or(0) as u32)
+        .collect();
+    (rows, local)
 }
 
 /// Word-embedding rows gathered for one training forward pass: the rows (token ids) and a leaf
@@ -296,13 +340,7 @@ impl Encoder {
             return self.embeddings.word.index_select(flat, 0);
         }
         let host: Vec<u32> = flat.to_vec1()?;
-        let mut rows = host.clone();
-        rows.sort_unstable();
-        rows.dedup();
-        let local: Vec<u32> = host
-            .iter()
-            .map(|id| rows.binary_search(id).unwrap_or(0) as u32)
-            .collect();
+        let (rows, local) = distinct_rows(&host);
         let dev = flat.device();
         let gathered = self
             .embeddings
@@ -324,21 +362,18 @@ impl Encoder {
         let Some(extra) = &self.embeddings.extra else {
             return self.word_rows(&flat, train)?.reshape((b, s, ()));
         };
-        // Indices are split on the host: subtracting on a u32 tensor saturates in candle.
-        let v = self.config.vocab_size as u32;
         let host: Vec<u32> = flat.to_vec1()?;
-        let base: Vec<u32> = host.iter().map(|&i| if i < v { i } else { 0 }).collect();
-        let added: Vec<u32> = host.iter().map(|&i| i.saturating_sub(v)).collect();
-        let is_added: Vec<f32> = host.iter().map(|&i| f32::from(u8::from(i >= v))).collect();
-        let dev = ids.device();
-        let n = host.len();
-        let sel =
-            Tensor::from_vec(is_added, (n, 1), dev)?.to_dtype(self.embeddings.word.dtype())?;
-        let base_rows = self.word_rows(&Tensor::from_vec(base, n, dev)?, train)?;
-        let added_rows = extra.index_select(&Tensor::from_vec(added, n, dev)?, 0)?;
-        let rows = (base_rows.broadcast_mul(&sel.affine(-1.0, 1.0)?)?
-            + added_rows.broadcast_mul(&sel)?)?;
-        rows.reshape((b, s, ()))
+        let split = SplitIds::new(
+            &host,
+            self.config.vocab_size,
+            self.embeddings.word.dtype(),
+            ids.device(),
+        )?;
+        let base_ids = Tensor::from_slice(&split.base, split.base.len(), ids.device())?;
+        let base_rows = self.word_rows(&base_ids, train)?;
+        split
+            .mix(&base_rows, &extra.index_select(&split.added, 0)?)?
+            .reshape((b, s, ()))
     }
 
     /// Position ids: `0..seq` (BERT, ELECTRA) or, for RoBERTa, `pad + 1 + i` over real tokens and

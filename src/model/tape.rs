@@ -21,7 +21,7 @@ use std::sync::Arc;
 use candle_core::backprop::GradStore;
 use candle_core::{D, Result, Tensor, Var};
 
-use super::encoder::{Encoder, Layer, Norm, SparseRows};
+use super::encoder::{Encoder, Layer, Norm, SparseRows, SplitIds, distinct_rows};
 use super::kernels::{
     BiasDropoutAdd, BiasGelu, BiasGeluBwd, Dropout, LayerNorm, LayerNormBwd, MergeHeads, Packing,
     Softmax, SoftmaxBwd, SplitHeads,
@@ -44,8 +44,8 @@ pub struct Tape {
     pack: Option<(Arc<Packing>, Tensor)>,
     hidden: Var,
     word: WordTape,
-    /// Added-token rows: (ids into the extra matrix, 0/1 selector (n, 1)).
-    extra: Option<(Tensor, Tensor)>,
+    /// Added-token rows (ids into the extra matrix and the 0/1 selector).
+    extra: Option<SplitIds>,
     positions: Tensor,
     /// The embedding layer norm's input (n, e).
     emb_in: Tensor,
@@ -304,26 +304,16 @@ impl Encoder {
         let n = flat.dim(0)?;
         let packing = pack.as_ref().map(|(p, _)| p);
         // Word rows, split between the pretrained matrix and added tokens.
-        let v = c.vocab_size as u32;
         let host: Vec<u32> = flat.to_vec1()?;
         let (base_ids, extra) = match &emb.extra {
             Some(_) => {
-                let base: Vec<u32> = host.iter().map(|&i| if i < v { i } else { 0 }).collect();
-                let added: Vec<u32> = host.iter().map(|&i| i.saturating_sub(v)).collect();
-                let sel: Vec<f32> = host.iter().map(|&i| f32::from(u8::from(i >= v))).collect();
-                let sel = Tensor::from_vec(sel, (n, 1), dev)?.to_dtype(emb.word.dtype())?;
-                (base, Some((Tensor::from_vec(added, n, dev)?, sel)))
+                let split = SplitIds::new(&host, c.vocab_size, emb.word.dtype(), dev)?;
+                (split.base.clone(), Some(split))
             }
             None => (host, None),
         };
         let (base_rows, word) = if train && self.sparse_embedding() {
-            let mut rows = base_ids.clone();
-            rows.sort_unstable();
-            rows.dedup();
-            let local: Vec<u32> = base_ids
-                .iter()
-                .map(|id| rows.binary_search(id).unwrap_or(0) as u32)
-                .collect();
+            let (rows, local) = distinct_rows(&base_ids);
             let gathered = emb
                 .word
                 .detach()
@@ -344,10 +334,8 @@ impl Encoder {
             )
         };
         let rows = match (&extra, &emb.extra) {
-            (Some((added, sel)), Some(matrix)) => {
-                let added_rows = matrix.detach().index_select(added, 0)?;
-                (base_rows.broadcast_mul(&sel.affine(-1.0, 1.0)?)?
-                    + added_rows.broadcast_mul(sel)?)?
+            (Some(split), Some(matrix)) => {
+                split.mix(&base_rows, &matrix.detach().index_select(&split.added, 0)?)?
             }
             _ => base_rows,
         };
@@ -551,7 +539,7 @@ impl Encoder {
         accumulate(store, &emb.token_type, type_grad)?;
         // Word rows, and added-token rows.
         let g_base = match &t.extra {
-            Some((added, sel)) => {
+            Some(SplitIds { added, sel, .. }) => {
                 if let Some(matrix) = &emb.extra {
                     let g_added = g.broadcast_mul(sel)?;
                     accumulate(
