@@ -249,29 +249,20 @@ fn build_model(
     dtype: DType,
 ) -> anyhow::Result<NerModel> {
     let device = config.device.device()?;
-    let tags = prepared
-        .train
-        .iter()
-        .chain(&prepared.finetune)
-        .flat_map(|c| {
-            c.sentences
-                .iter()
-                .flat_map(|s| s.tags.iter().map(String::as_str))
-        });
-    let labels = bio_labels(tags);
+    // Every training sentence, of both stages.
+    let sentences = || {
+        prepared
+            .train
+            .iter()
+            .chain(&prepared.finetune)
+            .flat_map(|c| &c.sentences)
+    };
+    let labels = bio_labels(sentences().flat_map(|s| s.tags.iter().map(String::as_str)));
     let align = prepared.train.first().map_or(AlignMode::Words, align_mode);
     let backbone = match resolve_model(&config.model.source, hub)? {
         Some(dir) => Backbone::pretrained(&dir, dtype, &device, config.seed)?,
         None => {
-            let texts = prepared
-                .train
-                .iter()
-                .chain(&prepared.finetune)
-                .flat_map(|c| {
-                    c.sentences
-                        .iter()
-                        .flat_map(|s| s.tokens.iter().map(String::as_str))
-                });
+            let texts = sentences().flat_map(|s| s.tokens.iter().map(String::as_str));
             Backbone::char(
                 CharVocab::build(texts, 1),
                 config.model.char,

@@ -89,6 +89,25 @@ pub struct PanelCtx<'a> {
     pub selected: Option<&'a RunEntry>,
 }
 
+impl<'a> PanelCtx<'a> {
+    /// The selected run and its dev report, for the panels that inspect one; without them, says
+    /// what is missing in `ui` and gives `None`.
+    pub fn selected_report(
+        &self,
+        ui: &mut Ui,
+    ) -> Option<(&'a RunEntry, &'a crate::metrics::ScoreReport)> {
+        let Some(run) = self.selected else {
+            ui.label("Select a run with a dev evaluation.");
+            return None;
+        };
+        let Some(report) = run.report.as_deref() else {
+            ui.label(format!("{} has no dev evaluation yet.", run.name));
+            return None;
+        };
+        Some((run, report))
+    }
+}
+
 /// Persisted between launches (eframe storage).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]

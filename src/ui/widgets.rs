@@ -255,14 +255,17 @@ pub fn to_tokens(dev: &crate::protocol::DevView, sentence: usize, spans: &[Span]
         .collect()
 }
 
+/// One entry of [`sentence_list`]: (dev sentence, gold spans, predicted spans, a note), spans in
+/// the scoring view.
+pub type SentenceItem = (usize, Vec<Span>, Vec<Span>, String);
+
 /// A scrolling, virtualized list of dev sentences, each shown twice: with its gold spans, then
-/// with its predicted spans. Items: (sentence, gold spans, predicted spans, a note), spans in the
-/// scoring view.
+/// with its predicted spans.
 pub fn sentence_list(
     ui: &mut Ui,
     id: &str,
     dev: &crate::protocol::DevView,
-    items: &[(usize, Vec<Span>, Vec<Span>, String)],
+    items: &[SentenceItem],
     theme: Theme,
 ) {
     sentence_list_labeled(ui, id, dev, items, ("gold", "pred"), theme);
@@ -273,7 +276,7 @@ pub fn sentence_list_labeled(
     ui: &mut Ui,
     id: &str,
     dev: &crate::protocol::DevView,
-    items: &[(usize, Vec<Span>, Vec<Span>, String)],
+    items: &[SentenceItem],
     labels: (&str, &str),
     theme: Theme,
 ) {

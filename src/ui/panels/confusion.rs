@@ -203,12 +203,7 @@ fn matrix_ui(ui: &mut Ui, m: &Matrix, s: &mut ConfusionState, cx: &PanelCtx<'_>)
 }
 
 pub fn ui(s: &mut ConfusionState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> {
-    let Some(run) = cx.selected else {
-        ui.label("Select a run with a dev evaluation.");
-        return Vec::new();
-    };
-    let Some(report) = run.report.as_deref() else {
-        ui.label(format!("{} has no dev evaluation yet.", run.name));
+    let Some((run, report)) = cx.selected_report(ui) else {
         return Vec::new();
     };
     ui.horizontal(|ui| {

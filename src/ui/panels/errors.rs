@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::super::app::{Action, PanelCtx};
 use super::super::theme;
-use super::super::widgets::{labeled, sentence_list, sentence_text};
+use super::super::widgets::{SentenceItem, labeled, sentence_list, sentence_text};
 use crate::metrics::ScoreReport;
 use crate::metrics::errors::{ErrorCase, ErrorCategory};
 use crate::protocol::DevView;
@@ -38,16 +38,7 @@ impl Default for ErrorsState {
 }
 
 /// The cases the filters keep, as list items (sentence, gold, predicted, note).
-pub fn filtered(
-    s: &ErrorsState,
-    report: &ScoreReport,
-    dev: &DevView,
-) -> Vec<(
-    usize,
-    Vec<crate::data::Span>,
-    Vec<crate::data::Span>,
-    String,
-)> {
+pub fn filtered(s: &ErrorsState, report: &ScoreReport, dev: &DevView) -> Vec<SentenceItem> {
     let search = s.search.trim();
     report
         .cases
@@ -81,12 +72,7 @@ pub fn filtered(
 }
 
 pub fn ui(s: &mut ErrorsState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> {
-    let Some(run) = cx.selected else {
-        ui.label("Select a run with a dev evaluation.");
-        return Vec::new();
-    };
-    let Some(report) = run.report.as_deref() else {
-        ui.label(format!("{} has no dev evaluation yet.", run.name));
+    let Some((run, report)) = cx.selected_report(ui) else {
         return Vec::new();
     };
     ui.heading(format!("Errors: {}", run.name));

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::super::app::{Action, PanelCtx};
 use super::super::store::{RunEntry, TagResult};
 use super::super::theme::{self, Theme};
-use super::super::widgets::sentence_list_labeled;
+use super::super::widgets::{SentenceItem, sentence_list_labeled};
 use crate::cli::tag::TextSpan;
 use crate::data::spans::lenient_spans;
 use crate::protocol::Command;
@@ -121,15 +121,7 @@ fn run_picker(ui: &mut Ui, id: &str, choice: &mut Option<String>, runs: &[&RunEn
 }
 
 /// Dev sentences where two runs' predictions differ (both runs scored on the same dev corpus).
-pub fn disagreements(
-    a: &RunEntry,
-    b: &RunEntry,
-) -> Vec<(
-    usize,
-    Vec<crate::data::Span>,
-    Vec<crate::data::Span>,
-    String,
-)> {
+pub fn disagreements(a: &RunEntry, b: &RunEntry) -> Vec<SentenceItem> {
     let (Some(da), Some(db)) = (a.dev.as_ref(), b.dev.as_ref()) else {
         return Vec::new();
     };
