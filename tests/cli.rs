@@ -254,3 +254,37 @@ fn encode_prints_tokens_hidden_states_and_attention() {
         stderr(&o)
     );
 }
+
+/// The evaluation after the last step (max_steps inside an eval interval) is logged with the epoch
+/// the run reached, not the reset counter of a finished stage.
+#[test]
+fn the_final_evaluation_records_the_epoch_reached() {
+    let dir = TempDir::new("cli-final-eval");
+    let out = dir.path("runs");
+    let o = nerlab(&[
+        "train",
+        "--quiet",
+        "--preset",
+        "demo",
+        "--max-steps",
+        "3",
+        "--eval-every",
+        "100",
+        "--threads",
+        "1",
+        "--out",
+        &out.to_string_lossy(),
+        "--name",
+        "r",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let metrics = std::fs::read_to_string(out.join("r/metrics.jsonl")).unwrap();
+    let evals: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "eval")
+        .collect();
+    assert_eq!(evals.len(), 1, "{metrics}");
+    let epoch = evals[0]["epoch"].as_f64().unwrap();
+    assert!(epoch > 0.0 && epoch <= 1.0, "epoch {epoch}: {metrics}");
+}

@@ -645,6 +645,9 @@ impl Trainer<'_> {
         let log_every = self.config.train.log_every.max(1);
         let mut window_start = Instant::now();
         let (mut window_sentences, mut window_tokens) = (self.seen_sentences, self.seen_tokens);
+        // Progress in epochs of the current stage, for the evaluation after the last stage (whose
+        // counters are reset by then).
+        let mut last_epoch = self.state.epoch as f64;
         while self.state.stage < stages.len() {
             let stage = &stages[self.state.stage];
             let lengths: Vec<usize> = stage.examples.iter().map(|e| e.ids.len()).collect();
@@ -677,6 +680,7 @@ impl Trainer<'_> {
                     self.state.batch = end;
                     let epoch = self.state.epoch as f64
                         + self.state.batch.div_ceil(accum) as f64 / steps_in_epoch.max(1) as f64;
+                    last_epoch = epoch;
                     let t = &self.config.train;
                     let lr = stage.lr
                         * lr_factor(
@@ -734,7 +738,7 @@ impl Trainer<'_> {
         }
         // Steps after the last evaluation (max_steps inside an eval interval) are evaluated too.
         if self.state.last_eval_step != Some(self.state.step) {
-            self.dev_eval(self.state.epoch as f64)?;
+            self.dev_eval(last_epoch)?;
         }
         Ok(if self.state.ended_early {
             RunState::EarlyStopped
