@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 
-use crate::cli::tag::{load_model, tag_texts, tokenize};
+use crate::cli::tag::{load_model, model_dir, tag_texts, tokenize};
 use crate::data::hub::Hub;
 use crate::model::ner::NerModel;
 use crate::protocol::{Command, CurvePoint, DevView, EvalPoint, Event, LoadedRun, RunId};
@@ -93,7 +93,8 @@ struct Worker {
     commands: Receiver<Command>,
     events: Sender<Event>,
     queue: VecDeque<Command>,
-    models: HashMap<PathBuf, NerModel>,
+    /// Loaded models by the path asked for, with the version of the files they came from.
+    models: HashMap<PathBuf, (ModelStamp, NerModel)>,
     shutting_down: bool,
     threads: usize,
 }
@@ -174,8 +175,6 @@ impl Worker {
         obs.flush();
         match result {
             Ok(Ok(outcome)) => {
-                // A finished run's best model may be cached under an older version: forget it.
-                self.models.remove(&outcome.dir);
                 self.send(Event::Finished {
                     id,
                     dir: outcome.dir,
@@ -287,19 +286,45 @@ impl Worker {
         }
     }
 
-    /// A cached model for a run directory or model folder (loaded on first use).
+    /// A cached model for a run directory or model folder (loaded on first use, and again when its
+    /// files change: a training run rewrites `best/` whenever dev F1 improves).
     fn model(&mut self, path: &Path) -> anyhow::Result<&NerModel> {
-        if !self.models.contains_key(path) {
+        let stamp = ModelStamp::of(&model_dir(path));
+        if self.models.get(path).is_none_or(|(s, _)| *s != stamp) {
+            self.models.remove(path);
             if self.models.len() >= MODEL_CACHE
                 && let Some(k) = self.models.keys().next().cloned()
             {
                 self.models.remove(&k);
             }
-            self.models.insert(path.to_path_buf(), load_model(path)?);
+            self.models
+                .insert(path.to_path_buf(), (stamp, load_model(path)?));
         }
         self.models
             .get(path)
+            .map(|(_, m)| m)
             .ok_or_else(|| anyhow::anyhow!("model cache"))
+    }
+}
+
+/// The version of a model folder's files: their names, sizes and modification times. A
+/// checkpoint written anew (files are written to a temporary name, then renamed) changes it.
+#[derive(Debug, PartialEq, Eq)]
+struct ModelStamp(Vec<(std::ffi::OsString, u64, Option<std::time::SystemTime>)>);
+
+impl ModelStamp {
+    fn of(dir: &Path) -> Self {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let m = e.metadata().ok()?;
+                Some((e.file_name(), m.len(), m.modified().ok()))
+            })
+            .collect();
+        files.sort();
+        Self(files)
     }
 }
 

@@ -281,3 +281,54 @@ fn dropping_the_handle_mid_run_leaves_a_resumable_checkpoint() {
     assert_eq!(status["state"], "stopped");
     assert!(run.join("checkpoint.json").exists());
 }
+
+/// A model the worker has cached is loaded again when its files change (a training run rewrites
+/// `best/` whenever dev F1 improves): here run a's `best/` is replaced by run b's.
+#[test]
+fn a_rewritten_best_model_is_reloaded() {
+    let dir = common::TempDir::new("worker-reload");
+    let w = WorkerHandle::spawn(Some(1)).unwrap();
+    let mut runs = Vec::new();
+    for (id, name, epochs) in [(1, "a", 1), (2, "b", 3)] {
+        w.send(Command::Train {
+            id,
+            config: Box::new(config(&dir.0, name, epochs)),
+            resume: None,
+        })
+        .unwrap();
+        let ev = wait_for(&w, "a run", |e| {
+            matches!(e, Event::Finished { .. } | Event::Failed { .. })
+        });
+        let Some(Event::Finished { dir, .. }) = ev.last() else {
+            panic!("{ev:?}")
+        };
+        runs.push(dir.clone());
+    }
+    let attention = |request: u64, model: &Path| {
+        w.send(Command::Attention {
+            request,
+            model: model.to_path_buf(),
+            text: "서울에 간다".into(),
+        })
+        .unwrap();
+        let ev = wait_for(&w, "attention", |e| matches!(e, Event::Attention { .. }));
+        let Some(Event::Attention { weights, .. }) = ev.last() else {
+            panic!("{ev:?}")
+        };
+        weights.clone()
+    };
+    let (a, b) = (attention(1, &runs[0]), attention(2, &runs[1]));
+    assert_ne!(a, b, "the two runs' models differ");
+    let best = runs[0].join("best");
+    std::fs::remove_dir_all(&best).unwrap();
+    std::fs::create_dir(&best).unwrap();
+    for f in std::fs::read_dir(runs[1].join("best")).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), best.join(f.file_name())).unwrap();
+    }
+    assert_eq!(
+        attention(3, &runs[0]),
+        b,
+        "run a now answers with b's model"
+    );
+}

@@ -41,12 +41,18 @@ pub struct TaggedText {
 }
 
 /// The model behind a run directory (`best/`) or a model folder.
-pub fn load_model(path: &Path) -> anyhow::Result<NerModel> {
-    let dir = if path.join("nerlab-model.json").exists() {
+/// The folder holding the trained model of `path`: `path` itself when it is a model folder,
+/// else a run directory's `best/`.
+pub fn model_dir(path: &Path) -> PathBuf {
+    if path.join("nerlab-model.json").exists() {
         path.to_path_buf()
     } else {
         path.join("best")
-    };
+    }
+}
+
+pub fn load_model(path: &Path) -> anyhow::Result<NerModel> {
+    let dir = model_dir(path);
     if !dir.join("nerlab-model.json").exists() {
         anyhow::bail!(
             "{}: no trained model here (expected a run directory with best/, or a model folder)",
