@@ -6,7 +6,9 @@ times (and the sentences of its latency test); this script runs exactly those th
 Face's BertForTokenClassification and prints the same JSON keys:
 
   train: forward (with the cross-entropy loss) + backward + gradient clipping at 1.0 + AdamW
-         (torch.optim.AdamW, lr 5e-5, weight decay 0.01), per batch, dropout on (train mode);
+         (torch.optim.AdamW, lr 5e-5, weight decay 0.01 except on biases and LayerNorm, as nerlab
+         groups them), per batch, dropout on (train mode) unless the work says it is off;
+         the classifier starts from nerlab's initial head weights; per-step losses are printed;
   tag:   forward in inference mode + softmax + argmax per batch; then single-sentence latency.
 
 The first `warmup` batches are run but not timed, as nerlab does. Peak memory is the process's
@@ -52,6 +54,15 @@ def main():
     torch.manual_seed(0)
     work = json.load(open(args.work))
     model = AutoModelForTokenClassification.from_pretrained(args.model, num_labels=work["num_labels"])
+    # Start from nerlab's head (its only randomly initialized part).
+    with torch.no_grad():
+        for name, p in work.get("head", {}).items():
+            target = {"proj.weight": model.classifier.weight, "proj.bias": model.classifier.bias}[name]
+            target.copy_(torch.tensor(p["data"], dtype=torch.float32).reshape(p["shape"]))
+    if not work.get("dropout", True):
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
     pad_id = model.config.pad_token_id or 0
     warmup = work["warmup"]
     sentences = tokens = 0
@@ -60,7 +71,14 @@ def main():
     latency = None
     if work["task"] == "train":
         model.train()
-        opt = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.01)
+        decay = lambda n: not (n.rsplit(".", 1)[-1].find("bias") >= 0 or "LayerNorm" in n or "layer_norm" in n)
+        named = list(model.named_parameters())
+        opt = torch.optim.AdamW(
+            [{"params": [p for n, p in named if decay(n)], "weight_decay": work.get("weight_decay", 0.01)},
+             {"params": [p for n, p in named if not decay(n)], "weight_decay": 0.0}],
+            lr=work.get("lr", 5e-5),
+        )
+        losses = []
         for k, b in enumerate(work["batches"]):
             start = time.perf_counter()
             ids, mask = pad(b["ids"], pad_id)
@@ -73,6 +91,7 @@ def main():
             opt.step()
             opt.zero_grad(set_to_none=True)
             end = time.perf_counter()
+            losses.append(loss.item())
             if k >= warmup:
                 phases[0] += t_forward - start
                 phases[1] += t_backward - t_forward
@@ -116,6 +135,7 @@ def main():
         "torch": torch.__version__,
     }
     if work["task"] == "train":
+        out["losses"] = losses
         out["phase_ms"] = {"forward": phases[0] * 1e3 / n, "backward": phases[1] * 1e3 / n, "optimizer": phases[2] * 1e3 / n}
     print(json.dumps(out))
 

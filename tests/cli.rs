@@ -288,3 +288,64 @@ fn the_final_evaluation_records_the_epoch_reached() {
     let epoch = evals[0]["epoch"].as_f64().unwrap();
     assert!(epoch > 0.0 && epoch <= 1.0, "epoch {epoch}: {metrics}");
 }
+
+/// `bench --no-dropout` trains deterministically with dropout really off (the first step's loss
+/// differs from a run with dropout), reports every step's loss, and dumps the head's initial
+/// weights for bench/reference.py.
+#[test]
+fn bench_without_dropout_reports_losses_and_dumps_the_head() {
+    let Some(model) = common::obtained_model("splade-tiny-bert-mlm") else {
+        return;
+    };
+    let Some(data) = common::shared_data("wikiann/xtreme-panx/dev-en.tsv") else {
+        return;
+    };
+    let dir = TempDir::new("cli-bench-trajectory");
+    let work = dir.path("work.json");
+    let run = |extra: &[&str]| -> Vec<f64> {
+        let mut args = vec![
+            "bench",
+            "--model",
+            model.to_str().unwrap(),
+            "--task",
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--steps",
+            "3",
+            "--threads",
+            "1",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let o = nerlab(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        v["losses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let w = work.to_str().unwrap();
+    let a = run(&["--no-dropout", "--dump-batches", w]);
+    assert_eq!(a.len(), 5, "two warm-up steps and three timed ones");
+    assert_eq!(a, run(&["--no-dropout"]));
+    assert_ne!(a[0], run(&[])[0], "dropout changes the first loss");
+    let dump: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&work).unwrap()).unwrap();
+    assert_eq!(dump["dropout"], false);
+    let labels = dump["num_labels"].as_u64().unwrap();
+    assert_eq!(
+        dump["head"]["proj.weight"]["shape"],
+        serde_json::json!([labels, 128])
+    );
+    assert_eq!(
+        dump["head"]["proj.weight"]["data"]
+            .as_array()
+            .unwrap()
+            .len() as u64,
+        labels * 128
+    );
+}

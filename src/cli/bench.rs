@@ -23,6 +23,10 @@ use crate::train::optim::{AdamW, Grads, clip_scale};
 use crate::train::sources::{load_corpus, resolve_model};
 use crate::train::trainer::epoch_batches;
 
+/// The optimizer settings of the train task (AdamW; no decay on biases and LayerNorm).
+const BENCH_LR: f64 = 5e-5;
+const BENCH_WEIGHT_DECAY: f64 = 0.01;
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// char, a model folder, hf:<repo> or a preset.
@@ -64,6 +68,11 @@ pub struct BenchArgs {
     /// sentences as JSON, so `bench/reference.py` can do exactly the same work in PyTorch.
     #[arg(long)]
     pub dump_batches: Option<std::path::PathBuf>,
+    /// Train with every dropout probability at 0, so that a training run is deterministic and
+    /// its per-step losses (`losses` in the JSON) can be compared with `bench/reference.py`'s on
+    /// the same batches and initial weights (`bench/trajectory.sh`).
+    #[arg(long)]
+    pub no_dropout: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -86,6 +95,9 @@ pub struct BenchResult {
     /// Share of a training step spent in forward, backward and the optimizer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phase_ms: Option<Phases>,
+    /// The training loss of every step, warm-up steps included (train task).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub losses: Vec<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -211,10 +223,16 @@ fn bench(a: &BenchArgs, threads: usize) -> anyhow::Result<BenchResult> {
             Backbone::char(vocab, CharModelSize::default(), DType::F32, &Device::Cpu, 0)?
         }
     };
-    let spec = ModelSpec {
+    let mut backbone = backbone;
+    let mut spec = ModelSpec {
         head: a.head.parse().map_err(anyhow::Error::msg)?,
         ..ModelSpec::default()
     };
+    if a.no_dropout {
+        let c = &mut backbone.encoder.config;
+        (c.hidden_dropout_prob, c.attention_probs_dropout_prob) = (0.0, 0.0);
+        spec.head_dropout = 0.0;
+    }
     let mut model = NerModel::new(backbone, spec, labels, mode)?;
     model
         .backbone
@@ -229,14 +247,7 @@ fn bench(a: &BenchArgs, threads: usize) -> anyhow::Result<BenchResult> {
     let warmup = 2;
     let needed = (a.steps + warmup).min(batches.len());
     if let Some(path) = &a.dump_batches {
-        dump_batches(
-            path,
-            &examples,
-            &batches[..needed],
-            warmup,
-            a,
-            model.labels.len(),
-        )?;
+        dump_batches(path, &examples, &batches[..needed], warmup, a, &model)?;
     }
     let mut sentences = 0;
     let mut tokens = 0;
@@ -244,10 +255,11 @@ fn bench(a: &BenchArgs, threads: usize) -> anyhow::Result<BenchResult> {
     let mut latency = None;
     // forward, backward, optimizer seconds (train task)
     let mut phases = [0.0f64; 3];
+    let mut losses = Vec::new();
     match a.task.as_str() {
         "train" => {
             let params = model.params().vars();
-            let mut opt = AdamW::new(params.clone(), 0.01)?;
+            let mut opt = AdamW::new(params.clone(), BENCH_WEIGHT_DECAY)?;
             for (k, idx) in batches[..needed].iter().enumerate() {
                 let ex: Vec<&Example> = idx.iter().map(|&i| &examples[i]).collect();
                 let start = Instant::now();
@@ -260,7 +272,8 @@ fn bench(a: &BenchArgs, threads: usize) -> anyhow::Result<BenchResult> {
                 let mut grads = Grads::default();
                 grads.add(&params, &store, model.encoder().take_sparse(), 1.0)?;
                 let scale = clip_scale(grads.norm()?, 1.0);
-                opt.step(&grads, 5e-5, 5e-5, scale)?;
+                opt.step(&grads, BENCH_LR, BENCH_LR, scale)?;
+                losses.push(loss.to_dtype(DType::F64)?.to_scalar::<f64>()?);
                 if k >= warmup {
                     let total = start.elapsed().as_secs_f64();
                     phases[0] += t_forward;
@@ -319,6 +332,7 @@ fn bench(a: &BenchArgs, threads: usize) -> anyhow::Result<BenchResult> {
                 optimizer: phases[2] * 1e3 / n,
             }
         }),
+        losses,
     })
 }
 
@@ -393,7 +407,7 @@ fn dump_batches(
     batches: &[Vec<usize>],
     warmup: usize,
     a: &BenchArgs,
-    num_labels: usize,
+    model: &NerModel,
 ) -> anyhow::Result<()> {
     let labels = |e: &Example| -> Vec<i64> {
         let mut l = vec![-100i64; e.ids.len()];
@@ -418,10 +432,29 @@ fn dump_batches(
         .take(a.latency_samples)
         .map(|e| &e.ids)
         .collect();
+    // The head's initial weights (it is the only part not loaded from the model folder), so the
+    // reference can start from the same point.
+    let mut head = serde_json::Map::new();
+    for (name, var) in model.params().vars() {
+        if let Some(rest) = name.strip_prefix("ner.") {
+            let t = var.as_tensor();
+            head.insert(
+                rest.to_string(),
+                serde_json::json!({
+                    "shape": t.dims(),
+                    "data": t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?,
+                }),
+            );
+        }
+    }
     let doc = serde_json::json!({
         "task": a.task,
         "warmup": warmup,
-        "num_labels": num_labels,
+        "num_labels": model.labels.len(),
+        "dropout": !a.no_dropout,
+        "lr": BENCH_LR,
+        "weight_decay": BENCH_WEIGHT_DECAY,
+        "head": head,
         "batches": batch_json,
         "latency": latency,
     });
