@@ -89,7 +89,7 @@ impl Grads {
                 }
             }
             self.row_param
-                .get_or_insert_with(|| "embeddings.word_embeddings.weight".to_string());
+                .get_or_insert_with(|| WORD_EMBEDDING.to_string());
         }
         Ok(())
     }
@@ -97,42 +97,38 @@ impl Grads {
     /// The global L2 norm of all gradients.
     pub fn norm(&self) -> candle_core::Result<f64> {
         let mut sum = 0.0;
-        for g in self.dense.values() {
+        let mut embedding = None;
+        for (name, g) in &self.dense {
+            if name == WORD_EMBEDDING {
+                embedding = Some(g);
+                continue;
+            }
             sum += g
                 .to_dtype(DType::F64)?
                 .sqr()?
                 .sum_all()?
                 .to_scalar::<f64>()?;
         }
-        for row in self.rows.values() {
-            sum += row
-                .iter()
-                .map(|&x| f64::from(x) * f64::from(x))
-                .sum::<f64>();
+        // The word embedding last and row by row, whether its gradient is a dense matrix or
+        // row-sparse, so that both give the same norm to the last bit (clipping scales every
+        // gradient by it: a last-bit difference would set the two updates apart).
+        if let Some(g) = embedding {
+            add_row_squares(&mut sum, &dense_rows(g)?);
         }
+        add_row_squares(&mut sum, self.rows.values().map(Vec::as_slice));
         Ok(sum.sqrt())
     }
 
-    /// The L2 norm of the word-embedding gradient (sparse rows, or the dense matrix).
+    /// The L2 norm of the word-embedding gradient (sparse rows, or the dense matrix), summed in
+    /// the same order for both.
     pub fn norm_of_embedding(&self) -> candle_core::Result<f64> {
+        let mut sum = 0.0;
         if !self.rows.is_empty() {
-            return Ok(self
-                .rows
-                .values()
-                .flatten()
-                .map(|&x| f64::from(x) * f64::from(x))
-                .sum::<f64>()
-                .sqrt());
+            add_row_squares(&mut sum, self.rows.values().map(Vec::as_slice));
+        } else if let Some(g) = self.dense.get(WORD_EMBEDDING) {
+            add_row_squares(&mut sum, &dense_rows(g)?);
         }
-        match self.dense.get("embeddings.word_embeddings.weight") {
-            Some(g) => g
-                .to_dtype(DType::F64)?
-                .sqr()?
-                .sum_all()?
-                .to_scalar::<f64>()
-                .map(f64::sqrt),
-            None => Ok(0.0),
-        }
+        Ok(sum.sqrt())
     }
 
     /// The sparse rows as (ids, a (rows, width) tensor).
@@ -482,6 +478,42 @@ fn catch_up_rows(
     Ok(())
 }
 
+/// The word-embedding parameter, whose gradient may come row-sparse.
+pub(crate) const WORD_EMBEDDING: &str = "embeddings.word_embeddings.weight";
+
+/// A dense (rows, width) gradient as one f32 buffer with its width, for [`add_row_squares`].
+struct DenseRows {
+    data: Vec<f32>,
+    width: usize,
+}
+
+fn dense_rows(g: &Tensor) -> candle_core::Result<DenseRows> {
+    let width = g.dims().last().copied().unwrap_or(1).max(1);
+    Ok(DenseRows {
+        data: g.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?,
+        width,
+    })
+}
+
+impl<'a> IntoIterator for &'a DenseRows {
+    type Item = &'a [f32];
+    type IntoIter = std::slice::Chunks<'a, f32>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.data.chunks(self.width)
+    }
+}
+
+/// Adds the squares of `rows` to `sum`, one row's (sequential, f64) sum at a time, in order. Rows
+/// of zeros add exactly nothing, so a dense matrix and its nonzero rows give the same sum.
+fn add_row_squares<'a>(sum: &mut f64, rows: impl IntoIterator<Item = &'a [f32]>) {
+    for row in rows {
+        *sum += row
+            .iter()
+            .map(|&x| f64::from(x) * f64::from(x))
+            .sum::<f64>();
+    }
+}
+
 /// `torch.nn.utils.clip_grad_norm_`'s factor: `max / (norm + 1e-6)` when that is below 1, else 1
 /// (and 1 when clipping is off).
 pub fn clip_scale(norm: f64, max_norm: f64) -> f64 {
@@ -598,7 +630,8 @@ mod tests {
     }
 
     /// Row-sparse steps, with rows caught up before they are read and a flush at the end, give
-    /// dense AdamW's parameters bit for bit, rows never used included (they only decay).
+    /// dense AdamW's parameters bit for bit, rows never used included (they only decay), with
+    /// clipping on (the gradient norm is the same to the last bit).
     #[test]
     fn sparse_rows_with_catch_up_equal_dense_adamw() {
         let name = "embeddings.word_embeddings.weight";
@@ -621,6 +654,7 @@ mod tests {
         };
         // Dense: the full gradient matrix every step (zero rows where unused).
         let (dense, mut opt) = make();
+        let (mut dense_norms, mut sparse_norms) = (Vec::new(), Vec::new());
         for (step, rs) in used.iter().enumerate() {
             let mut g = vec![0.0f32; rows * width];
             for &r in *rs {
@@ -631,8 +665,16 @@ mod tests {
                 name.to_string(),
                 Tensor::from_vec(g, (rows, width), &Device::Cpu).unwrap(),
             );
-            opt.step(&grads, 0.05 * (1.0 + step as f64), 0.05, 1.0)
-                .unwrap();
+            // Clipping on: the norm of the dense matrix must equal that of its rows.
+            let norm = grads.norm().unwrap();
+            dense_norms.push(norm);
+            opt.step(
+                &grads,
+                0.05 * (1.0 + step as f64),
+                0.05,
+                clip_scale(norm, 0.5),
+            )
+            .unwrap();
         }
         // Sparse: only the used rows, caught up before each "forward pass".
         let (sparse, mut opt) = make();
@@ -643,10 +685,19 @@ mod tests {
                 grads.rows.insert(r, grad(step, r));
             }
             grads.row_param = Some(name.to_string());
-            opt.step(&grads, 0.05 * (1.0 + step as f64), 0.05, 1.0)
-                .unwrap();
+            let norm = grads.norm().unwrap();
+            sparse_norms.push(norm);
+            opt.step(
+                &grads,
+                0.05 * (1.0 + step as f64),
+                0.05,
+                clip_scale(norm, 0.5),
+            )
+            .unwrap();
         }
         opt.flush().unwrap();
+        assert_eq!(dense_norms, sparse_norms);
+        assert!(dense_norms.iter().all(|&n| clip_scale(n, 0.5) < 1.0));
         let d: Vec<Vec<f32>> = dense.as_tensor().to_vec2().unwrap();
         let s: Vec<Vec<f32>> = sparse.as_tensor().to_vec2().unwrap();
         assert_eq!(d, s);
@@ -664,6 +715,44 @@ mod tests {
         }
         let l: Vec<Vec<f32>> = lazy.as_tensor().to_vec2().unwrap();
         assert_ne!(d[0], l[0]);
+    }
+
+    /// A dense word-embedding gradient and its row-sparse form have the same norm to the last bit
+    /// (the clipping factor of a step depends on it).
+    #[test]
+    fn dense_and_row_sparse_gradients_have_the_same_norm() {
+        let (rows, width) = (300usize, 384usize);
+        let used: Vec<u32> = (0..rows as u32).filter(|r| r % 3 != 1).collect();
+        let value = |r: u32, j: usize| -> f32 {
+            let i = r as usize * width + j;
+            (i as f32 * 0.731).sin() * 10f32.powi((i % 7) as i32 - 3)
+        };
+        let other = Tensor::new(&[0.3f32, -1.7, 2.9], &Device::Cpu).unwrap();
+        let mut dense = Grads::default();
+        let mut matrix = vec![0.0f32; rows * width];
+        for &r in &used {
+            for j in 0..width {
+                matrix[r as usize * width + j] = value(r, j);
+            }
+        }
+        dense.dense.insert(
+            WORD_EMBEDDING.into(),
+            Tensor::from_vec(matrix, (rows, width), &Device::Cpu).unwrap(),
+        );
+        dense.dense.insert("z.other".into(), other.clone());
+        let mut sparse = Grads::default();
+        for &r in &used {
+            sparse
+                .rows
+                .insert(r, (0..width).map(|j| value(r, j)).collect());
+        }
+        sparse.row_param = Some(WORD_EMBEDDING.into());
+        sparse.dense.insert("z.other".into(), other);
+        assert_eq!(dense.norm().unwrap(), sparse.norm().unwrap());
+        assert_eq!(
+            dense.norm_of_embedding().unwrap(),
+            sparse.norm_of_embedding().unwrap()
+        );
     }
 
     #[test]
