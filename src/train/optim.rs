@@ -652,6 +652,18 @@ mod tests {
             let opt = AdamW::new(vec![(name.to_string(), var.clone())], 0.01).unwrap();
             (var, opt)
         };
+        // A step with clipping on (every step clips: the norms are above 0.5); returns the norm.
+        let clipped_step = |opt: &mut AdamW, grads: &Grads, step: usize| -> f64 {
+            let norm = grads.norm().unwrap();
+            opt.step(
+                grads,
+                0.05 * (1.0 + step as f64),
+                0.05,
+                clip_scale(norm, 0.5),
+            )
+            .unwrap();
+            norm
+        };
         // Dense: the full gradient matrix every step (zero rows where unused).
         let (dense, mut opt) = make();
         let (mut dense_norms, mut sparse_norms) = (Vec::new(), Vec::new());
@@ -665,16 +677,8 @@ mod tests {
                 name.to_string(),
                 Tensor::from_vec(g, (rows, width), &Device::Cpu).unwrap(),
             );
-            // Clipping on: the norm of the dense matrix must equal that of its rows.
-            let norm = grads.norm().unwrap();
-            dense_norms.push(norm);
-            opt.step(
-                &grads,
-                0.05 * (1.0 + step as f64),
-                0.05,
-                clip_scale(norm, 0.5),
-            )
-            .unwrap();
+            // The norm of the dense matrix must equal that of its rows.
+            dense_norms.push(clipped_step(&mut opt, &grads, step));
         }
         // Sparse: only the used rows, caught up before each "forward pass".
         let (sparse, mut opt) = make();
@@ -685,15 +689,7 @@ mod tests {
                 grads.rows.insert(r, grad(step, r));
             }
             grads.row_param = Some(name.to_string());
-            let norm = grads.norm().unwrap();
-            sparse_norms.push(norm);
-            opt.step(
-                &grads,
-                0.05 * (1.0 + step as f64),
-                0.05,
-                clip_scale(norm, 0.5),
-            )
-            .unwrap();
+            sparse_norms.push(clipped_step(&mut opt, &grads, step));
         }
         opt.flush().unwrap();
         assert_eq!(dense_norms, sparse_norms);
