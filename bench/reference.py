@@ -56,8 +56,11 @@ def main():
     model = AutoModelForTokenClassification.from_pretrained(args.model, num_labels=work["num_labels"])
     # Start from nerlab's head (its only randomly initialized part).
     with torch.no_grad():
+        classifier = {"proj.weight": model.classifier.weight, "proj.bias": model.classifier.bias}
         for name, p in work.get("head", {}).items():
-            target = {"proj.weight": model.classifier.weight, "proj.bias": model.classifier.bias}[name]
+            if name not in classifier:
+                raise SystemExit(f"reference.py runs the softmax head only; nerlab's head has {name}")
+            target = classifier[name]
             target.copy_(torch.tensor(p["data"], dtype=torch.float32).reshape(p["shape"]))
     if not work.get("dropout", True):
         for m in model.modules():

@@ -113,21 +113,22 @@ impl Grads {
         // row-sparse, so that both give the same norm to the last bit (clipping scales every
         // gradient by it: a last-bit difference would set the two updates apart).
         if let Some(g) = embedding {
-            add_row_squares(&mut sum, &dense_rows(g)?);
+            sum = dense_row_squares(g)?.into_iter().fold(sum, |s, r| s + r);
         }
-        add_row_squares(&mut sum, self.rows.values().map(Vec::as_slice));
+        sum = self.rows.values().fold(sum, |s, r| s + row_squares(r));
         Ok(sum.sqrt())
     }
 
     /// The L2 norm of the word-embedding gradient (sparse rows, or the dense matrix), summed in
     /// the same order for both.
     pub fn norm_of_embedding(&self) -> candle_core::Result<f64> {
-        let mut sum = 0.0;
-        if !self.rows.is_empty() {
-            add_row_squares(&mut sum, self.rows.values().map(Vec::as_slice));
+        let sum = if !self.rows.is_empty() {
+            self.rows.values().fold(0.0, |s, r| s + row_squares(r))
         } else if let Some(g) = self.dense.get(WORD_EMBEDDING) {
-            add_row_squares(&mut sum, &dense_rows(g)?);
-        }
+            dense_row_squares(g)?.into_iter().fold(0.0, |s, r| s + r)
+        } else {
+            0.0
+        };
         Ok(sum.sqrt())
     }
 
@@ -481,36 +482,27 @@ fn catch_up_rows(
 /// The word-embedding parameter, whose gradient may come row-sparse.
 pub(crate) const WORD_EMBEDDING: &str = "embeddings.word_embeddings.weight";
 
-/// A dense (rows, width) gradient as one f32 buffer with its width, for [`add_row_squares`].
-struct DenseRows {
-    data: Vec<f32>,
-    width: usize,
+/// The sum of squares of one gradient row, sequentially in f64. Rows are added to a norm one
+/// such sum at a time, in row order, whether the gradient is row-sparse or a dense matrix (whose
+/// rows of zeros add exactly nothing), so both give the same norm to the last bit.
+fn row_squares(row: &[f32]) -> f64 {
+    row.iter().map(|&x| f64::from(x) * f64::from(x)).sum()
 }
 
-fn dense_rows(g: &Tensor) -> candle_core::Result<DenseRows> {
+/// [`row_squares`] of every row of a dense (rows, width) gradient. On the CPU exactly as for
+/// row-sparse rows; elsewhere (GPU, dense updates only) on the device, so that one number per
+/// row crosses to the host rather than the whole matrix.
+fn dense_row_squares(g: &Tensor) -> candle_core::Result<Vec<f64>> {
     let width = g.dims().last().copied().unwrap_or(1).max(1);
-    Ok(DenseRows {
-        data: g.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?,
-        width,
-    })
-}
-
-impl<'a> IntoIterator for &'a DenseRows {
-    type Item = &'a [f32];
-    type IntoIter = std::slice::Chunks<'a, f32>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.data.chunks(self.width)
-    }
-}
-
-/// Adds the squares of `rows` to `sum`, one row's (sequential, f64) sum at a time, in order. Rows
-/// of zeros add exactly nothing, so a dense matrix and its nonzero rows give the same sum.
-fn add_row_squares<'a>(sum: &mut f64, rows: impl IntoIterator<Item = &'a [f32]>) {
-    for row in rows {
-        *sum += row
-            .iter()
-            .map(|&x| f64::from(x) * f64::from(x))
-            .sum::<f64>();
+    if g.device().is_cpu() {
+        let data = g.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(data.chunks(width).map(row_squares).collect())
+    } else {
+        g.to_dtype(DType::F64)?
+            .sqr()?
+            .reshape(((), width))?
+            .sum(1)?
+            .to_vec1::<f64>()
     }
 }
 
