@@ -40,7 +40,6 @@ pub struct TaggedText {
     pub spans: Vec<TextSpan>,
 }
 
-/// The model behind a run directory (`best/`) or a model folder.
 /// The folder holding the trained model of `path`: `path` itself when it is a model folder,
 /// else a run directory's `best/`.
 pub fn model_dir(path: &Path) -> PathBuf {
@@ -51,6 +50,7 @@ pub fn model_dir(path: &Path) -> PathBuf {
     }
 }
 
+/// The model behind a run directory (`best/`) or a model folder, ready for inference.
 pub fn load_model(path: &Path) -> anyhow::Result<NerModel> {
     let dir = model_dir(path);
     if !dir.join("nerlab-model.json").exists() {
