@@ -55,9 +55,20 @@ done
 "$PY" - "$OUT" <<'PYEOF'
 import glob, json, statistics, sys
 out = sys.argv[1]
+runs = {}
 for name in ("pytorch", "nerlab", "nerlab-crf-fgm-rdrop"):
-    rs = [json.load(open(f)) for f in sorted(glob.glob(f"{out}/{name}-seed*.json"))]
+    rs = sorted((json.load(open(f)) for f in glob.glob(f"{out}/{name}-seed*.json")), key=lambda r: r["seed"])
     if rs:
-        f1 = [r["f1_strict"] for r in rs]
-        print(f"{name:22s} strict micro F1 per seed {[round(x, 4) for x in f1]} mean {statistics.mean(f1):.4f}")
+        runs[name] = {r["seed"]: 100 * r["f1_strict"] for r in rs}
+        f1 = list(runs[name].values())
+        sd = f" sd {statistics.stdev(f1):.2f}" if len(f1) > 1 else ""
+        print(f"{name:22s} seeds {list(runs[name])} F1 {[round(x, 2) for x in f1]} mean {statistics.mean(f1):.2f}{sd}")
+# nerlab against PyTorch over the seeds both sides have: the gap and its standard error (Welch).
+a, b = runs.get("nerlab", {}), runs.get("pytorch", {})
+both = sorted(set(a) & set(b))
+if len(both) > 1:
+    x, y = [a[s] for s in both], [b[s] for s in both]
+    gap = statistics.mean(x) - statistics.mean(y)
+    se = (statistics.variance(x) / len(x) + statistics.variance(y) / len(y)) ** 0.5
+    print(f"nerlab - pytorch over seeds {both}: {gap:+.2f} points (standard error {se:.2f}, t {gap / se:+.2f})")
 PYEOF
