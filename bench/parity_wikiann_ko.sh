@@ -3,8 +3,9 @@
 # WikiANN-ko training sentences (the seed-0 random subset), scored on all 10,000 dev sentences,
 # by HF's token-classification recipe in PyTorch (scripts/hf_token_classification.py) and by
 # nerlab with the same recipe (softmax head, 3 epochs, batch 16, lr 5e-5, no weight decay, no
-# warmup, linear decay, clipping 1.0, random batches), seeds 1-3 each; then nerlab with a CRF,
-# FGM and R-Drop on the same data. Results: one JSON per run under $OUT.
+# warmup, linear decay, clipping 1.0, random batches), seeds 1-3 each unless SEEDS says otherwise; then nerlab with a CRF,
+# FGM and R-Drop on the same data (STAGES=tricks), and the two halves of that ablated
+# (STAGES="crf fgm-rdrop"). Results: one JSON per run under $OUT.
 # nerlab runs use --dense-embedding (dense AdamW on every word-embedding row, as torch's AdamW does;
 # NERLAB_FLAGS="" measures nerlab's default row-sparse update instead).
 #
@@ -48,6 +49,8 @@ for stage in $STAGES; do
                  --model "$MODEL" --seed "$s" --threads "$THREADS" --out "$OUT/pytorch-seed$s.json" > "$OUT/pytorch-seed$s.log" 2>&1 ;;
       nerlab) nerlab_run "nerlab-seed$s" "$s" ;;
       tricks) nerlab_run "nerlab-crf-fgm-rdrop-seed$s" "$s" --head crf --fgm 1.0 --rdrop 1.0 ;;
+      crf) nerlab_run "nerlab-crf-seed$s" "$s" --head crf ;;                    # ablation: the CRF alone
+      fgm-rdrop) nerlab_run "nerlab-fgm-rdrop-seed$s" "$s" --fgm 1.0 --rdrop 1.0 ;; # ablation: softmax + tricks
     esac
     echo "$stage seed $s done"
   done
@@ -56,7 +59,7 @@ done
 import glob, json, statistics, sys
 out = sys.argv[1]
 runs = {}
-for name in ("pytorch", "nerlab", "nerlab-crf-fgm-rdrop"):
+for name in ("pytorch", "nerlab", "nerlab-crf-fgm-rdrop", "nerlab-crf", "nerlab-fgm-rdrop"):
     rs = sorted((json.load(open(f)) for f in glob.glob(f"{out}/{name}-seed*.json")), key=lambda r: r["seed"])
     if rs:
         runs[name] = {r["seed"]: 100 * r["f1_strict"] for r in rs}
