@@ -210,7 +210,7 @@ fn bench(a: &BenchArgs, threads: usize) -> anyhow::Result<BenchResult> {
     } else {
         AlignMode::Words
     };
-    let backbone = match resolve_model(&a.model, &Hub::from_env(true))? {
+    let mut backbone = match resolve_model(&a.model, &Hub::from_env(true))? {
         Some(dir) => Backbone::pretrained(&dir, DType::F32, &Device::Cpu, 0)?,
         None => {
             let vocab = CharVocab::build(
@@ -223,7 +223,6 @@ fn bench(a: &BenchArgs, threads: usize) -> anyhow::Result<BenchResult> {
             Backbone::char(vocab, CharModelSize::default(), DType::F32, &Device::Cpu, 0)?
         }
     };
-    let mut backbone = backbone;
     let mut spec = ModelSpec {
         head: a.head.parse().map_err(anyhow::Error::msg)?,
         ..ModelSpec::default()

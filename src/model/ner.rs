@@ -558,7 +558,7 @@ impl NerModel {
         self.params()
             .vars()
             .into_iter()
-            .find(|(n, _)| n == "embeddings.word_embeddings.weight")
+            .find(|(n, _)| n == super::params::WORD_EMBEDDING)
             .map(|(_, v)| v)
     }
 

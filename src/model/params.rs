@@ -8,6 +8,10 @@
 //! under [`Policy::MustLoad`] a tensor missing from the checkpoint is an error naming it, under
 //! [`Policy::LoadOrInit`] (new heads) it is initialized and recorded.
 
+/// The word-embedding parameter's canonical name: FGM perturbs it, and its gradient may come
+/// row-sparse.
+pub const WORD_EMBEDDING: &str = "embeddings.word_embeddings.weight";
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

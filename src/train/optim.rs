@@ -12,6 +12,7 @@ use candle_core::{DType, Tensor, Var};
 
 use super::config::Schedule;
 use super::fused::{AdamHyper, CatchUp, DenseAdam, RowAdam};
+use crate::model::params::WORD_EMBEDDING;
 
 /// Whether a parameter belongs to the pretrained encoder (encoder learning rate).
 pub fn is_encoder_param(name: &str) -> bool {
@@ -97,39 +98,35 @@ impl Grads {
     /// The global L2 norm of all gradients.
     pub fn norm(&self) -> candle_core::Result<f64> {
         let mut sum = 0.0;
-        let mut embedding = None;
         for (name, g) in &self.dense {
-            if name == WORD_EMBEDDING {
-                embedding = Some(g);
-                continue;
+            if name != WORD_EMBEDDING {
+                sum += g
+                    .to_dtype(DType::F64)?
+                    .sqr()?
+                    .sum_all()?
+                    .to_scalar::<f64>()?;
             }
-            sum += g
-                .to_dtype(DType::F64)?
-                .sqr()?
-                .sum_all()?
-                .to_scalar::<f64>()?;
         }
-        // The word embedding last and row by row, whether its gradient is a dense matrix or
-        // row-sparse, so that both give the same norm to the last bit (clipping scales every
-        // gradient by it: a last-bit difference would set the two updates apart).
-        if let Some(g) = embedding {
-            sum = dense_row_squares(g)?.into_iter().fold(sum, |s, r| s + r);
-        }
-        sum = self.rows.values().fold(sum, |s, r| s + row_squares(r));
-        Ok(sum.sqrt())
+        // The word embedding last (clipping scales every gradient by the norm: a last-bit
+        // difference between its dense and row-sparse forms would set the two updates apart).
+        Ok(self.add_embedding_squares(sum)?.sqrt())
     }
 
     /// The L2 norm of the word-embedding gradient (sparse rows, or the dense matrix), summed in
     /// the same order for both.
     pub fn norm_of_embedding(&self) -> candle_core::Result<f64> {
-        let sum = if !self.rows.is_empty() {
-            self.rows.values().fold(0.0, |s, r| s + row_squares(r))
-        } else if let Some(g) = self.dense.get(WORD_EMBEDDING) {
-            dense_row_squares(g)?.into_iter().fold(0.0, |s, r| s + r)
-        } else {
-            0.0
-        };
-        Ok(sum.sqrt())
+        Ok(self.add_embedding_squares(0.0)?.sqrt())
+    }
+
+    /// `start` plus the squares of the word-embedding gradient, added row by row in row order
+    /// whether it is a dense matrix or row-sparse (one of the two is present), so that both forms
+    /// give the same sum to the last bit.
+    fn add_embedding_squares(&self, start: f64) -> candle_core::Result<f64> {
+        let mut sum = start;
+        if let Some(g) = self.dense.get(WORD_EMBEDDING) {
+            sum = dense_row_squares(g)?.into_iter().fold(sum, |s, r| s + r);
+        }
+        Ok(self.rows.values().fold(sum, |s, r| s + row_squares(r)))
     }
 
     /// The sparse rows as (ids, a (rows, width) tensor).
@@ -479,9 +476,6 @@ fn catch_up_rows(
     Ok(())
 }
 
-/// The word-embedding parameter, whose gradient may come row-sparse.
-pub(crate) const WORD_EMBEDDING: &str = "embeddings.word_embeddings.weight";
-
 /// The sum of squares of one gradient row, sequentially in f64. Rows are added to a norm one
 /// such sum at a time, in row order, whether the gradient is row-sparse or a dense matrix (whose
 /// rows of zeros add exactly nothing), so both give the same norm to the last bit.
@@ -626,7 +620,7 @@ mod tests {
     /// clipping on (the gradient norm is the same to the last bit).
     #[test]
     fn sparse_rows_with_catch_up_equal_dense_adamw() {
-        let name = "embeddings.word_embeddings.weight";
+        let name = WORD_EMBEDDING;
         let (rows, width) = (5usize, 3usize);
         let init: Vec<f32> = (0..rows * width).map(|i| (i as f32 * 0.37).sin()).collect();
         // Which rows each step's batch uses; row 4 is never used.

@@ -563,7 +563,7 @@ impl Trainer<'_> {
                     .inplace_op2(&backup, &SetRows { rows: &rows, width })?;
             }
             None => {
-                let Some(g) = own.dense.get(crate::train::optim::WORD_EMBEDDING) else {
+                let Some(g) = own.dense.get(crate::model::params::WORD_EMBEDDING) else {
                     return Ok(());
                 };
                 let backup = emb.as_tensor().copy()?;
