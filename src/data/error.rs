@@ -49,6 +49,18 @@ pub enum DataError {
     #[error("{at}: invalid UTF-8 at byte {column} of the line, expected UTF-8 text")]
     InvalidUtf8 { at: Location, column: usize },
 
+    /// Not UTF-8, and the bytes say which encoding it is (a byte-order mark, or the byte
+    /// patterns of CP949 or Latin-1).
+    #[error(
+        "{at}: {hint}; convert it with `iconv -f {iconv} -t UTF-8 {0} > {0}.utf8`",
+        at.path.display()
+    )]
+    WrongEncoding {
+        at: Location,
+        hint: String,
+        iconv: &'static str,
+    },
+
     #[error("{at}: unknown tag {tag:?}, expected {expected}")]
     UnknownTag {
         at: Location,
@@ -146,6 +158,7 @@ impl DataError {
             | Self::UnknownFormat { path, .. }
             | Self::Invalid { path, .. } => path,
             Self::InvalidUtf8 { at, .. }
+            | Self::WrongEncoding { at, .. }
             | Self::UnknownTag { at, .. }
             | Self::TagWithoutToken { at, .. }
             | Self::TokenWithoutTag { at, .. }

@@ -16,7 +16,7 @@ pub mod parquet;
 pub mod sample;
 pub mod scheme;
 pub mod spans;
-mod text;
+pub mod text;
 mod write;
 
 use std::collections::{BTreeMap, BTreeSet};
