@@ -5,8 +5,9 @@ use std::str::FromStr;
 use anyhow::bail;
 use candle_core::{DType, Device};
 
-/// A device named on the command line: `cpu` or `cuda:N`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+/// A device named on the command line: `cpu` or `cuda:N`. Configuration files spell it the same
+/// way (`device = "cpu"`); the spellings of older run folders (`"Cpu"`, `{ Cuda = 0 }`) still read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DeviceSpec {
     #[default]
     Cpu,
@@ -16,10 +17,11 @@ pub enum DeviceSpec {
 impl FromStr for DeviceSpec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
+        let lower = s.trim().to_ascii_lowercase();
+        match lower.as_str() {
             "cpu" => Ok(Self::Cpu),
             "cuda" | "gpu" => Ok(Self::Cuda(0)),
-            _ => s
+            _ => lower
                 .strip_prefix("cuda:")
                 .and_then(|n| n.parse().ok())
                 .map(Self::Cuda)
@@ -33,6 +35,34 @@ impl std::fmt::Display for DeviceSpec {
         match self {
             Self::Cpu => f.write_str("cpu"),
             Self::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl serde::Serialize for DeviceSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DeviceSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// `{ Cuda = 0 }`, as nerlab wrote it before the device had one spelling.
+        #[derive(serde::Deserialize)]
+        enum Old {
+            Cpu,
+            Cuda(usize),
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Name(String),
+            Old(Old),
+        }
+        match Repr::deserialize(d)? {
+            Repr::Name(name) => name.parse().map_err(serde::de::Error::custom),
+            Repr::Old(Old::Cpu) => Ok(Self::Cpu),
+            Repr::Old(Old::Cuda(n)) => Ok(Self::Cuda(n)),
         }
     }
 }

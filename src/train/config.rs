@@ -245,18 +245,25 @@ pub struct FieldError {
 }
 
 impl RunConfig {
+    /// Parses a configuration; errors name the offending key (`train.epochs: expected a whole
+    /// number, found the string "three"`) with its line and column.
     pub fn from_toml(text: &str) -> anyhow::Result<Self> {
-        Ok(toml::from_str(text)?)
+        from_toml_at(text, "configuration")
     }
 
     pub fn to_toml(&self) -> anyhow::Result<String> {
         Ok(toml::to_string_pretty(self)?)
     }
 
+    /// Reads a configuration file; errors start with the file's name (and line and column).
     pub fn load(path: &std::path::Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        Self::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let hint = crate::data::text::encoding_hint(e.as_bytes())
+                .unwrap_or_else(|| "it is not valid UTF-8".into());
+            anyhow::anyhow!("{}: {hint}", path.display())
+        })?;
+        from_toml_at(&text, &path.display().to_string())
     }
 
     /// Problems a launcher can show next to their fields, before anything starts. Checks what
@@ -354,6 +361,70 @@ impl RunConfig {
     }
 }
 
+/// Parses `text` as a [`RunConfig`]; `origin` (a file name) starts every error message.
+fn from_toml_at(text: &str, origin: &str) -> anyhow::Result<RunConfig> {
+    let de = toml::Deserializer::parse(text).map_err(|e| config_error(origin, text, &e, ""))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        config_error(origin, text, e.inner(), if key == "." { "" } else { &key })
+    })
+}
+
+/// `origin:line:column: key: what was expected, what was found`.
+fn config_error(origin: &str, text: &str, e: &toml::de::Error, key: &str) -> anyhow::Error {
+    let mut at = origin.to_string();
+    if let Some(span) = e.span() {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        at = format!("{at}:{line}:{column}");
+    }
+    let message = plain_serde_message(e.message().trim());
+    if key.is_empty() {
+        anyhow::anyhow!("{at}: {message}")
+    } else {
+        anyhow::anyhow!("{at}: {key}: {message}")
+    }
+}
+
+/// serde's `invalid type: string "three", expected usize` in words a researcher reads:
+/// `expected a whole number, found the string "three"`.
+fn plain_serde_message(message: &str) -> String {
+    let Some((found, expected)) = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))
+        .and_then(|m| m.rsplit_once(", expected "))
+    else {
+        return message.to_string();
+    };
+    let expected = match expected {
+        "usize" | "u8" | "u16" | "u32" | "u64" => "a whole number (0 or more)",
+        "isize" | "i8" | "i16" | "i32" | "i64" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a boolean" => "true or false",
+        "a sequence" => "a list such as [\"a\", \"b\"]",
+        other if other.starts_with("struct ") => "a table of keys",
+        other => other,
+    };
+    let found = if let Some(s) = found.strip_prefix("string ") {
+        format!("the string {s}")
+    } else if let Some(n) = found
+        .strip_prefix("integer ")
+        .or_else(|| found.strip_prefix("floating point "))
+    {
+        format!("the number {}", n.trim_matches('`'))
+    } else if let Some(b) = found.strip_prefix("boolean ") {
+        b.trim_matches('`').to_string()
+    } else if found == "sequence" {
+        "a list".to_string()
+    } else if found == "map" {
+        "a table".to_string()
+    } else {
+        found.to_string()
+    };
+    format!("expected {expected}, found {found}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,6 +449,60 @@ mod tests {
         let c = RunConfig::from_toml("seed = 7\n[train]\nepochs = 9\n").unwrap();
         assert_eq!((c.seed, c.train.epochs, c.train.batch_size), (7, 9, 16));
         assert_eq!(c.data.train, ["builtin:demo/train"]);
+    }
+
+    #[test]
+    fn type_errors_name_the_file_the_key_and_the_line() {
+        let dir = std::env::temp_dir().join(format!("nerlab-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("run.toml");
+        std::fs::write(&path, "seed = 3\n[train]\nepochs = \"three\"\n").unwrap();
+        let err = format!("{:#}", RunConfig::load(&path).unwrap_err());
+        assert_eq!(
+            err,
+            format!(
+                "{}:3:10: train.epochs: expected a whole number (0 or more), found the string \"three\"",
+                path.display()
+            )
+        );
+        let err = format!(
+            "{:#}",
+            RunConfig::from_toml("[train]\nlr = true\n").unwrap_err()
+        );
+        assert_eq!(
+            err,
+            "configuration:2:6: train.lr: expected a number, found true"
+        );
+        let err = format!(
+            "{:#}",
+            RunConfig::from_toml("[data]\ntrain = 3\n").unwrap_err()
+        );
+        assert!(err.contains("data.train: expected a list"), "{err}");
+        // A syntax error has no key but still a place.
+        let err = format!("{:#}", RunConfig::from_toml("seed = \n").unwrap_err());
+        assert!(err.starts_with("configuration:1:"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_device_has_one_spelling() {
+        let text = RunConfig::default().to_toml().unwrap();
+        assert!(text.contains("device = \"cpu\""), "{text}");
+        let gpu = RunConfig {
+            device: DeviceSpec::Cuda(1),
+            ..RunConfig::default()
+        };
+        assert!(gpu.to_toml().unwrap().contains("device = \"cuda:1\""));
+        // What older nerlab wrote still reads.
+        let old = RunConfig::from_toml("device = \"Cpu\"\n").unwrap();
+        assert_eq!(old.device, DeviceSpec::Cpu);
+        let old = RunConfig::from_toml("[device]\nCuda = 2\n").unwrap();
+        assert_eq!(old.device, DeviceSpec::Cuda(2));
+        let err = format!(
+            "{:#}",
+            RunConfig::from_toml("device = \"tpu\"\n").unwrap_err()
+        );
+        assert!(err.contains("device: unknown device \"tpu\""), "{err}");
     }
 
     #[test]
