@@ -1,6 +1,6 @@
-//! `nerlab encode --model DIR [--layer L] [--json] TEXT`: tokens, ids, offsets, the last hidden
+//! `nerlab encode --model DIR [--layer L] [--json] TEXT|-`: tokens, ids, offsets, the last hidden
 //! state and optionally one layer's attention, for debugging and for comparing with other
-//! implementations.
+//! implementations. `-` reads texts from standard input, one per line (as `nerlab tag` does).
 
 use std::path::PathBuf;
 
@@ -20,7 +20,7 @@ pub struct EncodeArgs {
     pub layer: Option<usize>,
     #[arg(long)]
     pub json: bool,
-    /// Text to encode.
+    /// Text to encode; `-` reads standard input, one text per line (one result each).
     pub text: String,
 }
 
@@ -35,56 +35,66 @@ struct Encoded {
 }
 
 pub fn run(args: &EncodeArgs) -> anyhow::Result<()> {
+    let texts = super::texts_arg(Some(args.text.as_str()))?;
     let model = load_pretrained(&args.model, DType::F32, &Device::Cpu, 0)?;
     let crate::model::TextTokenizer::Hf(tok) = &model.tokenizer else {
         anyhow::bail!("encode needs a Hugging Face tokenizer");
     };
-    let crate::model::tokenize::TextEncoding {
-        ids,
-        tokens,
-        offsets,
-    } = tok.encode_text(&args.text)?;
-    let n = ids.len();
-    let id_t = Tensor::from_vec(ids.clone(), (1, n), &Device::Cpu)?;
-    let mask = Tensor::ones((1, n), DType::F32, &Device::Cpu)?;
     let layers = model.encoder.config.num_hidden_layers;
     if let Some(l) = args.layer
         && l >= layers
     {
         anyhow::bail!("--layer {l}: the model has layers 0..{layers}");
     }
-    let out = model
-        .encoder
-        .forward_full(&id_t, &mask, false, args.layer.is_some())?;
-    let hidden: Vec<Vec<f32>> = out.hidden.squeeze(0)?.to_vec2()?;
-    let attention = match args.layer {
-        Some(l) => Some(out.attentions[l].squeeze(0)?.to_vec3()?),
-        None => None,
-    };
-    let e = Encoded {
-        tokens,
-        ids,
-        offsets,
-        hidden,
-        attention,
-    };
-    if args.json {
-        println!("{}", serde_json::to_string(&e)?);
-    } else {
+    for text in &texts {
+        let crate::model::tokenize::TextEncoding {
+            ids,
+            tokens,
+            offsets,
+        } = tok.encode_text(text)?;
+        let n = ids.len();
+        let id_t = Tensor::from_vec(ids.clone(), (1, n), &Device::Cpu)?;
+        let mask = Tensor::ones((1, n), DType::F32, &Device::Cpu)?;
+        let out = model
+            .encoder
+            .forward_full(&id_t, &mask, false, args.layer.is_some())?;
+        let hidden: Vec<Vec<f32>> = out.hidden.squeeze(0)?.to_vec2()?;
+        let attention = match args.layer {
+            Some(l) => Some(out.attentions[l].squeeze(0)?.to_vec3()?),
+            None => None,
+        };
+        print_encoded(
+            &Encoded {
+                tokens,
+                ids,
+                offsets,
+                hidden,
+                attention,
+            },
+            args.json,
+        )?;
+    }
+    Ok(())
+}
+
+fn print_encoded(e: &Encoded, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(e)?);
+        return Ok(());
+    }
+    println!(
+        "{} tokens, hidden size {}",
+        e.ids.len(),
+        e.hidden.first().map_or(0, Vec::len)
+    );
+    for (i, (t, id)) in e.tokens.iter().zip(&e.ids).enumerate() {
+        let h = &e.hidden[i];
+        let head: Vec<String> = h.iter().take(4).map(|x| format!("{x:+.4}")).collect();
         println!(
-            "{} tokens, hidden size {}",
-            n,
-            e.hidden.first().map_or(0, Vec::len)
+            "{i:>4}  {t:<16} {id:>7}  {:?}  [{} ...]",
+            e.offsets[i],
+            head.join(" ")
         );
-        for (i, (t, id)) in e.tokens.iter().zip(&e.ids).enumerate() {
-            let h = &e.hidden[i];
-            let head: Vec<String> = h.iter().take(4).map(|x| format!("{x:+.4}")).collect();
-            println!(
-                "{i:>4}  {t:<16} {id:>7}  {:?}  [{} ...]",
-                e.offsets[i],
-                head.join(" ")
-            );
-        }
     }
     Ok(())
 }

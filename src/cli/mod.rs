@@ -151,3 +151,37 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Runs(args)) => runs::run(&args),
     }
 }
+
+/// The texts of a text argument: the text itself, or for `-` (or no argument) every line of
+/// standard input. Every subcommand that takes text reads `-` the same way.
+pub(crate) fn texts_arg(text: Option<&str>) -> anyhow::Result<Vec<String>> {
+    use std::io::BufRead;
+    match text {
+        Some("-") | None => Ok(std::io::stdin()
+            .lock()
+            .lines()
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("reading standard input: {e}"))?),
+        Some(t) => Ok(vec![t.to_string()]),
+    }
+}
+
+/// Reads a corpus named on the command line; `-` reads it from standard input (named `<stdin>`
+/// in messages).
+pub(crate) fn read_corpus(
+    path: &std::path::Path,
+    opts: &crate::data::ReadOptions,
+) -> Result<crate::data::Corpus, crate::data::error::DataError> {
+    if path.as_os_str() != "-" {
+        return crate::data::read(path, opts);
+    }
+    let name = std::path::Path::new("<stdin>");
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes).map_err(|source| {
+        crate::data::error::DataError::Io {
+            path: name.to_path_buf(),
+            source,
+        }
+    })?;
+    crate::data::parse(&bytes, name, opts)
+}

@@ -13,7 +13,7 @@ use crate::data::{self, write};
 
 #[derive(Debug, Args)]
 pub struct SampleArgs {
-    /// A corpus file, or a folder of KMOU files.
+    /// A corpus file, or a folder of KMOU files (`-`: standard input).
     pub corpus: PathBuf,
     /// Every entity type gets at least K mentions.
     #[arg(
@@ -27,7 +27,7 @@ pub struct SampleArgs {
     pub max_sentences: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Output file (written in the corpus's format).
+    /// Output file (written in the corpus's format; `-`: standard output).
     #[arg(short, long)]
     pub output: PathBuf,
     #[command(flatten)]
@@ -35,7 +35,7 @@ pub struct SampleArgs {
 }
 
 pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
-    let corpus = data::read(&args.corpus, &args.read.read_options())
+    let corpus = super::read_corpus(&args.corpus, &args.read.read_options())
         .with_context(|| format!("reading {}", args.corpus.display()))?;
     let (indices, summary) = match (args.k, args.max_sentences) {
         (Some(k), _) => {
@@ -59,6 +59,17 @@ pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("give --k or --max-sentences"),
     };
     let subset = corpus.subset(&indices);
+    if args.output.as_os_str() == "-" {
+        // The corpus on standard output; the summary goes to standard error, out of its way.
+        print!("{}", data::to_text(&subset));
+        eprintln!(
+            "wrote {} of {} sentences ({}): {summary}",
+            count(subset.len()),
+            count(corpus.len()),
+            corpus.format
+        );
+        return Ok(());
+    }
     write(&subset, &args.output).with_context(|| format!("writing {}", args.output.display()))?;
     println!(
         "wrote {} of {} sentences to {} ({}): {summary}",

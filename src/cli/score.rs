@@ -8,16 +8,17 @@ use clap::Args;
 
 use super::table::{Table, count, frac};
 use super::{CorpusArgs, parse_mode};
-use crate::data::{self, ReadOptions, SpanMode};
+use crate::data::{ReadOptions, SpanMode};
 use crate::metrics::errors::ErrorCategory;
 use crate::metrics::{ScoreOptions, ScoreReport, score};
 
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
-    /// Gold corpus.
+    /// Gold corpus (`-`: standard input).
     #[arg(long)]
     pub gold: PathBuf,
-    /// Predictions: the gold's tokens with predicted tags, in the gold's format.
+    /// Predictions: the gold's tokens with predicted tags, in the gold's format (`-`: standard
+    /// input).
     #[arg(long)]
     pub pred: PathBuf,
     #[command(flatten)]
@@ -37,15 +38,18 @@ pub struct ScoreArgs {
 }
 
 pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
+    if args.gold.as_os_str() == "-" && args.pred.as_os_str() == "-" {
+        anyhow::bail!("--gold and --pred cannot both be standard input (-)");
+    }
     let opts = args.read.read_options();
-    let gold = data::read(&args.gold, &opts)
+    let gold = super::read_corpus(&args.gold, &opts)
         .with_context(|| format!("reading gold {}", args.gold.display()))?;
     let pred_opts = ReadOptions {
         format: Some(opts.format.unwrap_or(gold.format)),
         scheme: Some(gold.scheme),
         ..opts
     };
-    let pred = data::read(&args.pred, &pred_opts)
+    let pred = super::read_corpus(&args.pred, &pred_opts)
         .with_context(|| format!("reading predictions {}", args.pred.display()))?;
     gold.check_same_tokens(&pred)?;
     let gold_view = gold.view();

@@ -11,11 +11,11 @@ use super::CorpusArgs;
 use super::table::{Table, count};
 use crate::data::scheme::repair;
 use crate::data::spans::strict_spans;
-use crate::data::{self, Corpus, ReadNotes, RepairCounts};
+use crate::data::{Corpus, ReadNotes, RepairCounts};
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
-    /// A corpus file, or a folder of KMOU files.
+    /// A corpus file, or a folder of KMOU files (`-`: standard input).
     pub corpus: PathBuf,
     #[command(flatten)]
     pub read: CorpusArgs,
@@ -72,7 +72,7 @@ pub fn stats(corpus: &Corpus) -> Stats {
 }
 
 pub fn run(args: &StatsArgs) -> anyhow::Result<()> {
-    let corpus = data::read(&args.corpus, &args.read.read_options())
+    let corpus = super::read_corpus(&args.corpus, &args.read.read_options())
         .with_context(|| format!("reading {}", args.corpus.display()))?;
     let s = stats(&corpus);
     if args.json {

@@ -2,7 +2,6 @@
 //! input line: `{"text", "spans": [{"type", "start", "end", "text", "confidence"}]}`, offsets in
 //! characters.
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -135,10 +134,7 @@ pub fn tag_texts(model: &NerModel, texts: &[String]) -> anyhow::Result<Vec<Tagge
 
 pub fn run(a: &TagArgs) -> anyhow::Result<()> {
     let model = load_model(&a.run)?;
-    let lines: Vec<String> = match a.text.as_deref() {
-        Some("-") | None => std::io::stdin().lock().lines().collect::<Result<_, _>>()?,
-        Some(t) => vec![t.to_string()],
-    };
+    let lines = super::texts_arg(a.text.as_deref())?;
     for t in tag_texts(&model, &lines)? {
         println!("{}", serde_json::to_string(&t)?);
     }
