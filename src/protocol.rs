@@ -42,6 +42,11 @@ pub enum Command {
     LoadRun {
         dir: PathBuf,
     },
+    /// Read the state of runs that another process trains (`status.json`, and whether that
+    /// process is still alive), so a run whose process has gone stops showing as running.
+    CheckRuns {
+        dirs: Vec<PathBuf>,
+    },
     /// Stop everything and end the thread.
     Shutdown,
 }
@@ -155,6 +160,14 @@ pub enum Event {
         weights: Vec<Vec<Vec<Vec<f32>>>>,
     },
     RunLoaded(Box<LoadedRun>),
+    /// A run's state on disk, the answer to [`Command::CheckRuns`].
+    RunStatus {
+        dir: PathBuf,
+        state: RunState,
+        step: usize,
+        total_steps: usize,
+        message: String,
+    },
     /// The worker thread ended (after `Shutdown`).
     Stopped,
 }

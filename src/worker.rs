@@ -276,6 +276,20 @@ impl Worker {
                     }),
                 }
             }
+            Command::CheckRuns { dirs } => {
+                for dir in dirs {
+                    if let Ok(run) = RunDir::open(&dir) {
+                        let s = run.status();
+                        self.send(Event::RunStatus {
+                            dir,
+                            state: s.state,
+                            step: s.step,
+                            total_steps: s.total_steps,
+                            message: s.message,
+                        });
+                    }
+                }
+            }
             Command::LoadRun { dir } => match load_run(&dir) {
                 Ok(r) => self.send(Event::RunLoaded(Box::new(r))),
                 Err(e) => self.send(Event::Failed {

@@ -253,7 +253,43 @@ fn attention_panel_draws_the_answer_as_a_heatmap() {
     });
     settle(&mut h);
     h.get_by_label("2 layers x 2 heads, 4 tokens");
-    h.get_by_label("attention heatmap, 4 x 4");
+    let map = h.get_by_label("attention heatmap, 4 x 4").rect();
+    h.get_by_label("hover a cell for its weight");
+    // Hovering the last cell reads it out above the map; no tooltip covers the controls.
+    h.hover_at(map.max - egui::vec2(5.0, 5.0));
+    settle(&mut h);
+    h.get_by_label_contains("query [SEP] → key [SEP]: weight 0.2500");
+    assert!(h.query_by_label_contains("row [SEP], column").is_none());
+    std::fs::remove_dir_all(runs).unwrap();
+}
+
+#[test]
+fn a_long_error_banner_wraps_and_a_click_copies_it() {
+    let (mut app, runs) = canned_app("banner", PanelKind::Launcher);
+    let long = format!(
+        "run failed: loading klue-ner/train: listing dataset klue/klue@main on the Hugging Face \
+         Hub: request error: {}",
+        "connection refused ".repeat(40)
+    );
+    app.store.banners.push(long.clone());
+    let mut h = harness(app);
+    settle(&mut h);
+    let label = h
+        .get_by_label_contains("listing dataset klue/klue@main")
+        .rect();
+    assert!(label.max.x <= 1280.0, "cut at the window's edge: {label:?}");
+    assert!(label.height() > 40.0, "not wrapped: {label:?}");
+    h.get_by_role_and_label(Role::Button, "copy").click();
+    h.step();
+    let copied = h
+        .output()
+        .platform_output
+        .commands
+        .iter()
+        .any(|c| matches!(c, egui::OutputCommand::CopyText(t) if *t == long));
+    assert!(copied, "{:?}", h.output().platform_output.commands);
+    settle(&mut h);
+    h.get_by_role_and_label(Role::Button, "copied ✔");
     std::fs::remove_dir_all(runs).unwrap();
 }
 

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use nerlab::protocol::{Command, Event};
 use nerlab::train::RunConfig;
-use nerlab::train::run_dir::RunState;
+use nerlab::train::run_dir::{RunDir, RunState};
+use nerlab::ui::RunStore;
+use nerlab::ui::store::Phase;
 use nerlab::worker::WorkerHandle;
 
 fn config(out: &Path, name: &str, epochs: usize) -> RunConfig {
@@ -241,6 +243,13 @@ fn a_panic_becomes_one_failed_event_and_the_worker_goes_on() {
         panic!("{ev:?}")
     };
     assert!(message.contains("injected panic at step 3"), "{message}");
+    // The run folder says so too (a window opened later must not show it as running).
+    let status = RunDir::open(&dir.0.join("boom")).unwrap().status();
+    assert_eq!(status.state, RunState::Failed);
+    assert!(
+        status.message.contains("injected panic at step 3"),
+        "{status:?}"
+    );
     // Still alive and working.
     w.send(Command::Train {
         id: 2,
@@ -331,4 +340,67 @@ fn a_rewritten_best_model_is_reloaded() {
         b,
         "run a now answers with b's model"
     );
+}
+
+/// A run that fails before its first step (here a training corpus in UTF-16) records that it
+/// failed and why; after the window is closed and opened again (a new worker and store), it reads
+/// as failed with its message, never as `running 0/0`.
+#[test]
+fn a_run_that_fails_before_its_first_step_is_no_ghost_after_a_restart() {
+    let dir = common::TempDir::new("worker-ghost");
+    let bad = dir.0.join("train-utf16.tsv");
+    let utf16: Vec<u8> = [0xFF, 0xFE]
+        .into_iter()
+        .chain("서울\tB-LC\n".encode_utf16().flat_map(u16::to_le_bytes))
+        .collect();
+    std::fs::write(&bad, utf16).unwrap();
+    let mut c = config(&dir.0, "ghost", 1);
+    c.data.train = vec![bad.to_string_lossy().into_owned()];
+    {
+        let w = WorkerHandle::spawn(Some(1)).unwrap();
+        w.send(Command::Train {
+            id: 1,
+            config: Box::new(c),
+            resume: None,
+        })
+        .unwrap();
+        let ev = wait_for(&w, "the failure", |e| {
+            matches!(e, Event::Failed { .. } | Event::Finished { .. })
+        });
+        assert!(
+            matches!(ev.last(), Some(Event::Failed { id: Some(1), message }) if message.contains("UTF-16")),
+            "{ev:?}"
+        );
+    } // the window closes
+    let run_dir = dir.0.join("ghost");
+    let w = WorkerHandle::spawn(Some(1)).unwrap();
+    w.send(Command::LoadRun {
+        dir: run_dir.clone(),
+    })
+    .unwrap();
+    let ev = wait_for(&w, "the loaded run", |e| {
+        matches!(e, Event::RunLoaded(_) | Event::Failed { .. })
+    });
+    let mut store = RunStore::default();
+    for e in ev {
+        store.apply(e);
+    }
+    let run = &store.runs[0];
+    assert_eq!(run.phase, Phase::Active(RunState::Failed));
+    let error = run.error.as_deref().unwrap_or_default();
+    assert!(error.contains("looks like UTF-16"), "{error}");
+    assert!(!run.phase.is_live());
+    // A folder left with only config.toml (as older nerlab left such runs) is not running either.
+    std::fs::remove_file(run_dir.join("status.json")).unwrap();
+    w.send(Command::CheckRuns {
+        dirs: vec![run_dir.clone()],
+    })
+    .unwrap();
+    let ev = wait_for(&w, "the run's status", |e| {
+        matches!(e, Event::RunStatus { .. })
+    });
+    let Some(Event::RunStatus { state, .. }) = ev.last() else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(*state, RunState::Interrupted);
 }

@@ -159,19 +159,30 @@ impl RunDir {
         )
     }
 
-    /// `status.json` as things stand now: a running or paused run whose process has gone reads
-    /// as [`RunState::Interrupted`].
+    /// `status.json` as things stand now: a running or paused run whose process has gone (or
+    /// that never recorded one: a folder from an older nerlab, or with no `status.json` at all)
+    /// reads as [`RunState::Interrupted`], never as running.
     pub fn status(&self) -> Status {
-        let mut s: Status = std::fs::read_to_string(self.path.join("status.json"))
+        let Some(mut s) = std::fs::read_to_string(self.path.join("status.json"))
             .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
+            .and_then(|t| serde_json::from_str::<Status>(&t).ok())
+        else {
+            return Status {
+                state: RunState::Interrupted,
+                message: "the run ended before it recorded its state (no readable status.json)"
+                    .into(),
+                ..Status::default()
+            };
+        };
         if matches!(s.state, RunState::Running | RunState::Paused)
-            && s.pid != 0
             && s.pid != std::process::id()
-            && !process_alive(s.pid)
+            && (s.pid == 0 || !process_alive(s.pid))
         {
             s.state = RunState::Interrupted;
+            // A live state's message ("training", "paused") no longer holds.
+            s.message = "its process ended without recording why (killed, or the machine \
+                         restarted); resume it to continue"
+                .into();
         }
         s
     }
@@ -179,10 +190,8 @@ impl RunDir {
     /// The other live process training this run, if any (two writers would corrupt it).
     pub fn owner_elsewhere(&self) -> Option<u32> {
         let s = self.status();
-        (matches!(s.state, RunState::Running | RunState::Paused)
-            && s.pid != 0
-            && s.pid != std::process::id())
-        .then_some(s.pid)
+        (matches!(s.state, RunState::Running | RunState::Paused) && s.pid != std::process::id())
+            .then_some(s.pid)
     }
 
     /// Appends one line to `metrics.jsonl`.
@@ -345,6 +354,17 @@ mod tests {
         write(live.id());
         assert_eq!(run.status().state, RunState::Running);
         assert_eq!(run.owner_elsewhere(), Some(live.id()));
+        // No status.json at all (a folder whose run ended before writing one): interrupted.
+        std::fs::remove_file(run.path.join("status.json")).unwrap();
+        assert_eq!(run.status().state, RunState::Interrupted);
+        assert!(run.status().message.contains("no readable status.json"));
+        write(0);
+        assert_eq!(
+            run.status().state,
+            RunState::Interrupted,
+            "pid 0: nobody owns it"
+        );
+        write(live.id());
         // That process gone: interrupted, resumable, owned by nobody.
         live.kill().unwrap();
         live.wait().unwrap();

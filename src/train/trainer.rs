@@ -836,7 +836,47 @@ fn train_inner(
     obs: &mut dyn Observer,
     control: Control,
 ) -> anyhow::Result<RunOutcome> {
-    let (config, run) = match resume {
+    let (config, run) = claim_run(config, resume)?;
+    // From here on the run folder exists and is ours: however training ends (an error while reading
+    // the corpora, a NaN, a panic), `status.json` says so and keeps the reason.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        train_claimed(config, &run, resume, obs, control)
+    }));
+    let failed = |message: String| {
+        let mut s = run.status();
+        s.state = RunState::Failed;
+        s.message = message;
+        let _ = run.write_status(&s);
+    };
+    match result {
+        Ok(Ok(outcome)) => Ok(outcome),
+        Ok(Err(e)) => {
+            if run.status().state != RunState::Failed {
+                failed(format!("{e:#}"));
+            }
+            Err(e)
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown panic");
+            failed(format!("training panicked: {what}"));
+            std::panic::resume_unwind(panic)
+        }
+    }
+}
+
+/// Opens the run to resume, or creates the new run's folder, and marks it as this process's
+/// (`status.json` before `config.toml`, so a listed run always has a state).
+fn claim_run(config: RunConfig, resume: Option<&Path>) -> anyhow::Result<(RunConfig, RunDir)> {
+    let starting = |message: &str| Status {
+        state: RunState::Running,
+        message: message.to_string(),
+        ..Status::default()
+    };
+    match resume {
         Some(dir) => {
             let run = RunDir::open(dir)?;
             let status = run.status();
@@ -853,7 +893,13 @@ fn train_inner(
                     status.state.name()
                 );
             }
-            (run.config()?, run)
+            let config = run.config()?;
+            run.write_status(&Status {
+                state: RunState::Running,
+                message: "resuming".into(),
+                ..status
+            })?;
+            Ok((config, run))
         }
         None => {
             let errors = config.validate();
@@ -864,10 +910,22 @@ fn train_inner(
             let run = RunDir::create(&config.out, &name)?;
             let mut c = config;
             c.name = Some(name);
+            run.write_status(&starting("starting: reading the corpora and the model"))?;
             run.write_config(&c)?;
-            (c, run)
+            Ok((c, run))
         }
-    };
+    }
+}
+
+/// Everything after the run folder is claimed: read the data, build or load the model, train.
+fn train_claimed(
+    config: RunConfig,
+    run: &RunDir,
+    resume: Option<&Path>,
+    obs: &mut dyn Observer,
+    control: Control,
+) -> anyhow::Result<RunOutcome> {
+    let run = run.clone();
     let hub = Hub::from_env(config.offline);
     let dtype = config.device.compute_dtype();
     let prepared = prepare(&config, &hub, obs)?;

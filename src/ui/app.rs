@@ -138,6 +138,9 @@ impl UiState {
 /// A path chosen in a file dialog, for a launcher field.
 type Picked = (PathTarget, PathBuf);
 
+/// How often runs that other processes train are checked (a killed one stops showing as running).
+const CHECK_RUNS_EVERY: Duration = Duration::from_secs(3);
+
 pub struct NerlabApp {
     pub state: UiState,
     pub store: RunStore,
@@ -146,6 +149,10 @@ pub struct NerlabApp {
     picks: (Sender<Picked>, Receiver<Picked>),
     notices: Vec<(String, Instant)>,
     requested: HashSet<PathBuf>,
+    /// When runs trained by other processes were last checked.
+    last_check: Instant,
+    /// The banner message last copied, and when (its button says so for a moment).
+    copied: Option<(usize, Instant)>,
     /// CPU milliseconds of recent frames, when `--frame-stats` asked for a readout.
     pub frame_ms: Option<std::collections::VecDeque<f32>>,
 }
@@ -161,6 +168,8 @@ impl NerlabApp {
             picks: unbounded(),
             notices: Vec::new(),
             requested: HashSet::new(),
+            last_check: Instant::now(),
+            copied: None,
             frame_ms: None,
         }
     }
@@ -349,16 +358,45 @@ impl NerlabApp {
             });
         }
         let mut dismiss = None;
-        for (i, b) in self.store.banners.iter().enumerate() {
-            ui.horizontal(|ui| {
-                ui.label(RichText::new(format!("⚠ {b}")).strong());
-                if ui.small_button("dismiss").clicked() {
-                    dismiss = Some(i);
+        let mut copy = None;
+        // Long messages (a failed run's whole error chain) wrap, and scroll past a few lines.
+        egui::ScrollArea::vertical()
+            .id_salt("banner-messages")
+            .max_height(160.0)
+            .show(ui, |ui| {
+                for (i, b) in self.store.banners.iter().enumerate() {
+                    ui.horizontal(|ui| {
+                        if ui.small_button("dismiss").clicked() {
+                            dismiss = Some(i);
+                        }
+                        let copied = self
+                            .copied
+                            .is_some_and(|(j, at)| j == i && at.elapsed() < Duration::from_secs(2));
+                        let label = if copied { "copied ✔" } else { "copy" };
+                        if ui
+                            .small_button(label)
+                            .on_hover_text("copy the whole message")
+                            .clicked()
+                        {
+                            copy = Some(i);
+                        }
+                        let text = egui::Label::new(RichText::new(format!("⚠ {b}")).strong())
+                            .wrap()
+                            .sense(egui::Sense::click());
+                        if ui.add(text).on_hover_text("click to copy").clicked() {
+                            copy = Some(i);
+                        }
+                    });
                 }
             });
+        if let Some(i) = copy {
+            ui.ctx().copy_text(self.store.banners[i].clone());
+            self.copied = Some((i, Instant::now()));
+            ui.ctx().request_repaint_after(Duration::from_secs(2));
         }
         if let Some(i) = dismiss {
             self.store.banners.remove(i);
+            self.copied = None;
         }
     }
 
@@ -556,6 +594,13 @@ impl NerlabApp {
     pub fn tick(&mut self, ctx: &egui::Context) {
         self.pump(Duration::from_millis(8));
         self.poll_picks();
+        if self.last_check.elapsed() >= CHECK_RUNS_EVERY {
+            self.last_check = Instant::now();
+            let dirs = self.store.live_elsewhere();
+            if !dirs.is_empty() {
+                self.send(Command::CheckRuns { dirs });
+            }
+        }
         if self.live() {
             ctx.request_repaint_after(Duration::from_millis(250));
         }

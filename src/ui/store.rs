@@ -35,6 +35,11 @@ impl Phase {
     }
 }
 
+/// Whether a run ended in a way whose message is an error to show (failed, or interrupted).
+fn ended_badly(state: RunState) -> bool {
+    matches!(state, RunState::Failed | RunState::Interrupted)
+}
+
 /// One run: launched in this session, or found on disk.
 #[derive(Debug, Clone)]
 pub struct RunEntry {
@@ -262,6 +267,25 @@ impl RunStore {
                 });
             }
             Event::RunLoaded(run) => self.loaded(*run),
+            Event::RunStatus {
+                dir,
+                state,
+                step,
+                total_steps,
+                message,
+            } => {
+                // Only runs another process trains: this session's runs speak for themselves.
+                if let Some(r) = self
+                    .runs
+                    .iter_mut()
+                    .find(|r| r.id.is_none() && r.dir.as_deref() == Some(dir.as_path()))
+                {
+                    r.phase = Phase::Active(state);
+                    r.step = step;
+                    r.total_steps = total_steps;
+                    r.error = ended_badly(state).then_some(message);
+                }
+            }
             Event::Stopped => self.worker_stopped = true,
         }
     }
@@ -270,6 +294,15 @@ impl RunStore {
         if let Some(r) = self.by_id_mut(id) {
             r.phase = Phase::Active(state);
         }
+    }
+
+    /// Runs shown as live that another process trains (to check that it still does).
+    pub fn live_elsewhere(&self) -> Vec<PathBuf> {
+        self.runs
+            .iter()
+            .filter(|r| r.id.is_none() && r.phase.is_live())
+            .filter_map(|r| r.dir.clone())
+            .collect()
     }
 
     /// A run read from disk: added, or merged into the session's entry for the same directory.
@@ -301,6 +334,9 @@ impl RunStore {
             r.total_steps = run.total_steps;
             r.curve = run.curve;
             r.evals = run.evals;
+            if ended_badly(run.state) && !run.message.is_empty() {
+                r.error = Some(run.message.clone());
+            }
         }
         r.best_f1 = r
             .evals

@@ -95,10 +95,26 @@ pub struct Heatmap<'a> {
     pub selected: Option<(usize, usize)>,
     /// Column labels drawn vertically (attention maps with many tokens).
     pub vertical_cols: bool,
+    /// A tooltip at the hovered cell; off where the caller shows the hovered cell itself (a
+    /// tooltip over a big map covers the controls above it).
+    pub tooltip: bool,
+}
+
+/// What the pointer did on a heatmap this frame.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeatmapResponse {
+    pub clicked: Option<(usize, usize)>,
+    pub hovered: Option<(usize, usize)>,
 }
 
 impl Heatmap<'_> {
+    /// Draws the map; returns the clicked cell (row, column).
     pub fn show(self, ui: &mut Ui) -> Option<(usize, usize)> {
+        self.show_full(ui).clicked
+    }
+
+    /// Draws the map; returns the clicked and the hovered cell.
+    pub fn show_full(self, ui: &mut Ui) -> HeatmapResponse {
         let font = FontId::proportional(12.0);
         let label_w = self
             .rows
@@ -210,7 +226,7 @@ impl Heatmap<'_> {
         let hovered = response
             .hover_pos()
             .and_then(|p| cell_at(p, origin, self.cell, self.rows.len(), self.cols.len()));
-        if let Some((r, c)) = hovered {
+        if let Some((r, c)) = hovered.filter(|_| self.tooltip) {
             let v = self.values[r].get(c).copied().unwrap_or(0.0);
             let text = self
                 .texts
@@ -221,12 +237,12 @@ impl Heatmap<'_> {
                 self.rows[r], self.cols[c]
             ));
         }
-        if response.clicked() {
-            return response
-                .interact_pointer_pos()
-                .and_then(|p| cell_at(p, origin, self.cell, self.rows.len(), self.cols.len()));
-        }
-        None
+        let clicked = response
+            .clicked()
+            .then(|| response.interact_pointer_pos())
+            .flatten()
+            .and_then(|p| cell_at(p, origin, self.cell, self.rows.len(), self.cols.len()));
+        HeatmapResponse { clicked, hovered }
     }
 }
 

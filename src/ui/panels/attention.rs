@@ -21,6 +21,10 @@ pub struct AttentionState {
     /// The (text, model) of the last request, so a new sentence is sent once.
     #[serde(skip)]
     sent: Option<(String, std::path::PathBuf)>,
+    /// The cell under the pointer (query, key), read out above the map instead of a tooltip
+    /// that would cover the sentence controls.
+    #[serde(skip)]
+    hovered: Option<(usize, usize)>,
 }
 
 /// The layer's attention for one head or the mean of all heads.
@@ -162,8 +166,19 @@ pub fn ui(s: &mut AttentionState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action>
         .iter()
         .map(|r| r.iter().map(|v| v / max).collect())
         .collect();
+    let readout = match s.hovered {
+        Some((q, k)) if q < labels.len() && k < labels.len() => format!(
+            "query {} → key {}: weight {:.4} ({:.0}% of the map's largest)",
+            labels[q],
+            labels[k],
+            m[q][k],
+            100.0 * values[q][k]
+        ),
+        _ => "hover a cell for its weight".to_string(),
+    };
+    ui.label(RichText::new(readout).monospace());
     let cell = (ui.available_width() / (labels.len() as f32 + 8.0)).clamp(8.0, 28.0);
-    egui::ScrollArea::both()
+    let hovered = egui::ScrollArea::both()
         .id_salt("attention-heat")
         .show(ui, |ui| {
             Heatmap {
@@ -176,9 +191,17 @@ pub fn ui(s: &mut AttentionState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action>
                 theme: cx.theme,
                 selected: None,
                 vertical_cols: true,
+                tooltip: false,
             }
-            .show(ui);
-        });
+            .show_full(ui)
+            .hovered
+        })
+        .inner;
+    if hovered != s.hovered {
+        // The readout above was drawn with the old cell: draw again with the new one.
+        s.hovered = hovered;
+        ui.ctx().request_repaint();
+    }
     actions
 }
 

@@ -158,6 +158,7 @@ fn matrix_ui(ui: &mut Ui, m: &Matrix, s: &mut ConfusionState, cx: &PanelCtx<'_>)
             theme: cx.theme,
             selected,
             vertical_cols: true,
+            tooltip: true,
         }
         .show(ui);
         if let Some((r, c)) = clicked {
