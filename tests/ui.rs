@@ -437,3 +437,45 @@ fn live_demo_run_streams_curves_and_tags_typed_korean() {
     assert!(run.latest_checkpoint().is_some(), "a resumable checkpoint");
     std::fs::remove_dir_all(runs).unwrap();
 }
+
+/// A run that failed before its first step, read from disk after the window reopened: the run
+/// list says failed (not `running 0/0`), and the launcher, Errors and Attention panels show why.
+#[test]
+fn a_failed_run_read_from_disk_shows_its_reason_everywhere() {
+    let runs = temp_dir("failed");
+    let message = "loading klue-ner/train: listing dataset klue/klue@main on the Hugging Face Hub: \
+                   request error: failed to lookup address information";
+    let mut store = RunStore::default();
+    store.apply(Event::RunLoaded(Box::new(LoadedRun {
+        dir: runs.join("klue-hub"),
+        config: Some(RunConfig::default()),
+        state: RunState::Failed,
+        step: 0,
+        total_steps: 0,
+        curve: Vec::new(),
+        evals: Vec::new(),
+        report: None,
+        dev: None,
+        message: message.into(),
+    })));
+    for (panel, says) in [
+        (PanelKind::Launcher, format!("klue-hub: {message}")),
+        (PanelKind::Errors, message.to_string()),
+        (PanelKind::Attention, message.to_string()),
+    ] {
+        let state = UiState {
+            panel,
+            selected: Some("klue-hub".into()),
+            runs_dir: Some(runs.clone()),
+            ..UiState::default()
+        };
+        let mut h = harness(NerlabApp::with_parts(state, store.clone(), None));
+        settle(&mut h);
+        h.get_by_label_contains(&says);
+        assert!(h.query_by_label_contains("running").is_none(), "{panel:?}");
+        if panel != PanelKind::Launcher {
+            h.get_by_label_contains("klue-hub failed before its first");
+        }
+    }
+    std::fs::remove_dir_all(runs).unwrap();
+}

@@ -101,10 +101,35 @@ impl<'a> PanelCtx<'a> {
             return None;
         };
         let Some(report) = run.report.as_deref() else {
-            ui.label(format!("{} has no dev evaluation yet.", run.name));
+            self.missing_ui(ui, run, "dev evaluation");
             return None;
         };
         Some((run, report))
+    }
+
+    /// Says why `run` has no `what` to show: the error it ended with, that it ended without
+    /// one, or that it is still to come.
+    pub fn missing_ui(&self, ui: &mut Ui, run: &RunEntry, what: &str) {
+        match &run.error {
+            Some(e) => {
+                ui.label(format!(
+                    "{} {} before its first {what}:",
+                    run.name,
+                    run.phase.label()
+                ));
+                super::widgets::error_text_ui(ui, e, self.theme);
+            }
+            None if run.phase.is_live() => {
+                ui.label(format!("{} has no {what} yet.", run.name));
+            }
+            None => {
+                ui.label(format!(
+                    "{} ended ({}) without a {what}.",
+                    run.name,
+                    run.phase.label()
+                ));
+            }
+        }
     }
 }
 

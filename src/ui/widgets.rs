@@ -337,3 +337,14 @@ pub fn sentence_list_labeled(
             }
         });
 }
+
+/// An error message in the theme's error colour, wrapped to the width available, that copies
+/// itself when clicked (messages name files and lines a user wants to paste elsewhere).
+pub fn error_text_ui(ui: &mut Ui, text: &str, theme: Theme) {
+    let label = egui::Label::new(egui::RichText::new(text).color(theme::error_text(theme)))
+        .wrap()
+        .sense(Sense::click());
+    if ui.add(label).on_hover_text("click to copy").clicked() {
+        ui.ctx().copy_text(text.to_string());
+    }
+}

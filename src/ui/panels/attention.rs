@@ -63,10 +63,7 @@ pub fn ui(s: &mut AttentionState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action>
         return actions;
     };
     let Some(model) = run.model_dir() else {
-        ui.label(format!(
-            "{} has no saved model yet (it appears after the first evaluation).",
-            run.name
-        ));
+        cx.missing_ui(ui, run, "saved model");
         return actions;
     };
     ui.heading(format!("Attention: {}", run.name));

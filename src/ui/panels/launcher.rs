@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::super::app::{Action, PanelCtx, PathTarget};
 use super::super::store::Phase;
 use super::super::theme;
-use super::super::widgets::labeled;
+use super::super::widgets::{error_text_ui, labeled};
 use crate::model::align::Marker;
 use crate::model::device::DeviceSpec;
 use crate::model::ner::HeadKind;
@@ -356,13 +356,14 @@ fn runs_table(ui: &mut Ui, cx: &PanelCtx<'_>, actions: &mut Vec<Action>) {
                     }
                 });
                 ui.end_row();
-                if let Some(e) = &r.error {
-                    ui.label("");
-                    ui.colored_label(theme::error_text(cx.theme), e);
-                    ui.end_row();
-                }
             }
         });
+    // Errors below the table, where they can wrap to the panel's width (a grid cell cannot).
+    for r in cx.store.runs.iter().filter(|r| r.error.is_some()) {
+        if let Some(e) = &r.error {
+            error_text_ui(ui, &format!("{}: {e}", r.name), cx.theme);
+        }
+    }
     if cx.store.runs.is_empty() {
         ui.label("No runs yet: start one above.");
     }
