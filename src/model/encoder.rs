@@ -8,7 +8,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::{D, DType, Device, Result as CResult, Tensor, Var};
+use candle_core::{DType, Device, Result as CResult, Tensor, Var};
 
 use super::config::{Activation, EncoderConfig, Family};
 use super::ops::{DropoutRng, Linear, dropout, layer_norm, softmax};
@@ -246,10 +246,6 @@ impl Encoder {
         }
         self.frozen = true;
         Ok(())
-    }
-
-    pub fn is_frozen(&self) -> bool {
-        self.frozen
     }
 
     /// Whether training on the CPU uses the hand-derived backward pass of `tape.rs` (the
@@ -544,9 +540,4 @@ impl Encoder {
             .to_dtype(DType::F32)?
             .to_vec1()
     }
-}
-
-/// The (batch, seq) last-dimension argmax of logits, as host vectors.
-pub fn argmax_rows(logits: &Tensor) -> CResult<Vec<Vec<u32>>> {
-    logits.argmax(D::Minus1)?.to_vec2()
 }

@@ -28,7 +28,7 @@ use super::mlm::MlmHead;
 use super::ops::{Linear, dropout, log_softmax, softmax};
 use super::params::{Checkpoint, Params, Policy};
 use super::tokenize::TextTokenizer;
-use crate::data::scheme::{Prefix, parse_tag, tag_type};
+use crate::data::scheme::tag_type;
 use crate::rng::SplitMix64;
 
 /// The classifier on top of the encoder.
@@ -760,18 +760,4 @@ impl NerModel {
         }
         Ok(model)
     }
-}
-
-/// Whether `tags` form valid IOB2 (what a CRF with constraints needs for its gold paths).
-pub fn is_valid_iob2(tags: &[String]) -> bool {
-    let mut prev: Option<&str> = None;
-    for t in tags {
-        if let Ok((Prefix::I, _)) = parse_tag(t)
-            && !super::crf::allowed(prev, t)
-        {
-            return false;
-        }
-        prev = Some(t);
-    }
-    true
 }
