@@ -712,7 +712,10 @@ impl NerModel {
     }
 
     /// Writes the model to `dir`: `model.safetensors`, `nerlab-model.json`, `config.json` and the
-    /// tokenizer (or character vocabulary). Files are written under temporary names and renamed.
+    /// tokenizer (or character vocabulary). Only the weights are written under a temporary name and
+    /// renamed; the other files are written in place, so a reader of `dir` during a save can see
+    /// new weights beside old metadata. A reader that must never see a half-written model needs the
+    /// whole folder written elsewhere and renamed.
     pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let weights = dir.join("model.safetensors");
