@@ -508,7 +508,7 @@ impl NerModel {
     }
 
     /// Gradients of `loss` for every parameter: candle's autograd for the heads, then the
-    /// encoder's own backward pass for its taped training passes (see `tape.rs`). Always use this
+    /// encoder's own backward pass for its taped training passes (see `encoder/backward.rs`). Always use this
     /// rather than `loss.backward()`, which stops at the encoder's output. The encoder takes part
     /// through its training passes (`train = true`); evaluation passes keep nothing for a
     /// backward pass.
