@@ -20,7 +20,10 @@ fn median(mut xs: Vec<Duration>) -> Duration {
 fn main() {
     let gold_path = nerlab::shared_dir().join("data/klue-ner/klue-ner-v1.1_dev.tsv");
     if !gold_path.exists() {
-        eprintln!("skipped: {} is absent", gold_path.display());
+        eprintln!(
+            "nerlab-skip: bench score: {} is absent",
+            gold_path.display()
+        );
         return;
     }
     // Predictions: gold with every fifth entity-initial tag turned into a dangling I- and every

@@ -1,10 +1,14 @@
 //! nerlab: a research workbench for named entity recognition in Korean and low-resource languages.
 //!
-//! Data flows one way: files are read by [`data`] into a [`data::Corpus`] (tokens and tags, nothing
+//! Data flows one way. [`data`] reads corpus files into a [`data::Corpus`] (tokens and tags, nothing
 //! lost: raw text, extra columns and header lines are kept so predictions can be written back in
-//! the gold's own format); tags become spans ([`data::spans`]) and spans become scores
-//! ([`metrics`], pure functions checked against seqeval, scikit-learn and nervaluate). The command
-//! line ([`cli`]) is a thin layer over both.
+//! the gold's own format). [`model`] (encoders, tokenization and alignment, NER heads) and
+//! [`train`] (the training loop, the optimizer, run folders on disk) run on the [`worker`] thread,
+//! which owns the device and every tensor and reports through [`protocol`]'s plain-data events.
+//! The [`ui`] folds those events into its run store ([`ui::RunStore`]), and the panels draw from
+//! that store, never from tensors. [`metrics`] turns spans into scores with pure functions checked
+//! against seqeval, scikit-learn and nervaluate, for the trainer, the workbench and the command
+//! line alike. The command line ([`cli`]) is a thin layer that runs the same pieces headless.
 
 pub mod cli;
 pub mod data;

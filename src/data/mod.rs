@@ -177,17 +177,6 @@ impl Sentence {
     pub fn is_empty(&self) -> bool {
         self.tokens.is_empty()
     }
-
-    /// The text of tokens `start..end` as a reader would see it: joined directly for space-token
-    /// formats, with spaces between tokens otherwise.
-    pub fn text_of(&self, start: usize, end: usize, space_tokens: bool) -> String {
-        let toks = &self.tokens[start.min(self.len())..end.min(self.len())];
-        if space_tokens {
-            toks.concat()
-        } else {
-            toks.join(" ")
-        }
-    }
 }
 
 /// File layout details a writer needs to reproduce a file byte for byte.

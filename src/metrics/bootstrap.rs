@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::entity::Counts;
+use super::percentile;
 use crate::rng::SplitMix64;
 
 /// A 95% interval with how it was made.
@@ -45,14 +46,6 @@ pub fn micro_f1_interval(per_sentence: &[Counts], iterations: usize, seed: u64) 
     }
 }
 
-/// Linear interpolation between closest ranks (numpy's default `percentile`).
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    let pos = q / 100.0 * (sorted.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = pos.ceil() as usize;
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,11 +64,5 @@ mod tests {
         assert!(a.high - a.low < 0.2);
         assert_eq!(a, micro_f1_interval(&per, 500, 42));
         assert_ne!(a, micro_f1_interval(&per, 500, 43));
-    }
-
-    #[test]
-    fn percentile_interpolates() {
-        assert_eq!(percentile(&[0.0, 1.0, 2.0, 3.0, 4.0], 50.0), 2.0);
-        assert_eq!(percentile(&[0.0, 10.0], 25.0), 2.5);
     }
 }

@@ -59,3 +59,32 @@ pub fn harmonic(p: f64, r: f64) -> f64 {
         2.0 * p * r / denom
     }
 }
+
+/// The `q`th percentile (0 to 100) of ascending `sorted`, by linear interpolation between the
+/// closest ranks (numpy's default `percentile`, method "linear"), or 0 when `sorted` is empty. The
+/// one definition for bootstrap intervals and timing summaries alike, so their numbers compare.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let pos = q / 100.0 * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_interpolates() {
+        // numpy.percentile([0, 1, 2, 3, 4], 50) == 2.0; numpy.percentile([0, 10], 25) == 2.5
+        assert_eq!(percentile(&[0.0, 1.0, 2.0, 3.0, 4.0], 50.0), 2.0);
+        assert_eq!(percentile(&[0.0, 10.0], 25.0), 2.5);
+        // numpy.percentile([1, 2, 3, 4], 99) == 3.97
+        assert!((percentile(&[1.0, 2.0, 3.0, 4.0], 99.0) - 3.97).abs() < 1e-12);
+        assert_eq!(percentile(&[7.0], 99.0), 7.0);
+        assert_eq!(percentile(&[], 50.0), 0.0);
+    }
+}

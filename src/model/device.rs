@@ -123,8 +123,11 @@ mod tests {
         assert_eq!("cuda:1".parse(), Ok(DeviceSpec::Cuda(1)));
         assert!("tpu".parse::<DeviceSpec>().is_err());
         assert_eq!(DeviceSpec::Cuda(2).to_string(), "cuda:2");
-        assert!(default_threads(None) >= 1);
         assert_eq!(default_threads(Some(3)), 3);
+        assert_eq!(default_threads(Some(0)), 1, "clamped to one");
+        // All cores but one are left to tensor work, and a one-core machine still gets a thread.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(default_threads(None), cores.saturating_sub(1).max(1));
         assert_eq!(with_threads(1, rayon::current_num_threads).unwrap(), 1);
     }
 }

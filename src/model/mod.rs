@@ -15,7 +15,6 @@ pub mod mlm;
 pub mod ner;
 pub mod ops;
 pub mod params;
-pub mod tape;
 pub mod tokenize;
 
 use std::path::{Path, PathBuf};

@@ -28,7 +28,7 @@ use super::mlm::MlmHead;
 use super::ops::{Linear, dropout, log_softmax, softmax};
 use super::params::{Checkpoint, Params, Policy};
 use super::tokenize::TextTokenizer;
-use crate::data::scheme::{Prefix, parse_tag, tag_type};
+use crate::data::scheme::tag_type;
 use crate::rng::SplitMix64;
 
 /// The classifier on top of the encoder.
@@ -508,7 +508,7 @@ impl NerModel {
     }
 
     /// Gradients of `loss` for every parameter: candle's autograd for the heads, then the
-    /// encoder's own backward pass for its taped training passes (see `tape.rs`). Always use this
+    /// encoder's own backward pass for its taped training passes (see `encoder/backward.rs`). Always use this
     /// rather than `loss.backward()`, which stops at the encoder's output. The encoder takes part
     /// through its training passes (`train = true`); evaluation passes keep nothing for a
     /// backward pass.
@@ -712,7 +712,10 @@ impl NerModel {
     }
 
     /// Writes the model to `dir`: `model.safetensors`, `nerlab-model.json`, `config.json` and the
-    /// tokenizer (or character vocabulary). Files are written under temporary names and renamed.
+    /// tokenizer (or character vocabulary). Only the weights are written under a temporary name and
+    /// renamed; the other files are written in place, so a reader of `dir` during a save can see
+    /// new weights beside old metadata. A reader that must never see a half-written model needs the
+    /// whole folder written elsewhere and renamed.
     pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let weights = dir.join("model.safetensors");
@@ -760,18 +763,4 @@ impl NerModel {
         }
         Ok(model)
     }
-}
-
-/// Whether `tags` form valid IOB2 (what a CRF with constraints needs for its gold paths).
-pub fn is_valid_iob2(tags: &[String]) -> bool {
-    let mut prev: Option<&str> = None;
-    for t in tags {
-        if let Ok((Prefix::I, _)) = parse_tag(t)
-            && !super::crf::allowed(prev, t)
-        {
-            return false;
-        }
-        prev = Some(t);
-    }
-    true
 }

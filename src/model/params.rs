@@ -336,18 +336,6 @@ impl Params {
             .map(|(k, v)| (k, v.as_tensor().clone()))
             .collect()
     }
-
-    /// Overwrites every parameter with the tensor of the same name in `tensors`.
-    pub fn load_values(&self, tensors: &HashMap<String, Tensor>) -> anyhow::Result<()> {
-        for (name, var) in self.vars() {
-            let t = tensors
-                .get(&name)
-                .with_context(|| format!("checkpoint lacks parameter {name}"))?;
-            var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)
-                .with_context(|| format!("restoring {name}"))?;
-        }
-        Ok(())
-    }
 }
 
 fn initial(shape: &Shape, init: Init, rng: &mut SplitMix64) -> Vec<f32> {

@@ -14,11 +14,13 @@ use serde::Serialize;
 
 use super::app::{NerlabApp, PanelKind, UiState};
 use super::store::RunStore;
+use crate::metrics::percentile;
 use crate::train::RunConfig;
 use crate::train::sources::apply_preset;
 use crate::worker::WorkerHandle;
 
-/// Frame times in milliseconds.
+/// Frame times in milliseconds; percentiles interpolate linearly between ranks, as
+/// [`percentile`] defines them.
 #[derive(Debug, Clone, Serialize)]
 pub struct FrameStats {
     pub frames: usize,
@@ -31,13 +33,6 @@ pub struct FrameStats {
     pub training_steps: usize,
     pub training_threads: usize,
     pub seconds: f64,
-}
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((q / 100.0) * (sorted.len() - 1) as f64).round() as usize]
 }
 
 /// Measures `seconds` of frames at 1280x820 points while the demo preset trains with

@@ -135,10 +135,6 @@ impl RunStore {
         self.runs.iter_mut().find(|r| r.id == Some(id))
     }
 
-    pub fn by_dir(&self, dir: &Path) -> Option<&RunEntry> {
-        self.runs.iter().find(|r| r.dir.as_deref() == Some(dir))
-    }
-
     /// Records a run the UI just sent to the worker.
     pub fn launched(&mut self, id: RunId, name: String, config: RunConfig) {
         let mut e = RunEntry::new(Some(id), name, None, Phase::Queued);

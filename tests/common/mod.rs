@@ -6,13 +6,29 @@ use std::path::PathBuf;
 /// `../shared/data/<rel>` if the shared corpora are present; otherwise prints why the test is
 /// skipped and returns `None`.
 pub fn shared_data(rel: &str) -> Option<PathBuf> {
-    let path = nerlab::shared_dir().join("data").join(rel);
-    if path.exists() {
-        Some(path)
+    shared_data_all(&[rel]).and_then(|paths| paths.into_iter().next())
+}
+
+/// Every `../shared/data/<rel>` of `rels`, or `None` with one skip line naming those absent: for
+/// a test that needs several corpora and must skip once, not once per corpus.
+pub fn shared_data_all(rels: &[&str]) -> Option<Vec<PathBuf>> {
+    let paths: Vec<PathBuf> = rels
+        .iter()
+        .map(|rel| nerlab::shared_dir().join("data").join(rel))
+        .collect();
+    let mut absent: Vec<String> = paths
+        .iter()
+        .filter(|p| !p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    absent.sort();
+    absent.dedup();
+    if absent.is_empty() {
+        Some(paths)
     } else {
         skip(&format!(
-            "{} is absent (the shared corpora live in ../shared/data; set NERLAB_SHARED to point elsewhere)",
-            path.display()
+            "{} absent (the shared corpora live in ../shared/data; set NERLAB_SHARED to point elsewhere)",
+            absent.join(", ")
         ));
         None
     }
@@ -51,11 +67,31 @@ pub fn fixture(rel: &str) -> PathBuf {
         .join(rel)
 }
 
-/// Prints why a test is skipped. Written to stderr directly, not with `eprintln!`, which the test
-/// harness captures (and hides) for passing tests.
+/// Records that the calling test is skipped for want of a corpus or a model, as one line in one
+/// format, `nerlab-skip: <test>: <reason>`. The line goes to stderr directly, not with
+/// `eprintln!`, which the test harness captures (and hides) for passing tests, and, when
+/// `NERLAB_SKIP_LOG` names a file, is appended to it: `.ci/run` sets it and fails when anything
+/// was skipped, since CI has every corpus and model.
 pub fn skip(reason: &str) {
     use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "skipped: {reason}");
+    // The harness names each test's thread after the test.
+    let test = std::thread::current().name().unwrap_or("?").to_owned();
+    let line = format!("nerlab-skip: {test}: {reason}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    if let Some(log) = std::env::var_os("NERLAB_SKIP_LOG") {
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = appended {
+            let _ = writeln!(
+                std::io::stderr(),
+                "nerlab: could not append the skip line to {}: {e}",
+                std::path::Path::new(&log).display()
+            );
+        }
+    }
 }
 
 /// A fresh empty directory under the system temp dir, removed when dropped.
