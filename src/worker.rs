@@ -17,7 +17,7 @@ use crate::cli::tag::{load_model, model_dir, tag_texts, tokenize};
 use crate::data::hub::Hub;
 use crate::model::ner::NerModel;
 use crate::protocol::{Command, CurvePoint, DevView, EvalPoint, Event, LoadedRun, RunId};
-use crate::train::run_dir::RunDir;
+use crate::train::run_dir::{MetricsLine, RunDir};
 use crate::train::sources::load_corpus;
 use crate::train::{Control, Observer, RunConfig, TrainEvent, train};
 
@@ -439,28 +439,19 @@ pub fn load_run(dir: &Path) -> anyhow::Result<LoadedRun> {
     let status = run.status();
     let mut curve = Vec::new();
     let mut evals = Vec::new();
-    for m in run.metrics() {
-        let step = m["step"].as_u64().unwrap_or(0) as usize;
-        match m["kind"].as_str() {
-            Some("train") => curve.push(CurvePoint {
-                step,
-                loss: m["loss"].as_f64().unwrap_or(f64::NAN),
-                lr: m["lr"].as_f64().unwrap_or(0.0),
+    for line in run.metrics() {
+        match line {
+            MetricsLine::Train(t) => curve.push(CurvePoint {
+                step: t.step,
+                loss: t.loss,
+                lr: t.lr,
             }),
-            Some("eval") => evals.push(EvalPoint {
-                step,
-                micro_f1: m["micro_f1"].as_f64().unwrap_or(0.0),
-                macro_f1: m["macro_f1"].as_f64().unwrap_or(0.0),
-                per_type: m["per_type_f1"]
-                    .as_object()
-                    .map(|o| {
-                        o.iter()
-                            .map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(0.0)))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+            MetricsLine::Eval(e) => evals.push(EvalPoint {
+                step: e.step,
+                micro_f1: e.micro_f1,
+                macro_f1: e.macro_f1,
+                per_type: e.per_type_f1.into_iter().collect(),
             }),
-            _ => {}
         }
     }
     let (report, dev) = match config
@@ -493,10 +484,9 @@ fn dev_report(
     dev_src: &str,
 ) -> anyhow::Result<(crate::metrics::ScoreReport, DevView)> {
     let gold = load_corpus(dev_src, config.data.format, &Hub::from_env(true))?;
-    let pred_file = ["tsv", "txt", "conll"]
-        .iter()
-        .map(|e| dir.join(format!("dev-predictions.{e}")))
-        .find(|p| p.exists())
+    let run = RunDir::open(dir)?;
+    let pred_file = run
+        .dev_predictions()
         .ok_or_else(|| anyhow::anyhow!("no dev predictions yet"))?;
     let pred = crate::data::read(
         &pred_file,
@@ -511,9 +501,7 @@ fn dev_report(
         ..Default::default()
     };
     let mut report = crate::metrics::score(&gv.tags, &pv.tags, None, &opts)?;
-    report.calibration = std::fs::read_to_string(dir.join("dev-calibration.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
+    report.calibration = run.dev_calibration();
     let view = DevView {
         ids: gold.sentences.iter().map(|s| s.id.clone()).collect(),
         tokens: gold.sentences.iter().map(|s| s.tokens.clone()).collect(),

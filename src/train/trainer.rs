@@ -15,11 +15,12 @@ use serde::{Deserialize, Serialize};
 use super::config::RunConfig;
 use super::fused::{AddRows, SetRows};
 use super::optim::{AdamW, Grads, clip_scale, lr_factor, warmup_steps};
-use super::run_dir::{RunDir, RunState, Status, write_atomic};
+use super::run_dir::files::{CHECKPOINT_OPTIMIZER, CHECKPOINT_STATE};
+use super::run_dir::{EvalLine, MetricsLine, RunDir, RunLock, RunState, Status, TrainLine};
 use super::sources::{load_corpus, resolve_model};
+use crate::data::Corpus;
 use crate::data::hub::Hub;
 use crate::data::sample::{k_shot, random_subset};
-use crate::data::{Corpus, write};
 use crate::metrics::{ScoreOptions, ScoreReport, score};
 use crate::model::align::AlignMode;
 use crate::model::backbone::Backbone;
@@ -375,10 +376,10 @@ impl Trainer<'_> {
         let _ = std::fs::remove_dir_all(&tmp);
         self.opt.flush()?;
         self.model.save(&tmp)?;
-        candle_core::safetensors::save(&self.opt.state()?, tmp.join("optimizer.safetensors"))?;
+        candle_core::safetensors::save(&self.opt.state()?, tmp.join(CHECKPOINT_OPTIMIZER))?;
         self.state.dropout_rng = self.model.encoder().dropout_rng().state();
         std::fs::write(
-            tmp.join("state.json"),
+            tmp.join(CHECKPOINT_STATE),
             serde_json::to_string_pretty(&self.state)?,
         )?;
         let _ = std::fs::remove_dir_all(&dir);
@@ -403,30 +404,32 @@ impl Trainer<'_> {
                 self.state.best_f1 = Some(f1);
                 self.state.best_step = Some(self.state.step);
                 self.state.evals_since_best = 0;
-                self.model.save(&self.run.best_dir())?;
-                write_predictions(&self.run.path, dev, pred)?;
+                let model = &self.model;
+                self.run
+                    .publish_best(self.state.step, |dir| model.save(dir))?;
+                self.run.write_dev_predictions(dev, pred)?;
                 // Predicted tags alone cannot give calibration back; keep it beside them.
                 if let Some(c) = &report.calibration {
-                    write_atomic(
-                        &self.run.path.join("dev-calibration.json"),
-                        serde_json::to_string(c)?.as_bytes(),
-                    )?;
+                    self.run.write_dev_calibration(c)?;
                 }
             } else {
                 self.state.evals_since_best += 1;
             }
-            let per_type: serde_json::Map<String, serde_json::Value> = report
-                .per_type
-                .iter()
-                .map(|(t, s)| (t.clone(), serde_json::json!(s.f1)))
-                .collect();
-            self.run.append_metrics(&serde_json::json!({
-                "kind": "eval", "step": self.state.step, "epoch": epoch,
-                "micro_f1": f1, "macro_f1": report.macro_avg.f1,
-                "precision": report.micro.precision, "recall": report.micro.recall,
-                "per_type_f1": per_type, "best": best,
-                "char_f1_with_o": report.char.as_ref().map(|c| c.macro_f1_with_o),
-                "ece": report.calibration.as_ref().map(|c| c.ece),
+            self.run.append_metrics(&MetricsLine::Eval(EvalLine {
+                step: self.state.step,
+                epoch,
+                micro_f1: f1,
+                macro_f1: report.macro_avg.f1,
+                precision: report.micro.precision,
+                recall: report.micro.recall,
+                per_type_f1: report
+                    .per_type
+                    .iter()
+                    .map(|(t, s)| (t.clone(), s.f1))
+                    .collect(),
+                best,
+                char_f1_with_o: report.char.as_ref().map(|c| c.macro_f1_with_o),
+                ece: report.calibration.as_ref().map(|c| c.ece),
             }))?;
             self.obs.on(TrainEvent::Evaluated {
                 step: self.state.step,
@@ -446,7 +449,9 @@ impl Trainer<'_> {
             }
         } else {
             // Without dev data the last model is the best one.
-            self.model.save(&self.run.best_dir())?;
+            let model = &self.model;
+            self.run
+                .publish_best(self.state.step, |dir| model.save(dir))?;
             self.state.best_step = Some(self.state.step);
         }
         self.checkpoint()
@@ -702,8 +707,12 @@ impl Trainer<'_> {
                         elapsed_secs: self.started.elapsed().as_secs_f64(),
                     };
                     if self.state.step.is_multiple_of(log_every) {
-                        self.run.append_metrics(&serde_json::json!({
-                            "kind": "train", "step": m.step, "epoch": m.epoch, "loss": m.loss, "lr": m.lr, "grad_norm": m.grad_norm,
+                        self.run.append_metrics(&MetricsLine::Train(TrainLine {
+                            step: m.step,
+                            epoch: m.epoch,
+                            loss: m.loss,
+                            lr: m.lr,
+                            grad_norm: m.grad_norm,
                         }))?;
                         window_start = Instant::now();
                         (window_sentences, window_tokens) = (self.seen_sentences, self.seen_tokens);
@@ -718,7 +727,7 @@ impl Trainer<'_> {
                         self.checkpoint()?;
                     }
                     self.run
-                        .write_status(&self.status(RunState::Running, "training"))?;
+                        .write_progress(&self.status(RunState::Running, "training"))?;
                     if self.state.early_stopped {
                         break;
                     }
@@ -751,7 +760,10 @@ impl Trainer<'_> {
     /// further evaluation corpus. Nothing time-dependent, so a resumed run writes the same file.
     fn final_report(&mut self) -> anyhow::Result<()> {
         let device = self.config.device.device()?;
-        let mut best = NerModel::load(&self.run.best_dir(), self.model.dtype(), &device)?;
+        let dtype = self.model.dtype();
+        let mut best = self
+            .run
+            .read_best(|dir| NerModel::load(dir, dtype, &device))?;
         best.freeze()?;
         let mut report = serde_json::json!({
             "best_step": self.state.best_step,
@@ -763,7 +775,7 @@ impl Trainer<'_> {
                 Some(r) => r,
                 None => {
                     let (r, pred) = evaluate(&best, dev, self.eval_batch())?;
-                    write_predictions(&self.run.path, dev, pred)?;
+                    self.run.write_dev_predictions(dev, pred)?;
                     r
                 }
             };
@@ -781,20 +793,6 @@ impl Trainer<'_> {
         report["eval"] = serde_json::Value::Object(evals);
         self.run.write_report(&report)
     }
-}
-
-/// The best model's predictions on `corpus`, written in the corpus's own format.
-fn write_predictions(dir: &Path, corpus: &Corpus, pred: Vec<Vec<String>>) -> anyhow::Result<()> {
-    let ext = match corpus.format {
-        crate::data::Format::Conll | crate::data::Format::Kmou => "txt",
-        crate::data::Format::Multiconer => "conll",
-        _ => "tsv",
-    };
-    write(
-        &corpus.with_tags(pred),
-        &dir.join(format!("dev-predictions.{ext}")),
-    )?;
-    Ok(())
 }
 
 /// A fresh run name: `<model>-<head>-<unix seconds>`.
@@ -836,7 +834,7 @@ fn train_inner(
     obs: &mut dyn Observer,
     control: Control,
 ) -> anyhow::Result<RunOutcome> {
-    let (config, run) = claim_run(config, resume)?;
+    let (config, run, _claim) = claim_run(config, resume)?;
     // From here on the run folder exists and is ours: however training ends (an error while reading
     // the corpora, a NaN, a panic), `status.json` says so and keeps the reason.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -868,9 +866,13 @@ fn train_inner(
     }
 }
 
-/// Opens the run to resume, or creates the new run's folder, and marks it as this process's
-/// (`status.json` before `config.toml`, so a listed run always has a state).
-fn claim_run(config: RunConfig, resume: Option<&Path>) -> anyhow::Result<(RunConfig, RunDir)> {
+/// Opens the run to resume, or creates the new run's folder, and claims it for this training
+/// (the single-writer lock, held until the returned [`RunLock`] drops); a new run's `status.json`
+/// is written before its `config.toml`, so a listed run always has a state.
+fn claim_run(
+    config: RunConfig,
+    resume: Option<&Path>,
+) -> anyhow::Result<(RunConfig, RunDir, RunLock)> {
     let starting = |message: &str| Status {
         state: RunState::Running,
         message: message.to_string(),
@@ -879,13 +881,8 @@ fn claim_run(config: RunConfig, resume: Option<&Path>) -> anyhow::Result<(RunCon
     match resume {
         Some(dir) => {
             let run = RunDir::open(dir)?;
+            let claim = run.claim()?;
             let status = run.status();
-            if let Some(pid) = run.owner_elsewhere() {
-                bail!(
-                    "{} is being trained by process {pid}; stop it first",
-                    dir.display()
-                );
-            }
             if !status.state.resumable() {
                 bail!(
                     "{} is {}: nothing to resume",
@@ -899,7 +896,7 @@ fn claim_run(config: RunConfig, resume: Option<&Path>) -> anyhow::Result<(RunCon
                 message: "resuming".into(),
                 ..status
             })?;
-            Ok((config, run))
+            Ok((config, run, claim))
         }
         None => {
             let errors = config.validate();
@@ -908,11 +905,12 @@ fn claim_run(config: RunConfig, resume: Option<&Path>) -> anyhow::Result<(RunCon
             }
             let name = config.name.clone().unwrap_or_else(|| default_name(&config));
             let run = RunDir::create(&config.out, &name)?;
+            let claim = run.claim()?;
             let mut c = config;
             c.name = Some(name);
             run.write_status(&starting("starting: reading the corpora and the model"))?;
             run.write_config(&c)?;
-            Ok((c, run))
+            Ok((c, run, claim))
         }
     }
 }
@@ -935,7 +933,7 @@ fn train_claimed(
             let device = config.device.device()?;
             let model = NerModel::load(ck, dtype, &device)?;
             let state: TrainState =
-                serde_json::from_str(&std::fs::read_to_string(ck.join("state.json"))?)?;
+                serde_json::from_str(&std::fs::read_to_string(ck.join(CHECKPOINT_STATE))?)?;
             model.encoder().dropout_rng().set_state(state.dropout_rng);
             run.truncate_metrics_after(state.step)?;
             (model, state)
@@ -961,7 +959,7 @@ fn train_claimed(
     model.backbone.encoder.set_sparse_embedding(sparse);
     let mut opt = AdamW::new(model.params().vars(), config.train.weight_decay)?;
     if let Some(ck) = &checkpoint {
-        let st = candle_core::safetensors::load(ck.join("optimizer.safetensors"), &model.device())?;
+        let st = candle_core::safetensors::load(ck.join(CHECKPOINT_OPTIMIZER), &model.device())?;
         opt.load_state(&st, state.step)?;
     }
     let train_sentences = prepared.train.iter().map(Corpus::len).sum();

@@ -1,0 +1,163 @@
+//! `best/`, the model with the best dev F1, replaced whenever dev F1 improves while the workbench
+//! may be loading it. A new best model is written whole into its own folder `best-<step>/`, and
+//! `best` is then switched to it in one step (on Unix a symbolic link replaced by `rename`), so
+//! a reader sees the old model or the new one, never half of one. The previous version is kept
+//! (a reader may still be reading it) and older ones are removed; [`RunDir::read_best`] reads
+//! again from the newest if the version it started on disappears under it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::RunDir;
+use super::files::{BEST, BEST_VERSION_PREFIX};
+
+impl RunDir {
+    /// The path readers open (`best/`, whichever version it points at).
+    pub fn best_dir(&self) -> PathBuf {
+        self.path.join(BEST)
+    }
+
+    /// Writes a new best model with `write` (into an empty folder it is given), then makes it
+    /// `best` atomically.
+    pub fn publish_best(
+        &self,
+        step: usize,
+        write: impl FnOnce(&Path) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        // A step published again (a resumed run evaluating the same step) gets a new name, so
+        // the folder `best` points at is never touched.
+        let mut name = format!("{BEST_VERSION_PREFIX}{step:07}");
+        let mut again = 1;
+        while self.path.join(&name).exists() {
+            name = format!("{BEST_VERSION_PREFIX}{step:07}.{again}");
+            again += 1;
+        }
+        let version = self.path.join(&name);
+        let tmp = self.path.join(format!(".tmp-{name}"));
+        let _ = std::fs::remove_dir_all(&tmp);
+        write(&tmp)?;
+        std::fs::rename(&tmp, &version)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), version.display()))?;
+        let previous = self.best_target();
+        self.point_best_at(&version, &name)?;
+        self.prune_best(&name, previous.as_deref());
+        Ok(())
+    }
+
+    /// Reads the best model with `read`, from the version `best` points at; when that version
+    /// vanishes while it is read (two newer models published meanwhile), reads the newest.
+    pub fn read_best<T>(&self, read: impl Fn(&Path) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let mut attempts = 0;
+        loop {
+            let dir = std::fs::canonicalize(self.best_dir())
+                .with_context(|| format!("{}: no best model yet", self.path.display()))?;
+            match read(&dir) {
+                Ok(v) => return Ok(v),
+                Err(e) if dir.exists() || attempts == 3 => return Err(e),
+                Err(_) => attempts += 1,
+            }
+        }
+    }
+
+    /// The folder name `best` points at (Unix), if it is a link.
+    fn best_target(&self) -> Option<String> {
+        let target = std::fs::read_link(self.best_dir()).ok()?;
+        Some(target.to_string_lossy().into_owned())
+    }
+
+    #[cfg(unix)]
+    fn point_best_at(&self, _version: &Path, name: &str) -> anyhow::Result<()> {
+        let link = self.best_dir();
+        let is_folder = std::fs::symlink_metadata(&link).is_ok_and(|m| m.is_dir());
+        if is_folder {
+            // A `best/` folder from an older nerlab becomes a version of its own.
+            let legacy = self.path.join(format!("{BEST_VERSION_PREFIX}legacy"));
+            let _ = std::fs::remove_dir_all(&legacy);
+            std::fs::rename(&link, &legacy)?;
+            std::os::unix::fs::symlink(format!("{BEST_VERSION_PREFIX}legacy"), &link)?;
+        }
+        let tmp_link = self.path.join(".tmp-best-link");
+        let _ = std::fs::remove_file(&tmp_link);
+        std::os::unix::fs::symlink(name, &tmp_link)
+            .with_context(|| format!("linking {}", tmp_link.display()))?;
+        std::fs::rename(&tmp_link, &link).with_context(|| format!("replacing {}", link.display()))
+    }
+
+    /// Without symbolic links the switch takes two steps: a reader may briefly find no `best/`
+    /// (and [`RunDir::read_best`] says so), never half of one.
+    #[cfg(not(unix))]
+    fn point_best_at(&self, version: &Path, _name: &str) -> anyhow::Result<()> {
+        let link = self.best_dir();
+        let _ = std::fs::remove_dir_all(&link);
+        std::fs::rename(version, &link)
+            .with_context(|| format!("renaming {} to {}", version.display(), link.display()))
+    }
+
+    /// Removes versions other than `current` and `previous`.
+    fn prune_best(&self, current: &str, previous: Option<&str>) {
+        for entry in std::fs::read_dir(&self.path)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let n = entry.file_name().to_string_lossy().into_owned();
+            if n.starts_with(BEST_VERSION_PREFIX) && n != current && Some(n.as_str()) != previous {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn best_switches_whole_and_keeps_one_previous_version() {
+        let out = std::env::temp_dir().join(format!("nerlab-best-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let run = RunDir::create(&out, "r").unwrap();
+        // A `best/` folder as older nerlab wrote it.
+        std::fs::create_dir_all(run.best_dir()).unwrap();
+        std::fs::write(run.best_dir().join("model"), "old").unwrap();
+        for step in [10, 20, 30] {
+            run.publish_best(step, |dir| {
+                std::fs::create_dir_all(dir)?;
+                std::fs::write(dir.join("model"), format!("step {step}"))?;
+                Ok(())
+            })
+            .unwrap();
+            let text = run
+                .read_best(|d| Ok(std::fs::read_to_string(d.join("model"))?))
+                .unwrap();
+            assert_eq!(text, format!("step {step}"));
+        }
+        let mut versions: Vec<String> = std::fs::read_dir(&run.path)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(BEST_VERSION_PREFIX))
+            .collect();
+        versions.sort();
+        if cfg!(unix) {
+            assert_eq!(versions, ["best-0000020", "best-0000030"]);
+        }
+        // The same step again: a new version beside the one `best` pointed at.
+        run.publish_best(30, |dir| {
+            std::fs::create_dir_all(dir)?;
+            Ok(std::fs::write(dir.join("model"), "again")?)
+        })
+        .unwrap();
+        let text = run
+            .read_best(|d| Ok(std::fs::read_to_string(d.join("model"))?))
+            .unwrap();
+        assert_eq!(text, "again");
+        if cfg!(unix) {
+            assert!(
+                run.path.join("best-0000030").exists() && run.path.join("best-0000030.1").exists()
+            );
+        }
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+}

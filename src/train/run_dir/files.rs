@@ -1,0 +1,30 @@
+//! Every file name of a run folder, in one place: nothing else in nerlab spells them.
+
+/// The complete configuration (reload it to rerun).
+pub const CONFIG: &str = "config.toml";
+/// State, step, best dev F1, message, the writing process (what `nerlab runs` and the workbench list).
+pub const STATUS: &str = "status.json";
+/// One typed JSON line per logged step and per evaluation ([`super::MetricsLine`]).
+pub const METRICS: &str = "metrics.jsonl";
+/// Points at the latest resumable checkpoint folder.
+pub const CHECKPOINT_POINTER: &str = "checkpoint.json";
+/// Prefix of checkpoint folders (`checkpoint-0000120/`).
+pub const CHECKPOINT_PREFIX: &str = "checkpoint-";
+/// Inside a checkpoint folder: the trainer's position and random generators.
+pub const CHECKPOINT_STATE: &str = "state.json";
+/// Inside a checkpoint folder: the optimizer's moments.
+pub const CHECKPOINT_OPTIMIZER: &str = "optimizer.safetensors";
+/// The model with the best dev F1: a link to the newest `best-<step>/` folder (see `best.rs`).
+pub const BEST: &str = "best";
+/// Prefix of the versions `best` points at.
+pub const BEST_VERSION_PREFIX: &str = "best-";
+/// The best model's dev predictions, `dev-predictions.<ext>` in the dev corpus's own format.
+pub const DEV_PREDICTIONS_STEM: &str = "dev-predictions";
+/// Extensions dev predictions are written with (by corpus format).
+pub const DEV_PREDICTIONS_EXTENSIONS: [&str; 3] = ["tsv", "txt", "conll"];
+/// Their calibration (reliability bins, ECE), which tags alone cannot give back.
+pub const DEV_CALIBRATION: &str = "dev-calibration.json";
+/// `{"dev": <nerlab score --json shape>, "eval": {...}, "best_step": ...}`.
+pub const REPORT: &str = "report.json";
+/// The single-writer claim: the process training the run (see `lock.rs`).
+pub const LOCK: &str = "train.lock";

@@ -1,0 +1,252 @@
+//! A run on disk, `runs/<name>/`, and the one type that reads and writes it ([`RunDir`]):
+//!
+//! ```text
+//! config.toml            the complete configuration (reload it to rerun)
+//! status.json            state, step, best dev F1, message (what `nerlab runs` and the workbench list)
+//! train.lock             the single writer's claim (an OS lock, see lock.rs)
+//! metrics.jsonl          one typed JSON line per logged step and per evaluation (metrics.rs)
+//! checkpoint.json        points at the latest resumable checkpoint directory
+//! checkpoint-<step>/     model, optimizer state and trainer state at that step
+//! best -> best-<step>/   the model with the best dev F1, switched whole (best.rs)
+//! dev-predictions.*      the best model's dev predictions in the dev corpus's own format
+//! dev-calibration.json   their calibration (reliability bins, ECE), which tags alone cannot give
+//! report.json            {"dev": <nerlab score --json shape>, "eval": {...}, "best_step": ...}
+//! ```
+//!
+//! Every file name lives in [`files`]. Whole files are written to a temporary name and renamed
+//! (`metrics.jsonl` is appended to, one line at a time); a checkpoint becomes current only when
+//! `checkpoint.json` is replaced, so a crash at any moment leaves the last good one usable.
+
+mod best;
+pub mod files;
+mod lock;
+mod metrics;
+mod status;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Context;
+
+use super::config::RunConfig;
+use crate::data::{Corpus, Format};
+pub use lock::{Claim, RunLock};
+pub use metrics::{EvalLine, MetricsLine, TrainLine};
+pub use status::{PROGRESS_EVERY, RunState, Status};
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension()
+            .map(|e| e.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
+
+/// A run directory.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    pub path: PathBuf,
+    /// The state last written to `status.json` and when (progress writes are rate-limited).
+    last_status: Arc<Mutex<Option<(RunState, Instant)>>>,
+}
+
+impl RunDir {
+    fn at(path: PathBuf) -> Self {
+        Self {
+            path,
+            last_status: Arc::default(),
+        }
+    }
+
+    /// Creates `out/name` for a new run; an existing run of that name is never overwritten.
+    pub fn create(out: &Path, name: &str) -> anyhow::Result<Self> {
+        let path = out.join(name);
+        if path.join(files::CONFIG).exists() {
+            anyhow::bail!(
+                "{} already holds a run; resume it with --resume {0}, or choose another --name",
+                path.display()
+            );
+        }
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Self::at(path))
+    }
+
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        if !path.join(files::CONFIG).exists() {
+            anyhow::bail!(
+                "{} is not a nerlab run directory (no {})",
+                path.display(),
+                files::CONFIG
+            );
+        }
+        Ok(Self::at(path.to_path_buf()))
+    }
+
+    /// Whether `path` holds a run (its configuration).
+    pub fn is_run(path: &Path) -> bool {
+        path.join(files::CONFIG).exists()
+    }
+
+    pub fn name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn write_config(&self, c: &RunConfig) -> anyhow::Result<()> {
+        write_atomic(&self.path.join(files::CONFIG), c.to_toml()?.as_bytes())
+    }
+
+    pub fn config(&self) -> anyhow::Result<RunConfig> {
+        RunConfig::load(&self.path.join(files::CONFIG))
+    }
+
+    pub fn checkpoint_dir(&self, step: usize) -> PathBuf {
+        self.path
+            .join(format!("{}{step:07}", files::CHECKPOINT_PREFIX))
+    }
+
+    /// Makes `dir` the current checkpoint and removes older ones.
+    pub fn publish_checkpoint(&self, dir: &Path) -> anyhow::Result<()> {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        write_atomic(
+            &self.path.join(files::CHECKPOINT_POINTER),
+            serde_json::json!({ "dir": name }).to_string().as_bytes(),
+        )?;
+        for entry in std::fs::read_dir(&self.path)?.flatten() {
+            let n = entry.file_name().to_string_lossy().into_owned();
+            if n.starts_with(files::CHECKPOINT_PREFIX) && n != name {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    /// The current checkpoint, if one was published.
+    pub fn latest_checkpoint(&self) -> Option<PathBuf> {
+        let text = std::fs::read_to_string(self.path.join(files::CHECKPOINT_POINTER)).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let dir = self.path.join(v["dir"].as_str()?);
+        dir.join(files::CHECKPOINT_STATE).exists().then_some(dir)
+    }
+
+    /// The best model's dev predictions, written in the dev corpus's own format.
+    pub fn write_dev_predictions(
+        &self,
+        dev: &Corpus,
+        pred: Vec<Vec<String>>,
+    ) -> anyhow::Result<()> {
+        let ext = match dev.format {
+            Format::Conll | Format::Kmou => "txt",
+            Format::Multiconer => "conll",
+            _ => "tsv",
+        };
+        let path = self
+            .path
+            .join(format!("{}.{ext}", files::DEV_PREDICTIONS_STEM));
+        crate::data::write(&dev.with_tags(pred), &path)?;
+        Ok(())
+    }
+
+    /// Where the dev predictions are, if they were written.
+    pub fn dev_predictions(&self) -> Option<PathBuf> {
+        files::DEV_PREDICTIONS_EXTENSIONS
+            .iter()
+            .map(|e| {
+                self.path
+                    .join(format!("{}.{e}", files::DEV_PREDICTIONS_STEM))
+            })
+            .find(|p| p.exists())
+    }
+
+    pub fn write_dev_calibration(
+        &self,
+        c: &crate::metrics::calibration::Calibration,
+    ) -> anyhow::Result<()> {
+        write_atomic(
+            &self.path.join(files::DEV_CALIBRATION),
+            serde_json::to_string(c)?.as_bytes(),
+        )
+    }
+
+    pub fn dev_calibration(&self) -> Option<crate::metrics::calibration::Calibration> {
+        serde_json::from_str(&std::fs::read_to_string(self.path.join(files::DEV_CALIBRATION)).ok()?)
+            .ok()
+    }
+
+    pub fn write_report(&self, report: &serde_json::Value) -> anyhow::Result<()> {
+        write_atomic(
+            &self.path.join(files::REPORT),
+            serde_json::to_string_pretty(report)?.as_bytes(),
+        )
+    }
+
+    pub fn report(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(&std::fs::read_to_string(self.path.join(files::REPORT)).ok()?).ok()
+    }
+}
+
+/// Run directories under `out`, newest first.
+pub fn list_runs(out: &Path) -> Vec<RunDir> {
+    let mut runs: Vec<(std::time::SystemTime, RunDir)> = std::fs::read_dir(out)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| RunDir::is_run(&e.path()))
+        .map(|e| {
+            let t = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            (t, RunDir::at(e.path()))
+        })
+        .collect();
+    runs.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.path.cmp(&b.1.path)));
+    runs.into_iter().map(|(_, r)| r).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_truncate_and_checkpoints_publish() {
+        let out = std::env::temp_dir().join(format!("nerlab-rundir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let run = RunDir::create(&out, "r").unwrap();
+        run.write_config(&RunConfig::default()).unwrap();
+        assert!(RunDir::create(&out, "r").is_err(), "never overwrites a run");
+        for step in 1..=5 {
+            run.append_metrics(&MetricsLine::Train(TrainLine {
+                step,
+                epoch: 0.0,
+                loss: 1.0,
+                lr: 0.1,
+                grad_norm: 1.0,
+            }))
+            .unwrap();
+        }
+        run.truncate_metrics_after(3).unwrap();
+        assert_eq!(run.metrics().len(), 3);
+        for step in [10, 20] {
+            let d = run.checkpoint_dir(step);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(files::CHECKPOINT_STATE), "{}").unwrap();
+            run.publish_checkpoint(&d).unwrap();
+        }
+        assert_eq!(run.latest_checkpoint(), Some(run.checkpoint_dir(20)));
+        assert!(!run.checkpoint_dir(10).exists());
+        assert_eq!(list_runs(&out).len(), 1);
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+}
