@@ -420,7 +420,6 @@ impl Observer for WorkerObserver<'_> {
             TrainEvent::Paused => self.worker.send(Event::Paused(id)),
             TrainEvent::Resumed => self.worker.send(Event::Resumed(id)),
             TrainEvent::Message(text) => self.worker.send(Event::Message { id, text }),
-            TrainEvent::Checkpoint { .. } => {}
         }
         self.poll();
     }

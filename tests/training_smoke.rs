@@ -1,5 +1,6 @@
-//! Training really trains: the character model and a pretrained tiny BERT (splade-tiny-bert-mlm)
-//! each drive their loss down on a small corpus with every head, with MANER (mask, fresh token and
+//! Training really trains, through the trainer's own step (`TrainStep`: AdamW with row-sparse
+//! catch-up, the encoder's backward): the character model and a pretrained tiny BERT
+//! (splade-tiny-bert-mlm) each drive their loss down on a small corpus with every head, with MANER (mask, fresh token and
 //! baseline 2) and with prompt label words. Also checks that a trained model saves, loads and tags
 //! the same way.
 
@@ -8,12 +9,12 @@
 mod common;
 
 use candle_core::{DType, Device};
-use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use nerlab::model::align::{AlignMode, Marker};
 use nerlab::model::backbone::{Backbone, CharModelSize};
 use nerlab::model::ner::{HeadKind, ModelSpec, NerModel, bio_labels};
 use nerlab::model::tokenize::CharVocab;
 use nerlab::rng::SplitMix64;
+use nerlab::train::step::{StepPlan, TrainStep};
 
 const SENTENCES: [(&str, &str); 8] = [
     (
@@ -63,52 +64,48 @@ fn char_backbone(seed: u64) -> Backbone {
     Backbone::char(vocab, size, DType::F32, &Device::Cpu, seed).unwrap()
 }
 
-/// Trains on all sentences as one batch; returns the eval-mode loss before and after.
+/// Trains on all sentences as one batch through nerlab's own training step (AdamW, no decay, no
+/// clipping); returns the trained model and the eval-mode loss before and after.
 fn train(
-    model: &NerModel,
+    model: NerModel,
     tokens: &[Vec<String>],
     tags: &[Vec<String>],
     steps: usize,
     lr: f64,
-) -> (f64, f64) {
+) -> (NerModel, f64, f64) {
     let mut examples = Vec::new();
     for (i, (t, g)) in tokens.iter().zip(tags).enumerate() {
         examples.extend(model.encode(i, t, Some(g)).unwrap().1);
     }
     let refs: Vec<_> = examples.iter().collect();
-    let eval_batch = model.batch(&refs, None).unwrap();
-    let before = model
-        .loss(&eval_batch, false)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap() as f64;
-    let vars = model.params().vars().into_iter().map(|(_, v)| v).collect();
-    let mut opt = AdamW::new(
-        vars,
-        ParamsAdamW {
-            lr,
-            weight_decay: 0.0,
-            ..ParamsAdamW::default()
-        },
-    )
-    .unwrap();
+    let eval_loss = |model: &NerModel| {
+        let batch = model.batch(&refs, None).unwrap();
+        model
+            .loss(&batch, false)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64
+    };
+    let before = eval_loss(&model);
+    let mut step = TrainStep::new(model, 0.0).unwrap();
+    let plan = StepPlan {
+        lr,
+        head_lr: lr,
+        ..StepPlan::default()
+    };
     let mut rng = SplitMix64::new(1);
-    for _ in 0..steps {
-        let batch = model.batch(&refs, Some(&mut rng)).unwrap();
-        let loss = model.loss(&batch, true).unwrap();
-        opt.step(&model.backward(&loss).unwrap()).unwrap();
+    for k in 0..steps {
+        step.step(std::slice::from_ref(&refs), Some(&mut rng), &plan, k + 1)
+            .unwrap();
     }
-    let after = model
-        .loss(&eval_batch, false)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap() as f64;
-    (before, after)
+    let model = step.into_model().unwrap();
+    let after = eval_loss(&model);
+    (model, before, after)
 }
 
-fn run(name: &str, model: &NerModel, steps: usize, lr: f64) {
+fn run(name: &str, model: NerModel, steps: usize, lr: f64) {
     let (tokens, tags) = data();
-    let (before, after) = train(model, &tokens, &tags, steps, lr);
+    let (_, before, after) = train(model, &tokens, &tags, steps, lr);
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "{name}: loss {before:.4} -> {after:.4}");
     assert!(
@@ -182,7 +179,7 @@ fn labels() -> Vec<String> {
 fn char_model_trains_with_every_head_and_method() {
     for (name, spec) in specs() {
         let model = NerModel::new(char_backbone(3), spec, labels(), AlignMode::Words).unwrap();
-        run(&format!("char {name}"), &model, 60, 3e-3);
+        run(&format!("char {name}"), model, 60, 3e-3);
     }
 }
 
@@ -194,7 +191,7 @@ fn tiny_bert_trains_with_every_head_and_method() {
     for (name, spec) in specs() {
         let backbone = Backbone::pretrained(&dir, DType::F32, &Device::Cpu, 5).unwrap();
         let model = NerModel::new(backbone, spec, labels(), AlignMode::Words).unwrap();
-        run(&format!("tiny-bert {name}"), &model, 40, 1e-3);
+        run(&format!("tiny-bert {name}"), model, 40, 1e-3);
     }
 }
 
@@ -240,7 +237,7 @@ fn char_model_trains_on_klue_characters_with_a_crf() {
         AlignMode::Chars,
     )
     .unwrap();
-    let (before, after) = train(&model, &tokens, &tags, 80, 3e-3);
+    let (model, before, after) = train(model, &tokens, &tags, 80, 3e-3);
     assert!(after < 0.3 * before, "{before} -> {after}");
     // Trained on these sentences, it tags them back, spaces included.
     let tagged = model.tag(&tokens, 8).unwrap();
@@ -257,7 +254,7 @@ fn trained_model_saves_loads_and_tags_the_same() {
         ..ModelSpec::default()
     };
     let model = NerModel::new(char_backbone(9), spec, labels(), AlignMode::Words).unwrap();
-    train(&model, &tokens, &tags, 40, 3e-3);
+    let (model, _, _) = train(model, &tokens, &tags, 40, 3e-3);
     let before = model.tag(&tokens, 4).unwrap();
     let dir = common::TempDir::new("save-load");
     model.save(&dir.0).unwrap();

@@ -14,13 +14,14 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::data::hub::Hub;
+use crate::metrics::percentile;
 use crate::model::align::AlignMode;
 use crate::model::backbone::{Backbone, CharModelSize};
 use crate::model::batch::Example;
 use crate::model::ner::{ModelSpec, NerModel, bio_labels};
 use crate::model::tokenize::CharVocab;
-use crate::train::optim::{AdamW, Grads, clip_scale};
 use crate::train::sources::{load_corpus, resolve_model};
+use crate::train::step::{StepPlan, TrainStep};
 use crate::train::trainer::epoch_batches;
 
 /// The optimizer settings of the train task (AdamW; no decay on biases and LayerNorm).
@@ -118,15 +119,6 @@ pub fn peak_rss_bytes() -> u64 {
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024)
-}
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let pos = q / 100.0 * (sorted.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
 pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
@@ -257,30 +249,25 @@ fn bench(a: &BenchArgs, threads: usize) -> anyhow::Result<BenchResult> {
     let mut losses = Vec::new();
     match a.task.as_str() {
         "train" => {
-            let params = model.params().vars();
-            let mut opt = AdamW::new(params.clone(), BENCH_WEIGHT_DECAY)?;
+            let mut step = TrainStep::new(model, BENCH_WEIGHT_DECAY)?;
+            let plan = StepPlan {
+                lr: BENCH_LR,
+                head_lr: BENCH_LR,
+                clip_norm: 1.0,
+                ..StepPlan::default()
+            };
             for (k, idx) in batches[..needed].iter().enumerate() {
                 let ex: Vec<&Example> = idx.iter().map(|&i| &examples[i]).collect();
-                let start = Instant::now();
-                let batch = model.batch(&ex, None)?;
-                opt.catch_up(&batch.ids.flatten_all()?.to_vec1::<u32>()?)?;
-                let loss = model.loss(&batch, true)?;
-                let t_forward = start.elapsed().as_secs_f64();
-                let store = model.backward(&loss)?;
-                let t_backward = start.elapsed().as_secs_f64();
-                let mut grads = Grads::default();
-                grads.add(&params, &store, model.encoder().take_sparse(), 1.0)?;
-                let scale = clip_scale(grads.norm()?, 1.0);
-                opt.step(&grads, BENCH_LR, BENCH_LR, scale)?;
-                losses.push(loss.to_dtype(DType::F64)?.to_scalar::<f64>()?);
+                let out = step.step(std::slice::from_ref(&ex), None, &plan, k + 1)?;
+                losses.push(out.loss);
                 if k >= warmup {
-                    let total = start.elapsed().as_secs_f64();
-                    phases[0] += t_forward;
-                    phases[1] += t_backward - t_forward;
-                    phases[2] += total - t_backward;
-                    elapsed += total;
-                    sentences += ex.len();
-                    tokens += ex.iter().map(|e| e.ids.len()).sum::<usize>();
+                    let t = out.timing;
+                    phases[0] += t.forward_secs;
+                    phases[1] += t.backward_secs;
+                    phases[2] += t.optimizer_secs;
+                    elapsed += t.forward_secs + t.backward_secs + t.optimizer_secs;
+                    sentences += out.sentences;
+                    tokens += out.tokens;
                 }
             }
         }

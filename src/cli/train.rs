@@ -289,7 +289,7 @@ impl Observer for Terminal {
                 if best { "  best so far" } else { "" }
             )),
             TrainEvent::Message(m) => self.println(m),
-            TrainEvent::Checkpoint { .. } | TrainEvent::Paused | TrainEvent::Resumed => {}
+            TrainEvent::Paused | TrainEvent::Resumed => {}
         }
     }
 }

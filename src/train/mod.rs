@@ -2,12 +2,21 @@
 //! training loop with its tricks, and run directories on disk.
 
 pub mod config;
+mod data;
+pub mod events;
+pub mod flow;
 pub mod fused;
 pub mod optim;
+mod outcome;
 pub mod run_dir;
 pub mod sources;
+mod start;
+pub mod step;
 pub mod trainer;
+pub mod tricks;
 
 pub use config::RunConfig;
+pub use events::{Control, Observer, RunOutcome, StepMetrics, TrainEvent};
 pub use run_dir::{RunDir, RunState, Status};
-pub use trainer::{Control, Observer, RunOutcome, TrainEvent, train};
+pub use start::{default_name, train};
+pub use step::TrainStep;

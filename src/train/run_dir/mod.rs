@@ -113,6 +113,26 @@ impl RunDir {
             .join(format!("{}{step:07}", files::CHECKPOINT_PREFIX))
     }
 
+    /// Writes a checkpoint for `step` with `write` (into an empty folder it is given), then
+    /// makes it the current one: a crash while writing leaves the previous checkpoint current.
+    pub fn write_checkpoint(
+        &self,
+        step: usize,
+        write: impl FnOnce(&Path) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let dir = self.checkpoint_dir(step);
+        let tmp = self
+            .path
+            .join(format!(".tmp-{}{step:07}", files::CHECKPOINT_PREFIX));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        write(&tmp)?;
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::rename(&tmp, &dir)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))?;
+        self.publish_checkpoint(&dir)
+    }
+
     /// Makes `dir` the current checkpoint and removes older ones.
     pub fn publish_checkpoint(&self, dir: &Path) -> anyhow::Result<()> {
         let name = dir

@@ -1,0 +1,91 @@
+//! What a run tells the world as it goes ([`TrainEvent`] to an [`Observer`]: progress bars, the
+//! worker's channel, tests), how it is steered ([`Control`]), and how it ended ([`RunOutcome`]).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use super::run_dir::RunState;
+use crate::metrics::ScoreReport;
+
+/// Cooperative control of a running training: checked before every optimizer step.
+#[derive(Debug, Clone, Default)]
+pub struct Control {
+    pub stop: Arc<AtomicBool>,
+    pub pause: Arc<AtomicBool>,
+}
+
+impl Control {
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    pub fn paused(&self) -> bool {
+        self.pause.load(Ordering::Relaxed)
+    }
+}
+
+/// Numbers of one optimizer step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepMetrics {
+    pub step: usize,
+    pub total_steps: usize,
+    /// Epochs done, fractional.
+    pub epoch: f64,
+    pub loss: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+    pub sentences_per_sec: f64,
+    pub tokens_per_sec: f64,
+    pub elapsed_secs: f64,
+}
+
+/// What a run reports as it goes.
+#[derive(Debug, Clone)]
+pub enum TrainEvent {
+    Started {
+        run: String,
+        dir: PathBuf,
+        total_steps: usize,
+        train_sentences: usize,
+        parameters: usize,
+        resumed_from: Option<usize>,
+    },
+    Step(StepMetrics),
+    Evaluated {
+        step: usize,
+        epoch: f64,
+        report: Box<ScoreReport>,
+        best: bool,
+    },
+    Paused,
+    Resumed,
+    Message(String),
+}
+
+/// Receives a run's events (progress bars, the worker's channel, tests).
+pub trait Observer: Send {
+    fn on(&mut self, event: TrainEvent);
+
+    /// Called regularly while a run is paused (a worker answers its UI here).
+    fn idle(&mut self) {}
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+
+impl Observer for Quiet {
+    fn on(&mut self, _: TrainEvent) {}
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOutcome {
+    pub dir: PathBuf,
+    pub state: RunState,
+    pub best_f1: Option<f64>,
+    pub best_step: Option<usize>,
+    pub message: String,
+}
