@@ -115,9 +115,8 @@ mod tests {
 
     #[test]
     fn best_switches_whole_and_keeps_one_previous_version() {
-        let out = std::env::temp_dir().join(format!("nerlab-best-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&out);
-        let run = RunDir::create(&out, "r").unwrap();
+        let tmp = super::super::TempRun::new("best");
+        let run = &tmp.run;
         // A `best/` folder as older nerlab wrote it.
         std::fs::create_dir_all(run.best_dir()).unwrap();
         std::fs::write(run.best_dir().join("model"), "old").unwrap();
@@ -158,6 +157,5 @@ mod tests {
                 run.path.join("best-0000030").exists() && run.path.join("best-0000030.1").exists()
             );
         }
-        std::fs::remove_dir_all(&out).unwrap();
     }
 }

@@ -96,9 +96,8 @@ mod tests {
 
     #[test]
     fn one_claim_at_a_time_and_a_dead_holder_is_taken_over() {
-        let out = std::env::temp_dir().join(format!("nerlab-lock-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&out);
-        let run = RunDir::create(&out, "r").unwrap();
+        let tmp = super::super::TempRun::new("lock");
+        let run = &tmp.run;
         assert_eq!(run.claim_state(), Claim::Free);
         let first = run.claim().unwrap();
         assert_eq!(
@@ -135,6 +134,5 @@ mod tests {
             holder.wait().unwrap();
             let _taken_over = run.claim().unwrap();
         }
-        std::fs::remove_dir_all(&out).unwrap();
     }
 }

@@ -235,17 +235,40 @@ pub fn list_runs(out: &Path) -> Vec<RunDir> {
     runs.into_iter().map(|(_, r)| r).collect()
 }
 
+/// A fresh run folder under the temporary directory for unit tests, removed when dropped.
+#[cfg(test)]
+pub(crate) struct TempRun {
+    pub out: PathBuf,
+    pub run: RunDir,
+}
+
+#[cfg(test)]
+impl TempRun {
+    pub fn new(tag: &str) -> Self {
+        let out = std::env::temp_dir().join(format!("nerlab-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let run = RunDir::create(&out, "r").expect("a temporary run folder");
+        Self { out, run }
+    }
+}
+
+#[cfg(test)]
+impl Drop for TempRun {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.out);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn metrics_truncate_and_checkpoints_publish() {
-        let out = std::env::temp_dir().join(format!("nerlab-rundir-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&out);
-        let run = RunDir::create(&out, "r").unwrap();
+        let tmp = TempRun::new("rundir");
+        let (out, run) = (&tmp.out, &tmp.run);
         run.write_config(&RunConfig::default()).unwrap();
-        assert!(RunDir::create(&out, "r").is_err(), "never overwrites a run");
+        assert!(RunDir::create(out, "r").is_err(), "never overwrites a run");
         for step in 1..=5 {
             run.append_metrics(&MetricsLine::Train(TrainLine {
                 step,
@@ -266,7 +289,6 @@ mod tests {
         }
         assert_eq!(run.latest_checkpoint(), Some(run.checkpoint_dir(20)));
         assert!(!run.checkpoint_dir(10).exists());
-        assert_eq!(list_runs(&out).len(), 1);
-        std::fs::remove_dir_all(&out).unwrap();
+        assert_eq!(list_runs(out).len(), 1);
     }
 }

@@ -138,9 +138,8 @@ mod tests {
 
     #[test]
     fn a_run_nobody_trains_reads_as_interrupted() {
-        let out = std::env::temp_dir().join(format!("nerlab-status-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&out);
-        let run = RunDir::create(&out, "r").unwrap();
+        let tmp = super::super::TempRun::new("status");
+        let run = &tmp.run;
         // No status.json at all (a folder whose run ended before writing one): interrupted.
         assert_eq!(run.status().state, RunState::Interrupted);
         assert!(run.status().message.contains("no readable status.json"));
@@ -160,14 +159,12 @@ mod tests {
         })
         .unwrap();
         assert_eq!(run.status().message, "why");
-        std::fs::remove_dir_all(&out).unwrap();
     }
 
     #[test]
     fn progress_is_written_at_most_once_a_second_but_state_changes_at_once() {
-        let out = std::env::temp_dir().join(format!("nerlab-progress-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&out);
-        let run = RunDir::create(&out, "r").unwrap();
+        let tmp = super::super::TempRun::new("progress");
+        let run = &tmp.run;
         let _claim = run.claim().unwrap();
         let at = |step| Status {
             step,
@@ -186,6 +183,5 @@ mod tests {
         })
         .unwrap();
         assert_eq!(run.status().step, 3, "a new state is written at once");
-        std::fs::remove_dir_all(&out).unwrap();
     }
 }
