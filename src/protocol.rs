@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::cli::tag::TextSpan;
+use crate::infer::TextSpan;
 use crate::metrics::ScoreReport;
 use crate::train::RunConfig;
 use crate::train::run_dir::RunState;

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 
-use crate::cli::tag::{load_model, model_dir, tag_texts, tokenize};
 use crate::data::hub::Hub;
+use crate::infer::{attention_of_text, load_model, model_dir, score_saved_predictions, tag_texts};
 use crate::model::ner::NerModel;
 use crate::protocol::{Command, CurvePoint, DevView, EvalPoint, Event, LoadedRun, RunId};
 use crate::train::run_dir::RunDir;
@@ -256,13 +256,7 @@ impl Worker {
                 model,
                 text,
             } => {
-                let result = self.model(&model).and_then(|m| {
-                    let tokens: Vec<String> = tokenize(&text, m.align)
-                        .into_iter()
-                        .map(|(t, _, _)| t)
-                        .collect();
-                    m.attention(&tokens)
-                });
+                let result = self.model(&model).and_then(|m| attention_of_text(m, &text));
                 match result {
                     Ok(a) => self.send(Event::Attention {
                         request,
@@ -487,40 +481,22 @@ pub fn load_run(dir: &Path) -> anyhow::Result<LoadedRun> {
     })
 }
 
+/// The best model's dev report, recomputed from its saved predictions, and the dev sentences
+/// with both sides' tags for browsing.
 fn dev_report(
     dir: &Path,
     config: &RunConfig,
     dev_src: &str,
 ) -> anyhow::Result<(crate::metrics::ScoreReport, DevView)> {
     let gold = load_corpus(dev_src, config.data.format, &Hub::from_env(true))?;
-    let pred_file = ["tsv", "txt", "conll"]
-        .iter()
-        .map(|e| dir.join(format!("dev-predictions.{e}")))
-        .find(|p| p.exists())
-        .ok_or_else(|| anyhow::anyhow!("no dev predictions yet"))?;
-    let pred = crate::data::read(
-        &pred_file,
-        &crate::data::ReadOptions::with_format(gold.format),
-    )?;
-    gold.check_same_tokens(&pred)?;
-    let gv = gold.view();
-    let pv = gold.view_of(pred.sentences.iter().map(|s| s.tags.as_slice()));
-    let opts = crate::metrics::ScoreOptions {
-        scheme: gold.scheme,
-        char_level: gold.format.char_level(),
-        ..Default::default()
-    };
-    let mut report = crate::metrics::score(&gv.tags, &pv.tags, None, &opts)?;
-    report.calibration = std::fs::read_to_string(dir.join("dev-calibration.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
+    let scored = score_saved_predictions(dir, &gold)?;
     let view = DevView {
         ids: gold.sentences.iter().map(|s| s.id.clone()).collect(),
         tokens: gold.sentences.iter().map(|s| s.tokens.clone()).collect(),
-        positions: gv.positions,
-        gold: gv.tags,
-        pred: pv.tags,
+        positions: scored.gold.positions,
+        gold: scored.gold.tags,
+        pred: scored.pred.tags,
         space_tokens: gold.format.space_tokens(),
     };
-    Ok((report, view))
+    Ok((scored.report, view))
 }

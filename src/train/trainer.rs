@@ -20,7 +20,8 @@ use super::sources::{load_corpus, resolve_model};
 use crate::data::hub::Hub;
 use crate::data::sample::{k_shot, random_subset};
 use crate::data::{Corpus, write};
-use crate::metrics::{ScoreOptions, ScoreReport, score};
+use crate::infer::evaluate;
+use crate::metrics::ScoreReport;
 use crate::model::align::AlignMode;
 use crate::model::backbone::Backbone;
 use crate::model::batch::Example;
@@ -289,31 +290,6 @@ fn encode_stage(model: &NerModel, corpora: &[Corpus]) -> anyhow::Result<Vec<Exam
         }
     }
     Ok(out)
-}
-
-/// Dev (or other) evaluation: predictions, their confidences, and the full score report.
-pub fn evaluate(
-    model: &NerModel,
-    corpus: &Corpus,
-    batch_size: usize,
-) -> anyhow::Result<(ScoreReport, Vec<Vec<String>>)> {
-    let tokens: Vec<Vec<String>> = corpus.sentences.iter().map(|s| s.tokens.clone()).collect();
-    let tagged = model.tag_as(&tokens, batch_size, align_mode(corpus))?;
-    let pred: Vec<Vec<String>> = tagged.iter().map(|t| t.tags.clone()).collect();
-    let gold = corpus.view();
-    let pv = corpus.view_of(pred.iter().map(Vec::as_slice));
-    let conf: Vec<Vec<f64>> = gold
-        .positions
-        .iter()
-        .zip(&tagged)
-        .map(|(pos, t)| pos.iter().map(|&i| f64::from(t.confidence[i])).collect())
-        .collect();
-    let opts = ScoreOptions {
-        scheme: corpus.scheme,
-        char_level: corpus.format.char_level(),
-        ..ScoreOptions::default()
-    };
-    Ok((score(&gold.tags, &pv.tags, Some(&conf), &opts)?, pred))
 }
 
 /// Symmetric KL divergence between two passes' class distributions, mean over real units.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::cli::tag::TextSpan;
+use crate::infer::TextSpan;
 use crate::metrics::ScoreReport;
 use crate::protocol::{CurvePoint, DevView, EvalPoint, Event, LoadedRun, RunId};
 use crate::train::RunConfig;
@@ -90,9 +90,7 @@ impl RunEntry {
 
     /// Its best model, for tagging and attention (a run directory with `best/`).
     pub fn model_dir(&self) -> Option<&Path> {
-        self.dir
-            .as_deref()
-            .filter(|d| d.join("best/nerlab-model.json").exists())
+        self.dir.as_deref().filter(|d| crate::infer::has_model(d))
     }
 }
 
