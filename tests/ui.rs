@@ -16,8 +16,7 @@ use nerlab::metrics::{ScoreOptions, score};
 use nerlab::protocol::{CurvePoint, DevView, EvalPoint, Event, LoadedRun};
 use nerlab::train::RunConfig;
 use nerlab::train::run_dir::{RunDir, RunState};
-use nerlab::ui::app::PanelKind;
-use nerlab::ui::{NerlabApp, RunStore, UiState};
+use nerlab::ui::{NerlabApp, PanelKind, RunStore, UiState};
 use nerlab::worker::WorkerHandle;
 
 fn temp_dir(name: &str) -> PathBuf {

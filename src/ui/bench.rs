@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::app::{NerlabApp, PanelKind, UiState};
+use super::app::NerlabApp;
+use super::state::{PanelKind, UiState};
 use super::store::RunStore;
 use crate::train::RunConfig;
 use crate::train::sources::apply_preset;
@@ -96,13 +97,6 @@ pub fn frame_times(seconds: f64, training_threads: Option<usize>) -> anyhow::Res
         PanelKind::Tagger,
         PanelKind::Experiments,
     ];
-    let name = |p: PanelKind| {
-        PanelKind::ALL
-            .iter()
-            .find(|(k, _)| *k == p)
-            .map_or("?", |(_, n)| *n)
-            .to_string()
-    };
     let mut times: Vec<(PanelKind, f64)> = Vec::new();
     let period = Duration::from_micros(16_667);
     let bench_start = Instant::now();
@@ -157,7 +151,7 @@ pub fn frame_times(seconds: f64, training_threads: Option<usize>) -> anyhow::Res
                 .map(|(_, t)| *t)
                 .collect();
             v.sort_by(f64::total_cmp);
-            (name(*p), percentile(&v, 99.0))
+            (p.to_string(), percentile(&v, 99.0))
         })
         .collect();
     Ok(FrameStats {

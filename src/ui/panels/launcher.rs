@@ -5,7 +5,7 @@
 use egui::{RichText, Ui};
 use serde::{Deserialize, Serialize};
 
-use super::super::app::{Action, PanelCtx, PathTarget};
+use super::super::context::{Action, PanelCtx, PathTarget};
 use super::super::store::Phase;
 use super::super::theme;
 use super::super::widgets::{error_text_ui, labeled};

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use egui::{RichText, Ui};
 use serde::{Deserialize, Serialize};
 
-use super::super::app::{Action, PanelCtx};
+use super::super::context::{Action, PanelCtx};
 use super::super::store::{RunEntry, TagResult};
 use super::super::theme::{self, Theme};
 use super::super::widgets::{SentenceItem, sentence_list_labeled};
