@@ -18,7 +18,7 @@ use super::panels::{
 use super::state::{PanelKind, UiState};
 use super::store::{Phase, RunStore};
 use super::theme::{self, Theme};
-use crate::protocol::{Command, Event, RunId};
+use crate::protocol::{Command, Event, RunId, TrainRequest};
 use crate::train::RunConfig;
 use crate::train::run_dir::list_runs;
 use crate::worker::WorkerHandle;
@@ -370,8 +370,7 @@ impl NerlabApp {
                 self.state.selected = Some(name);
                 self.send(Command::Train {
                     id,
-                    config: Box::new(config),
-                    resume: None,
+                    request: TrainRequest::New(Box::new(config)),
                 });
             }
             Action::ResumeRun(dir) => {
@@ -394,8 +393,7 @@ impl NerlabApp {
                 }
                 self.send(Command::Train {
                     id,
-                    config: Box::new(RunConfig::default()),
-                    resume: Some(dir),
+                    request: TrainRequest::Resume(dir),
                 });
                 self.state.selected = Some(name);
             }

@@ -54,15 +54,16 @@ pub fn frame_times(seconds: f64, training_threads: Option<usize>) -> anyhow::Res
         panel: PanelKind::Curves,
         ..UiState::default()
     };
-    let mut app =
-        NerlabApp::with_parts(state, RunStore::default(), Some(WorkerHandle::spawn(None)?));
+    // The worker decides the cap (all cores but one when None); the run, launched without a
+    // thread count, trains with it.
+    let worker = WorkerHandle::spawn(training_threads)?;
+    let threads = worker.threads();
+    let mut app = NerlabApp::with_parts(state, RunStore::default(), Some(worker));
     let mut config = RunConfig::default();
     apply_preset("demo", &mut config).map_err(anyhow::Error::msg)?;
-    config.threads = training_threads;
     // Long enough that training outlasts the measurement (dropping the app stops it).
     config.train.epochs = 10_000;
     config.train.patience = 0;
-    let threads = crate::model::device::default_threads(training_threads);
     app.launch(config);
     let size = egui::vec2(1280.0, 820.0);
     let raw = |t: f64, events: Vec<egui::Event>| egui::RawInput {

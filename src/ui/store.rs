@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::infer::TextSpan;
 use crate::metrics::ScoreReport;
-use crate::protocol::{CurvePoint, DevView, EvalPoint, Event, LoadedRun, RunId};
+use crate::protocol::{CurvePoint, DevView, EvalPoint, Event, LoadedRun, RunFiles, RunId};
 use crate::train::RunConfig;
 use crate::train::run_dir::RunState;
 use crate::train::trainer::StepMetrics;
@@ -62,6 +62,8 @@ pub struct RunEntry {
     pub dev: Option<DevView>,
     pub messages: Vec<String>,
     pub error: Option<String>,
+    /// What its folder holds (a best model, a checkpoint), as the worker last reported it.
+    pub files: RunFiles,
     /// Bumped whenever the curve changes, so cached decimations know to refresh.
     pub revision: u64,
 }
@@ -84,13 +86,14 @@ impl RunEntry {
             dev: None,
             messages: Vec::new(),
             error: None,
+            files: RunFiles::default(),
             revision: 0,
         }
     }
 
     /// Its best model, for tagging and attention (a run directory with `best/`).
     pub fn model_dir(&self) -> Option<&Path> {
-        self.dir.as_deref().filter(|d| crate::infer::has_model(d))
+        self.dir.as_deref().filter(|_| self.files.has_model)
     }
 }
 
@@ -181,8 +184,10 @@ impl RunStore {
                 step,
                 report,
                 best,
+                files,
             } => {
                 if let Some(r) = self.by_id_mut(id) {
+                    r.files = files;
                     r.evals.push(EvalPoint {
                         step,
                         micro_f1: report.micro.f1,
@@ -213,16 +218,19 @@ impl RunStore {
                 state,
                 best_f1,
                 message,
+                files,
             } => {
                 if let Some(r) = self.by_id_mut(id) {
+                    r.files = files;
                     r.phase = Phase::Active(state);
                     r.dir = Some(dir);
                     r.best_f1 = best_f1.or(r.best_f1);
                     r.messages.push(message);
                 }
             }
-            Event::Failed { id, message } => {
+            Event::Failed { id, message, files } => {
                 if let Some(r) = id.and_then(|id| self.by_id_mut(id)) {
+                    r.files = files.unwrap_or(r.files);
                     r.phase = Phase::Active(RunState::Failed);
                     r.error = Some(message.clone());
                     self.banners.push(format!("run failed: {message}"));
@@ -271,6 +279,7 @@ impl RunStore {
                 step,
                 total_steps,
                 message,
+                files,
             } => {
                 // Only runs another process trains: this session's runs speak for themselves.
                 if let Some(r) = self
@@ -282,6 +291,7 @@ impl RunStore {
                     r.step = step;
                     r.total_steps = total_steps;
                     r.error = ended_badly(state).then_some(message);
+                    r.files = files;
                 }
             }
             Event::Stopped => self.worker_stopped = true,
@@ -326,6 +336,7 @@ impl RunStore {
             }
         };
         let r = &mut self.runs[idx];
+        r.files = run.files;
         if r.id.is_none() || !r.phase.is_live() {
             r.phase = Phase::Active(run.state);
             r.step = run.step;
