@@ -41,21 +41,18 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((q / 100.0) * (sorted.len() - 1) as f64).round() as usize]
 }
 
-/// Measures `seconds` of frames at 1280x820 points while the demo preset trains with
-/// `training_threads` threads (None: all cores but one, the workbench's default).
-pub fn frame_times(seconds: f64, training_threads: Option<usize>) -> anyhow::Result<FrameStats> {
-    let runs_dir: PathBuf =
-        std::env::temp_dir().join(format!("nerlab-ui-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&runs_dir);
-    let ctx = egui::Context::default();
-    super::fonts::install(&ctx);
+/// The workbench on the Curves panel with the demo preset launched, and the threads it trains
+/// with. The worker decides the cap (all cores but one when None); the run, launched without a
+/// thread count, trains with it.
+fn training_app(
+    runs_dir: &std::path::Path,
+    training_threads: Option<usize>,
+) -> anyhow::Result<(NerlabApp, usize)> {
     let state = UiState {
-        runs_dir: Some(runs_dir.clone()),
+        runs_dir: Some(runs_dir.to_path_buf()),
         panel: PanelKind::Curves,
         ..UiState::default()
     };
-    // The worker decides the cap (all cores but one when None); the run, launched without a
-    // thread count, trains with it.
     let worker = WorkerHandle::spawn(training_threads)?;
     let threads = worker.threads();
     let mut app = NerlabApp::with_parts(state, RunStore::default(), Some(worker));
@@ -65,6 +62,18 @@ pub fn frame_times(seconds: f64, training_threads: Option<usize>) -> anyhow::Res
     config.train.epochs = 10_000;
     config.train.patience = 0;
     app.launch(config);
+    Ok((app, threads))
+}
+
+/// Measures `seconds` of frames at 1280x820 points while the demo preset trains with
+/// `training_threads` threads (None: all cores but one, the workbench's default).
+pub fn frame_times(seconds: f64, training_threads: Option<usize>) -> anyhow::Result<FrameStats> {
+    let runs_dir: PathBuf =
+        std::env::temp_dir().join(format!("nerlab-ui-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&runs_dir);
+    let ctx = egui::Context::default();
+    super::fonts::install(&ctx);
+    let (mut app, threads) = training_app(&runs_dir, training_threads)?;
     let size = egui::vec2(1280.0, 820.0);
     let raw = |t: f64, events: Vec<egui::Event>| egui::RawInput {
         screen_rect: Some(egui::Rect::from_min_size(egui::Pos2::ZERO, size)),

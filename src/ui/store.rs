@@ -185,26 +185,7 @@ impl RunStore {
                 report,
                 best,
                 files,
-            } => {
-                if let Some(r) = self.by_id_mut(id) {
-                    r.files = files;
-                    r.evals.push(EvalPoint {
-                        step,
-                        micro_f1: report.micro.f1,
-                        macro_f1: report.macro_avg.f1,
-                        per_type: report
-                            .per_type
-                            .iter()
-                            .map(|(t, s)| (t.clone(), s.f1))
-                            .collect(),
-                    });
-                    if best {
-                        r.best_f1 = Some(report.micro.f1);
-                    }
-                    r.report = Some(report);
-                    r.revision += 1;
-                }
-            }
+            } => self.evaluated(id, step, report, best, files),
             Event::Paused(id) => self.set_phase(id, RunState::Paused),
             Event::Resumed(id) => self.set_phase(id, RunState::Running),
             Event::Message { id, text } => {
@@ -242,23 +223,11 @@ impl RunStore {
                 request,
                 text,
                 spans,
-            } => {
-                self.tagged.insert(
-                    request,
-                    TagResult {
-                        request,
-                        text,
-                        spans,
-                    },
-                );
-                // Keep the map small: only the newest answers matter.
-                while self.tagged.len() > 16 {
-                    let Some(&k) = self.tagged.keys().next() else {
-                        break;
-                    };
-                    self.tagged.remove(&k);
-                }
-            }
+            } => self.tag_answer(TagResult {
+                request,
+                text,
+                spans,
+            }),
             Event::Attention {
                 request,
                 tokens,
@@ -295,6 +264,45 @@ impl RunStore {
                 }
             }
             Event::Stopped => self.worker_stopped = true,
+        }
+    }
+
+    fn evaluated(
+        &mut self,
+        id: RunId,
+        step: usize,
+        report: Box<ScoreReport>,
+        best: bool,
+        files: RunFiles,
+    ) {
+        if let Some(r) = self.by_id_mut(id) {
+            r.files = files;
+            r.evals.push(EvalPoint {
+                step,
+                micro_f1: report.micro.f1,
+                macro_f1: report.macro_avg.f1,
+                per_type: report
+                    .per_type
+                    .iter()
+                    .map(|(t, s)| (t.clone(), s.f1))
+                    .collect(),
+            });
+            if best {
+                r.best_f1 = Some(report.micro.f1);
+            }
+            r.report = Some(report);
+            r.revision += 1;
+        }
+    }
+
+    fn tag_answer(&mut self, answer: TagResult) {
+        self.tagged.insert(answer.request, answer);
+        // Keep the map small: only the newest answers matter.
+        while self.tagged.len() > 16 {
+            let Some(&k) = self.tagged.keys().next() else {
+                break;
+            };
+            self.tagged.remove(&k);
         }
     }
 
