@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::cli::tag::TextSpan;
+use crate::infer::TextSpan;
 use crate::metrics::ScoreReport;
 use crate::train::RunConfig;
 use crate::train::run_dir::RunState;
@@ -16,11 +16,10 @@ pub type RunId = u64;
 /// UI -> worker.
 #[derive(Debug, Clone)]
 pub enum Command {
-    /// Start a run (queued behind the current one), or resume the run in `resume`.
+    /// Start a new run or resume one (queued behind the current run).
     Train {
         id: RunId,
-        config: Box<RunConfig>,
-        resume: Option<PathBuf>,
+        request: TrainRequest,
     },
     Pause(RunId),
     Resume(RunId),
@@ -51,6 +50,24 @@ pub enum Command {
     Shutdown,
 }
 
+/// What to train: a new run from its configuration, or the run in a directory, continued from its
+/// checkpoint with its own saved configuration.
+#[derive(Debug, Clone)]
+pub enum TrainRequest {
+    New(Box<RunConfig>),
+    Resume(PathBuf),
+}
+
+/// What a run folder holds that the workbench offers actions on, read by the worker so the UI
+/// never touches the file system while drawing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunFiles {
+    /// A trained model in `best/` (tagging and attention work).
+    pub has_model: bool,
+    /// A published checkpoint (the run can be resumed).
+    pub has_checkpoint: bool,
+}
+
 /// One point of a training curve.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CurvePoint {
@@ -71,12 +88,14 @@ pub struct LoadedRun {
     pub curve: Vec<CurvePoint>,
     /// (step, micro F1, macro F1, per-type F1) of each evaluation.
     pub evals: Vec<EvalPoint>,
-    /// The best model's dev report (`report.json`'s `dev`), when the run has one.
+    /// The best model's dev report, recomputed from the saved dev predictions (with the saved
+    /// calibration), when the run has them.
     pub report: Option<Box<ScoreReport>>,
     /// The dev corpus's sentences (tokens and gold tags) and the best model's predictions, for
     /// error browsing.
     pub dev: Option<DevView>,
     pub message: String,
+    pub files: RunFiles,
 }
 
 /// One evaluation's headline numbers.
@@ -115,7 +134,9 @@ pub enum Event {
         resumed_from: Option<usize>,
     },
     /// The latest step's numbers and every curve point since the last progress event
-    /// (a few progress events a second, however fast steps are).
+    /// (a few progress events a second, however fast steps are). When the UI lags so far behind
+    /// that the channel is full, the event is not sent and its points ride with the next one:
+    /// no curve point is lost.
     Progress {
         id: RunId,
         last: StepMetrics,
@@ -126,6 +147,8 @@ pub enum Event {
         step: usize,
         report: Box<ScoreReport>,
         best: bool,
+        /// The run folder as it is after this evaluation (a best one has just saved `best/`).
+        files: RunFiles,
     },
     Paused(RunId),
     Resumed(RunId),
@@ -139,11 +162,14 @@ pub enum Event {
         state: RunState,
         best_f1: Option<f64>,
         message: String,
+        files: RunFiles,
     },
     /// A run, or a request, failed; the worker carries on.
     Failed {
         id: Option<RunId>,
         message: String,
+        /// The failed run's folder, when it had one.
+        files: Option<RunFiles>,
     },
     Tagged {
         request: u64,
@@ -167,6 +193,7 @@ pub enum Event {
         step: usize,
         total_steps: usize,
         message: String,
+        files: RunFiles,
     },
     /// The worker thread ended (after `Shutdown`).
     Stopped,

@@ -7,16 +7,21 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 
-use crate::cli::tag::{load_model, model_dir, tag_texts, tokenize};
 use crate::data::hub::Hub;
+use crate::infer::{
+    attention_of_text, has_model, load_model, model_dir, score_saved_predictions, tag_texts,
+};
 use crate::model::ner::NerModel;
-use crate::protocol::{Command, CurvePoint, DevView, EvalPoint, Event, LoadedRun, RunId};
+use crate::protocol::{
+    Command, CurvePoint, DevView, EvalPoint, Event, LoadedRun, RunFiles, RunId, TrainRequest,
+};
 use crate::train::run_dir::{MetricsLine, RunDir};
 use crate::train::sources::load_corpus;
 use crate::train::{Control, Observer, RunConfig, TrainEvent, train};
@@ -30,23 +35,27 @@ pub struct WorkerHandle {
     commands: Sender<Command>,
     events: Receiver<Event>,
     thread: Option<JoinHandle<()>>,
+    threads: usize,
 }
 
 impl WorkerHandle {
     /// Starts the worker thread; `threads` caps the CPU threads of tensor work (default: all
-    /// cores but one, which stays with the UI).
+    /// cores but one, which stays with the UI). This is where the workbench's cap is decided:
+    /// runs launched here without a thread count get this one.
     pub fn spawn(threads: Option<usize>) -> std::io::Result<Self> {
+        let threads = crate::model::device::default_threads(threads);
         let (ctx, crx) = bounded(256);
         let (etx, erx) = bounded(4096);
         let thread = std::thread::Builder::new()
             .name("nerlab-worker".into())
-            .spawn(move || {
-                let threads = crate::model::device::default_threads(threads);
-                let run = || Worker::new(crx, etx.clone(), threads).run();
-                if let Err(e) = crate::model::device::with_threads(threads, run) {
+            .spawn(move || match crate::model::device::thread_pool(threads) {
+                // The loop stays on this thread; each command's work runs in the pool.
+                Ok(pool) => Worker::new(crx, etx, threads, Arc::new(pool)).run(),
+                Err(e) => {
                     let _ = etx.send(Event::Failed {
                         id: None,
                         message: format!("worker: {e:#}"),
+                        files: None,
                     });
                 }
             })?;
@@ -54,7 +63,13 @@ impl WorkerHandle {
             commands: ctx,
             events: erx,
             thread: Some(thread),
+            threads,
         })
+    }
+
+    /// The CPU threads the worker's tensor work runs on (and runs launched without a count get).
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 
     /// Sends a command; fails only when the worker is gone.
@@ -97,6 +112,8 @@ struct Worker {
     models: HashMap<PathBuf, (ModelStamp, NerModel)>,
     shutting_down: bool,
     threads: usize,
+    /// Where tensor work runs, capped at `threads` (candle's CPU kernels use the current pool).
+    pool: Arc<rayon::ThreadPool>,
 }
 
 fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
@@ -107,7 +124,12 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 impl Worker {
-    fn new(commands: Receiver<Command>, events: Sender<Event>, threads: usize) -> Self {
+    fn new(
+        commands: Receiver<Command>,
+        events: Sender<Event>,
+        threads: usize,
+        pool: Arc<rayon::ThreadPool>,
+    ) -> Self {
         Self {
             commands,
             events,
@@ -115,6 +137,7 @@ impl Worker {
             models: HashMap::new(),
             shutting_down: false,
             threads,
+            pool,
         }
     }
 
@@ -135,12 +158,15 @@ impl Worker {
             if matches!(cmd, Command::Shutdown) {
                 break;
             }
-            let result =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(cmd)));
+            let pool = Arc::clone(&self.pool);
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                pool.install(|| self.handle(cmd))
+            }));
             if let Err(p) = result {
                 self.send(Event::Failed {
                     id: None,
                     message: format!("the worker recovered from a panic: {}", panic_message(&p)),
+                    files: None,
                 });
             }
             if self.shutting_down {
@@ -153,12 +179,18 @@ impl Worker {
     /// Requests that need no running training.
     fn handle(&mut self, cmd: Command) {
         match cmd {
-            Command::Train { id, config, resume } => self.train(id, *config, resume),
+            Command::Train { id, request } => self.train(id, request),
             other => self.answer(other, None),
         }
     }
 
-    fn train(&mut self, id: RunId, mut config: RunConfig, resume: Option<PathBuf>) {
+    fn train(&mut self, id: RunId, request: TrainRequest) {
+        // The trainer reads only the thread count from the configuration it gets to resume
+        // (the run's own config.toml is used).
+        let (mut config, resume) = match request {
+            TrainRequest::New(config) => (*config, None),
+            TrainRequest::Resume(dir) => (RunConfig::default(), Some(dir)),
+        };
         config.threads.get_or_insert(self.threads);
         let control = Control::default();
         let mut obs = WorkerObserver {
@@ -168,15 +200,18 @@ impl Worker {
             pending: Vec::new(),
             last_flush: Instant::now(),
             last: None,
+            dir: None,
         };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             train(config, resume.as_deref(), &mut obs, control.clone())
         }));
         obs.flush();
+        let files = obs.dir.take().map(|d| run_files(&d));
         match result {
             Ok(Ok(outcome)) => {
                 self.send(Event::Finished {
                     id,
+                    files: run_files(&outcome.dir),
                     dir: outcome.dir,
                     state: outcome.state,
                     best_f1: outcome.best_f1,
@@ -186,10 +221,12 @@ impl Worker {
             Ok(Err(e)) => self.send(Event::Failed {
                 id: Some(id),
                 message: format!("{e:#}"),
+                files,
             }),
             Err(p) => self.send(Event::Failed {
                 id: Some(id),
                 message: format!("training panicked: {}", panic_message(&p)),
+                files,
             }),
         }
     }
@@ -248,6 +285,7 @@ impl Worker {
                     Err(e) => self.send(Event::Failed {
                         id: None,
                         message: format!("tagging: {e:#}"),
+                        files: None,
                     }),
                 }
             }
@@ -256,13 +294,7 @@ impl Worker {
                 model,
                 text,
             } => {
-                let result = self.model(&model).and_then(|m| {
-                    let tokens: Vec<String> = tokenize(&text, m.align)
-                        .into_iter()
-                        .map(|(t, _, _)| t)
-                        .collect();
-                    m.attention(&tokens)
-                });
+                let result = self.model(&model).and_then(|m| attention_of_text(m, &text));
                 match result {
                     Ok(a) => self.send(Event::Attention {
                         request,
@@ -273,6 +305,7 @@ impl Worker {
                     Err(e) => self.send(Event::Failed {
                         id: None,
                         message: format!("attention: {e:#}"),
+                        files: None,
                     }),
                 }
             }
@@ -280,12 +313,14 @@ impl Worker {
                 for dir in dirs {
                     if let Ok(run) = RunDir::open(&dir) {
                         let s = run.status();
+                        let files = run_files(&dir);
                         self.send(Event::RunStatus {
                             dir,
                             state: s.state,
                             step: s.step,
                             total_steps: s.total_steps,
                             message: s.message,
+                            files,
                         });
                     }
                 }
@@ -295,6 +330,7 @@ impl Worker {
                 Err(e) => self.send(Event::Failed {
                     id: None,
                     message: format!("{}: {e:#}", dir.display()),
+                    files: None,
                 }),
             },
         }
@@ -350,19 +386,25 @@ struct WorkerObserver<'a> {
     pending: Vec<CurvePoint>,
     last_flush: Instant,
     last: Option<crate::train::trainer::StepMetrics>,
+    /// The run's folder, once training has started.
+    dir: Option<PathBuf>,
 }
 
 impl WorkerObserver<'_> {
     fn flush(&mut self) {
         if let Some(last) = self.last.take() {
             let points = std::mem::take(&mut self.pending);
-            // Progress may be dropped when the UI is far behind; it is superseded by the next.
-            if let Err(TrySendError::Full(_)) = self.worker.events.try_send(Event::Progress {
-                id: self.id,
-                last,
-                points,
-            }) {
-                self.pending.clear();
+            // When the UI is far behind and the channel is full, this event is not sent: its
+            // step numbers are superseded by the next event's, and its curve points are kept to
+            // ride with the next event, so the curve never loses a point.
+            if let Err(TrySendError::Full(Event::Progress { points, .. })) =
+                self.worker.events.try_send(Event::Progress {
+                    id: self.id,
+                    last,
+                    points,
+                })
+            {
+                self.pending = points;
             }
         }
         self.last_flush = Instant::now();
@@ -398,23 +440,28 @@ impl Observer for WorkerObserver<'_> {
                 parameters,
                 resumed_from,
                 ..
-            } => self.worker.send(Event::Started {
-                id,
-                dir,
-                total_steps,
-                train_sentences,
-                parameters,
-                resumed_from,
-            }),
+            } => {
+                self.dir = Some(dir.clone());
+                self.worker.send(Event::Started {
+                    id,
+                    dir,
+                    total_steps,
+                    train_sentences,
+                    parameters,
+                    resumed_from,
+                });
+            }
             TrainEvent::Evaluated {
                 step, report, best, ..
             } => {
                 self.flush();
+                let files = self.dir.as_deref().map(run_files).unwrap_or_default();
                 self.worker.send(Event::Evaluated {
                     id,
                     step,
                     report,
                     best,
+                    files,
                 });
             }
             TrainEvent::Paused => self.worker.send(Event::Paused(id)),
@@ -426,6 +473,15 @@ impl Observer for WorkerObserver<'_> {
 
     fn idle(&mut self) {
         self.poll();
+    }
+}
+
+/// What a run folder holds that the workbench offers actions on (tagging with its best model,
+/// resuming from its checkpoint).
+fn run_files(dir: &Path) -> RunFiles {
+    RunFiles {
+        has_model: has_model(dir),
+        has_checkpoint: RunDir::open(dir).is_ok_and(|r| r.latest_checkpoint().is_some()),
     }
 }
 
@@ -474,40 +530,26 @@ pub fn load_run(dir: &Path) -> anyhow::Result<LoadedRun> {
         report,
         dev,
         message: status.message,
+        files: run_files(dir),
     })
 }
 
+/// The best model's dev report, recomputed from its saved predictions, and the dev sentences
+/// with both sides' tags for browsing.
 fn dev_report(
     dir: &Path,
     config: &RunConfig,
     dev_src: &str,
 ) -> anyhow::Result<(crate::metrics::ScoreReport, DevView)> {
     let gold = load_corpus(dev_src, config.data.format, &Hub::from_env(true))?;
-    let run = RunDir::open(dir)?;
-    let pred_file = run
-        .dev_predictions()
-        .ok_or_else(|| anyhow::anyhow!("no dev predictions yet"))?;
-    let pred = crate::data::read(
-        &pred_file,
-        &crate::data::ReadOptions::with_format(gold.format),
-    )?;
-    gold.check_same_tokens(&pred)?;
-    let gv = gold.view();
-    let pv = gold.view_of(pred.sentences.iter().map(|s| s.tags.as_slice()));
-    let opts = crate::metrics::ScoreOptions {
-        scheme: gold.scheme,
-        char_level: gold.format.char_level(),
-        ..Default::default()
-    };
-    let mut report = crate::metrics::score(&gv.tags, &pv.tags, None, &opts)?;
-    report.calibration = run.dev_calibration();
+    let scored = score_saved_predictions(dir, &gold)?;
     let view = DevView {
         ids: gold.sentences.iter().map(|s| s.id.clone()).collect(),
         tokens: gold.sentences.iter().map(|s| s.tokens.clone()).collect(),
-        positions: gv.positions,
-        gold: gv.tags,
-        pred: pv.tags,
+        positions: scored.gold.positions,
+        gold: scored.gold.tags,
+        pred: scored.pred.tags,
         space_tokens: gold.format.space_tokens(),
     };
-    Ok((report, view))
+    Ok((scored.report, view))
 }

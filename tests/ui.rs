@@ -13,11 +13,10 @@ use egui::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use nerlab::metrics::{ScoreOptions, score};
-use nerlab::protocol::{CurvePoint, DevView, EvalPoint, Event, LoadedRun};
+use nerlab::protocol::{CurvePoint, DevView, EvalPoint, Event, LoadedRun, RunFiles};
 use nerlab::train::RunConfig;
 use nerlab::train::run_dir::{RunDir, RunState};
-use nerlab::ui::app::PanelKind;
-use nerlab::ui::{NerlabApp, RunStore, UiState};
+use nerlab::ui::{NerlabApp, PanelKind, RunStore, UiState};
 use nerlab::worker::WorkerHandle;
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -54,9 +53,7 @@ fn canned_run(dir: &Path) -> LoadedRun {
         })
         .collect();
     let report = score(&gold, &pred, Some(&confidence), &ScoreOptions::default()).unwrap();
-    // The attention panel and the tagger need a saved model; its presence is what they check.
-    std::fs::create_dir_all(dir.join("best")).unwrap();
-    std::fs::write(dir.join("best/nerlab-model.json"), "{}").unwrap();
+    // The attention panel and the tagger need a saved model; the worker reports that it has one.
     LoadedRun {
         dir: dir.to_path_buf(),
         config: Some(RunConfig::default()),
@@ -89,6 +86,10 @@ fn canned_run(dir: &Path) -> LoadedRun {
         }),
         report: Some(Box::new(report)),
         message: String::new(),
+        files: RunFiles {
+            has_model: true,
+            has_checkpoint: false,
+        },
     }
 }
 
@@ -457,6 +458,7 @@ fn a_failed_run_read_from_disk_shows_its_reason_everywhere() {
         report: None,
         dev: None,
         message: message.into(),
+        files: RunFiles::default(),
     })));
     for (panel, says) in [
         (PanelKind::Launcher, format!("klue-hub: {message}")),

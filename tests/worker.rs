@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nerlab::protocol::{Command, Event};
+use nerlab::protocol::{Command, Event, TrainRequest};
 use nerlab::train::RunConfig;
 use nerlab::train::run_dir::{RunDir, RunState};
 use nerlab::ui::RunStore;
@@ -70,8 +70,7 @@ fn a_run_streams_progress_evaluations_and_its_end() {
     let w = WorkerHandle::spawn(Some(1)).unwrap();
     w.send(Command::Train {
         id: 1,
-        config: Box::new(config(&dir.0, "a", 2)),
-        resume: None,
+        request: TrainRequest::New(Box::new(config(&dir.0, "a", 2))),
     })
     .unwrap();
     let events = wait_for(&w, "the end of the run", |e| {
@@ -170,8 +169,7 @@ fn pause_tag_while_paused_resume_and_stop() {
     // A model to tag with while the next run is paused.
     w.send(Command::Train {
         id: 1,
-        config: Box::new(config(&dir.0, "small", 1)),
-        resume: None,
+        request: TrainRequest::New(Box::new(config(&dir.0, "small", 1))),
     })
     .unwrap();
     let ev = wait_for(&w, "the first run", |e| {
@@ -183,8 +181,7 @@ fn pause_tag_while_paused_resume_and_stop() {
 
     w.send(Command::Train {
         id: 2,
-        config: Box::new(config(&dir.0, "long", 50)),
-        resume: None,
+        request: TrainRequest::New(Box::new(config(&dir.0, "long", 50))),
     })
     .unwrap();
     wait_for(&w, "progress", |e| {
@@ -228,8 +225,7 @@ fn a_panic_becomes_one_failed_event_and_the_worker_goes_on() {
     c.train.inject_panic_at_step = Some(3);
     w.send(Command::Train {
         id: 1,
-        config: Box::new(c),
-        resume: None,
+        request: TrainRequest::New(Box::new(c)),
     })
     .unwrap();
     let ev = wait_for(&w, "the failure", |e| {
@@ -238,6 +234,7 @@ fn a_panic_becomes_one_failed_event_and_the_worker_goes_on() {
     let Some(Event::Failed {
         id: Some(1),
         message,
+        ..
     }) = ev.last()
     else {
         panic!("{ev:?}")
@@ -253,8 +250,7 @@ fn a_panic_becomes_one_failed_event_and_the_worker_goes_on() {
     // Still alive and working.
     w.send(Command::Train {
         id: 2,
-        config: Box::new(config(&dir.0, "after", 1)),
-        resume: None,
+        request: TrainRequest::New(Box::new(config(&dir.0, "after", 1))),
     })
     .unwrap();
     let ev = wait_for(&w, "the next run", |e| {
@@ -273,8 +269,7 @@ fn dropping_the_handle_mid_run_leaves_a_resumable_checkpoint() {
     let w = WorkerHandle::spawn(Some(1)).unwrap();
     w.send(Command::Train {
         id: 1,
-        config: Box::new(config(&dir.0, "dropped", 50)),
-        resume: None,
+        request: TrainRequest::New(Box::new(config(&dir.0, "dropped", 50))),
     })
     .unwrap();
     wait_for(&w, "progress", |e| matches!(e, Event::Progress { .. }));
@@ -301,8 +296,7 @@ fn a_rewritten_best_model_is_reloaded() {
     for (id, name, epochs) in [(1, "a", 1), (2, "b", 3)] {
         w.send(Command::Train {
             id,
-            config: Box::new(config(&dir.0, name, epochs)),
-            resume: None,
+            request: TrainRequest::New(Box::new(config(&dir.0, name, epochs))),
         })
         .unwrap();
         let ev = wait_for(&w, "a run", |e| {
@@ -360,15 +354,14 @@ fn a_run_that_fails_before_its_first_step_is_no_ghost_after_a_restart() {
         let w = WorkerHandle::spawn(Some(1)).unwrap();
         w.send(Command::Train {
             id: 1,
-            config: Box::new(c),
-            resume: None,
+            request: TrainRequest::New(Box::new(c)),
         })
         .unwrap();
         let ev = wait_for(&w, "the failure", |e| {
             matches!(e, Event::Failed { .. } | Event::Finished { .. })
         });
         assert!(
-            matches!(ev.last(), Some(Event::Failed { id: Some(1), message }) if message.contains("UTF-16")),
+            matches!(ev.last(), Some(Event::Failed { id: Some(1), message, .. }) if message.contains("UTF-16")),
             "{ev:?}"
         );
     } // the window closes

@@ -5,11 +5,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::tag::load_model;
 use crate::data::Format;
 use crate::data::hub::Hub;
+use crate::infer::{evaluate, load_model};
 use crate::train::sources::load_corpus;
-use crate::train::trainer::evaluate;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {

@@ -61,8 +61,8 @@ pub struct GuiArgs {
     #[arg(long)]
     pub fresh: bool,
     /// Open on this panel: launch, curves, confusion, errors, attention, calibration, tagger, experiments.
-    #[arg(long, value_parser = parse_panel)]
-    pub panel: Option<crate::ui::app::PanelKind>,
+    #[arg(long, value_parser = |s: &str| s.parse::<crate::ui::PanelKind>())]
+    pub panel: Option<crate::ui::PanelKind>,
     /// Select this run (by directory name).
     #[arg(long)]
     pub select: Option<String>,
@@ -72,14 +72,6 @@ pub struct GuiArgs {
     /// Show the CPU time of recent frames (p50, p99) in the top bar.
     #[arg(long)]
     pub frame_stats: bool,
-}
-
-fn parse_panel(s: &str) -> Result<crate::ui::app::PanelKind, String> {
-    crate::ui::app::PanelKind::ALL
-        .iter()
-        .find(|(_, name)| name.eq_ignore_ascii_case(s))
-        .map(|(k, _)| *k)
-        .ok_or_else(|| format!("unknown panel {s:?}"))
 }
 
 fn parse_size(s: &str) -> Result<(f32, f32), String> {

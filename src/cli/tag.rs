@@ -2,14 +2,11 @@
 //! input line: `{"text", "spans": [{"type", "start", "end", "text", "confidence"}]}`, offsets in
 //! characters.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
-use serde::Serialize;
 
-use crate::data::spans::lenient_spans;
-use crate::model::align::AlignMode;
-use crate::model::ner::NerModel;
+use crate::infer::{load_model, tag_texts};
 
 #[derive(Debug, Args)]
 pub struct TagArgs {
@@ -20,118 +17,6 @@ pub struct TagArgs {
     pub text: Option<String>,
 }
 
-/// One entity found in a text.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TextSpan {
-    #[serde(rename = "type")]
-    pub ty: String,
-    /// Character offsets into the text, end exclusive.
-    pub start: usize,
-    pub end: usize,
-    pub text: String,
-    /// Mean probability the model gave the span's tags.
-    pub confidence: f32,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct TaggedText {
-    pub text: String,
-    pub spans: Vec<TextSpan>,
-}
-
-/// The folder holding the trained model of `path`: `path` itself when it is a model folder,
-/// else a run directory's `best/`.
-pub fn model_dir(path: &Path) -> PathBuf {
-    if path.join("nerlab-model.json").exists() {
-        path.to_path_buf()
-    } else {
-        path.join("best")
-    }
-}
-
-/// The model behind a run directory (`best/`) or a model folder, ready for inference.
-pub fn load_model(path: &Path) -> anyhow::Result<NerModel> {
-    let dir = model_dir(path);
-    if !dir.join("nerlab-model.json").exists() {
-        anyhow::bail!(
-            "{}: no trained model here (expected a run directory with best/, or a model folder)",
-            path.display()
-        );
-    }
-    let mut model = NerModel::load(&dir, candle_core::DType::F32, &candle_core::Device::Cpu)?;
-    model.freeze()?;
-    Ok(model)
-}
-
-/// Tokens of raw text with their character offsets: characters for character-level models,
-/// whitespace-separated words otherwise.
-pub fn tokenize(text: &str, mode: AlignMode) -> Vec<(String, usize, usize)> {
-    let chars: Vec<char> = text.chars().collect();
-    match mode {
-        AlignMode::Chars => chars
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.to_string(), i, i + 1))
-            .collect(),
-        AlignMode::Words => {
-            let mut out = Vec::new();
-            let mut start = None;
-            for (i, c) in chars
-                .iter()
-                .enumerate()
-                .chain(std::iter::once((chars.len(), &' ')))
-            {
-                match (c.is_whitespace(), start) {
-                    (true, Some(s)) => {
-                        out.push((chars[s..i].iter().collect(), s, i));
-                        start = None;
-                    }
-                    (false, None) => start = Some(i),
-                    _ => {}
-                }
-            }
-            out
-        }
-    }
-}
-
-/// Tags texts; spans are read leniently (an `I-X` after `O` still shows as an entity).
-pub fn tag_texts(model: &NerModel, texts: &[String]) -> anyhow::Result<Vec<TaggedText>> {
-    let toks: Vec<Vec<(String, usize, usize)>> =
-        texts.iter().map(|t| tokenize(t, model.align)).collect();
-    let tokens: Vec<Vec<String>> = toks
-        .iter()
-        .map(|t| t.iter().map(|(s, _, _)| s.clone()).collect())
-        .collect();
-    let nonempty: Vec<usize> = (0..texts.len())
-        .filter(|&i| !tokens[i].is_empty())
-        .collect();
-    let batch: Vec<Vec<String>> = nonempty.iter().map(|&i| tokens[i].clone()).collect();
-    let tagged = model.tag(&batch, 32)?;
-    let mut out: Vec<TaggedText> = texts
-        .iter()
-        .map(|t| TaggedText {
-            text: t.clone(),
-            spans: Vec::new(),
-        })
-        .collect();
-    for (&i, t) in nonempty.iter().zip(tagged) {
-        let chars: Vec<char> = texts[i].chars().collect();
-        for span in lenient_spans(&t.tags) {
-            let (start, end) = (toks[i][span.start].1, toks[i][span.end - 1].2);
-            let conf = t.confidence[span.start..span.end].iter().sum::<f32>() / span.len() as f32;
-            out[i].spans.push(TextSpan {
-                ty: span.ty,
-                start,
-                end,
-                text: chars[start..end].iter().collect(),
-                confidence: conf,
-            });
-        }
-    }
-    Ok(out)
-}
-
 pub fn run(a: &TagArgs) -> anyhow::Result<()> {
     let model = load_model(&a.run)?;
     let lines = super::texts_arg(a.text.as_deref())?;
@@ -139,18 +24,4 @@ pub fn run(a: &TagArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&t)?);
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokenizes_with_offsets() {
-        assert_eq!(
-            tokenize(" 서울 시청 ", AlignMode::Words),
-            vec![("서울".into(), 1, 3), ("시청".into(), 4, 6)]
-        );
-        assert_eq!(tokenize("가 나", AlignMode::Chars).len(), 3);
-    }
 }

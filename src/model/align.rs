@@ -29,6 +29,18 @@ pub enum AlignMode {
     Chars,
 }
 
+impl AlignMode {
+    /// The units a corpus of `format` is tagged in: characters for character-level formats
+    /// (KLUE), words otherwise.
+    pub fn for_format(format: crate::data::Format) -> Self {
+        if format.char_level() {
+            Self::Chars
+        } else {
+            Self::Words
+        }
+    }
+}
+
 /// How MANER changes the input (Mask Augmented NER: a marker before every word, the word's label
 /// predicted at the marker).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

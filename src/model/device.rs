@@ -103,14 +103,25 @@ pub fn default_threads(requested: Option<usize>) -> usize {
         .max(1)
 }
 
-/// Runs `f` with candle's CPU work limited to `threads` (candle's matmul runs on the current rayon
-/// pool, so a pool of that size caps it without touching the process environment).
-pub fn with_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
-    let pool = rayon::ThreadPoolBuilder::new()
+/// A pool of `threads` compute threads. Work given to its `install` runs on one of them (not on
+/// the caller's thread), so a long-lived loop that must stay on its own named thread installs
+/// each piece of work, never itself.
+pub fn thread_pool(threads: usize) -> anyhow::Result<rayon::ThreadPool> {
+    Ok(rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .thread_name(|i| format!("nerlab-compute-{i}"))
-        .build()?;
-    Ok(pool.install(f))
+        .build()?)
+}
+
+/// Runs `f` with candle's CPU work limited to `threads` (candle's matmul runs on the current rayon
+/// pool, so a pool of that size caps it without touching the process environment). Already inside
+/// a pool of that size (the worker's), `f` runs there: the cap is not built twice.
+pub fn with_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
+    let threads = threads.max(1);
+    if rayon::current_thread_index().is_some() && rayon::current_num_threads() == threads {
+        return Ok(f());
+    }
+    Ok(thread_pool(threads)?.install(f))
 }
 
 #[cfg(test)]
@@ -129,5 +140,20 @@ mod tests {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert_eq!(default_threads(None), cores.saturating_sub(1).max(1));
         assert_eq!(with_threads(1, rayon::current_num_threads).unwrap(), 1);
+    }
+
+    #[test]
+    fn pool_work_leaves_the_calling_thread_and_nested_caps_reuse_the_pool() {
+        let pool = thread_pool(2).unwrap();
+        let name = pool.install(|| std::thread::current().name().map(String::from));
+        assert!(name.unwrap().starts_with("nerlab-compute-"));
+        let (outer, inner) = pool.install(|| {
+            let outer = std::thread::current().id();
+            (
+                outer,
+                with_threads(2, || std::thread::current().id()).unwrap(),
+            )
+        });
+        assert_eq!(outer, inner);
     }
 }

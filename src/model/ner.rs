@@ -80,7 +80,11 @@ fn d_true() -> bool {
     true
 }
 
-/// Everything about a model except its weights; saved as `nerlab-model.json`.
+/// The file that makes a folder a saved nerlab model (its description; see [`NerModel::save`]).
+/// Every reader and writer of model folders names it through this constant.
+pub const MODEL_FILE: &str = "nerlab-model.json";
+
+/// Everything about a model except its weights; saved as [`MODEL_FILE`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpec {
     #[serde(default)]
@@ -711,11 +715,11 @@ impl NerModel {
             .collect()
     }
 
-    /// Writes the model to `dir`: `model.safetensors`, `nerlab-model.json`, `config.json` and the
+    /// Writes the model to `dir`: `model.safetensors`, [`MODEL_FILE`], `config.json` and the
     /// tokenizer (or character vocabulary). Only the weights are written under a temporary name and
     /// renamed; the other files are written in place, so a reader of `dir` during a save can see
-    /// new weights beside old metadata. A reader that must never see a half-written model needs the
-    /// whole folder written elsewhere and renamed.
+    /// new weights beside old metadata. A run's `best/` is therefore written whole elsewhere and
+    /// switched in one step (`RunDir::publish_best`).
     pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let weights = dir.join("model.safetensors");
@@ -730,16 +734,13 @@ impl NerModel {
             align: self.align,
             backbone: self.backbone.kind.clone(),
         };
-        std::fs::write(
-            dir.join("nerlab-model.json"),
-            serde_json::to_string_pretty(&saved)?,
-        )?;
+        std::fs::write(dir.join(MODEL_FILE), serde_json::to_string_pretty(&saved)?)?;
         Ok(())
     }
 
     /// Loads a model saved by [`save`](Self::save); every tensor must be present.
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> anyhow::Result<Self> {
-        let meta = dir.join("nerlab-model.json");
+        let meta = dir.join(MODEL_FILE);
         let saved: SavedModel = serde_json::from_str(
             &std::fs::read_to_string(&meta)
                 .with_context(|| format!("reading {}", meta.display()))?,

@@ -4,7 +4,8 @@
 
 use super::events::{RunOutcome, TrainEvent};
 use super::run_dir::RunState;
-use super::trainer::{Trainer, evaluate};
+use super::trainer::Trainer;
+use crate::infer::evaluate;
 use crate::model::ner::NerModel;
 
 impl Trainer<'_> {

@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::config::RunConfig;
-use super::data::{Prepared, Stage, align_mode, stages};
+use super::data::{Prepared, Stage, stages};
 use super::events::{Control, Observer, TrainEvent};
 use super::flow::{self, Cadence, EarlyStopping};
 use super::optim::lr_factor;
@@ -17,10 +17,9 @@ use super::run_dir::files::{CHECKPOINT_OPTIMIZER, CHECKPOINT_STATE};
 use super::run_dir::{EvalLine, MetricsLine, RunDir, RunState, Status, TrainLine};
 use super::step::{Fault, StepOutcome, StepPlan, TrainStep};
 use super::tricks::Tricks;
-use crate::data::Corpus;
-use crate::metrics::{ScoreOptions, ScoreReport, score};
+use crate::infer::evaluate;
+use crate::metrics::ScoreReport;
 use crate::model::batch::Example;
-use crate::model::ner::NerModel;
 use crate::rng::SplitMix64;
 
 pub use super::data::epoch_batches;
@@ -405,29 +404,4 @@ fn eval_line(report: &ScoreReport, step: usize, epoch: f64, best: bool) -> EvalL
         char_f1_with_o: report.char.as_ref().map(|c| c.macro_f1_with_o),
         ece: report.calibration.as_ref().map(|c| c.ece),
     }
-}
-
-/// Dev (or other) evaluation: predictions, their confidences, and the full score report.
-pub fn evaluate(
-    model: &NerModel,
-    corpus: &Corpus,
-    batch_size: usize,
-) -> anyhow::Result<(ScoreReport, Vec<Vec<String>>)> {
-    let tokens: Vec<Vec<String>> = corpus.sentences.iter().map(|s| s.tokens.clone()).collect();
-    let tagged = model.tag_as(&tokens, batch_size, align_mode(corpus))?;
-    let pred: Vec<Vec<String>> = tagged.iter().map(|t| t.tags.clone()).collect();
-    let gold = corpus.view();
-    let pv = corpus.view_of(pred.iter().map(Vec::as_slice));
-    let conf: Vec<Vec<f64>> = gold
-        .positions
-        .iter()
-        .zip(&tagged)
-        .map(|(pos, t)| pos.iter().map(|&i| f64::from(t.confidence[i])).collect())
-        .collect();
-    let opts = ScoreOptions {
-        scheme: corpus.scheme,
-        char_level: corpus.format.char_level(),
-        ..ScoreOptions::default()
-    };
-    Ok((score(&gold.tags, &pv.tags, Some(&conf), &opts)?, pred))
 }

@@ -10,155 +10,18 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use egui::{RichText, Ui};
-use serde::{Deserialize, Serialize};
 
+use super::context::{Action, Export, PanelCtx, PathTarget};
 use super::panels::{
     attention, calibration, confusion, curves, errors, experiments, launcher, tagger,
 };
-use super::store::{Phase, RunEntry, RunStore};
+use super::state::{PanelKind, UiState};
+use super::store::{Phase, RunStore};
 use super::theme::{self, Theme};
-use crate::protocol::{Command, Event, RunId};
+use crate::protocol::{Command, Event, RunId, TrainRequest};
 use crate::train::RunConfig;
 use crate::train::run_dir::list_runs;
 use crate::worker::WorkerHandle;
-
-/// The panels, in tab order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum PanelKind {
-    #[default]
-    Launcher,
-    Curves,
-    Confusion,
-    Errors,
-    Attention,
-    Calibration,
-    Tagger,
-    Experiments,
-}
-
-impl PanelKind {
-    pub const ALL: [(PanelKind, &'static str); 8] = [
-        (Self::Launcher, "Launch"),
-        (Self::Curves, "Curves"),
-        (Self::Confusion, "Confusion"),
-        (Self::Errors, "Errors"),
-        (Self::Attention, "Attention"),
-        (Self::Calibration, "Calibration"),
-        (Self::Tagger, "Tagger"),
-        (Self::Experiments, "Experiments"),
-    ];
-}
-
-/// Which launcher field a file dialog fills.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PathTarget {
-    Train,
-    Dev,
-    Model,
-}
-
-/// A file to write.
-#[derive(Debug, Clone)]
-pub enum Export {
-    Csv {
-        path: PathBuf,
-        content: String,
-    },
-    /// A screenshot of `rect` (points) saved as PNG.
-    Png {
-        rect: egui::Rect,
-        path: PathBuf,
-    },
-}
-
-/// What a panel asks the app to do (applied after layout).
-#[derive(Debug, Clone)]
-pub enum Action {
-    Launch(Box<RunConfig>),
-    Send(Command),
-    Select(String),
-    ResumeRun(PathBuf),
-    PickPath(PathTarget),
-    Export(Export),
-}
-
-/// What panels get besides their own state.
-pub struct PanelCtx<'a> {
-    pub store: &'a RunStore,
-    pub theme: Theme,
-    pub selected: Option<&'a RunEntry>,
-}
-
-impl<'a> PanelCtx<'a> {
-    /// The selected run and its dev report, for the panels that inspect one; without them, says
-    /// what is missing in `ui` and gives `None`.
-    pub fn selected_report(
-        &self,
-        ui: &mut Ui,
-    ) -> Option<(&'a RunEntry, &'a crate::metrics::ScoreReport)> {
-        let Some(run) = self.selected else {
-            ui.label("Select a run with a dev evaluation.");
-            return None;
-        };
-        let Some(report) = run.report.as_deref() else {
-            self.missing_ui(ui, run, "dev evaluation");
-            return None;
-        };
-        Some((run, report))
-    }
-
-    /// Says why `run` has no `what` to show: the error it ended with, that it ended without
-    /// one, or that it is still to come.
-    pub fn missing_ui(&self, ui: &mut Ui, run: &RunEntry, what: &str) {
-        match &run.error {
-            Some(e) => {
-                ui.label(format!(
-                    "{} {} before its first {what}:",
-                    run.name,
-                    run.phase.label()
-                ));
-                super::widgets::error_text_ui(ui, e, self.theme);
-            }
-            None if run.phase.is_live() => {
-                ui.label(format!("{} has no {what} yet.", run.name));
-            }
-            None => {
-                ui.label(format!(
-                    "{} ended ({}) without a {what}.",
-                    run.name,
-                    run.phase.label()
-                ));
-            }
-        }
-    }
-}
-
-/// Persisted between launches (eframe storage).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct UiState {
-    pub theme: Theme,
-    pub panel: PanelKind,
-    /// The run the inspection panels show (by name).
-    pub selected: Option<String>,
-    /// Where run directories are listed from and created.
-    pub runs_dir: Option<PathBuf>,
-    pub launcher: launcher::LauncherState,
-    pub curves: curves::CurvesState,
-    pub confusion: confusion::ConfusionState,
-    pub errors: errors::ErrorsState,
-    pub attention: attention::AttentionState,
-    pub tagger: tagger::TaggerState,
-    pub experiments: experiments::ExperimentsState,
-}
-
-impl UiState {
-    pub fn runs_dir(&self) -> PathBuf {
-        self.runs_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("runs"))
-    }
-}
 
 /// A path chosen in a file dialog, for a launcher field.
 type Picked = (PathTarget, PathBuf);
@@ -507,8 +370,7 @@ impl NerlabApp {
                 self.state.selected = Some(name);
                 self.send(Command::Train {
                     id,
-                    config: Box::new(config),
-                    resume: None,
+                    request: TrainRequest::New(Box::new(config)),
                 });
             }
             Action::ResumeRun(dir) => {
@@ -531,8 +393,7 @@ impl NerlabApp {
                 }
                 self.send(Command::Train {
                     id,
-                    config: Box::new(RunConfig::default()),
-                    resume: Some(dir),
+                    request: TrainRequest::Resume(dir),
                 });
                 self.state.selected = Some(name);
             }

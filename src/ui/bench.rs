@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::app::{NerlabApp, PanelKind, UiState};
+use super::app::NerlabApp;
+use super::state::{PanelKind, UiState};
 use super::store::RunStore;
 use crate::metrics::percentile;
 use crate::train::RunConfig;
@@ -35,6 +36,30 @@ pub struct FrameStats {
     pub seconds: f64,
 }
 
+/// The workbench on the Curves panel with the demo preset launched, and the threads it trains
+/// with. The worker decides the cap (all cores but one when None); the run, launched without a
+/// thread count, trains with it.
+fn training_app(
+    runs_dir: &std::path::Path,
+    training_threads: Option<usize>,
+) -> anyhow::Result<(NerlabApp, usize)> {
+    let state = UiState {
+        runs_dir: Some(runs_dir.to_path_buf()),
+        panel: PanelKind::Curves,
+        ..UiState::default()
+    };
+    let worker = WorkerHandle::spawn(training_threads)?;
+    let threads = worker.threads();
+    let mut app = NerlabApp::with_parts(state, RunStore::default(), Some(worker));
+    let mut config = RunConfig::default();
+    apply_preset("demo", &mut config).map_err(anyhow::Error::msg)?;
+    // Long enough that training outlasts the measurement (dropping the app stops it).
+    config.train.epochs = 10_000;
+    config.train.patience = 0;
+    app.launch(config);
+    Ok((app, threads))
+}
+
 /// Measures `seconds` of frames at 1280x820 points while the demo preset trains with
 /// `training_threads` threads (None: all cores but one, the workbench's default).
 pub fn frame_times(seconds: f64, training_threads: Option<usize>) -> anyhow::Result<FrameStats> {
@@ -43,21 +68,7 @@ pub fn frame_times(seconds: f64, training_threads: Option<usize>) -> anyhow::Res
     let _ = std::fs::remove_dir_all(&runs_dir);
     let ctx = egui::Context::default();
     super::fonts::install(&ctx);
-    let state = UiState {
-        runs_dir: Some(runs_dir.clone()),
-        panel: PanelKind::Curves,
-        ..UiState::default()
-    };
-    let mut app =
-        NerlabApp::with_parts(state, RunStore::default(), Some(WorkerHandle::spawn(None)?));
-    let mut config = RunConfig::default();
-    apply_preset("demo", &mut config).map_err(anyhow::Error::msg)?;
-    config.threads = training_threads;
-    // Long enough that training outlasts the measurement (dropping the app stops it).
-    config.train.epochs = 10_000;
-    config.train.patience = 0;
-    let threads = crate::model::device::default_threads(training_threads);
-    app.launch(config);
+    let (mut app, threads) = training_app(&runs_dir, training_threads)?;
     let size = egui::vec2(1280.0, 820.0);
     let raw = |t: f64, events: Vec<egui::Event>| egui::RawInput {
         screen_rect: Some(egui::Rect::from_min_size(egui::Pos2::ZERO, size)),
@@ -91,13 +102,6 @@ pub fn frame_times(seconds: f64, training_threads: Option<usize>) -> anyhow::Res
         PanelKind::Tagger,
         PanelKind::Experiments,
     ];
-    let name = |p: PanelKind| {
-        PanelKind::ALL
-            .iter()
-            .find(|(k, _)| *k == p)
-            .map_or("?", |(_, n)| *n)
-            .to_string()
-    };
     let mut times: Vec<(PanelKind, f64)> = Vec::new();
     let period = Duration::from_micros(16_667);
     let bench_start = Instant::now();
@@ -152,7 +156,7 @@ pub fn frame_times(seconds: f64, training_threads: Option<usize>) -> anyhow::Res
                 .map(|(_, t)| *t)
                 .collect();
             v.sort_by(f64::total_cmp);
-            (name(*p), percentile(&v, 99.0))
+            (p.to_string(), percentile(&v, 99.0))
         })
         .collect();
     Ok(FrameStats {

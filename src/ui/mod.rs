@@ -1,17 +1,20 @@
 //! The workbench: an eframe app over the same engine the command line drives. Three layers, as
 //! in rerun: [`store::RunStore`] (plain data built from worker events, testable without egui),
-//! [`app::UiState`] (small, persisted by eframe) and [`app::NerlabApp`], which owns both and the
+//! [`state::UiState`] (small, persisted by eframe) and [`app::NerlabApp`], which owns both and the
 //! worker handle. One file per panel under `panels/`; every colour in [`theme`].
 
 pub mod app;
 pub mod bench;
+pub mod context;
 pub mod fonts;
 pub mod panels;
+pub mod state;
 pub mod store;
 pub mod theme;
 pub mod widgets;
 
-pub use app::{NerlabApp, UiState};
+pub use app::NerlabApp;
+pub use state::{PanelKind, UiState};
 pub use store::RunStore;
 
 /// Options of a workbench launch (`nerlab` or `nerlab gui`).
@@ -22,7 +25,7 @@ pub struct Launch {
     /// Start without the persisted UI state (first-launch view).
     pub fresh: bool,
     /// Open on this panel.
-    pub panel: Option<app::PanelKind>,
+    pub panel: Option<PanelKind>,
     /// Select this run.
     pub select: Option<String>,
     /// Window size in points.

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::cli::tag::TextSpan;
+use crate::infer::TextSpan;
 use crate::metrics::ScoreReport;
-use crate::protocol::{CurvePoint, DevView, EvalPoint, Event, LoadedRun, RunId};
+use crate::protocol::{CurvePoint, DevView, EvalPoint, Event, LoadedRun, RunFiles, RunId};
 use crate::train::RunConfig;
 use crate::train::run_dir::RunState;
 use crate::train::trainer::StepMetrics;
@@ -62,6 +62,8 @@ pub struct RunEntry {
     pub dev: Option<DevView>,
     pub messages: Vec<String>,
     pub error: Option<String>,
+    /// What its folder holds (a best model, a checkpoint), as the worker last reported it.
+    pub files: RunFiles,
     /// Bumped whenever the curve changes, so cached decimations know to refresh.
     pub revision: u64,
 }
@@ -84,15 +86,14 @@ impl RunEntry {
             dev: None,
             messages: Vec::new(),
             error: None,
+            files: RunFiles::default(),
             revision: 0,
         }
     }
 
     /// Its best model, for tagging and attention (a run directory with `best/`).
     pub fn model_dir(&self) -> Option<&Path> {
-        self.dir
-            .as_deref()
-            .filter(|d| d.join("best/nerlab-model.json").exists())
+        self.dir.as_deref().filter(|_| self.files.has_model)
     }
 }
 
@@ -179,25 +180,8 @@ impl RunStore {
                 step,
                 report,
                 best,
-            } => {
-                if let Some(r) = self.by_id_mut(id) {
-                    r.evals.push(EvalPoint {
-                        step,
-                        micro_f1: report.micro.f1,
-                        macro_f1: report.macro_avg.f1,
-                        per_type: report
-                            .per_type
-                            .iter()
-                            .map(|(t, s)| (t.clone(), s.f1))
-                            .collect(),
-                    });
-                    if best {
-                        r.best_f1 = Some(report.micro.f1);
-                    }
-                    r.report = Some(report);
-                    r.revision += 1;
-                }
-            }
+                files,
+            } => self.evaluated(id, step, report, best, files),
             Event::Paused(id) => self.set_phase(id, RunState::Paused),
             Event::Resumed(id) => self.set_phase(id, RunState::Running),
             Event::Message { id, text } => {
@@ -211,16 +195,19 @@ impl RunStore {
                 state,
                 best_f1,
                 message,
+                files,
             } => {
                 if let Some(r) = self.by_id_mut(id) {
+                    r.files = files;
                     r.phase = Phase::Active(state);
                     r.dir = Some(dir);
                     r.best_f1 = best_f1.or(r.best_f1);
                     r.messages.push(message);
                 }
             }
-            Event::Failed { id, message } => {
+            Event::Failed { id, message, files } => {
                 if let Some(r) = id.and_then(|id| self.by_id_mut(id)) {
+                    r.files = files.unwrap_or(r.files);
                     r.phase = Phase::Active(RunState::Failed);
                     r.error = Some(message.clone());
                     self.banners.push(format!("run failed: {message}"));
@@ -232,23 +219,11 @@ impl RunStore {
                 request,
                 text,
                 spans,
-            } => {
-                self.tagged.insert(
-                    request,
-                    TagResult {
-                        request,
-                        text,
-                        spans,
-                    },
-                );
-                // Keep the map small: only the newest answers matter.
-                while self.tagged.len() > 16 {
-                    let Some(&k) = self.tagged.keys().next() else {
-                        break;
-                    };
-                    self.tagged.remove(&k);
-                }
-            }
+            } => self.tag_answer(TagResult {
+                request,
+                text,
+                spans,
+            }),
             Event::Attention {
                 request,
                 tokens,
@@ -269,6 +244,7 @@ impl RunStore {
                 step,
                 total_steps,
                 message,
+                files,
             } => {
                 // Only runs another process trains: this session's runs speak for themselves.
                 if let Some(r) = self
@@ -280,9 +256,49 @@ impl RunStore {
                     r.step = step;
                     r.total_steps = total_steps;
                     r.error = ended_badly(state).then_some(message);
+                    r.files = files;
                 }
             }
             Event::Stopped => self.worker_stopped = true,
+        }
+    }
+
+    fn evaluated(
+        &mut self,
+        id: RunId,
+        step: usize,
+        report: Box<ScoreReport>,
+        best: bool,
+        files: RunFiles,
+    ) {
+        if let Some(r) = self.by_id_mut(id) {
+            r.files = files;
+            r.evals.push(EvalPoint {
+                step,
+                micro_f1: report.micro.f1,
+                macro_f1: report.macro_avg.f1,
+                per_type: report
+                    .per_type
+                    .iter()
+                    .map(|(t, s)| (t.clone(), s.f1))
+                    .collect(),
+            });
+            if best {
+                r.best_f1 = Some(report.micro.f1);
+            }
+            r.report = Some(report);
+            r.revision += 1;
+        }
+    }
+
+    fn tag_answer(&mut self, answer: TagResult) {
+        self.tagged.insert(answer.request, answer);
+        // Keep the map small: only the newest answers matter.
+        while self.tagged.len() > 16 {
+            let Some(&k) = self.tagged.keys().next() else {
+                break;
+            };
+            self.tagged.remove(&k);
         }
     }
 
@@ -324,6 +340,7 @@ impl RunStore {
             }
         };
         let r = &mut self.runs[idx];
+        r.files = run.files;
         if r.id.is_none() || !r.phase.is_live() {
             r.phase = Phase::Active(run.state);
             r.step = run.step;

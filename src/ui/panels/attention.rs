@@ -4,7 +4,7 @@
 use egui::{RichText, Ui};
 use serde::{Deserialize, Serialize};
 
-use super::super::app::{Action, PanelCtx};
+use super::super::context::{Action, PanelCtx};
 use super::super::widgets::{Heatmap, labeled, sentence_text};
 use crate::protocol::Command;
 

@@ -4,7 +4,7 @@
 use egui::{RichText, Ui};
 use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints};
 
-use super::super::app::{Action, PanelCtx};
+use super::super::context::{Action, PanelCtx};
 use super::super::theme;
 
 pub fn ui(ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> {

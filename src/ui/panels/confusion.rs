@@ -5,7 +5,7 @@
 use egui::{RichText, Ui, Vec2};
 use serde::{Deserialize, Serialize};
 
-use super::super::app::{Action, PanelCtx};
+use super::super::context::{Action, PanelCtx};
 use super::super::theme;
 use super::super::widgets::{Heatmap, sentence_list};
 use crate::data::Span;

@@ -9,7 +9,7 @@ use egui::{RichText, Ui};
 use egui_plot::{Legend, Line, Plot, PlotPoints};
 use serde::{Deserialize, Serialize};
 
-use super::super::app::{Action, Export, PanelCtx};
+use super::super::context::{Action, Export, PanelCtx};
 use super::super::store::RunEntry;
 use super::super::theme;
 use super::super::widgets::labeled;

@@ -5,7 +5,7 @@
 use egui::{RichText, Ui};
 use serde::{Deserialize, Serialize};
 
-use super::super::app::{Action, PanelCtx};
+use super::super::context::{Action, PanelCtx};
 use super::super::theme;
 use super::super::widgets::{SentenceItem, labeled, sentence_list, sentence_text};
 use crate::metrics::ScoreReport;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use egui::{RichText, Ui};
 use serde::{Deserialize, Serialize};
 
-use super::super::app::{Action, Export, PanelCtx};
+use super::super::context::{Action, Export, PanelCtx};
 use super::super::store::RunEntry;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

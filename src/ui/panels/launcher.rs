@@ -5,7 +5,7 @@
 use egui::{RichText, Ui};
 use serde::{Deserialize, Serialize};
 
-use super::super::app::{Action, PanelCtx, PathTarget};
+use super::super::context::{Action, PanelCtx, PathTarget};
 use super::super::store::Phase;
 use super::super::theme;
 use super::super::widgets::{error_text_ui, labeled};
@@ -346,7 +346,7 @@ fn runs_table(ui: &mut Ui, cx: &PanelCtx<'_>, actions: &mut Vec<Action>) {
                     if let (Phase::Active(st), Some(dir)) = (r.phase, &r.dir)
                         && st.resumable()
                         && !r.phase.is_live()
-                        && dir.join("checkpoint.json").exists()
+                        && r.files.has_checkpoint
                         && ui.small_button("⟳ resume from checkpoint").clicked()
                     {
                         actions.push(Action::ResumeRun(dir.clone()));

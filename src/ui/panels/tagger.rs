@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use egui::{RichText, Ui};
 use serde::{Deserialize, Serialize};
 
-use super::super::app::{Action, PanelCtx};
+use super::super::context::{Action, PanelCtx};
 use super::super::store::{RunEntry, TagResult};
 use super::super::theme::{self, Theme};
 use super::super::widgets::{SentenceItem, sentence_list_labeled};
-use crate::cli::tag::TextSpan;
 use crate::data::spans::lenient_spans;
+use crate::infer::TextSpan;
 use crate::protocol::Command;
 
 /// How long typing must pause before the text is sent.
