@@ -116,28 +116,9 @@ impl Heatmap<'_> {
     /// Draws the map; returns the clicked and the hovered cell.
     pub fn show_full(self, ui: &mut Ui) -> HeatmapResponse {
         let font = FontId::proportional(12.0);
-        let label_w = self
-            .rows
-            .iter()
-            .map(|r| {
-                ui.painter()
-                    .layout_no_wrap(r.clone(), font.clone(), Color32::WHITE)
-                    .size()
-                    .x
-            })
-            .fold(20.0f32, f32::max)
-            + 8.0;
+        let label_w = widest(ui, self.rows, &font) + 8.0;
         let col_label_h = if self.vertical_cols {
-            self.cols
-                .iter()
-                .map(|c| {
-                    ui.painter()
-                        .layout_no_wrap(c.clone(), font.clone(), Color32::WHITE)
-                        .size()
-                        .x
-                })
-                .fold(20.0f32, f32::max)
-                + 8.0
+            widest(ui, self.cols, &font) + 8.0
         } else {
             20.0
         };
@@ -155,8 +136,28 @@ impl Heatmap<'_> {
             )
         });
         let painter = ui.painter_at(rect);
-        let text_color = ui.visuals().text_color();
         let origin = rect.min + Vec2::new(label_w, col_label_h);
+        self.col_labels_ui(ui, &painter, origin, &font);
+        for r in 0..self.rows.len() {
+            self.row_ui(ui, &painter, origin, &font, r);
+        }
+        let hovered = response
+            .hover_pos()
+            .and_then(|p| cell_at(p, origin, self.cell, self.rows.len(), self.cols.len()));
+        if let Some((r, c)) = hovered.filter(|_| self.tooltip) {
+            self.tooltip_ui(&response, r, c);
+        }
+        let clicked = response
+            .clicked()
+            .then(|| response.interact_pointer_pos())
+            .flatten()
+            .and_then(|p| cell_at(p, origin, self.cell, self.rows.len(), self.cols.len()));
+        HeatmapResponse { clicked, hovered }
+    }
+
+    /// The column labels above the cells whose top-left corner is `origin`, upright or vertical.
+    fn col_labels_ui(&self, ui: &Ui, painter: &egui::Painter, origin: Pos2, font: &FontId) {
+        let text_color = ui.visuals().text_color();
         for (c, name) in self.cols.iter().enumerate() {
             let x = origin.x + (c as f32 + 0.5) * self.cell;
             if self.vertical_cols {
@@ -180,70 +181,78 @@ impl Heatmap<'_> {
                 );
             }
         }
-        for (r, name) in self.rows.iter().enumerate() {
-            let y = origin.y + (r as f32 + 0.5) * self.cell;
-            painter.text(
-                Pos2::new(origin.x - 4.0, y),
-                egui::Align2::RIGHT_CENTER,
-                name,
-                font.clone(),
-                text_color,
+    }
+
+    /// Row `r`: its label left of `origin`, then its cells with their texts and the selection.
+    fn row_ui(&self, ui: &Ui, painter: &egui::Painter, origin: Pos2, font: &FontId, r: usize) {
+        let y = origin.y + (r as f32 + 0.5) * self.cell;
+        painter.text(
+            Pos2::new(origin.x - 4.0, y),
+            egui::Align2::RIGHT_CENTER,
+            &self.rows[r],
+            font.clone(),
+            ui.visuals().text_color(),
+        );
+        for c in 0..self.cols.len() {
+            let v = self
+                .values
+                .get(r)
+                .and_then(|row| row.get(c))
+                .copied()
+                .unwrap_or(0.0);
+            let cell = Rect::from_min_size(
+                origin + Vec2::new(c as f32 * self.cell, r as f32 * self.cell),
+                Vec2::splat(self.cell),
             );
-            for c in 0..self.cols.len() {
-                let v = self
-                    .values
-                    .get(r)
-                    .and_then(|row| row.get(c))
-                    .copied()
-                    .unwrap_or(0.0);
-                let cell = Rect::from_min_size(
-                    origin + Vec2::new(c as f32 * self.cell, r as f32 * self.cell),
-                    Vec2::splat(self.cell),
+            painter.rect_filled(cell.shrink(0.5), 1.0, theme::heat(v, self.theme));
+            if self.selected == Some((r, c)) {
+                painter.rect_stroke(
+                    cell,
+                    1.0,
+                    Stroke::new(2.0, theme::pred_outline()),
+                    egui::StrokeKind::Inside,
                 );
-                painter.rect_filled(cell.shrink(0.5), 1.0, theme::heat(v, self.theme));
-                if self.selected == Some((r, c)) {
-                    painter.rect_stroke(
-                        cell,
-                        1.0,
-                        Stroke::new(2.0, theme::pred_outline()),
-                        egui::StrokeKind::Inside,
-                    );
-                }
-                if let Some(texts) = self.texts
-                    && let Some(t) = texts.get(r).and_then(|row| row.get(c))
-                    && !t.is_empty()
-                {
-                    painter.text(
-                        cell.center(),
-                        egui::Align2::CENTER_CENTER,
-                        t,
-                        FontId::proportional(11.0),
-                        theme::heat_text(v, self.theme),
-                    );
-                }
+            }
+            if let Some(texts) = self.texts
+                && let Some(t) = texts.get(r).and_then(|row| row.get(c))
+                && !t.is_empty()
+            {
+                painter.text(
+                    cell.center(),
+                    egui::Align2::CENTER_CENTER,
+                    t,
+                    FontId::proportional(11.0),
+                    theme::heat_text(v, self.theme),
+                );
             }
         }
-        let hovered = response
-            .hover_pos()
-            .and_then(|p| cell_at(p, origin, self.cell, self.rows.len(), self.cols.len()));
-        if let Some((r, c)) = hovered.filter(|_| self.tooltip) {
-            let v = self.values[r].get(c).copied().unwrap_or(0.0);
-            let text = self
-                .texts
-                .and_then(|t| t.get(r).and_then(|row| row.get(c)).cloned())
-                .unwrap_or_else(|| format!("{v:.3}"));
-            response.clone().on_hover_text(format!(
-                "row {}, column {}: {text}",
-                self.rows[r], self.cols[c]
-            ));
-        }
-        let clicked = response
-            .clicked()
-            .then(|| response.interact_pointer_pos())
-            .flatten()
-            .and_then(|p| cell_at(p, origin, self.cell, self.rows.len(), self.cols.len()));
-        HeatmapResponse { clicked, hovered }
     }
+
+    /// The hovered cell's row, column and text (or value) as a tooltip.
+    fn tooltip_ui(&self, response: &egui::Response, r: usize, c: usize) {
+        let v = self.values[r].get(c).copied().unwrap_or(0.0);
+        let text = self
+            .texts
+            .and_then(|t| t.get(r).and_then(|row| row.get(c)).cloned())
+            .unwrap_or_else(|| format!("{v:.3}"));
+        response.clone().on_hover_text(format!(
+            "row {}, column {}: {text}",
+            self.rows[r], self.cols[c]
+        ));
+    }
+}
+
+/// The width of the widest of `texts` laid out in `font` on one line, at least 20 points.
+fn widest(ui: &Ui, texts: &[String], font: &FontId) -> f32 {
+    texts
+        .iter()
+        .map(|t| {
+            ui.painter()
+                .layout_no_wrap(t.clone(), font.clone(), Color32::WHITE)
+                .size()
+                .x
+        })
+        .fold(20.0f32, f32::max)
 }
 
 fn cell_at(p: Pos2, origin: Pos2, cell: f32, rows: usize, cols: usize) -> Option<(usize, usize)> {
@@ -310,28 +319,21 @@ pub fn sentence_list_labeled(
                 ui.vertical(|ui| {
                     let sid = dev.ids.get(*s).cloned().unwrap_or_else(|| format!("#{s}"));
                     ui.label(egui::RichText::new(format!("{sid}  {note}")).small().weak());
-                    let g = sentence_job(
-                        tokens,
-                        &to_tokens(dev, *s, gold),
-                        dev.space_tokens,
-                        theme,
-                        14.0,
-                    );
-                    let p = sentence_job(
-                        tokens,
-                        &to_tokens(dev, *s, pred),
-                        dev.space_tokens,
-                        theme,
-                        14.0,
-                    );
-                    ui.horizontal(|ui| {
-                        ui.colored_label(theme::gold_outline(), labels.0);
-                        ui.add(egui::Label::new(g).wrap_mode(egui::TextWrapMode::Extend));
-                    });
-                    ui.horizontal(|ui| {
-                        ui.colored_label(theme::pred_outline(), labels.1);
-                        ui.add(egui::Label::new(p).wrap_mode(egui::TextWrapMode::Extend));
-                    });
+                    let line_ui = |ui: &mut Ui, colour: Color32, label: &str, spans: &[Span]| {
+                        let job = sentence_job(
+                            tokens,
+                            &to_tokens(dev, *s, spans),
+                            dev.space_tokens,
+                            theme,
+                            14.0,
+                        );
+                        ui.horizontal(|ui| {
+                            ui.colored_label(colour, label);
+                            ui.add(egui::Label::new(job).wrap_mode(egui::TextWrapMode::Extend));
+                        });
+                    };
+                    line_ui(ui, theme::gold_outline(), labels.0, gold);
+                    line_ui(ui, theme::pred_outline(), labels.1, pred);
                 });
                 ui.add_space(2.0);
             }

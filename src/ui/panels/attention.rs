@@ -4,7 +4,11 @@
 use egui::{RichText, Ui};
 use serde::{Deserialize, Serialize};
 
+use std::path::Path;
+
 use super::super::context::{Action, PanelCtx};
+use super::super::store::{AttentionResult, RunEntry};
+use super::super::theme::Theme;
 use super::super::widgets::{Heatmap, labeled, sentence_text};
 use crate::protocol::Command;
 
@@ -67,6 +71,35 @@ pub fn ui(s: &mut AttentionState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action>
         return actions;
     };
     ui.heading(format!("Attention: {}", run.name));
+    text_ui(s, ui, run, model, &mut actions);
+    let Some(a) = cx
+        .store
+        .attention
+        .as_ref()
+        .filter(|a| a.request == 2_000_000 + s.request)
+    else {
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.label("computing attention on the worker…");
+        });
+        return actions;
+    };
+    let layers = a.weights.len();
+    layer_head_ui(s, ui, a);
+    let labels = token_labels(a);
+    let m = attention_matrix(&a.weights, s.layer.min(layers.saturating_sub(1)), s.head);
+    heatmap_ui(s, ui, &labels, &m, cx.theme);
+    actions
+}
+
+/// The dev sentence or typed text, sent to the worker once each time it changes (or on Show).
+fn text_ui(
+    s: &mut AttentionState,
+    ui: &mut Ui,
+    run: &RunEntry,
+    model: &Path,
+    actions: &mut Vec<Action>,
+) {
     ui.horizontal(|ui| {
         if let Some(dev) = run.dev.as_ref().filter(|d| !d.tokens.is_empty()) {
             let max = dev.tokens.len() - 1;
@@ -100,18 +133,10 @@ pub fn ui(s: &mut AttentionState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action>
             }));
         }
     });
-    let Some(a) = cx
-        .store
-        .attention
-        .as_ref()
-        .filter(|a| a.request == 2_000_000 + s.request)
-    else {
-        ui.horizontal(|ui| {
-            ui.spinner();
-            ui.label("computing attention on the worker…");
-        });
-        return actions;
-    };
+}
+
+/// The layer, and one head or the mean of heads, of the answer's weights.
+fn layer_head_ui(s: &mut AttentionState, ui: &mut Ui, a: &AttentionResult) {
     let layers = a.weights.len();
     let heads = a.weights.first().map_or(0, Vec::len);
     ui.horizontal(|ui| {
@@ -139,8 +164,11 @@ pub fn ui(s: &mut AttentionState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action>
             .weak(),
         );
     });
-    let labels: Vec<String> = a
-        .tokens
+}
+
+/// Each subword token with the tag predicted at it, as the heatmap's row and column labels.
+fn token_labels(a: &AttentionResult) -> Vec<String> {
+    a.tokens
         .iter()
         .zip(&a.token_tags)
         .map(|(t, tag)| {
@@ -156,8 +184,17 @@ pub fn ui(s: &mut AttentionState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action>
                 format!("{t} [{tag}]")
             }
         })
-        .collect();
-    let m = attention_matrix(&a.weights, s.layer.min(layers.saturating_sub(1)), s.head);
+        .collect()
+}
+
+/// The map scaled to its largest weight, with the hovered cell's weight read out above it.
+fn heatmap_ui(
+    s: &mut AttentionState,
+    ui: &mut Ui,
+    labels: &[String],
+    m: &[Vec<f32>],
+    theme: Theme,
+) {
     let max = m.iter().flatten().copied().fold(0.0f32, f32::max).max(1e-9);
     let values: Vec<Vec<f32>> = m
         .iter()
@@ -180,12 +217,12 @@ pub fn ui(s: &mut AttentionState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action>
         .show(ui, |ui| {
             Heatmap {
                 id: "attention",
-                rows: &labels,
-                cols: &labels,
+                rows: labels,
+                cols: labels,
                 values: &values,
                 texts: None,
                 cell,
-                theme: cx.theme,
+                theme,
                 selected: None,
                 vertical_cols: true,
                 tooltip: false,
@@ -199,7 +236,6 @@ pub fn ui(s: &mut AttentionState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action>
         s.hovered = hovered;
         ui.ctx().request_repaint();
     }
-    actions
 }
 
 #[cfg(test)]

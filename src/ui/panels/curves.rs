@@ -9,6 +9,8 @@ use egui::{RichText, Ui};
 use egui_plot::{Legend, Line, Plot, PlotPoints};
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::EvalPoint;
+
 use super::super::context::{Action, Export, PanelCtx};
 use super::super::store::RunEntry;
 use super::super::theme;
@@ -170,10 +172,30 @@ pub fn ui(s: &mut CurvesState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> {
             cx.selected.is_some_and(|sel| sel.name == r.name) || s.overlay.contains(&r.name)
         })
         .collect();
+    overlay_ui(s, ui, cx);
+    controls_ui(s, ui, &runs, &mut actions);
+    if runs.is_empty() {
+        ui.label("Select a run on the left, or tick runs to overlay.");
+        return actions;
+    }
+    let height = (ui.available_height() / 3.0 - 10.0).max(120.0);
+    // The same step range on every plot, so they line up vertically.
+    let x_max = runs
+        .iter()
+        .map(|(_, r)| r.total_steps.max(r.step))
+        .max()
+        .unwrap_or(1) as f64;
+    loss_plot_ui(s, ui, &runs, step_plot("curve-loss", x_max, height));
+    f1_plot_ui(s, ui, &runs, step_plot("curve-f1", x_max, height));
+    lr_plot_ui(s, ui, &runs, step_plot("curve-lr", x_max, height * 0.7));
+    actions
+}
+
+/// One checkbox per run: the selected run is always drawn, others are added by ticking them.
+fn overlay_ui(s: &mut CurvesState, ui: &mut Ui, cx: &PanelCtx<'_>) {
     ui.horizontal_wrapped(|ui| {
         ui.label("Overlay:");
         for (i, r) in cx.store.runs.iter().enumerate() {
-            // The selected run is always drawn; others are added by ticking them.
             let selected = cx.selected.is_some_and(|sel| sel.name == r.name);
             let mut on = selected || s.overlay.contains(&r.name);
             if ui
@@ -191,6 +213,15 @@ pub fn ui(s: &mut CurvesState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> {
             }
         }
     });
+}
+
+/// Raw loss, log scale, smoothing, per-type F1 and the CSV / PNG export of the shown runs.
+fn controls_ui(
+    s: &mut CurvesState,
+    ui: &mut Ui,
+    runs: &[(usize, &RunEntry)],
+    actions: &mut Vec<Action>,
+) {
     ui.horizontal(|ui| {
         ui.checkbox(&mut s.show_raw, "raw loss");
         if ui.checkbox(&mut s.log_loss, "log scale").changed() {
@@ -226,17 +257,22 @@ pub fn ui(s: &mut CurvesState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> {
             }));
         }
     });
-    if runs.is_empty() {
-        ui.label("Select a run on the left, or tick runs to overlay.");
-        return actions;
-    }
-    let height = (ui.available_height() / 3.0 - 10.0).max(120.0);
-    // The same step range on every plot, so they line up vertically.
-    let x_max = runs
-        .iter()
-        .map(|(_, r)| r.total_steps.max(r.step))
-        .max()
-        .unwrap_or(1) as f64;
+}
+
+/// A plot against step over `0..=x_max`, its cursor linked with the other curves so they line up.
+fn step_plot(id: &str, x_max: f64, height: f32) -> Plot<'static> {
+    Plot::new(id)
+        .y_axis_min_width(44.0)
+        .include_x(0.0)
+        .include_x(x_max)
+        .link_cursor(egui::Id::unique("curves-x"), [true, false])
+        .legend(Legend::default())
+        .height(height)
+        .x_axis_label("step")
+}
+
+/// Training loss of each run: the smoothed line, and the raw one faint behind it.
+fn loss_plot_ui(s: &mut CurvesState, ui: &mut Ui, runs: &[(usize, &RunEntry)], plot: Plot<'_>) {
     ui.label(
         RichText::new(if s.log_loss {
             "training loss (log10)"
@@ -245,112 +281,86 @@ pub fn ui(s: &mut CurvesState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> {
         })
         .strong(),
     );
-    Plot::new("curve-loss")
-        .y_axis_min_width(44.0)
-        .include_x(0.0)
-        .include_x(x_max)
-        .link_cursor(egui::Id::unique("curves-x"), [true, false])
-        .legend(Legend::default())
-        .height(height)
-        .x_axis_label("step")
-        .show(ui, |plot| {
-            for &(i, r) in &runs {
-                let color = theme::run(i);
-                if s.show_raw {
+    plot.show(ui, |plot| {
+        for &(i, r) in runs {
+            let color = theme::run(i);
+            if s.show_raw {
+                plot.line(
+                    Line::new(format!("{} loss", r.name), PlotPoints::from(s.series(r, 0)))
+                        .color(color.gamma_multiply(0.35))
+                        .width(1.0),
+                );
+            }
+            plot.line(
+                Line::new(
+                    format!("{} loss (smoothed)", r.name),
+                    PlotPoints::from(s.series(r, 1)),
+                )
+                .color(color)
+                .width(2.0),
+            );
+        }
+    });
+}
+
+/// The points `(step, f)` of each evaluation of a run.
+fn eval_points(r: &RunEntry, f: impl Fn(&EvalPoint) -> Option<f64>) -> Vec<[f64; 2]> {
+    r.evals
+        .iter()
+        .filter_map(|e| f(e).map(|y| [e.step as f64, y]))
+        .collect()
+}
+
+/// Dev micro F1 (solid), macro F1 (dashed) and, if asked, per-type F1 of each run.
+fn f1_plot_ui(s: &CurvesState, ui: &mut Ui, runs: &[(usize, &RunEntry)], plot: Plot<'_>) {
+    ui.label(RichText::new("dev F1").strong());
+    plot.include_y(0.0).include_y(1.0).show(ui, |plot| {
+        for &(i, r) in runs {
+            let color = theme::run(i);
+            let micro = eval_points(r, |e| Some(e.micro_f1));
+            let macro_ = eval_points(r, |e| Some(e.macro_f1));
+            plot.line(
+                Line::new(format!("{} micro F1", r.name), PlotPoints::from(micro))
+                    .color(color)
+                    .width(2.0),
+            );
+            plot.line(
+                Line::new(format!("{} macro F1", r.name), PlotPoints::from(macro_))
+                    .color(color)
+                    .style(egui_plot::LineStyle::dashed_loose()),
+            );
+            if s.per_type {
+                let types: BTreeSet<&String> = r
+                    .evals
+                    .iter()
+                    .flat_map(|e| e.per_type.iter().map(|(t, _)| t))
+                    .collect();
+                for ty in types {
+                    let pts = eval_points(r, |e| {
+                        e.per_type.iter().find(|(t, _)| t == ty).map(|(_, f)| *f)
+                    });
                     plot.line(
-                        Line::new(format!("{} loss", r.name), PlotPoints::from(s.series(r, 0)))
-                            .color(color.gamma_multiply(0.35))
+                        Line::new(format!("{} {ty}", r.name), PlotPoints::from(pts))
+                            .color(theme::entity(ty))
                             .width(1.0),
                     );
                 }
-                plot.line(
-                    Line::new(
-                        format!("{} loss (smoothed)", r.name),
-                        PlotPoints::from(s.series(r, 1)),
-                    )
-                    .color(color)
-                    .width(2.0),
-                );
             }
-        });
-    ui.label(RichText::new("dev F1").strong());
-    Plot::new("curve-f1")
-        .y_axis_min_width(44.0)
-        .include_x(0.0)
-        .include_x(x_max)
-        .link_cursor(egui::Id::unique("curves-x"), [true, false])
-        .legend(Legend::default())
-        .height(height)
-        .include_y(0.0)
-        .include_y(1.0)
-        .x_axis_label("step")
-        .show(ui, |plot| {
-            for &(i, r) in &runs {
-                let color = theme::run(i);
-                let micro: Vec<[f64; 2]> = r
-                    .evals
-                    .iter()
-                    .map(|e| [e.step as f64, e.micro_f1])
-                    .collect();
-                let macro_: Vec<[f64; 2]> = r
-                    .evals
-                    .iter()
-                    .map(|e| [e.step as f64, e.macro_f1])
-                    .collect();
-                plot.line(
-                    Line::new(format!("{} micro F1", r.name), PlotPoints::from(micro))
-                        .color(color)
-                        .width(2.0),
-                );
-                plot.line(
-                    Line::new(format!("{} macro F1", r.name), PlotPoints::from(macro_))
-                        .color(color)
-                        .style(egui_plot::LineStyle::dashed_loose()),
-                );
-                if s.per_type {
-                    let types: BTreeSet<&String> = r
-                        .evals
-                        .iter()
-                        .flat_map(|e| e.per_type.iter().map(|(t, _)| t))
-                        .collect();
-                    for ty in types {
-                        let pts: Vec<[f64; 2]> = r
-                            .evals
-                            .iter()
-                            .filter_map(|e| {
-                                e.per_type
-                                    .iter()
-                                    .find(|(t, _)| t == ty)
-                                    .map(|(_, f)| [e.step as f64, *f])
-                            })
-                            .collect();
-                        plot.line(
-                            Line::new(format!("{} {ty}", r.name), PlotPoints::from(pts))
-                                .color(theme::entity(ty))
-                                .width(1.0),
-                        );
-                    }
-                }
-            }
-        });
+        }
+    });
+}
+
+/// The learning rate of each run.
+fn lr_plot_ui(s: &mut CurvesState, ui: &mut Ui, runs: &[(usize, &RunEntry)], plot: Plot<'_>) {
     ui.label(RichText::new("learning rate").strong());
-    Plot::new("curve-lr")
-        .y_axis_min_width(44.0)
-        .include_x(0.0)
-        .include_x(x_max)
-        .link_cursor(egui::Id::unique("curves-x"), [true, false])
-        .legend(Legend::default())
-        .height(height * 0.7)
-        .x_axis_label("step")
-        .show(ui, |plot| {
-            for &(i, r) in &runs {
-                plot.line(
-                    Line::new(format!("{} lr", r.name), PlotPoints::from(s.series(r, 2)))
-                        .color(theme::run(i)),
-                );
-            }
-        });
-    actions
+    plot.show(ui, |plot| {
+        for &(i, r) in runs {
+            plot.line(
+                Line::new(format!("{} lr", r.name), PlotPoints::from(s.series(r, 2)))
+                    .color(theme::run(i)),
+            );
+        }
+    });
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! by `RunConfig::validate` before it can start (each reason shown next to its field); presets for
 //! a first launch; start, pause, resume and stop of the runs in the session.
 
+use std::ops::RangeInclusive;
+
 use egui::{RichText, Ui};
 use serde::{Deserialize, Serialize};
 
@@ -124,15 +126,55 @@ impl LauncherState {
     }
 }
 
-fn field_error(ui: &mut Ui, errors: &[FieldError], prefix: &str, theme: theme::Theme) {
-    for e in errors.iter().filter(|e| e.field.starts_with(prefix)) {
-        ui.colored_label(theme::error_text(theme), format!("⚠ {}", e.reason));
+/// The reasons `RunConfig::validate` gave, shown next to the fields they are about.
+struct Problems<'a> {
+    errors: &'a [FieldError],
+    theme: theme::Theme,
+}
+
+impl Problems<'_> {
+    /// Every reason about a field whose name starts with `prefix`.
+    fn ui(&self, ui: &mut Ui, prefix: &str) {
+        for e in self.errors.iter().filter(|e| e.field.starts_with(prefix)) {
+            ui.colored_label(theme::error_text(self.theme), format!("⚠ {}", e.reason));
+        }
     }
 }
 
 pub fn ui(s: &mut LauncherState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> {
     let mut actions = Vec::new();
     ui.heading("Launch a run");
+    presets_ui(s, ui, &mut actions);
+    ui.separator();
+    let config = s.config();
+    let errors = config.validate();
+    let problems = Problems {
+        errors: &errors,
+        theme: cx.theme,
+    };
+    egui::ScrollArea::vertical()
+        .id_salt("launcher-form")
+        .show(ui, |ui| {
+            egui::Grid::new("launcher-grid")
+                .num_columns(2)
+                .spacing([12.0, 6.0])
+                .show(ui, |ui| {
+                    corpora_rows_ui(s, ui, &problems);
+                    model_rows_ui(s, ui, &problems);
+                    data_rows_ui(s, ui, &problems);
+                    optimization_row_ui(s, ui, &problems);
+                    device_row_ui(s, ui);
+                });
+        });
+    ui.separator();
+    start_ui(ui, &config, &problems, &mut actions);
+    ui.separator();
+    runs_table(ui, cx, &mut actions);
+    actions
+}
+
+/// The presets and the folder pickers a first launch starts from.
+fn presets_ui(s: &mut LauncherState, ui: &mut Ui, actions: &mut Vec<Action>) {
     ui.horizontal_wrapped(|ui| {
         ui.label("Start from:");
         if ui
@@ -154,148 +196,245 @@ pub fn ui(s: &mut LauncherState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> 
             actions.push(Action::PickPath(PathTarget::Model));
         }
     });
-    ui.separator();
-    let config = s.config();
-    let errors = config.validate();
-    egui::ScrollArea::vertical().id_salt("launcher-form").show(ui, |ui| {
-        egui::Grid::new("launcher-grid").num_columns(2).spacing([12.0, 6.0]).show(ui, |ui| {
-            let l = ui.label("Training corpora").on_hover_text("One per line: a path, builtin:demo/train, klue-ner/train, wikiann:ko/train, hf:<repo>:<config>/<split>. Several lines make a polyglot mix.");
-            ui.vertical(|ui| {
-                ui.add(egui::TextEdit::multiline(&mut s.train_text).desired_rows(2).desired_width(420.0).id_salt("train-text")).labelled_by(l.id);
-                field_error(ui, &errors, "data", cx.theme);
-            });
-            ui.end_row();
-            let l = ui.label("Dev corpus");
-            ui.add(egui::TextEdit::singleline(&mut s.dev_text).desired_width(420.0).id_salt("dev-text")).labelled_by(l.id);
-            ui.end_row();
-            let l = ui.label("Zero-shot evaluation").on_hover_text("Corpora scored at the end (other languages), one per line");
-            ui.add(egui::TextEdit::multiline(&mut s.eval_text).desired_rows(1).desired_width(420.0).id_salt("eval-text")).labelled_by(l.id);
-            ui.end_row();
-            let l = ui.label("Model");
-            ui.vertical(|ui| {
-                ui.horizontal(|ui| {
-                    ui.add(egui::TextEdit::singleline(&mut s.config.model.source).desired_width(300.0).id_salt("model-source")).labelled_by(l.id);
-                    egui::ComboBox::from_id_salt("model-preset").selected_text("presets").show_ui(ui, |ui| {
-                        ui.selectable_value(&mut s.config.model.source, "char".to_string(), "char: character model from scratch");
-                        for (name, _, about) in MODEL_PRESETS {
-                            ui.selectable_value(&mut s.config.model.source, name.to_string(), format!("{name}: {about}"));
-                        }
-                    })
-                    .response
-                    .on_hover_text("model presets");
-                });
-                field_error(ui, &errors, "model.source", cx.theme);
-            });
-            ui.end_row();
-            ui.label("Head");
-            ui.vertical(|ui| {
-                ui.horizontal(|ui| {
-                    for (h, name) in [(HeadKind::Softmax, "softmax"), (HeadKind::Bilstm, "BiLSTM"), (HeadKind::Crf, "CRF"), (HeadKind::BilstmCrf, "BiLSTM-CRF")] {
-                        ui.radio_value(&mut s.config.model.head, h, name);
-                    }
-                });
-                field_error(ui, &errors, "model.head", cx.theme);
-            });
-            ui.end_row();
-            let l = ui.label("Method");
-            ui.vertical(|ui| {
-                egui::ComboBox::from_id_salt("method")
-                    .selected_text(Method::ALL.iter().find(|(m, _)| *m == s.method).map_or("", |(_, n)| *n))
-                    .show_ui(ui, |ui| {
-                        for (m, name) in Method::ALL {
-                            ui.selectable_value(&mut s.method, m, name);
-                        }
-                    })
-                    .response
-                    .labelled_by(l.id);
-                field_error(ui, &errors, "model.marker", cx.theme);
-            });
-            ui.end_row();
-            ui.label("Few-shot");
-            ui.horizontal(|ui| {
-                labeled(ui, "K", egui::DragValue::new(&mut s.config.data.k_shot).range(0..=1000));
-                labeled(ui, "(0 = all)   max sentences", egui::DragValue::new(&mut s.config.data.max_sentences).range(0..=1_000_000));
-            });
-            ui.end_row();
-            ui.label("Polyglot, then fine-tune");
-            ui.vertical(|ui| {
-                ui.checkbox(&mut s.use_finetune, "then fine-tune on a target corpus");
-                if s.use_finetune {
-                    ui.add(egui::TextEdit::singleline(&mut s.finetune_text).desired_width(420.0).id_salt("finetune-text").hint_text("fine-tuning corpus"));
-                    field_error(ui, &errors, "finetune", cx.theme);
-                }
-            });
-            ui.end_row();
-            ui.label("Tricks");
-            ui.horizontal_wrapped(|ui| {
-                let t = &mut s.config.train;
-                labeled(ui, "FGM ε", egui::DragValue::new(&mut t.fgm_epsilon).range(0.0..=10.0).speed(0.05));
-                labeled(ui, "R-Drop α", egui::DragValue::new(&mut t.rdrop_alpha).range(0.0..=10.0).speed(0.05));
-                labeled(ui, "multi-sample dropout K", egui::DragValue::new(&mut s.config.model.msd_samples).range(1..=16));
-            });
-            ui.end_row();
-            ui.label("Optimization");
-            ui.vertical(|ui| {
-                let t = &mut s.config.train;
-                ui.horizontal_wrapped(|ui| {
-                    labeled(ui, "epochs", egui::DragValue::new(&mut t.epochs).range(0..=1000));
-                    labeled(ui, "batch", egui::DragValue::new(&mut t.batch_size).range(1..=1024));
-                    labeled(ui, "lr", egui::DragValue::new(&mut t.lr).range(1e-7..=1.0).speed(1e-5).custom_formatter(|v, _| format!("{v:.1e}")));
-                    let mut head_lr = t.head_lr.is_some();
-                    if ui.checkbox(&mut head_lr, "head lr").changed() {
-                        t.head_lr = head_lr.then_some(t.lr * 20.0);
-                    }
-                    if let Some(h) = t.head_lr.as_mut() {
-                        ui.add(egui::DragValue::new(h).range(1e-7..=1.0).speed(1e-5).custom_formatter(|v, _| format!("{v:.1e}"))).on_hover_text("learning rate of the head");
-                    }
-                });
-                ui.horizontal_wrapped(|ui| {
-                    labeled(ui, "warmup", egui::DragValue::new(&mut t.warmup_ratio).range(0.0..=0.9).speed(0.01));
-                    egui::ComboBox::from_id_salt("schedule")
-                        .selected_text(format!("{:?}", t.schedule))
-                        .show_ui(ui, |ui| {
-                            for sch in [Schedule::Linear, Schedule::Cosine, Schedule::Constant] {
-                                ui.selectable_value(&mut t.schedule, sch, format!("{sch:?}"));
-                            }
-                        })
-                        .response
-                        .on_hover_text("learning-rate schedule");
-                    labeled(ui, "clip", egui::DragValue::new(&mut t.clip_norm).range(0.0..=100.0).speed(0.1));
-                    labeled(ui, "patience", egui::DragValue::new(&mut t.patience).range(0..=100));
-                    labeled(ui, "seed", egui::DragValue::new(&mut s.config.seed));
-                });
-                field_error(ui, &errors, "train", cx.theme);
-            });
-            ui.end_row();
-            ui.label("Device");
-            ui.horizontal(|ui| {
-                ui.radio_value(&mut s.config.device, DeviceSpec::Cpu, "CPU");
-                ui.radio_value(&mut s.config.device, DeviceSpec::Cuda(0), "CUDA 0");
-                let mut threads = s.config.threads.unwrap_or(0);
-                if labeled(ui, "threads (0 = all but one)", egui::DragValue::new(&mut threads).range(0..=256)).changed() {
-                    s.config.threads = (threads > 0).then_some(threads);
-                }
-            });
-            ui.end_row();
-        });
+}
+
+/// The grid rows of the training, dev and zero-shot evaluation corpora.
+fn corpora_rows_ui(s: &mut LauncherState, ui: &mut Ui, problems: &Problems<'_>) {
+    let l = ui.label("Training corpora").on_hover_text("One per line: a path, builtin:demo/train, klue-ner/train, wikiann:ko/train, hf:<repo>:<config>/<split>. Several lines make a polyglot mix.");
+    ui.vertical(|ui| {
+        ui.add(corpora_edit(&mut s.train_text, 2, "train-text"))
+            .labelled_by(l.id);
+        problems.ui(ui, "data");
     });
-    ui.separator();
+    ui.end_row();
+    let l = ui.label("Dev corpus");
+    ui.add(
+        egui::TextEdit::singleline(&mut s.dev_text)
+            .desired_width(420.0)
+            .id_salt("dev-text"),
+    )
+    .labelled_by(l.id);
+    ui.end_row();
+    let l = ui
+        .label("Zero-shot evaluation")
+        .on_hover_text("Corpora scored at the end (other languages), one per line");
+    ui.add(corpora_edit(&mut s.eval_text, 1, "eval-text"))
+        .labelled_by(l.id);
+    ui.end_row();
+}
+
+/// A box of corpora, one per line (read back by `lines`).
+fn corpora_edit<'t>(text: &'t mut String, rows: usize, id: &str) -> egui::TextEdit<'t> {
+    egui::TextEdit::multiline(text)
+        .desired_rows(rows)
+        .desired_width(420.0)
+        .id_salt(id)
+}
+
+/// The grid rows of the model, its head and the research method.
+fn model_rows_ui(s: &mut LauncherState, ui: &mut Ui, problems: &Problems<'_>) {
+    let l = ui.label("Model");
+    ui.vertical(|ui| {
+        ui.horizontal(|ui| {
+            ui.add(
+                egui::TextEdit::singleline(&mut s.config.model.source)
+                    .desired_width(300.0)
+                    .id_salt("model-source"),
+            )
+            .labelled_by(l.id);
+            egui::ComboBox::from_id_salt("model-preset")
+                .selected_text("presets")
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(
+                        &mut s.config.model.source,
+                        "char".to_string(),
+                        "char: character model from scratch",
+                    );
+                    for (name, _, about) in MODEL_PRESETS {
+                        ui.selectable_value(
+                            &mut s.config.model.source,
+                            name.to_string(),
+                            format!("{name}: {about}"),
+                        );
+                    }
+                })
+                .response
+                .on_hover_text("model presets");
+        });
+        problems.ui(ui, "model.source");
+    });
+    ui.end_row();
+    ui.label("Head");
+    ui.vertical(|ui| {
+        ui.horizontal(|ui| {
+            for (h, name) in [
+                (HeadKind::Softmax, "softmax"),
+                (HeadKind::Bilstm, "BiLSTM"),
+                (HeadKind::Crf, "CRF"),
+                (HeadKind::BilstmCrf, "BiLSTM-CRF"),
+            ] {
+                ui.radio_value(&mut s.config.model.head, h, name);
+            }
+        });
+        problems.ui(ui, "model.head");
+    });
+    ui.end_row();
+    let l = ui.label("Method");
+    ui.vertical(|ui| {
+        egui::ComboBox::from_id_salt("method")
+            .selected_text(
+                Method::ALL
+                    .iter()
+                    .find(|(m, _)| *m == s.method)
+                    .map_or("", |(_, n)| *n),
+            )
+            .show_ui(ui, |ui| {
+                for (m, name) in Method::ALL {
+                    ui.selectable_value(&mut s.method, m, name);
+                }
+            })
+            .response
+            .labelled_by(l.id);
+        problems.ui(ui, "model.marker");
+    });
+    ui.end_row();
+}
+
+/// The grid rows of few-shot sampling, the polyglot fine-tuning stage and the tricks.
+fn data_rows_ui(s: &mut LauncherState, ui: &mut Ui, problems: &Problems<'_>) {
+    ui.label("Few-shot");
     ui.horizontal(|ui| {
-        let ok = errors.is_empty();
+        let d = &mut s.config.data;
+        number_ui(ui, "K", &mut d.k_shot, 0..=1000, 1.0);
+        number_ui(
+            ui,
+            "(0 = all)   max sentences",
+            &mut d.max_sentences,
+            0..=1_000_000,
+            1.0,
+        );
+    });
+    ui.end_row();
+    ui.label("Polyglot, then fine-tune");
+    ui.vertical(|ui| {
+        ui.checkbox(&mut s.use_finetune, "then fine-tune on a target corpus");
+        if s.use_finetune {
+            ui.add(
+                egui::TextEdit::singleline(&mut s.finetune_text)
+                    .desired_width(420.0)
+                    .id_salt("finetune-text")
+                    .hint_text("fine-tuning corpus"),
+            );
+            problems.ui(ui, "finetune");
+        }
+    });
+    ui.end_row();
+    ui.label("Tricks");
+    ui.horizontal_wrapped(|ui| {
+        let t = &mut s.config.train;
+        number_ui(ui, "FGM ε", &mut t.fgm_epsilon, 0.0..=10.0, 0.05);
+        number_ui(ui, "R-Drop α", &mut t.rdrop_alpha, 0.0..=10.0, 0.05);
+        number_ui(
+            ui,
+            "multi-sample dropout K",
+            &mut s.config.model.msd_samples,
+            1..=16,
+            1.0,
+        );
+    });
+    ui.end_row();
+}
+
+/// The grid row of epochs, batch, learning rates, schedule, clipping, patience and seed.
+fn optimization_row_ui(s: &mut LauncherState, ui: &mut Ui, problems: &Problems<'_>) {
+    ui.label("Optimization");
+    ui.vertical(|ui| {
+        let t = &mut s.config.train;
+        ui.horizontal_wrapped(|ui| {
+            number_ui(ui, "epochs", &mut t.epochs, 0..=1000, 1.0);
+            number_ui(ui, "batch", &mut t.batch_size, 1..=1024, 1.0);
+            labeled(ui, "lr", lr_value(&mut t.lr));
+            let mut head_lr = t.head_lr.is_some();
+            if ui.checkbox(&mut head_lr, "head lr").changed() {
+                t.head_lr = head_lr.then_some(t.lr * 20.0);
+            }
+            if let Some(h) = t.head_lr.as_mut() {
+                ui.add(lr_value(h))
+                    .on_hover_text("learning rate of the head");
+            }
+        });
+        ui.horizontal_wrapped(|ui| {
+            number_ui(ui, "warmup", &mut t.warmup_ratio, 0.0..=0.9, 0.01);
+            egui::ComboBox::from_id_salt("schedule")
+                .selected_text(format!("{:?}", t.schedule))
+                .show_ui(ui, |ui| {
+                    for sch in [Schedule::Linear, Schedule::Cosine, Schedule::Constant] {
+                        ui.selectable_value(&mut t.schedule, sch, format!("{sch:?}"));
+                    }
+                })
+                .response
+                .on_hover_text("learning-rate schedule");
+            number_ui(ui, "clip", &mut t.clip_norm, 0.0..=100.0, 0.1);
+            number_ui(ui, "patience", &mut t.patience, 0..=100, 1.0);
+            labeled(ui, "seed", egui::DragValue::new(&mut s.config.seed));
+        });
+        problems.ui(ui, "train");
+    });
+    ui.end_row();
+}
+
+/// A labelled number field within `range`, moving by `speed` per point dragged.
+fn number_ui<N: egui::emath::Numeric>(
+    ui: &mut Ui,
+    label: &str,
+    value: &mut N,
+    range: RangeInclusive<N>,
+    speed: f64,
+) -> egui::Response {
+    labeled(
+        ui,
+        label,
+        egui::DragValue::new(value).range(range).speed(speed),
+    )
+}
+
+/// A learning-rate field: 1e-7 to 1, shown as `1.0e-5`.
+fn lr_value(lr: &mut f64) -> egui::DragValue<'_> {
+    egui::DragValue::new(lr)
+        .range(1e-7..=1.0)
+        .speed(1e-5)
+        .custom_formatter(|v, _| format!("{v:.1e}"))
+}
+
+/// The grid row of the device and the thread count.
+fn device_row_ui(s: &mut LauncherState, ui: &mut Ui) {
+    ui.label("Device");
+    ui.horizontal(|ui| {
+        ui.radio_value(&mut s.config.device, DeviceSpec::Cpu, "CPU");
+        ui.radio_value(&mut s.config.device, DeviceSpec::Cuda(0), "CUDA 0");
+        let mut threads = s.config.threads.unwrap_or(0);
+        if number_ui(ui, "threads (0 = all but one)", &mut threads, 0..=256, 1.0).changed() {
+            s.config.threads = (threads > 0).then_some(threads);
+        }
+    });
+    ui.end_row();
+}
+
+/// The start button, enabled once the configuration has no problems.
+fn start_ui(ui: &mut Ui, config: &RunConfig, problems: &Problems<'_>, actions: &mut Vec<Action>) {
+    ui.horizontal(|ui| {
+        let ok = problems.errors.is_empty();
         let start = ui.add_enabled(ok, egui::Button::new(RichText::new("▶ Start run").strong()));
         if start.clicked() {
             actions.push(Action::Launch(Box::new(config.clone())));
         }
         if !ok {
             ui.colored_label(
-                theme::error_text(cx.theme),
-                format!("{} problem(s) to fix first", errors.len()),
+                theme::error_text(problems.theme),
+                format!("{} problem(s) to fix first", problems.errors.len()),
             );
         }
     });
-    ui.separator();
-    runs_table(ui, cx, &mut actions);
-    actions
 }
 
 /// The session's runs with their state and controls.

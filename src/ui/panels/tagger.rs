@@ -172,6 +172,25 @@ pub fn ui(s: &mut TaggerState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> {
             run_picker(ui, "tagger-b", &mut s.run_b, &runs);
         }
     });
+    text_ui(s, ui, cx, &mut actions);
+    results_ui(s, ui, cx);
+    if s.compare
+        && let (Some(a), Some(b)) = (run_named(cx, &s.run_a), run_named(cx, &s.run_b))
+    {
+        ui.separator();
+        disagreements_ui(ui, a, b, cx.theme);
+    }
+    actions
+}
+
+/// The run called `name`, if the store has it.
+fn run_named<'a>(cx: &PanelCtx<'a>, name: &Option<String>) -> Option<&'a RunEntry> {
+    name.as_ref()
+        .and_then(|n| cx.store.runs.iter().find(|r| &r.name == n))
+}
+
+/// The text box; once typing has paused, the text is sent to each chosen run's model (once).
+fn text_ui(s: &mut TaggerState, ui: &mut Ui, cx: &PanelCtx<'_>, actions: &mut Vec<Action>) {
     let edit = ui.add(
         egui::TextEdit::multiline(&mut s.text)
             .desired_rows(3)
@@ -193,11 +212,7 @@ pub fn ui(s: &mut TaggerState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> {
         if t.elapsed() >= DEBOUNCE && s.sent.as_ref() != Some(&wanted) && !s.text.trim().is_empty()
         {
             for (which, run) in [(0, &wanted.1), (1, &wanted.2)] {
-                if let Some(dir) = run
-                    .as_ref()
-                    .and_then(|n| cx.store.runs.iter().find(|r| &r.name == n))
-                    .and_then(RunEntry::model_dir)
-                {
+                if let Some(dir) = run_named(cx, run).and_then(RunEntry::model_dir) {
                     s.counter += 1;
                     let request = 1_000_000 + s.counter;
                     if which == 0 {
@@ -217,6 +232,10 @@ pub fn ui(s: &mut TaggerState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> {
             ui.ctx().request_repaint_after(DEBOUNCE);
         }
     }
+}
+
+/// The tagged text of the first run, and of the second beside it when comparing.
+fn results_ui(s: &TaggerState, ui: &mut Ui, cx: &PanelCtx<'_>) {
     let show = |ui: &mut Ui, name: &Option<String>, request: u64| {
         ui.label(RichText::new(name.clone().unwrap_or_default()).strong());
         match cx.store.tagged.get(&request) {
@@ -234,35 +253,24 @@ pub fn ui(s: &mut TaggerState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> {
     } else {
         show(ui, &s.run_a, s.request_a);
     }
-    if s.compare
-        && let (Some(a), Some(b)) = (
-            s.run_a
-                .as_ref()
-                .and_then(|n| cx.store.runs.iter().find(|r| &r.name == n)),
-            s.run_b
-                .as_ref()
-                .and_then(|n| cx.store.runs.iter().find(|r| &r.name == n)),
-        )
-    {
-        ui.separator();
-        let diff = disagreements(a, b);
-        match a.dev.as_ref() {
-            Some(dev) if !diff.is_empty() || b.dev.is_some() => {
-                ui.label(
-                    RichText::new(format!(
-                        "{} dev sentences where the two runs disagree",
-                        diff.len()
-                    ))
-                    .strong(),
-                );
-                sentence_list_labeled(ui, "tagger-disagree", dev, &diff, ("A", "B"), cx.theme);
-            }
-            _ => {
-                ui.label(
-                    "Load both runs' dev predictions (inspect them) to list their disagreements.",
-                );
-            }
+}
+
+/// The dev sentences where runs `a` and `b` predict differently.
+fn disagreements_ui(ui: &mut Ui, a: &RunEntry, b: &RunEntry, theme: Theme) {
+    let diff = disagreements(a, b);
+    match a.dev.as_ref() {
+        Some(dev) if !diff.is_empty() || b.dev.is_some() => {
+            ui.label(
+                RichText::new(format!(
+                    "{} dev sentences where the two runs disagree",
+                    diff.len()
+                ))
+                .strong(),
+            );
+            sentence_list_labeled(ui, "tagger-disagree", dev, &diff, ("A", "B"), theme);
+        }
+        _ => {
+            ui.label("Load both runs' dev predictions (inspect them) to list their disagreements.");
         }
     }
-    actions
 }
