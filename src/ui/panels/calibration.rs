@@ -6,6 +6,7 @@ use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints};
 
 use super::super::context::{Action, PanelCtx};
 use super::super::theme;
+use crate::metrics::calibration::{Bin, Calibration};
 
 pub fn ui(ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> {
     let Some(run) = cx.selected else {
@@ -32,15 +33,36 @@ pub fn ui(ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> {
     );
     let width = cal.bins.first().map_or(0.1, |b| b.hi - b.lo);
     let height = (ui.available_height() / 2.0 - 20.0).max(150.0);
-    ui.label("reliability diagram: accuracy of the tokens in each confidence bin");
-    Plot::new("reliability")
-        .legend(Legend::default())
+    reliability_ui(ui, cal, width, confidence_plot("reliability", height));
+    histogram_ui(
+        ui,
+        cal,
+        width,
+        confidence_plot("confidence-hist", height * 0.8),
+    );
+    Vec::new()
+}
+
+/// A plot over confidence 0..=1.
+fn confidence_plot(id: &str, height: f32) -> Plot<'static> {
+    Plot::new(id)
         .height(height)
         .include_x(0.0)
         .include_x(1.0)
+        .x_axis_label("confidence")
+}
+
+/// The middle of a bin, where its bar stands.
+fn centre(b: &Bin) -> f64 {
+    (b.lo + b.hi) / 2.0
+}
+
+/// Accuracy and mean confidence of each non-empty bin against the diagonal.
+fn reliability_ui(ui: &mut Ui, cal: &Calibration, width: f64, plot: Plot<'_>) {
+    ui.label("reliability diagram: accuracy of the tokens in each confidence bin");
+    plot.legend(Legend::default())
         .include_y(0.0)
         .include_y(1.0)
-        .x_axis_label("confidence")
         .y_axis_label("accuracy")
         .show(ui, |plot| {
             let bars: Vec<Bar> = cal
@@ -48,7 +70,7 @@ pub fn ui(ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> {
                 .iter()
                 .filter(|b| b.count > 0)
                 .map(|b| {
-                    Bar::new((b.lo + b.hi) / 2.0, b.accuracy)
+                    Bar::new(centre(b), b.accuracy)
                         .width(width * 0.9)
                         .name(format!(
                             "{} tokens, mean confidence {:.3}",
@@ -61,7 +83,7 @@ pub fn ui(ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> {
                 .bins
                 .iter()
                 .filter(|b| b.count > 0)
-                .map(|b| Bar::new((b.lo + b.hi) / 2.0, b.mean_confidence).width(width * 0.3))
+                .map(|b| Bar::new(centre(b), b.mean_confidence).width(width * 0.3))
                 .collect();
             plot.bar_chart(BarChart::new("mean confidence", gaps).color(theme::run(1)));
             plot.line(
@@ -72,24 +94,21 @@ pub fn ui(ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> {
                 .color(theme::diagonal()),
             );
         });
+}
+
+/// Tokens per confidence bin, on a log scale.
+fn histogram_ui(ui: &mut Ui, cal: &Calibration, width: f64, plot: Plot<'_>) {
     ui.label("confidence histogram (tokens per bin, log scale)");
-    Plot::new("confidence-hist")
-        .height(height * 0.8)
-        .include_x(0.0)
-        .include_x(1.0)
-        .x_axis_label("confidence")
-        .y_axis_label("log10 tokens")
-        .show(ui, |plot| {
-            let bars: Vec<Bar> = cal
-                .bins
-                .iter()
-                .map(|b| {
-                    Bar::new((b.lo + b.hi) / 2.0, (b.count as f64 + 1.0).log10())
-                        .width(width * 0.9)
-                        .name(format!("{} tokens", b.count))
-                })
-                .collect();
-            plot.bar_chart(BarChart::new("tokens", bars).color(theme::run(2)));
-        });
-    Vec::new()
+    plot.y_axis_label("log10 tokens").show(ui, |plot| {
+        let bars: Vec<Bar> = cal
+            .bins
+            .iter()
+            .map(|b| {
+                Bar::new(centre(b), (b.count as f64 + 1.0).log10())
+                    .width(width * 0.9)
+                    .name(format!("{} tokens", b.count))
+            })
+            .collect();
+        plot.bar_chart(BarChart::new("tokens", bars).color(theme::run(2)));
+    });
 }

@@ -96,45 +96,34 @@ pub fn token_cell_sentences(
         .collect()
 }
 
+/// Each cell's count and row-normalized share (`norm`), mapped by `f`.
+fn map_cells<T>(m: &Matrix, norm: &[Vec<f64>], f: impl Fn(usize, f64) -> T) -> Vec<Vec<T>> {
+    m.counts
+        .iter()
+        .zip(norm)
+        .map(|(row, nrow)| row.iter().zip(nrow).map(|(&c, &n)| f(c, n)).collect())
+        .collect()
+}
+
 fn cell_values(m: &Matrix, normalized: bool) -> (Vec<Vec<f32>>, Vec<Vec<String>>) {
     let norm = m.row_normalized();
     let max = m.counts.iter().flatten().copied().max().unwrap_or(1).max(1) as f32;
-    let values = m
-        .counts
-        .iter()
-        .zip(&norm)
-        .map(|(row, nrow)| {
-            row.iter()
-                .zip(nrow)
-                .map(|(&c, &n)| {
-                    if normalized {
-                        n as f32
-                    } else {
-                        (c as f32 / max).sqrt()
-                    }
-                })
-                .collect()
-        })
-        .collect();
-    let texts = m
-        .counts
-        .iter()
-        .zip(&norm)
-        .map(|(row, nrow)| {
-            row.iter()
-                .zip(nrow)
-                .map(|(&c, &n)| {
-                    if c == 0 {
-                        String::new()
-                    } else if normalized {
-                        format!("{n:.2}")
-                    } else {
-                        c.to_string()
-                    }
-                })
-                .collect()
-        })
-        .collect();
+    let values = map_cells(m, &norm, |c, n| {
+        if normalized {
+            n as f32
+        } else {
+            (c as f32 / max).sqrt()
+        }
+    });
+    let texts = map_cells(m, &norm, |c, n| {
+        if c == 0 {
+            String::new()
+        } else if normalized {
+            format!("{n:.2}")
+        } else {
+            c.to_string()
+        }
+    });
     (values, texts)
 }
 
