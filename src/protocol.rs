@@ -37,6 +37,11 @@ pub enum Command {
         model: PathBuf,
         text: String,
     },
+    /// List the run folders under `dir`, so the UI never reads a directory itself; the answer is
+    /// [`Event::RunsFound`], and the UI asks [`Command::LoadRun`] for the runs it has not read.
+    ScanRuns {
+        dir: PathBuf,
+    },
     /// Read a run directory (config, metrics, report) for display.
     LoadRun {
         dir: PathBuf,
@@ -186,6 +191,11 @@ pub enum Event {
         weights: Vec<Vec<Vec<Vec<f32>>>>,
     },
     RunLoaded(Box<LoadedRun>),
+    /// The run folders under `dir`, newest first: the answer to [`Command::ScanRuns`].
+    RunsFound {
+        dir: PathBuf,
+        runs: Vec<PathBuf>,
+    },
     /// A run's state on disk, the answer to [`Command::CheckRuns`].
     RunStatus {
         dir: PathBuf,

@@ -22,7 +22,7 @@ use crate::model::ner::NerModel;
 use crate::protocol::{
     Command, CurvePoint, DevView, EvalPoint, Event, LoadedRun, RunFiles, RunId, TrainRequest,
 };
-use crate::train::run_dir::{MetricsLine, RunDir};
+use crate::train::run_dir::{MetricsLine, RunDir, list_runs};
 use crate::train::sources::load_corpus;
 use crate::train::{Control, Observer, RunConfig, TrainEvent, train};
 
@@ -324,6 +324,10 @@ impl Worker {
                         });
                     }
                 }
+            }
+            Command::ScanRuns { dir } => {
+                let runs = list_runs(&dir).into_iter().map(|r| r.path).collect();
+                self.send(Event::RunsFound { dir, runs });
             }
             Command::LoadRun { dir } => match load_run(&dir) {
                 Ok(r) => self.send(Event::RunLoaded(Box::new(r))),

@@ -439,6 +439,42 @@ fn live_demo_run_streams_curves_and_tags_typed_korean() {
     std::fs::remove_dir_all(runs).unwrap();
 }
 
+/// Runs already on disk are found through the worker (the UI thread never lists the folder), and
+/// scanning again keeps one entry per run.
+#[test]
+fn runs_on_disk_are_found_through_the_worker() {
+    let runs = temp_dir("scan");
+    RunDir::create(&runs, "on-disk")
+        .unwrap()
+        .write_config(&RunConfig::default())
+        .unwrap();
+    let state = UiState {
+        runs_dir: Some(runs.clone()),
+        ..UiState::default()
+    };
+    let worker = WorkerHandle::spawn(Some(1)).unwrap();
+    let mut app = NerlabApp::with_parts(state, RunStore::default(), Some(worker));
+    app.scan_runs();
+    let mut h = harness(app);
+    step_until(&mut h, 60, "the run on disk", |h| {
+        h.state().store.runs.iter().any(|r| r.name == "on-disk")
+    });
+    // Scanning again finds the same run, which stays one entry.
+    h.get_by_label("⟳").click();
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(50));
+        h.step();
+    }
+    assert_eq!(h.state().store.runs.len(), 1);
+    assert!(
+        h.state().store.banners.is_empty(),
+        "{:?}",
+        h.state().store.banners
+    );
+    drop(h);
+    std::fs::remove_dir_all(runs).unwrap();
+}
+
 /// A run that failed before its first step, read from disk after the window reopened: the run
 /// list says failed (not `running 0/0`), and the launcher, Errors and Attention panels show why.
 #[test]

@@ -145,6 +145,13 @@ fn a_run_streams_progress_evaluations_and_its_end() {
         "error cases are recomputed for browsing"
     );
     assert_eq!(r.dev.as_ref().unwrap().tokens.len(), report.sentences);
+    // The runs folder is listed on the worker, so the workbench never reads it while drawing.
+    w.send(Command::ScanRuns { dir: dir.0.clone() }).unwrap();
+    let ev = wait_for(&w, "the run list", |e| matches!(e, Event::RunsFound { .. }));
+    assert!(
+        matches!(ev.last(), Some(Event::RunsFound { runs, .. }) if *runs == [run_dir.clone()]),
+        "{ev:?}"
+    );
     w.send(Command::Attention {
         request: 8,
         model: run_dir.clone(),

@@ -20,7 +20,6 @@ use super::store::{Phase, RunStore};
 use super::theme::{self, Theme};
 use crate::protocol::{Command, Event, RunId, TrainRequest};
 use crate::train::RunConfig;
-use crate::train::run_dir::list_runs;
 use crate::worker::WorkerHandle;
 
 /// A path chosen in a file dialog, for a launcher field.
@@ -110,11 +109,18 @@ impl NerlabApp {
         self.apply(Action::Launch(Box::new(config)), &ctx);
     }
 
-    /// Asks the worker to read every run directory not yet read.
+    /// Asks the worker to list the runs folder; its answer, [`Event::RunsFound`], has the runs
+    /// not yet read loaded (see [`Self::pump`]). The UI thread never reads the directory itself.
     pub fn scan_runs(&mut self) {
-        for run in list_runs(&self.state.runs_dir()) {
-            if self.requested.insert(run.path.clone()) {
-                self.send(Command::LoadRun { dir: run.path });
+        let dir = self.state.runs_dir();
+        self.send(Command::ScanRuns { dir });
+    }
+
+    /// Asks the worker to read each of `runs` not asked for before (once per run).
+    fn load_new_runs(&mut self, runs: Vec<PathBuf>) {
+        for dir in runs {
+            if self.requested.insert(dir.clone()) {
+                self.send(Command::LoadRun { dir });
             }
         }
     }
@@ -127,6 +133,11 @@ impl NerlabApp {
             let Some(event) = self.worker.as_ref().and_then(WorkerHandle::try_recv) else {
                 break;
             };
+            n += 1;
+            if let Event::RunsFound { runs, .. } = event {
+                self.load_new_runs(runs);
+                continue;
+            }
             // A new best model or a finished run: read its dev predictions for browsing.
             let refresh = match &event {
                 Event::Evaluated { id, best: true, .. } | Event::Finished { id, .. } => {
@@ -142,7 +153,6 @@ impl NerlabApp {
             if let Some(dir) = refresh.or(finished_dir) {
                 self.send(Command::LoadRun { dir });
             }
-            n += 1;
         }
         n
     }
@@ -441,21 +451,22 @@ impl NerlabApp {
             Export::Csv { path, content } => {
                 self.notices
                     .push((format!("writing {}", path.display()), Instant::now()));
-                let _ = std::thread::Builder::new()
-                    .name("nerlab-export".into())
-                    .spawn(move || {
-                        if let Some(dir) = path.parent() {
-                            let _ = std::fs::create_dir_all(dir);
-                        }
-                        let _ = std::fs::write(&path, content);
-                    });
+                off_ui_thread(move || {
+                    if let Some(dir) = path.parent() {
+                        let _ = std::fs::create_dir_all(dir);
+                    }
+                    let _ = std::fs::write(&path, content);
+                });
             }
             Export::Png { rect, path } => {
                 self.notices
                     .push((format!("saving {}", path.display()), Instant::now()));
                 let ppp = ctx.pixels_per_point();
+                // eframe calls this on the thread that paints: crop, encode and write elsewhere.
                 let callback = egui::ScreenshotCallback::new(move |image| {
-                    let _ = save_png(&image, rect, ppp, &path);
+                    off_ui_thread(move || {
+                        let _ = save_png(&image, rect, ppp, &path);
+                    });
                 });
                 ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(callback));
             }
@@ -496,6 +507,13 @@ impl NerlabApp {
     pub fn live(&self) -> bool {
         self.store.runs.iter().any(|r| r.phase.is_live())
     }
+}
+
+/// Runs `write` (an export's file writing) on a short-lived named thread, never the UI's.
+fn off_ui_thread(write: impl FnOnce() + Send + 'static) {
+    let _ = std::thread::Builder::new()
+        .name("nerlab-export".into())
+        .spawn(write);
 }
 
 /// Crops a screenshot to `rect` (points) and writes it as PNG.

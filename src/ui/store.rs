@@ -259,6 +259,7 @@ impl RunStore {
                     r.files = files;
                 }
             }
+            Event::RunsFound { .. } => {} // the app asks for the runs it has not read
             Event::Stopped => self.worker_stopped = true,
         }
     }
