@@ -29,7 +29,7 @@ fn softmax_row<T: Real>(x: &[T], bias: Option<&[T]>, scale: T, out: &mut [T]) {
     }
     let inv = T::of(1.0 / sum);
     for o in out.iter_mut() {
-        *o = *o * inv;
+        *o *= inv;
     }
 }
 
