@@ -155,6 +155,20 @@ pub struct Sentence {
 impl Sentence {
     /// A sentence built in code (tests, typed text), with a synthetic origin.
     pub fn new(id: impl Into<String>, tokens: Vec<String>, tags: Vec<String>) -> Self {
+        let origin = Origin {
+            path: Arc::from(Path::new("<memory>")),
+            line: 1,
+        };
+        Self::read_at(id, tokens, tags, origin)
+    }
+
+    /// Tokens and tags read from `origin`, with nothing else the format carries.
+    pub fn read_at(
+        id: impl Into<String>,
+        tokens: Vec<String>,
+        tags: Vec<String>,
+        origin: Origin,
+    ) -> Self {
         Self {
             id: id.into(),
             lang: None,
@@ -163,10 +177,7 @@ impl Sentence {
             raw: None,
             columns: Vec::new(),
             header: Vec::new(),
-            origin: Origin {
-                path: Arc::from(Path::new("<memory>")),
-                line: 1,
-            },
+            origin,
         }
     }
 

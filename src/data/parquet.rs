@@ -131,18 +131,14 @@ pub fn read_parquet(files: &[PathBuf], name: &str, lang: Option<&str>) -> anyhow
             if tokens.is_empty() {
                 continue;
             }
+            let id = id.unwrap_or_else(|| format!("{name}-{}", sentences.len() + 1));
+            let at = Origin {
+                path: origin.clone(),
+                line: row_no + 1,
+            };
             sentences.push(Sentence {
-                id: id.unwrap_or_else(|| format!("{name}-{}", sentences.len() + 1)),
                 lang: lang.map(String::from),
-                tokens,
-                tags,
-                raw: None,
-                columns: Vec::new(),
-                header: Vec::new(),
-                origin: Origin {
-                    path: origin.clone(),
-                    line: row_no + 1,
-                },
+                ..Sentence::read_at(id, tokens, tags, at)
             });
         }
     }
