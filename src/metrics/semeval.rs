@@ -314,12 +314,7 @@ pub fn semeval(gold: &[Vec<String>], pred: &[Vec<String>]) -> Result<SemEval, St
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn docs(s: &[&str]) -> Vec<Vec<String>> {
-        s.iter()
-            .map(|d| d.split_whitespace().map(String::from).collect())
-            .collect()
-    }
+    use crate::data::scheme::tag_docs as docs;
 
     #[test]
     fn nervaluate_readme_example() {
