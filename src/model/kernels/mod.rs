@@ -156,6 +156,11 @@ fn contiguous<'a, T: Real>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<
     Ok(&data[a..b])
 }
 
+/// The length of the rows a kernel works on: the last dimension (1 for a scalar).
+fn row_width(dims: &[usize]) -> usize {
+    dims.last().copied().unwrap_or(1)
+}
+
 /// Runs `f` on (row index, input row(s), output row) for every row, in parallel blocks.
 fn rows_map<T: Real>(out: &mut [T], width: usize, f: impl Fn(usize, &mut [T]) + Sync) {
     out.par_chunks_mut(width * ROW_BLOCK)
@@ -249,6 +254,23 @@ mod tests {
         (0..n).map(|_| r.normal() * 2.0).collect()
     }
 
+    fn split_heads(
+        x: &Tensor,
+        bias: &Tensor,
+        (batch, seq, heads): (usize, usize, usize),
+        transpose: bool,
+        pack: Option<std::sync::Arc<Packing>>,
+    ) -> Tensor {
+        let op = SplitHeads {
+            batch,
+            seq,
+            heads,
+            transpose,
+            pack,
+        };
+        x.apply_op2_no_bwd(bias, &op).unwrap()
+    }
+
     #[test]
     fn fast_exp_and_erf_are_accurate() {
         let mut x = -90.0f64;
@@ -317,30 +339,8 @@ mod tests {
         let (b, s, heads, hd) = (2, 3, 2, 4);
         let x = t(data(b * s * heads * hd, 11), &[b * s, heads * hd]);
         let bias = t(data(heads * hd, 12), &[heads * hd]);
-        let split = x
-            .apply_op2_no_bwd(
-                &bias,
-                &SplitHeads {
-                    batch: b,
-                    seq: s,
-                    heads,
-                    transpose: false,
-                    pack: None,
-                },
-            )
-            .unwrap();
-        let split_t = x
-            .apply_op2_no_bwd(
-                &bias,
-                &SplitHeads {
-                    batch: b,
-                    seq: s,
-                    heads,
-                    transpose: true,
-                    pack: None,
-                },
-            )
-            .unwrap();
+        let split = split_heads(&x, &bias, (b, s, heads), false, None);
+        let split_t = split_heads(&x, &bias, (b, s, heads), true, None);
         close(&split_t, &split.transpose(2, 3).unwrap(), 0.0);
         let want = x
             .broadcast_add(&bias)
@@ -389,19 +389,7 @@ mod tests {
         let padded = t(data(b * s * h, 21), &[b * s, h]);
         let packed = padded.index_select(&keep, 0).unwrap();
         let bias = t(data(h, 22), &[h]);
-        let split = |x: &Tensor, pack: Option<std::sync::Arc<Packing>>| {
-            x.apply_op2_no_bwd(
-                &bias,
-                &SplitHeads {
-                    batch: b,
-                    seq: s,
-                    heads,
-                    transpose: false,
-                    pack,
-                },
-            )
-            .unwrap()
-        };
+        let split = |x: &Tensor, pack| split_heads(x, &bias, (b, s, heads), false, pack);
         let from_packed = split(&packed, Some(pack.clone()));
         let from_padded = split(&padded, None);
         // Real positions agree; padding is zero.
