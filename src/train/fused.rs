@@ -73,20 +73,19 @@ fn locked<'g, 'a>(
     Ok((m, v.lock().map_err(poisoned)?))
 }
 
-/// Runs an AdamW `update(parameter, gradient, m, v)` on the op's first tensor, its second (named
-/// `grad` in errors) and the locked moments.
-fn with_adam_views<'a>(
-    (s1, l1): (&mut CpuStorage, &Layout),
-    (s2, l2): (&CpuStorage, &Layout),
+/// What an AdamW update works on: the op's first tensor (the parameter), its second (the gradient,
+/// named `grad` in errors) and the locked moments.
+fn adam_views<'s, 'g, 'a>(
+    (s1, l1): (&'s mut CpuStorage, &Layout),
+    (s2, l2): (&'s CpuStorage, &Layout),
     grad: &str,
-    m: &Mutex<&'a mut [f32]>,
-    v: &Mutex<&'a mut [f32]>,
-    update: impl FnOnce(&mut [f32], &[f32], &mut [f32], &mut [f32]) -> Result<()>,
-) -> Result<()> {
+    m: &'g Mutex<&'a mut [f32]>,
+    v: &'g Mutex<&'a mut [f32]>,
+) -> Result<(&'s mut [f32], &'s [f32], Moment<'g, 'a>, Moment<'g, 'a>)> {
     let p = slice_of_mut(s1, l1, "parameter")?;
     let g = slice_of(s2, l2, grad)?;
-    let (mut m, mut v) = locked(m, v)?;
-    update(p, g, &mut m, &mut v)
+    let (m, v) = locked(m, v)?;
+    Ok((p, g, m, v))
 }
 
 /// Dense AdamW on a parameter, in place; the moments are the optimizer's host buffers.
@@ -108,29 +107,21 @@ impl InplaceOp2 for DenseAdam<'_> {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<()> {
+        let (p, g, mut m, mut v) = adam_views((s1, l1), (s2, l2), "gradient", &self.m, &self.v)?;
+        if p.len() != g.len() || p.len() != m.len() || p.len() != v.len() {
+            bail!("AdamW: parameter, gradient and moments differ in size");
+        }
         let h = self.hyper;
-        with_adam_views(
-            (s1, l1),
-            (s2, l2),
-            "gradient",
-            &self.m,
-            &self.v,
-            |p, g, m, v| {
-                if p.len() != g.len() || p.len() != m.len() || p.len() != v.len() {
-                    bail!("AdamW: parameter, gradient and moments differ in size");
+        p.par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK))
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
+            .for_each(|(((p, g), m), v)| {
+                for i in 0..p.len() {
+                    adam_elem(&h, &mut p[i], g[i], &mut m[i], &mut v[i]);
                 }
-                p.par_chunks_mut(CHUNK)
-                    .zip(g.par_chunks(CHUNK))
-                    .zip(m.par_chunks_mut(CHUNK))
-                    .zip(v.par_chunks_mut(CHUNK))
-                    .for_each(|(((p, g), m), v)| {
-                        for i in 0..p.len() {
-                            adam_elem(&h, &mut p[i], g[i], &mut m[i], &mut v[i]);
-                        }
-                    });
-                Ok(())
-            },
-        )
+            });
+        Ok(())
     }
 }
 
@@ -156,35 +147,29 @@ impl InplaceOp2 for RowAdam<'_> {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<()> {
-        let (h, w) = (self.hyper, self.width);
-        with_adam_views(
-            (s1, l1),
-            (s2, l2),
-            "row gradients",
-            &self.m,
-            &self.v,
-            |p, g, m, v| {
-                if g.len() != self.rows.len() * w || p.len() != m.len() || p.len() != v.len() {
-                    bail!("row AdamW: shapes differ");
-                }
-                for (k, &row) in self.rows.iter().enumerate() {
-                    let r = row as usize * w;
-                    if r + w > p.len() {
-                        bail!("row AdamW: row {row} outside the matrix");
-                    }
-                    for i in 0..w {
-                        adam_elem(
-                            &h,
-                            &mut p[r + i],
-                            g[k * w + i],
-                            &mut m[r + i],
-                            &mut v[r + i],
-                        );
-                    }
-                }
-                Ok(())
-            },
-        )
+        let views = adam_views((s1, l1), (s2, l2), "row gradients", &self.m, &self.v)?;
+        let (p, g, mut m, mut v) = views;
+        let w = self.width;
+        if g.len() != self.rows.len() * w || p.len() != m.len() || p.len() != v.len() {
+            bail!("row AdamW: shapes differ");
+        }
+        let h = self.hyper;
+        for (k, &row) in self.rows.iter().enumerate() {
+            let r = row as usize * w;
+            if r + w > p.len() {
+                bail!("row AdamW: row {row} outside the matrix");
+            }
+            for i in 0..w {
+                adam_elem(
+                    &h,
+                    &mut p[r + i],
+                    g[k * w + i],
+                    &mut m[r + i],
+                    &mut v[r + i],
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -288,18 +273,13 @@ impl InplaceOp2 for AddRows<'_> {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<()> {
-        for_rows(
-            (s1, l1),
-            (s2, l2),
-            self.rows,
-            self.width,
-            "add rows",
-            |dst, src| {
-                for (x, &y) in dst.iter_mut().zip(src) {
-                    *x += self.scale * y;
-                }
-            },
-        )
+        let scale = self.scale;
+        let add = |dst: &mut [f32], src: &[f32]| {
+            for (x, &y) in dst.iter_mut().zip(src) {
+                *x += scale * y;
+            }
+        };
+        for_rows((s1, l1), (s2, l2), self.rows, self.width, "add rows", add)
     }
 }
 
@@ -321,14 +301,8 @@ impl InplaceOp2 for SetRows<'_> {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<()> {
-        for_rows(
-            (s1, l1),
-            (s2, l2),
-            self.rows,
-            self.width,
-            "set rows",
-            |dst, src| dst.copy_from_slice(src),
-        )
+        let set = |dst: &mut [f32], src: &[f32]| dst.copy_from_slice(src);
+        for_rows((s1, l1), (s2, l2), self.rows, self.width, "set rows", set)
     }
 }
 
