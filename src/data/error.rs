@@ -145,6 +145,30 @@ pub enum DataError {
 }
 
 impl DataError {
+    /// A token line's check that neither half is empty: the token is checked first, then the tag.
+    pub(crate) fn check_halves(
+        at: impl Fn() -> Location,
+        token: &str,
+        tag: &str,
+        expected: &'static str,
+    ) -> Result<(), DataError> {
+        if token.is_empty() {
+            return Err(DataError::TagWithoutToken {
+                at: at(),
+                tag: tag.to_string(),
+                expected,
+            });
+        }
+        if tag.is_empty() {
+            return Err(DataError::TokenWithoutTag {
+                at: at(),
+                token: token.to_string(),
+                expected,
+            });
+        }
+        Ok(())
+    }
+
     /// The file the error is about, for callers that group messages by file.
     pub fn path(&self) -> &Path {
         match self {

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::error::{DataError, Location};
-use super::{Corpus, Format, Layout, Origin, ReadNotes, Scheme, Sentence};
+use super::{Corpus, Format, Layout, Origin, ReadNotes, Scheme};
 
 /// Characters and KLUE tags of one inline-marked line. Errors say what is wrong in the line.
 pub fn parse_line(line: &str) -> Result<(Vec<String>, Vec<String>), String> {
@@ -81,19 +81,12 @@ pub fn corpus_from_lines<'a>(
             expected: "text with entities marked <text:TYPE>".into(),
             found: why,
         })?;
-        sentences.push(Sentence {
-            id: format!("{prefix}-{:04}", sentences.len() + 1),
-            lang: Some("ko".into()),
-            raw: Some(tokens.concat()),
-            tokens,
-            tags,
-            columns: Vec::new(),
-            header: Vec::new(),
-            origin: Origin {
-                path: origin_path.clone(),
-                line: no,
-            },
-        });
+        let id = format!("{prefix}-{:04}", sentences.len() + 1);
+        let origin = Origin {
+            path: origin_path.clone(),
+            line: no,
+        };
+        sentences.push(super::klue::char_sentence(id, tokens, tags, origin));
     }
     if sentences.is_empty() {
         return Err(DataError::EmptyFile(path.to_path_buf()));

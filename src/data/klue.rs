@@ -119,20 +119,7 @@ fn sentence(id: String, body: &[(usize, &str)], path: &Arc<Path>) -> Result<Sent
                 },
             });
         }
-        if token.is_empty() {
-            return Err(DataError::TagWithoutToken {
-                at: at(),
-                tag: tag.to_string(),
-                expected: EXPECTED_LINE,
-            });
-        }
-        if tag.is_empty() {
-            return Err(DataError::TokenWithoutTag {
-                at: at(),
-                token: token.to_string(),
-                expected: EXPECTED_LINE,
-            });
-        }
+        DataError::check_halves(at, token, tag, EXPECTED_LINE)?;
         if token.chars().count() != 1 {
             return Err(DataError::Malformed {
                 at: at(),
@@ -143,19 +130,25 @@ fn sentence(id: String, body: &[(usize, &str)], path: &Arc<Path>) -> Result<Sent
         tokens.push(token.to_string());
         tags.push(tag.to_string());
     }
-    Ok(Sentence {
-        id,
+    let origin = Origin {
+        path: path.clone(),
+        line: body[0].0,
+    };
+    Ok(char_sentence(id, tokens, tags, origin))
+}
+
+/// A KLUE sentence: Korean, one token per character, its text the characters joined.
+pub(super) fn char_sentence(
+    id: String,
+    chars: Vec<String>,
+    tags: Vec<String>,
+    origin: Origin,
+) -> Sentence {
+    Sentence {
         lang: Some("ko".into()),
-        raw: Some(tokens.concat()),
-        tokens,
-        tags,
-        columns: Vec::new(),
-        header: Vec::new(),
-        origin: Origin {
-            path: path.clone(),
-            line: body[0].0,
-        },
-    })
+        raw: Some(chars.concat()),
+        ..Sentence::read_at(id, chars, tags, origin)
+    }
 }
 
 pub fn file_stem(path: &Path) -> String {

@@ -88,20 +88,7 @@ pub fn parse(lines: &[(usize, &str)], path: &Arc<Path>) -> Result<Corpus, DataEr
                 });
             }
             let [surface, morpheme, pos, tag] = [fields[0], fields[1], fields[2], fields[3]];
-            if surface.is_empty() {
-                return Err(DataError::TagWithoutToken {
-                    at: at(),
-                    tag: tag.to_string(),
-                    expected: EXPECTED_LINE,
-                });
-            }
-            if tag.is_empty() {
-                return Err(DataError::TokenWithoutTag {
-                    at: at(),
-                    token: surface.to_string(),
-                    expected: EXPECTED_LINE,
-                });
-            }
+            DataError::check_halves(at, surface, tag, EXPECTED_LINE)?;
             let is_space = surface == "_" && morpheme == "_" && pos == "_";
             s.tokens
                 .push(if is_space { " ".into() } else { surface.into() });

@@ -45,35 +45,29 @@ fn tag_names(
         .collect())
 }
 
-fn strings(f: &Field) -> Option<Vec<String>> {
+/// A list field's elements through `item`; `None` unless it is a list of such elements.
+fn list_of<T>(f: &Field, item: impl Fn(&Field) -> Option<T>) -> Option<Vec<T>> {
     match f {
-        Field::ListInternal(l) => l
-            .elements()
-            .iter()
-            .map(|e| match e {
-                Field::Str(s) => Some(s.clone()),
-                _ => None,
-            })
-            .collect(),
+        Field::ListInternal(l) => l.elements().iter().map(item).collect(),
         _ => None,
     }
 }
 
-fn ints(f: &Field) -> Option<Vec<i64>> {
-    match f {
-        Field::ListInternal(l) => l
-            .elements()
-            .iter()
-            .map(|e| match e {
-                Field::Long(x) => Some(*x),
-                Field::Int(x) => Some(i64::from(*x)),
-                Field::Short(x) => Some(i64::from(*x)),
-                Field::Byte(x) => Some(i64::from(*x)),
-                _ => None,
-            })
-            .collect(),
+fn strings(f: &Field) -> Option<Vec<String>> {
+    list_of(f, |e| match e {
+        Field::Str(s) => Some(s.clone()),
         _ => None,
-    }
+    })
+}
+
+fn ints(f: &Field) -> Option<Vec<i64>> {
+    list_of(f, |e| match e {
+        Field::Long(x) => Some(*x),
+        Field::Int(x) => Some(i64::from(*x)),
+        Field::Short(x) => Some(i64::from(*x)),
+        Field::Byte(x) => Some(i64::from(*x)),
+        _ => None,
+    })
 }
 
 /// Reads the parquet files of one split as a corpus named `name`.
@@ -131,18 +125,14 @@ pub fn read_parquet(files: &[PathBuf], name: &str, lang: Option<&str>) -> anyhow
             if tokens.is_empty() {
                 continue;
             }
+            let id = id.unwrap_or_else(|| format!("{name}-{}", sentences.len() + 1));
+            let at = Origin {
+                path: origin.clone(),
+                line: row_no + 1,
+            };
             sentences.push(Sentence {
-                id: id.unwrap_or_else(|| format!("{name}-{}", sentences.len() + 1)),
                 lang: lang.map(String::from),
-                tokens,
-                tags,
-                raw: None,
-                columns: Vec::new(),
-                header: Vec::new(),
-                origin: Origin {
-                    path: origin.clone(),
-                    line: row_no + 1,
-                },
+                ..Sentence::read_at(id, tokens, tags, at)
             });
         }
     }

@@ -257,13 +257,22 @@ pub fn first_dangling(tags: &[String], scheme: Scheme) -> Option<(usize, String)
     None
 }
 
+/// Tags written as one string, spaces between them (the tests' notation).
+#[cfg(test)]
+pub(crate) fn tags_of(s: &str) -> Vec<String> {
+    s.split_whitespace().map(String::from).collect()
+}
+
+/// One tag sequence per string, in [`tags_of`]'s notation.
+#[cfg(test)]
+pub(crate) fn tag_docs(docs: &[&str]) -> Vec<Vec<String>> {
+    docs.iter().map(|d| tags_of(d)).collect()
+}
+
 #[cfg(test)]
 mod tests {
+    use super::tags_of as t;
     use super::*;
-
-    fn t(tags: &str) -> Vec<String> {
-        tags.split_whitespace().map(String::from).collect()
-    }
 
     #[test]
     fn parses_tags() {

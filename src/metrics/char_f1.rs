@@ -99,10 +99,7 @@ pub fn char_f1(gold: &[Vec<String>], pred: &[Vec<String>]) -> CharF1 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tags(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
-    }
+    use crate::data::scheme::tags_of as tags;
 
     #[test]
     fn perfect_prediction_scores_one() {

@@ -215,12 +215,7 @@ pub fn score(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tags(s: &[&str]) -> Vec<Vec<String>> {
-        s.iter()
-            .map(|d| d.split_whitespace().map(String::from).collect())
-            .collect()
-    }
+    use crate::data::scheme::tag_docs as tags;
 
     #[test]
     fn report_has_the_contract_fields() {

@@ -161,96 +161,92 @@ enum Strategy {
     EntType,
 }
 
+/// What a predicted entity counts as, with the gold entity it takes.
+#[derive(Clone, Copy)]
+enum Outcome {
+    Correct,
+    Incorrect,
+    Partial,
+}
+
+/// The first free gold entity that `hit`s, else the first free one that overlaps enough (`Err`).
+fn first_hit(
+    p: &Ent,
+    gold: &[&Ent],
+    matched: &[bool],
+    hit: impl Fn(&Ent) -> bool,
+) -> Option<Result<usize, usize>> {
+    let mut overlapping: Option<usize> = None;
+    for (ti, g) in gold.iter().enumerate() {
+        if matched[ti] {
+            continue;
+        }
+        if hit(g) {
+            return Some(Ok(ti));
+        }
+        if overlapping.is_none() && sufficient_overlap(p, g) {
+            overlapping = Some(ti);
+        }
+    }
+    overlapping.map(Err)
+}
+
+/// nervaluate's `ent_type`: the nearest overlapping gold entity of the same type, else the first
+/// overlapping one of another type.
+fn nearest_same_type(p: &Ent, gold: &[&Ent], matched: &[bool]) -> Option<Result<usize, usize>> {
+    let mut best: Option<(usize, usize)> = None; // (distance, gold index)
+    let mut incorrect: Option<usize> = None;
+    for (ti, g) in gold.iter().enumerate() {
+        if matched[ti] || !sufficient_overlap(p, g) {
+            continue;
+        }
+        let distance = p.start.abs_diff(g.start) + p.end.abs_diff(g.end);
+        if p.label == g.label {
+            if best.is_none_or(|(d, _)| distance < d) {
+                best = Some((distance, ti));
+            }
+        } else if incorrect.is_none() {
+            incorrect = Some(ti);
+        }
+    }
+    best.map(|(_, ti)| Ok(ti)).or(incorrect.map(Err))
+}
+
 fn evaluate(strategy: Strategy, gold: &[&Ent], pred: &[&Ent]) -> SemEvalCounts {
     let mut r = SemEvalCounts::default();
     let mut matched = vec![false; gold.len()];
     for p in pred {
-        match strategy {
-            Strategy::Strict | Strategy::Exact => {
-                let mut incorrect: Option<usize> = None;
-                let mut found = false;
-                for (ti, g) in gold.iter().enumerate() {
-                    if matched[ti] {
-                        continue;
-                    }
-                    let exact = same_bounds(p, g);
-                    let hit = match strategy {
-                        Strategy::Strict => exact && p.label == g.label,
-                        _ => exact,
-                    };
-                    if hit {
-                        r.correct += 1;
-                        matched[ti] = true;
-                        found = true;
-                        break;
-                    }
-                    if incorrect.is_none() && sufficient_overlap(p, g) {
-                        incorrect = Some(ti);
-                    }
-                }
-                if !found {
-                    match incorrect {
-                        Some(ti) => {
-                            r.incorrect += 1;
-                            matched[ti] = true;
-                        }
-                        None => r.spurious += 1,
-                    }
-                }
+        // Same bounds imply enough overlap, so every strategy's hit is among the overlapping.
+        let (found, miss) = match strategy {
+            Strategy::Strict => (
+                first_hit(p, gold, &matched, |g| {
+                    same_bounds(p, g) && p.label == g.label
+                }),
+                Outcome::Incorrect,
+            ),
+            Strategy::Exact => (
+                first_hit(p, gold, &matched, |g| same_bounds(p, g)),
+                Outcome::Incorrect,
+            ),
+            Strategy::Partial => (
+                first_hit(p, gold, &matched, |g| same_bounds(p, g)),
+                Outcome::Partial,
+            ),
+            Strategy::EntType => (nearest_same_type(p, gold, &matched), Outcome::Incorrect),
+        };
+        let (outcome, ti) = match found {
+            Some(Ok(ti)) => (Outcome::Correct, ti),
+            Some(Err(ti)) => (miss, ti),
+            None => {
+                r.spurious += 1;
+                continue;
             }
-            Strategy::Partial => {
-                let mut partial: Option<usize> = None;
-                let mut found = false;
-                for (ti, g) in gold.iter().enumerate() {
-                    if matched[ti] || !sufficient_overlap(p, g) {
-                        continue;
-                    }
-                    if same_bounds(p, g) {
-                        r.correct += 1;
-                        matched[ti] = true;
-                        found = true;
-                        break;
-                    }
-                    if partial.is_none() {
-                        partial = Some(ti);
-                    }
-                }
-                if !found {
-                    match partial {
-                        Some(ti) => {
-                            r.partial += 1;
-                            matched[ti] = true;
-                        }
-                        None => r.spurious += 1,
-                    }
-                }
-            }
-            Strategy::EntType => {
-                let mut best: Option<(usize, usize)> = None; // (distance, gold index)
-                let mut incorrect: Option<usize> = None;
-                for (ti, g) in gold.iter().enumerate() {
-                    if matched[ti] || !sufficient_overlap(p, g) {
-                        continue;
-                    }
-                    let distance = p.start.abs_diff(g.start) + p.end.abs_diff(g.end);
-                    if p.label == g.label {
-                        if best.is_none_or(|(d, _)| distance < d) {
-                            best = Some((distance, ti));
-                        }
-                    } else if incorrect.is_none() {
-                        incorrect = Some(ti);
-                    }
-                }
-                if let Some((_, ti)) = best {
-                    r.correct += 1;
-                    matched[ti] = true;
-                } else if let Some(ti) = incorrect {
-                    r.incorrect += 1;
-                    matched[ti] = true;
-                } else {
-                    r.spurious += 1;
-                }
-            }
+        };
+        matched[ti] = true;
+        match outcome {
+            Outcome::Correct => r.correct += 1,
+            Outcome::Incorrect => r.incorrect += 1,
+            Outcome::Partial => r.partial += 1,
         }
     }
     r.missed = matched.iter().filter(|&&m| !m).count();
@@ -314,12 +310,7 @@ pub fn semeval(gold: &[Vec<String>], pred: &[Vec<String>]) -> Result<SemEval, St
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn docs(s: &[&str]) -> Vec<Vec<String>> {
-        s.iter()
-            .map(|d| d.split_whitespace().map(String::from).collect())
-            .collect()
-    }
+    use crate::data::scheme::tag_docs as docs;
 
     #[test]
     fn nervaluate_readme_example() {

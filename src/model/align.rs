@@ -266,53 +266,48 @@ pub fn best_window(windows: &[(usize, usize)], pos: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::scheme::tags_of as tags;
     use crate::model::tokenize::CharVocab;
 
     fn chars(s: &str) -> Vec<String> {
         s.chars().map(|c| c.to_string()).collect()
     }
 
-    fn tags(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
+    /// `text` split into characters and aligned with `gold`, by a character vocabulary of `vocab`.
+    fn char_aligned(vocab: &str, text: &str, gold: &[String]) -> Alignment {
+        let tok = TextTokenizer::Chars(CharVocab::build([vocab].into_iter(), 1));
+        let toks = chars(text);
+        align(
+            &tok,
+            &toks,
+            Some(gold),
+            AlignMode::Chars,
+            Marker::None,
+            None,
+        )
+        .unwrap()
+    }
+
+    /// The units' tags expanded back to the tokens.
+    fn expanded(a: &Alignment) -> Vec<String> {
+        let unit_tags: Vec<String> = a.unit_tags.iter().map(|t| t.clone().unwrap()).collect();
+        expand(&a.sources, &unit_tags)
     }
 
     #[test]
     fn char_model_round_trips_klue_tags() {
-        let tok = TextTokenizer::Chars(CharVocab::build(["삼성전자 서울"].into_iter(), 1));
-        let toks = chars("삼성 서울");
         let gold = tags("B-OG I-OG O B-LC I-LC");
-        let a = align(
-            &tok,
-            &toks,
-            Some(&gold),
-            AlignMode::Chars,
-            Marker::None,
-            None,
-        )
-        .unwrap();
+        let a = char_aligned("삼성전자 서울", "삼성 서울", &gold);
         // One unit per character, a space token between the words.
         assert_eq!(a.units.len(), 4);
         assert_eq!(a.ids.len(), 5);
-        let unit_tags: Vec<String> = a.unit_tags.iter().map(|t| t.clone().unwrap()).collect();
-        assert_eq!(expand(&a.sources, &unit_tags), gold);
+        assert_eq!(expanded(&a), gold);
     }
 
     #[test]
     fn space_inside_an_entity_is_inside() {
-        let tok = TextTokenizer::Chars(CharVocab::build(["오후 5시"].into_iter(), 1));
-        let toks = chars("오후 5시");
         let gold = tags("B-TI I-TI I-TI I-TI I-TI");
-        let a = align(
-            &tok,
-            &toks,
-            Some(&gold),
-            AlignMode::Chars,
-            Marker::None,
-            None,
-        )
-        .unwrap();
-        let unit_tags: Vec<String> = a.unit_tags.iter().map(|t| t.clone().unwrap()).collect();
-        assert_eq!(expand(&a.sources, &unit_tags), gold);
+        assert_eq!(expanded(&char_aligned("오후 5시", "오후 5시", &gold)), gold);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 
@@ -95,7 +96,8 @@ impl Backbone {
         let tokenizer = TextTokenizer::Hf(Box::new(HfTokenizer::from_dir(dir)?));
         tokenizer.check_vocab(config.vocab_size)?;
         let params = Params::new(Checkpoint::from_dir(dir)?, dtype, device, seed);
-        let encoder = Encoder::load(&params, &config, DropoutRng::new(seed))?;
+        let encoder = Encoder::load(&params, &config, DropoutRng::new(seed))
+            .with_context(|| format!("loading the encoder from {}", dir.display()))?;
         Ok(Self {
             kind: BackboneKind::Pretrained {
                 source: dir.to_path_buf(),

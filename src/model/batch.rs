@@ -164,6 +164,14 @@ mod tests {
     use super::*;
     use crate::model::align::Source;
 
+    const SPECIALS: Specials = Specials {
+        cls: 1,
+        sep: 2,
+        pad: 0,
+        unk: 3,
+        mask: Some(4),
+    };
+
     fn alignment(n: usize) -> Alignment {
         Alignment {
             ids: (10..10 + n as u32).collect(),
@@ -175,16 +183,9 @@ mod tests {
 
     #[test]
     fn windows_keep_every_unit() {
-        let specials = Specials {
-            cls: 1,
-            sep: 2,
-            pad: 0,
-            unk: 3,
-            mask: Some(4),
-        };
         let a = alignment(20);
         let targets: Vec<Option<u32>> = (0..10).map(Some).collect();
-        let ex = examples(0, &a, &targets, specials, 10);
+        let ex = examples(0, &a, &targets, SPECIALS, 10);
         assert!(
             ex.iter()
                 .all(|e| e.ids.len() <= 10 && e.ids[0] == 1 && *e.ids.last().unwrap() == 2)
@@ -202,16 +203,9 @@ mod tests {
 
     #[test]
     fn batch_pads_and_masks_words() {
-        let specials = Specials {
-            cls: 1,
-            sep: 2,
-            pad: 0,
-            unk: 3,
-            mask: Some(4),
-        };
         let a = alignment(6);
-        let e1 = examples(0, &a, &[Some(1), None, Some(2)], specials, 64).remove(0);
-        let e2 = examples(1, &alignment(2), &[Some(5)], specials, 64).remove(0);
+        let e1 = examples(0, &a, &[Some(1), None, Some(2)], SPECIALS, 64).remove(0);
+        let e2 = examples(1, &alignment(2), &[Some(5)], SPECIALS, 64).remove(0);
         let b = Batch::new(&[&e1, &e2], 0, &Device::Cpu, DType::F32, None).unwrap();
         assert_eq!((b.seq_len, b.max_units), (8, 3));
         assert_eq!(

@@ -19,7 +19,6 @@ pub mod tokenize;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use candle_core::{DType, Device};
 
 pub use config::EncoderConfig;
@@ -27,8 +26,6 @@ pub use encoder::{Encoder, EncoderOutput};
 pub use mlm::MlmHead;
 pub use params::{Checkpoint, Params, Policy};
 pub use tokenize::{HfTokenizer, TextTokenizer};
-
-use ops::DropoutRng;
 
 /// A pretrained encoder with its tokenizer and MLM head, as loaded from a folder.
 #[derive(Debug, Clone)]
@@ -40,27 +37,21 @@ pub struct Pretrained {
     pub tokenizer: TextTokenizer,
 }
 
-/// Loads `config.json`, the weights and `tokenizer.json` from a Hugging Face model folder.
+/// Loads `config.json`, the weights and `tokenizer.json` from a Hugging Face model folder: the
+/// pretrained [`Backbone`](backbone::Backbone) and its MLM head.
 pub fn load_pretrained(
     dir: &Path,
     dtype: DType,
     device: &Device,
     seed: u64,
 ) -> anyhow::Result<Pretrained> {
-    let config = EncoderConfig::from_file(&dir.join("config.json"))?;
-    let tokenizer = HfTokenizer::from_dir(dir)?;
-    let checkpoint = Checkpoint::from_dir(dir)?;
-    let params = Params::new(checkpoint, dtype, device, seed);
-    let encoder = Encoder::load(&params, &config, DropoutRng::new(seed))
-        .with_context(|| format!("loading the encoder from {}", dir.display()))?;
-    let mlm = MlmHead::load(&params, &encoder)?;
-    let tokenizer = TextTokenizer::Hf(Box::new(tokenizer));
-    tokenizer.check_vocab(config.vocab_size)?;
+    let backbone = backbone::Backbone::pretrained(dir, dtype, device, seed)?;
+    let mlm = MlmHead::load(&backbone.params, &backbone.encoder)?;
     Ok(Pretrained {
         dir: dir.to_path_buf(),
-        params,
-        encoder,
+        params: backbone.params,
+        encoder: backbone.encoder,
         mlm,
-        tokenizer,
+        tokenizer: backbone.tokenizer,
     })
 }

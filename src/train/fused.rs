@@ -38,32 +38,54 @@ fn adam_elem(h: &AdamHyper, p: &mut f32, g: f32, m: &mut f32, v: &mut f32) {
     *p = pp as f32;
 }
 
-fn slice_of<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(data) = s else {
-        bail!("{what}: fused AdamW needs f32")
-    };
+fn offsets(l: &Layout, what: &str) -> Result<std::ops::Range<usize>> {
     let Some((a, b)) = l.contiguous_offsets() else {
         bail!("{what}: not contiguous")
     };
-    Ok(&data[a..b])
+    Ok(a..b)
+}
+
+fn slice_of<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    match s {
+        CpuStorage::F32(data) => Ok(&data[offsets(l, what)?]),
+        _ => bail!("{what}: fused AdamW needs f32"),
+    }
 }
 
 fn slice_of_mut<'a>(s: &'a mut CpuStorage, l: &Layout, what: &str) -> Result<&'a mut [f32]> {
-    let CpuStorage::F32(data) = s else {
-        bail!("{what}: fused AdamW needs f32")
-    };
-    let Some((a, b)) = l.contiguous_offsets() else {
-        bail!("{what}: not contiguous")
-    };
-    Ok(&mut data[a..b])
+    match s {
+        CpuStorage::F32(data) => Ok(&mut data[offsets(l, what)?]),
+        _ => bail!("{what}: fused AdamW needs f32"),
+    }
 }
 
 const CHUNK: usize = 1 << 14;
 
-/// The optimizer's moment buffer behind an op's `&self`.
-fn locked<'g, 'a>(m: &'g Mutex<&'a mut [f32]>) -> Result<MutexGuard<'g, &'a mut [f32]>> {
-    m.lock()
-        .map_err(|_| candle_core::Error::Msg("moments poisoned".into()))
+type Moment<'g, 'a> = MutexGuard<'g, &'a mut [f32]>;
+
+/// The optimizer's moment buffers behind an op's `&self`, both locked.
+fn locked<'g, 'a>(
+    m: &'g Mutex<&'a mut [f32]>,
+    v: &'g Mutex<&'a mut [f32]>,
+) -> Result<(Moment<'g, 'a>, Moment<'g, 'a>)> {
+    let poisoned = |_| candle_core::Error::Msg("moments poisoned".into());
+    let m = m.lock().map_err(poisoned)?;
+    Ok((m, v.lock().map_err(poisoned)?))
+}
+
+/// What an AdamW update works on: the op's first tensor (the parameter), its second (the gradient,
+/// named `grad` in errors) and the locked moments.
+fn adam_views<'s, 'g, 'a>(
+    (s1, l1): (&'s mut CpuStorage, &Layout),
+    (s2, l2): (&'s CpuStorage, &Layout),
+    grad: &str,
+    m: &'g Mutex<&'a mut [f32]>,
+    v: &'g Mutex<&'a mut [f32]>,
+) -> Result<(&'s mut [f32], &'s [f32], Moment<'g, 'a>, Moment<'g, 'a>)> {
+    let p = slice_of_mut(s1, l1, "parameter")?;
+    let g = slice_of(s2, l2, grad)?;
+    let (m, v) = locked(m, v)?;
+    Ok((p, g, m, v))
 }
 
 /// Dense AdamW on a parameter, in place; the moments are the optimizer's host buffers.
@@ -85,10 +107,7 @@ impl InplaceOp2 for DenseAdam<'_> {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<()> {
-        let p = slice_of_mut(s1, l1, "parameter")?;
-        let g = slice_of(s2, l2, "gradient")?;
-        let mut m = locked(&self.m)?;
-        let mut v = locked(&self.v)?;
+        let (p, g, mut m, mut v) = adam_views((s1, l1), (s2, l2), "gradient", &self.m, &self.v)?;
         if p.len() != g.len() || p.len() != m.len() || p.len() != v.len() {
             bail!("AdamW: parameter, gradient and moments differ in size");
         }
@@ -128,10 +147,8 @@ impl InplaceOp2 for RowAdam<'_> {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<()> {
-        let p = slice_of_mut(s1, l1, "parameter")?;
-        let g = slice_of(s2, l2, "row gradients")?;
-        let mut m = locked(&self.m)?;
-        let mut v = locked(&self.v)?;
+        let views = adam_views((s1, l1), (s2, l2), "row gradients", &self.m, &self.v)?;
+        let (p, g, mut m, mut v) = views;
         let w = self.width;
         if g.len() != self.rows.len() * w || p.len() != m.len() || p.len() != v.len() {
             bail!("row AdamW: shapes differ");
@@ -199,8 +216,7 @@ impl candle_core::InplaceOp1 for CatchUp<'_> {
 
     fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> Result<()> {
         let p = slice_of_mut(s, l, "parameter")?;
-        let mut m = locked(&self.m)?;
-        let mut v = locked(&self.v)?;
+        let (mut m, mut v) = locked(&self.m, &self.v)?;
         let w = self.width;
         if p.len() != m.len() || p.len() != v.len() || w == 0 || !p.len().is_multiple_of(w) {
             bail!("AdamW catch-up: parameter and moments differ in size");
@@ -257,19 +273,13 @@ impl InplaceOp2 for AddRows<'_> {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<()> {
-        let p = slice_of_mut(s1, l1, "matrix")?;
-        let d = slice_of(s2, l2, "rows")?;
-        let w = self.width;
-        for (k, &row) in self.rows.iter().enumerate() {
-            let r = row as usize * w;
-            if r + w > p.len() || (k + 1) * w > d.len() {
-                bail!("add rows: row {row} out of range");
+        let scale = self.scale;
+        let add = |dst: &mut [f32], src: &[f32]| {
+            for (x, &y) in dst.iter_mut().zip(src) {
+                *x += scale * y;
             }
-            for i in 0..w {
-                p[r + i] += self.scale * d[k * w + i];
-            }
-        }
-        Ok(())
+        };
+        for_rows((s1, l1), (s2, l2), self.rows, self.width, "add rows", add)
     }
 }
 
@@ -291,18 +301,31 @@ impl InplaceOp2 for SetRows<'_> {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<()> {
-        let p = slice_of_mut(s1, l1, "matrix")?;
-        let d = slice_of(s2, l2, "rows")?;
-        let w = self.width;
-        for (k, &row) in self.rows.iter().enumerate() {
-            let r = row as usize * w;
-            if r + w > p.len() || (k + 1) * w > d.len() {
-                bail!("set rows: row {row} out of range");
-            }
-            p[r..r + w].copy_from_slice(&d[k * w..(k + 1) * w]);
-        }
-        Ok(())
+        let set = |dst: &mut [f32], src: &[f32]| dst.copy_from_slice(src);
+        for_rows((s1, l1), (s2, l2), self.rows, self.width, "set rows", set)
     }
+}
+
+/// Runs `write(matrix row, its row of values)` for each listed row of the first tensor (the
+/// matrix), the values being the second tensor's rows in order; `what` names the op in errors.
+fn for_rows(
+    (s1, l1): (&mut CpuStorage, &Layout),
+    (s2, l2): (&CpuStorage, &Layout),
+    rows: &[u32],
+    w: usize,
+    what: &str,
+    write: impl Fn(&mut [f32], &[f32]),
+) -> Result<()> {
+    let p = slice_of_mut(s1, l1, "matrix")?;
+    let d = slice_of(s2, l2, "rows")?;
+    for (k, &row) in rows.iter().enumerate() {
+        let r = row as usize * w;
+        if r + w > p.len() || (k + 1) * w > d.len() {
+            bail!("{what}: row {row} out of range");
+        }
+        write(&mut p[r..r + w], &d[k * w..(k + 1) * w]);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -52,12 +52,7 @@ impl Encoder {
             .lookup(ids, train)?
             .add(&positions)?
             .broadcast_add(&token_type)?;
-        let x = dropout(
-            &emb.norm.forward(&x)?,
-            c.hidden_dropout_prob,
-            train,
-            &self.rng,
-        )?;
+        let x = self.hidden_dropout(&emb.norm.forward(&x)?, train)?;
         let mut hidden = match &emb.project {
             Some(p) => p.forward(&x)?,
             None => x,
@@ -101,21 +96,17 @@ impl Encoder {
         };
         let ctx = dropout(&probs, c.attention_probs_dropout_prob, train, &self.rng)?.matmul(&v)?;
         let ctx = ctx.transpose(1, 2)?.reshape((b, s, h))?;
-        let attn = dropout(
-            &l.attn_out.forward(&ctx)?,
-            c.hidden_dropout_prob,
-            train,
-            &self.rng,
-        )?;
+        let attn = self.hidden_dropout(&l.attn_out.forward(&ctx)?, train)?;
         let attn = l.attn_norm.forward(&(attn + x)?)?;
         let inter = activate(&l.intermediate.forward(&attn)?, c.hidden_act)?;
-        let out = dropout(
-            &l.output.forward(&inter)?,
-            c.hidden_dropout_prob,
-            train,
-            &self.rng,
-        )?;
+        let out = self.hidden_dropout(&l.output.forward(&inter)?, train)?;
         let out = l.out_norm.forward(&(out + &attn)?)?;
         Ok((out, probs))
+    }
+
+    /// Dropout on a hidden state (embeddings, attention and feed-forward outputs), drawn from the
+    /// encoder's generator.
+    fn hidden_dropout(&self, x: &Tensor, train: bool) -> CResult<Tensor> {
+        dropout(x, self.config.hidden_dropout_prob, train, &self.rng)
     }
 }

@@ -52,7 +52,7 @@ impl CustomOp3 for LayerNorm {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let d = l1.dims().last().copied().unwrap_or(1);
+        let d = row_width(l1.dims());
         let out = by_real!(s1, "layer norm", T => self.fwd::<T>(
             contiguous(s1, l1, "x")?,
             contiguous(s2, l2, "weight")?,
@@ -70,7 +70,7 @@ impl CustomOp3 for LayerNorm {
         _y: &Tensor,
         gy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let d = x.dims().last().copied().unwrap_or(1);
+        let d = row_width(x.dims());
         let n = x.elem_count() / d.max(1);
         // One op returns (n + 2, d): dx, then the weight and bias gradients.
         let packed = x.apply_op3_no_bwd(w, &gy.contiguous()?, &LayerNormBwd { eps: self.eps })?;
@@ -154,7 +154,7 @@ impl CustomOp3 for LayerNormBwd {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let d = l1.dims().last().copied().unwrap_or(1);
+        let d = row_width(l1.dims());
         let n = l1.shape().elem_count() / d.max(1);
         let out = by_real!(s1, "layer norm backward", T => self.run::<T>(
             contiguous(s1, l1, "x")?,

@@ -29,7 +29,7 @@ fn softmax_row<T: Real>(x: &[T], bias: Option<&[T]>, scale: T, out: &mut [T]) {
     }
     let inv = T::of(1.0 / sum);
     for o in out.iter_mut() {
-        *o = *o * inv;
+        *o *= inv;
     }
 }
 
@@ -54,7 +54,7 @@ impl CustomOp1 for Softmax {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let k = l.dims().last().copied().unwrap_or(1);
+        let k = row_width(l.dims());
         let out = by_real!(s, "softmax", T => self.run::<T>(contiguous(s, l, "x")?, None, k));
         Ok((out, l.shape().clone()))
     }
@@ -79,7 +79,7 @@ impl CustomOp2 for Softmax {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let k = l1.dims().last().copied().unwrap_or(1);
+        let k = row_width(l1.dims());
         let rows = l1.shape().elem_count() / k.max(1);
         let bias_rows = l2.shape().elem_count() / k.max(1);
         if bias_rows == 0 || !rows.is_multiple_of(bias_rows) {
@@ -140,7 +140,7 @@ impl CustomOp2 for SoftmaxBwd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let k = l1.dims().last().copied().unwrap_or(1);
+        let k = row_width(l1.dims());
         let out = by_real!(s1, "softmax backward", T => self.run::<T>(
             contiguous(s1, l1, "y")?,
             contiguous(s2, l2, "grad")?,
