@@ -47,7 +47,7 @@ fn a_reader_never_sees_half_a_best_model() {
                 let m = run
                     .read_best(|d| NerModel::load(d, DType::F32, &Device::Cpu))
                     .expect("a whole model every time");
-                let hidden = m.backbone.encoder.config.hidden_size;
+                let hidden = m.backbone.encoder.config().hidden_size;
                 assert!(hidden % 8 == 0 && (8..=32).contains(&hidden), "{hidden}");
                 let tagged = m
                     .tag(&[vec!["서".to_string(), "울".to_string()]], 4)

@@ -73,7 +73,7 @@ fn models_resolve_from_the_cache_offline() {
         .unwrap()
         .unwrap();
     let b = Backbone::pretrained(&model_dir, DType::F32, &Device::Cpu, 0).unwrap();
-    assert_eq!(b.encoder.config.embedding_width(), 32);
+    assert_eq!(b.encoder.config().embedding_width(), 32);
     let err = resolve_model("hf:nerlab/absent", &hub)
         .unwrap_err()
         .to_string();

@@ -40,7 +40,7 @@ pub fn run(args: &EncodeArgs) -> anyhow::Result<()> {
     let crate::model::TextTokenizer::Hf(tok) = &model.tokenizer else {
         anyhow::bail!("encode needs a Hugging Face tokenizer");
     };
-    let layers = model.encoder.config.num_hidden_layers;
+    let layers = model.encoder.config().num_hidden_layers;
     if let Some(l) = args.layer
         && l >= layers
     {

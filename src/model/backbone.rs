@@ -161,7 +161,7 @@ impl Backbone {
     pub fn save_files(&self, dir: &Path) -> anyhow::Result<()> {
         std::fs::write(
             dir.join("config.json"),
-            serde_json::to_string_pretty(&self.encoder.config)?,
+            serde_json::to_string_pretty(self.encoder.config())?,
         )?;
         match (&self.kind, &self.tokenizer) {
             (BackboneKind::Char, TextTokenizer::Chars(v)) => v.save(&dir.join("vocab.json"))?,

@@ -32,7 +32,7 @@ impl MlmHead {
     /// With `full_vocab` false only added tokens can be scored, and the vocabulary bias (which
     /// such a head would never train) is not created.
     pub fn load_with(params: &Params, encoder: &Encoder, full_vocab: bool) -> anyhow::Result<Self> {
-        let c = &encoder.config;
+        let c = encoder.config();
         let p = params
             .root()
             .pp("cls.predictions")

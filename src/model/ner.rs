@@ -274,11 +274,11 @@ impl NerModel {
                 anyhow::anyhow!("MANER needs a mask token and this tokenizer has none")
             })?),
             Marker::Fresh => {
-                let e = backbone.encoder.config.embedding_width();
+                let e = backbone.encoder.config().embedding_width();
                 let mut rng = SplitMix64::new(0xF2E5);
-                let std = backbone.encoder.config.initializer_range;
+                let std = backbone.encoder.config().initializer_range;
                 added.push((0..e).map(|_| (rng.normal() * std) as f32).collect());
-                Some((backbone.encoder.config.vocab_size + added.len() - 1) as u32)
+                Some((backbone.encoder.config().vocab_size + added.len() - 1) as u32)
             }
         };
         let params = backbone.params.clone();
@@ -286,7 +286,7 @@ impl NerModel {
 
         let head = params.root().pp("ner").with_policy(Policy::LoadOrInit);
         let h = backbone.encoder.hidden_size();
-        let std = backbone.encoder.config.initializer_range;
+        let std = backbone.encoder.config().initializer_range;
         let lstm = if spec.head.has_lstm() {
             Some(BiLstm::load(&head.pp("lstm"), h, spec.lstm_hidden)?)
         } else {
@@ -414,7 +414,7 @@ impl NerModel {
             &a,
             &targets,
             self.tokenizer().specials(),
-            self.encoder().config.max_tokens(),
+            self.encoder().config().max_tokens(),
         );
         Ok((a, ex))
     }
@@ -627,7 +627,12 @@ impl NerModel {
                 );
             }
         }
-        let content = self.encoder().config.max_tokens().saturating_sub(2).max(1);
+        let content = self
+            .encoder()
+            .config()
+            .max_tokens()
+            .saturating_sub(2)
+            .max(1);
         let mut out = Vec::with_capacity(sentences.len());
         for (i, a) in aligned.iter().enumerate() {
             let wins = windows(a.ids.len(), content);

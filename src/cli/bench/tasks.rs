@@ -48,8 +48,7 @@ fn bench_model(a: &BenchArgs, corpus: &Corpus, mode: AlignMode) -> anyhow::Resul
         ..ModelSpec::default()
     };
     if a.no_dropout {
-        let c = &mut backbone.encoder.config;
-        (c.hidden_dropout_prob, c.attention_probs_dropout_prob) = (0.0, 0.0);
+        backbone.encoder.disable_dropout();
         spec.head_dropout = 0.0;
     }
     let mut model = NerModel::new(backbone, spec, labels, mode)?;

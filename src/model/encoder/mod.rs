@@ -92,7 +92,7 @@ pub struct EncoderOutput {
 /// A BERT-family encoder.
 #[derive(Debug, Clone)]
 pub struct Encoder {
-    pub config: EncoderConfig,
+    config: EncoderConfig,
     embeddings: Embeddings,
     layers: Vec<Layer>,
     rng: DropoutRng,
@@ -107,6 +107,18 @@ pub struct Encoder {
 }
 
 impl Encoder {
+    /// Its architecture (`config.json`).
+    pub fn config(&self) -> &EncoderConfig {
+        &self.config
+    }
+
+    /// Sets every dropout probability of the encoder to 0 (deterministic training passes, for
+    /// comparing a trajectory step by step with PyTorch).
+    pub fn disable_dropout(&mut self) {
+        self.config.hidden_dropout_prob = 0.0;
+        self.config.attention_probs_dropout_prob = 0.0;
+    }
+
     /// Loads every encoder tensor (they must all be in the checkpoint unless `params` allows init).
     pub fn load(params: &Params, config: &EncoderConfig, rng: DropoutRng) -> anyhow::Result<Self> {
         let c = config;
