@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use crate::infer::TextSpan;
 use crate::metrics::ScoreReport;
 use crate::train::RunConfig;
+use crate::train::events::RunStart;
 use crate::train::run_dir::RunState;
 use crate::train::trainer::StepMetrics;
 
@@ -132,11 +133,7 @@ pub struct DevView {
 pub enum Event {
     Started {
         id: RunId,
-        dir: PathBuf,
-        total_steps: usize,
-        train_sentences: usize,
-        parameters: usize,
-        resumed_from: Option<usize>,
+        start: RunStart,
     },
     /// The latest step's numbers and every curve point since the last progress event
     /// (a few progress events a second, however fast steps are). When the UI lags so far behind

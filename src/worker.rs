@@ -437,23 +437,9 @@ impl Observer for WorkerObserver<'_> {
                     self.flush();
                 }
             }
-            TrainEvent::Started {
-                dir,
-                total_steps,
-                train_sentences,
-                parameters,
-                resumed_from,
-                ..
-            } => {
-                self.dir = Some(dir.clone());
-                self.worker.send(Event::Started {
-                    id,
-                    dir,
-                    total_steps,
-                    train_sentences,
-                    parameters,
-                    resumed_from,
-                });
+            TrainEvent::Started(start) => {
+                self.dir = Some(start.dir.clone());
+                self.worker.send(Event::Started { id, start });
             }
             TrainEvent::Evaluated {
                 step, report, best, ..

@@ -90,7 +90,7 @@ fn a_run_streams_progress_evaluations_and_its_end() {
     let total = events
         .iter()
         .find_map(|e| match e {
-            Event::Started { total_steps, .. } => Some(*total_steps),
+            Event::Started { start, .. } => Some(start.total_steps),
             _ => None,
         })
         .unwrap();

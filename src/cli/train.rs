@@ -242,24 +242,22 @@ impl Terminal {
 impl Observer for Terminal {
     fn on(&mut self, event: TrainEvent) {
         match event {
-            TrainEvent::Started {
-                run,
-                dir,
-                total_steps,
-                train_sentences,
-                parameters,
-                resumed_from,
-            } => {
-                let from = resumed_from
-                    .map(|s| format!(", resumed at step {s}"))
+            TrainEvent::Started(s) => {
+                let from = s
+                    .resumed_from
+                    .map(|step| format!(", resumed at step {step}"))
                     .unwrap_or_default();
                 self.println(format!(
-                    "run {run} in {}: {train_sentences} training sentences, {parameters} parameters, {total_steps} steps{from}",
-                    dir.display()
+                    "run {} in {}: {} training sentences, {} parameters, {} steps{from}",
+                    s.run,
+                    s.dir.display(),
+                    s.train_sentences,
+                    s.parameters,
+                    s.total_steps
                 ));
                 if let Some(b) = &self.bar {
-                    b.set_length(total_steps as u64);
-                    b.set_position(resumed_from.unwrap_or(0) as u64);
+                    b.set_length(s.total_steps as u64);
+                    b.set_position(s.resumed_from.unwrap_or(0) as u64);
                 }
             }
             TrainEvent::Step(m) => {

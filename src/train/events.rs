@@ -42,17 +42,22 @@ pub struct StepMetrics {
     pub elapsed_secs: f64,
 }
 
+/// A run as it starts (or resumes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunStart {
+    pub run: String,
+    pub dir: PathBuf,
+    pub total_steps: usize,
+    pub train_sentences: usize,
+    pub parameters: usize,
+    /// The step a resumed run continues from.
+    pub resumed_from: Option<usize>,
+}
+
 /// What a run reports as it goes.
 #[derive(Debug, Clone)]
 pub enum TrainEvent {
-    Started {
-        run: String,
-        dir: PathBuf,
-        total_steps: usize,
-        train_sentences: usize,
-        parameters: usize,
-        resumed_from: Option<usize>,
-    },
+    Started(RunStart),
     Step(StepMetrics),
     Evaluated {
         step: usize,

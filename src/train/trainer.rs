@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::RunConfig;
 use super::data::{Prepared, Stage, stages};
-use super::events::{Control, Observer, TrainEvent};
+use super::events::{Control, Observer, RunStart, TrainEvent};
 use super::flow::{self, Cadence, EarlyStopping};
 use super::optim::lr_factor;
 use super::run_dir::files::{CHECKPOINT_OPTIMIZER, CHECKPOINT_STATE};
@@ -134,14 +134,14 @@ impl<'a> Trainer<'a> {
     ) -> anyhow::Result<RunState> {
         let stages = stages(&self.config, &self.prepared, &self.step)?;
         self.total_steps = stages.iter().map(|s| s.total_steps).sum();
-        self.obs.on(TrainEvent::Started {
+        self.obs.on(TrainEvent::Started(RunStart {
             run: self.run.name(),
             dir: self.run.path.clone(),
             total_steps: self.total_steps,
             train_sentences,
             parameters: self.step.parameter_count(),
             resumed_from: resumed.then_some(self.state.step),
-        });
+        }));
         self.run
             .write_status(&self.status(RunState::Running, "training"))?;
         // Progress in epochs of the current stage, for the evaluation after the last stage (whose

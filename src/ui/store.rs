@@ -146,21 +146,16 @@ impl RunStore {
     /// Applies one worker event.
     pub fn apply(&mut self, event: Event) {
         match event {
-            Event::Started {
-                id,
-                dir,
-                total_steps,
-                resumed_from,
-                ..
-            } => {
+            Event::Started { id, start } => {
                 if let Some(r) = self.by_id_mut(id) {
-                    r.name = dir
+                    r.name = start
+                        .dir
                         .file_name()
                         .map_or(r.name.clone(), |n| n.to_string_lossy().into_owned());
-                    r.dir = Some(dir);
-                    r.total_steps = total_steps;
+                    r.dir = Some(start.dir);
+                    r.total_steps = start.total_steps;
                     r.phase = Phase::Active(RunState::Running);
-                    if let Some(step) = resumed_from {
+                    if let Some(step) = start.resumed_from {
                         r.curve.retain(|p| p.step <= step);
                         r.messages.push(format!("resumed at step {step}"));
                     }
