@@ -64,18 +64,24 @@ fn wait_for(w: &WorkerHandle, what: &str, want: impl Fn(&Event) -> bool) -> Vec<
     }
 }
 
+/// Sends run `id` with config `c` and waits for its end (`Finished` or `Failed`), returning every
+/// event seen on the way.
+fn train_to_end(w: &WorkerHandle, id: u64, c: RunConfig, what: &str) -> Vec<Event> {
+    w.send(Command::Train {
+        id,
+        request: TrainRequest::New(Box::new(c)),
+    })
+    .unwrap();
+    wait_for(w, what, |e| {
+        matches!(e, Event::Finished { .. } | Event::Failed { .. })
+    })
+}
+
 #[test]
 fn a_run_streams_progress_evaluations_and_its_end() {
     let dir = common::TempDir::new("worker-run");
     let w = WorkerHandle::spawn(Some(1)).unwrap();
-    w.send(Command::Train {
-        id: 1,
-        request: TrainRequest::New(Box::new(config(&dir.0, "a", 2))),
-    })
-    .unwrap();
-    let events = wait_for(&w, "the end of the run", |e| {
-        matches!(e, Event::Finished { .. } | Event::Failed { .. })
-    });
+    let events = train_to_end(&w, 1, config(&dir.0, "a", 2), "the end of the run");
     let Some(Event::Finished {
         state,
         best_f1,
@@ -174,14 +180,7 @@ fn pause_tag_while_paused_resume_and_stop() {
     let dir = common::TempDir::new("worker-control");
     let w = WorkerHandle::spawn(Some(1)).unwrap();
     // A model to tag with while the next run is paused.
-    w.send(Command::Train {
-        id: 1,
-        request: TrainRequest::New(Box::new(config(&dir.0, "small", 1))),
-    })
-    .unwrap();
-    let ev = wait_for(&w, "the first run", |e| {
-        matches!(e, Event::Finished { .. } | Event::Failed { .. })
-    });
+    let ev = train_to_end(&w, 1, config(&dir.0, "small", 1), "the first run");
     let Some(Event::Finished { dir: small, .. }) = ev.last() else {
         panic!("{ev:?}")
     };
@@ -230,14 +229,7 @@ fn a_panic_becomes_one_failed_event_and_the_worker_goes_on() {
     let w = WorkerHandle::spawn(Some(1)).unwrap();
     let mut c = config(&dir.0, "boom", 1);
     c.train.inject_panic_at_step = Some(3);
-    w.send(Command::Train {
-        id: 1,
-        request: TrainRequest::New(Box::new(c)),
-    })
-    .unwrap();
-    let ev = wait_for(&w, "the failure", |e| {
-        matches!(e, Event::Failed { .. } | Event::Finished { .. })
-    });
+    let ev = train_to_end(&w, 1, c, "the failure");
     let Some(Event::Failed {
         id: Some(1),
         message,
@@ -255,14 +247,7 @@ fn a_panic_becomes_one_failed_event_and_the_worker_goes_on() {
         "{status:?}"
     );
     // Still alive and working.
-    w.send(Command::Train {
-        id: 2,
-        request: TrainRequest::New(Box::new(config(&dir.0, "after", 1))),
-    })
-    .unwrap();
-    let ev = wait_for(&w, "the next run", |e| {
-        matches!(e, Event::Finished { .. } | Event::Failed { .. })
-    });
+    let ev = train_to_end(&w, 2, config(&dir.0, "after", 1), "the next run");
     assert!(
         matches!(ev.last(), Some(Event::Finished { id: 2, .. })),
         "{ev:?}"
@@ -301,14 +286,7 @@ fn a_rewritten_best_model_is_reloaded() {
     let w = WorkerHandle::spawn(Some(1)).unwrap();
     let mut runs = Vec::new();
     for (id, name, epochs) in [(1, "a", 1), (2, "b", 3)] {
-        w.send(Command::Train {
-            id,
-            request: TrainRequest::New(Box::new(config(&dir.0, name, epochs))),
-        })
-        .unwrap();
-        let ev = wait_for(&w, "a run", |e| {
-            matches!(e, Event::Finished { .. } | Event::Failed { .. })
-        });
+        let ev = train_to_end(&w, id, config(&dir.0, name, epochs), "a run");
         let Some(Event::Finished { dir, .. }) = ev.last() else {
             panic!("{ev:?}")
         };
@@ -359,14 +337,7 @@ fn a_run_that_fails_before_its_first_step_is_no_ghost_after_a_restart() {
     c.data.train = vec![bad.to_string_lossy().into_owned()];
     {
         let w = WorkerHandle::spawn(Some(1)).unwrap();
-        w.send(Command::Train {
-            id: 1,
-            request: TrainRequest::New(Box::new(c)),
-        })
-        .unwrap();
-        let ev = wait_for(&w, "the failure", |e| {
-            matches!(e, Event::Failed { .. } | Event::Finished { .. })
-        });
+        let ev = train_to_end(&w, 1, c, "the failure");
         assert!(
             matches!(ev.last(), Some(Event::Failed { id: Some(1), message, .. }) if message.contains("UTF-16")),
             "{ev:?}"
