@@ -167,3 +167,16 @@ fn a_dash_is_standard_input_for_text_and_corpus_arguments() {
     assert_eq!(lines[0]["tokens"][1], "seoul");
     assert_eq!(lines[1]["tokens"][1], "korea");
 }
+
+/// `--resume` continues a run exactly as it was configured: a flag that would change it (here a
+/// learning rate of 5) is refused, not silently ignored.
+#[test]
+fn flags_that_would_change_a_resumed_run_are_refused() {
+    let o = nerlab(&["train", "--resume", "runs/x", "--lr", "5"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("'--resume <RESUME>' cannot be used with '--lr <LR>'"),
+        "{err}"
+    );
+}

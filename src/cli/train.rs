@@ -24,8 +24,16 @@ pub struct TrainArgs {
     /// A named preset: demo, klue-koelectra, wikiann-ko-e5.
     #[arg(long)]
     pub preset: Option<String>,
-    /// Continue the run in this directory from its last checkpoint.
-    #[arg(long, conflicts_with_all = ["config", "preset"])]
+    /// Continue the run in this directory from its last checkpoint, exactly as it was configured:
+    /// flags that would change the run (its data, model or optimization) are refused with it
+    /// rather than silently ignored; only --threads and --quiet go along.
+    #[arg(long, conflicts_with_all = [
+        "config", "preset", "train", "dev", "eval", "format", "model", "head", "epochs",
+        "max_steps", "batch_size", "grad_accum", "lr", "head_lr", "weight_decay", "warmup",
+        "schedule", "clip", "fgm", "rdrop", "msd", "maner", "word_mask", "prompt", "k_shot",
+        "max_sentences", "patience", "eval_every", "no_bucket", "dense_embedding", "finetune",
+        "finetune_epochs", "finetune_lr", "seed", "out", "name", "device", "offline",
+    ])]
     pub resume: Option<PathBuf>,
     /// Training corpora (repeat for a polyglot mix): a path, builtin:demo/train, klue-ner/train,
     /// wikiann:ko/train or hf:<repo>:<config>/<split>.
