@@ -361,13 +361,98 @@ impl RunConfig {
     }
 }
 
-/// Parses `text` as a [`RunConfig`]; `origin` (a file name) starts every error message.
+/// Parses `text` as a [`RunConfig`]; `origin` (a file name) starts every error message. A key
+/// nerlab does not know is an error naming the nearest known key (a misspelt key silently
+/// ignored would run a different experiment than the one written down).
 fn from_toml_at(text: &str, origin: &str) -> anyhow::Result<RunConfig> {
     let de = toml::Deserializer::parse(text).map_err(|e| config_error(origin, text, &e, ""))?;
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut unknown = Vec::new();
+    let mut record = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+    let de = serde_ignored::Deserializer::new(de, &mut record);
+    let config = serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
         config_error(origin, text, e.inner(), if key == "." { "" } else { &key })
-    })
+    })?;
+    match unknown.first() {
+        Some(key) => Err(unknown_key_error(origin, text, key)),
+        None => Ok(config),
+    }
+}
+
+/// Every key a configuration can have, dotted (`train.lr`), from a configuration with every
+/// optional field present.
+fn known_keys() -> Vec<String> {
+    let mut full = RunConfig {
+        name: Some(String::new()),
+        threads: Some(1),
+        finetune: Some(FinetuneConfig::default()),
+        ..RunConfig::default()
+    };
+    full.data.format = Some(Format::Klue);
+    full.train.head_lr = Some(1e-3);
+    full.train.inject_nan_at_step = Some(0);
+    full.train.inject_panic_at_step = Some(0);
+    fn walk(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
+        if let toml::Value::Table(t) = v {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                out.push(key.clone());
+                walk(&key, v, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(v) = toml::Value::try_from(&full) {
+        walk("", &v, &mut out);
+    }
+    out
+}
+
+/// `origin:line: unknown key train.learnig_rate; did you mean train.lr?`, or the keys its table
+/// has when none is close.
+fn unknown_key_error(origin: &str, text: &str, key: &str) -> anyhow::Error {
+    let (table, last) = key.rsplit_once('.').unwrap_or(("", key));
+    let siblings: Vec<String> = known_keys()
+        .into_iter()
+        .filter(|k| k.rsplit_once('.').map_or("", |(t, _)| t) == table)
+        .collect();
+    let nearest = siblings
+        .iter()
+        .map(|k| {
+            let name = k.rsplit_once('.').map_or(k.as_str(), |(_, n)| n);
+            (strsim::levenshtein(name, last), k)
+        })
+        .min();
+    let hint = match nearest {
+        Some((d, k)) if d <= (last.chars().count() / 3).max(2) => format!("did you mean {k}?"),
+        _ => {
+            let names: Vec<&str> = siblings
+                .iter()
+                .map(|k| k.rsplit_once('.').map_or(k.as_str(), |(_, n)| n))
+                .filter(|n| !n.starts_with("inject_"))
+                .collect();
+            let table = if table.is_empty() {
+                "the top level"
+            } else {
+                table
+            };
+            format!("{table} has: {}", names.join(", "))
+        }
+    };
+    // The line that sets it, where it can be found (`last = ...` or a dotted `table.last = ...`).
+    let line = text.lines().position(|l| {
+        let l = l.trim_start();
+        l.split('=').next().is_some_and(|k| {
+            let k = k.trim().trim_matches('"');
+            k == last || k == key || k.ends_with(&format!(".{last}"))
+        })
+    });
+    let at = line.map_or(origin.to_string(), |i| format!("{origin}:{}", i + 1));
+    anyhow::anyhow!("{at}: unknown key {key}; {hint}")
 }
 
 /// `origin:line:column: key: what was expected, what was found`.
@@ -482,6 +567,49 @@ mod tests {
         let err = format!("{:#}", RunConfig::from_toml("seed = \n").unwrap_err());
         assert!(err.starts_with("configuration:1:"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_the_nearest_known_key() {
+        let err = format!(
+            "{:#}",
+            RunConfig::from_toml("seed = 1\n[train]\nepochs = 2\nlearnig_rate = 0.1\n")
+                .unwrap_err()
+        );
+        assert!(
+            err.starts_with("configuration:4: unknown key train.learnig_rate; "),
+            "{err}"
+        );
+        // Nothing close: the table's keys are listed.
+        assert!(
+            err.contains("train has: batch_size, bucket, checkpoint_every"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("inject"),
+            "testing aids are not advertised: {err}"
+        );
+        let err = format!(
+            "{:#}",
+            RunConfig::from_toml("[train]\nbatchsize = 8\n").unwrap_err()
+        );
+        assert_eq!(
+            err,
+            "configuration:2: unknown key train.batchsize; did you mean train.batch_size?"
+        );
+        let err = format!("{:#}", RunConfig::from_toml("sed = 3\n").unwrap_err());
+        assert_eq!(err, "configuration:1: unknown key sed; did you mean seed?");
+        // Every key nerlab writes reads back (a full configuration, optional fields included).
+        assert!(known_keys().contains(&"finetune.lr".to_string()));
+        let mut full = RunConfig {
+            finetune: Some(FinetuneConfig::default()),
+            ..RunConfig::default()
+        };
+        full.train.head_lr = Some(1e-3);
+        assert_eq!(
+            RunConfig::from_toml(&full.to_toml().unwrap()).unwrap(),
+            full
+        );
     }
 
     #[test]
