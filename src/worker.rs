@@ -22,6 +22,7 @@ use crate::model::ner::NerModel;
 use crate::protocol::{
     Command, CurvePoint, DevView, EvalPoint, Event, LoadedRun, RunFiles, RunId, TrainRequest,
 };
+use crate::train::events::panic_message;
 use crate::train::run_dir::{MetricsLine, RunDir, list_runs};
 use crate::train::sources::load_corpus;
 use crate::train::{Control, Observer, RunConfig, TrainEvent, train};
@@ -114,13 +115,6 @@ struct Worker {
     threads: usize,
     /// Where tensor work runs, capped at `threads` (candle's CPU kernels use the current pool).
     pool: Arc<rayon::ThreadPool>,
-}
-
-fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown panic".into())
 }
 
 impl Worker {

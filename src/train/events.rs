@@ -85,6 +85,14 @@ impl Observer for Quiet {
     fn on(&mut self, _: TrainEvent) {}
 }
 
+/// What a caught panic said (its `String` or `&str` payload).
+pub fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunOutcome {

@@ -9,7 +9,7 @@ use candle_core::DType;
 
 use super::config::RunConfig;
 use super::data::{Prepared, build_model, prepare};
-use super::events::{Control, Observer, RunOutcome};
+use super::events::{Control, Observer, RunOutcome, panic_message};
 use super::run_dir::files::{CHECKPOINT_OPTIMIZER, CHECKPOINT_STATE};
 use super::run_dir::{RunDir, RunLock, RunState, Status};
 use super::step::TrainStep;
@@ -64,27 +64,23 @@ fn train_inner(
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         train_claimed(config, &run, resume, obs, control)
     }));
+    // Records the failure unless the trainer already did (with its last good checkpoint).
     let failed = |message: String| {
         let mut s = run.status();
-        s.state = RunState::Failed;
-        s.message = message;
-        let _ = run.write_status(&s);
+        if s.state != RunState::Failed {
+            s.state = RunState::Failed;
+            s.message = message;
+            let _ = run.write_status(&s);
+        }
     };
     match result {
         Ok(Ok(outcome)) => Ok(outcome),
         Ok(Err(e)) => {
-            if run.status().state != RunState::Failed {
-                failed(format!("{e:#}"));
-            }
+            failed(format!("{e:#}"));
             Err(e)
         }
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("unknown panic");
-            failed(format!("training panicked: {what}"));
+            failed(format!("training panicked: {}", panic_message(&panic)));
             std::panic::resume_unwind(panic)
         }
     }
