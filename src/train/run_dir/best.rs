@@ -34,11 +34,7 @@ impl RunDir {
             again += 1;
         }
         let version = self.path.join(&name);
-        let tmp = self.path.join(format!(".tmp-{name}"));
-        let _ = std::fs::remove_dir_all(&tmp);
-        write(&tmp)?;
-        std::fs::rename(&tmp, &version)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), version.display()))?;
+        self.write_folder(&version, write)?;
         let previous = self.best_target();
         self.point_best_at(&version, &name)?;
         self.prune_best(&name, previous.as_deref());

@@ -121,16 +121,28 @@ impl RunDir {
         write: impl FnOnce(&Path) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let dir = self.checkpoint_dir(step);
-        let tmp = self
-            .path
-            .join(format!(".tmp-{}{step:07}", files::CHECKPOINT_PREFIX));
+        self.write_folder(&dir, write)?;
+        self.publish_checkpoint(&dir)
+    }
+
+    /// Writes the folder `dest` whole: `write` fills an empty `.tmp-<name>` beside it, which is
+    /// then renamed to `dest` (replacing one of that name), so `dest` is never seen half written.
+    fn write_folder(
+        &self,
+        dest: &Path,
+        write: impl FnOnce(&Path) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = self.path.join(format!(".tmp-{name}"));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         write(&tmp)?;
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::rename(&tmp, &dir)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))?;
-        self.publish_checkpoint(&dir)
+        let _ = std::fs::remove_dir_all(dest);
+        std::fs::rename(&tmp, dest)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))
     }
 
     /// Makes `dir` the current checkpoint and removes older ones.
