@@ -60,6 +60,19 @@ impl Encoding {
 /// non-ASCII byte in a lead/trail pair, mostly in KS X 1001's Hangul rows) and Latin-1 (lone
 /// non-ASCII bytes among ASCII letters). `None` when the bytes do not say.
 pub fn sniff_encoding(bytes: &[u8]) -> Option<(Encoding, bool)> {
+    if let Some(utf16) = sniff_utf16(bytes) {
+        return Some(utf16);
+    }
+    let sample = &bytes[..bytes.len().min(1 << 16)];
+    if std::str::from_utf8(sample).is_ok() {
+        return None;
+    }
+    sniff_legacy(sample)
+}
+
+/// UTF-16, by its byte-order mark or a NUL in every other byte of the first 64 KiB: the one
+/// encoding whose ASCII is also valid UTF-8, so it must be recognised before decoding.
+fn sniff_utf16(bytes: &[u8]) -> Option<(Encoding, bool)> {
     if bytes.starts_with(b"\xFF\xFE") {
         return Some((Encoding::Utf16Le, true));
     }
@@ -86,9 +99,11 @@ pub fn sniff_encoding(bytes: &[u8]) -> Option<(Encoding, bool)> {
             return Some((Encoding::Utf16Be, false));
         }
     }
-    if std::str::from_utf8(sample).is_ok() {
-        return None;
-    }
+    None
+}
+
+/// CP949 / EUC-KR or Latin-1, from the byte patterns of a sample that is not UTF-8.
+fn sniff_legacy(sample: &[u8]) -> Option<(Encoding, bool)> {
     let (mut pairs, mut hangul, mut i) = (0usize, 0usize, 0);
     let mut cp949 = true;
     while i < sample.len() {
@@ -138,7 +153,7 @@ pub fn encoding_hint(bytes: &[u8]) -> Option<String> {
 /// Checks for emptiness and valid UTF-8, and removes a leading BOM. A file in another encoding
 /// that the bytes give away (UTF-16, CP949, Latin-1) is named, with the `iconv` call that converts it.
 pub fn decode(path: &Path, bytes: Vec<u8>) -> Result<Decoded, DataError> {
-    if let Some((enc @ (Encoding::Utf16Le | Encoding::Utf16Be), bom)) = sniff_encoding(&bytes) {
+    if let Some((enc, bom)) = sniff_utf16(&bytes) {
         return Err(DataError::WrongEncoding {
             at: Location::new(path, 1),
             hint: enc.describe(bom),
