@@ -5,25 +5,10 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::TempDir;
+use common::{TempDir, nerlab, stderr, stdout};
 use nerlab::data::{self, ReadOptions};
-
-fn nerlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nerlab"))
-        .args(args)
-        .output()
-        .expect("nerlab runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 #[test]
 fn help_lists_every_command() {

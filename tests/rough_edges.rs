@@ -7,41 +7,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
-
-use common::TempDir;
-
-fn nerlab(args: &[&str]) -> Output {
-    nerlab_with_stdin(args, None)
-}
-
-fn nerlab_with_stdin(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nerlab"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("nerlab runs");
-    let mut pipe = child.stdin.take().unwrap();
-    if let Some(bytes) = stdin {
-        pipe.write_all(bytes).unwrap();
-    }
-    drop(pipe);
-    child.wait_with_output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn utf16le(text: &str) -> Vec<u8> {
-    [0xFF, 0xFE]
-        .into_iter()
-        .chain(text.encode_utf16().flat_map(u16::to_le_bytes))
-        .collect()
-}
+use common::{TempDir, nerlab, nerlab_with_stdin, stderr, utf16le};
 
 #[test]
 fn a_run_that_fails_before_its_first_step_is_listed_as_failed_with_its_reason() {

@@ -328,11 +328,7 @@ fn a_rewritten_best_model_is_reloaded() {
 fn a_run_that_fails_before_its_first_step_is_no_ghost_after_a_restart() {
     let dir = common::TempDir::new("worker-ghost");
     let bad = dir.0.join("train-utf16.tsv");
-    let utf16: Vec<u8> = [0xFF, 0xFE]
-        .into_iter()
-        .chain("서울\tB-LC\n".encode_utf16().flat_map(u16::to_le_bytes))
-        .collect();
-    std::fs::write(&bad, utf16).unwrap();
+    std::fs::write(&bad, common::utf16le("서울\tB-LC\n")).unwrap();
     let mut c = config(&dir.0, "ghost", 1);
     c.data.train = vec![bad.to_string_lossy().into_owned()];
     {

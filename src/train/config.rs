@@ -514,6 +514,11 @@ fn plain_serde_message(message: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The whole message of the error a configuration text gives.
+    fn error_of(text: &str) -> String {
+        format!("{:#}", RunConfig::from_toml(text).unwrap_err())
+    }
+
     #[test]
     fn round_trips_through_toml() {
         let mut c = RunConfig {
@@ -550,32 +555,22 @@ mod tests {
                 path.display()
             )
         );
-        let err = format!(
-            "{:#}",
-            RunConfig::from_toml("[train]\nlr = true\n").unwrap_err()
-        );
+        let err = error_of("[train]\nlr = true\n");
         assert_eq!(
             err,
             "configuration:2:6: train.lr: expected a number, found true"
         );
-        let err = format!(
-            "{:#}",
-            RunConfig::from_toml("[data]\ntrain = 3\n").unwrap_err()
-        );
+        let err = error_of("[data]\ntrain = 3\n");
         assert!(err.contains("data.train: expected a list"), "{err}");
         // A syntax error has no key but still a place.
-        let err = format!("{:#}", RunConfig::from_toml("seed = \n").unwrap_err());
+        let err = error_of("seed = \n");
         assert!(err.starts_with("configuration:1:"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn unknown_keys_are_refused_with_the_nearest_known_key() {
-        let err = format!(
-            "{:#}",
-            RunConfig::from_toml("seed = 1\n[train]\nepochs = 2\nlearnig_rate = 0.1\n")
-                .unwrap_err()
-        );
+        let err = error_of("seed = 1\n[train]\nepochs = 2\nlearnig_rate = 0.1\n");
         assert!(
             err.starts_with("configuration:4: unknown key train.learnig_rate; "),
             "{err}"
@@ -589,15 +584,12 @@ mod tests {
             !err.contains("inject"),
             "testing aids are not advertised: {err}"
         );
-        let err = format!(
-            "{:#}",
-            RunConfig::from_toml("[train]\nbatchsize = 8\n").unwrap_err()
-        );
+        let err = error_of("[train]\nbatchsize = 8\n");
         assert_eq!(
             err,
             "configuration:2: unknown key train.batchsize; did you mean train.batch_size?"
         );
-        let err = format!("{:#}", RunConfig::from_toml("sed = 3\n").unwrap_err());
+        let err = error_of("sed = 3\n");
         assert_eq!(err, "configuration:1: unknown key sed; did you mean seed?");
         // Every key nerlab writes reads back (a full configuration, optional fields included).
         assert!(known_keys().contains(&"finetune.lr".to_string()));
@@ -626,10 +618,7 @@ mod tests {
         assert_eq!(old.device, DeviceSpec::Cpu);
         let old = RunConfig::from_toml("[device]\nCuda = 2\n").unwrap();
         assert_eq!(old.device, DeviceSpec::Cuda(2));
-        let err = format!(
-            "{:#}",
-            RunConfig::from_toml("device = \"tpu\"\n").unwrap_err()
-        );
+        let err = error_of("device = \"tpu\"\n");
         assert!(err.contains("device: unknown device \"tpu\""), "{err}");
     }
 

@@ -60,6 +60,46 @@ pub fn shared_model(name: &str) -> Option<PathBuf> {
     }
 }
 
+/// Runs the `nerlab` binary with `args` (standard input empty).
+pub fn nerlab(args: &[&str]) -> std::process::Output {
+    nerlab_with_stdin(args, None)
+}
+
+/// Runs the `nerlab` binary with `args`, `stdin` written to its standard input.
+pub fn nerlab_with_stdin(args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nerlab"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("nerlab runs");
+    let mut pipe = child.stdin.take().expect("a stdin pipe");
+    if let Some(bytes) = stdin {
+        pipe.write_all(bytes).expect("stdin written");
+    }
+    drop(pipe);
+    child.wait_with_output().expect("nerlab ends")
+}
+
+pub fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `text` as UTF-16 little-endian with its byte-order mark (a file a Windows editor saved).
+pub fn utf16le(text: &str) -> Vec<u8> {
+    [0xFF, 0xFE]
+        .into_iter()
+        .chain(text.encode_utf16().flat_map(u16::to_le_bytes))
+        .collect()
+}
+
 /// A fixture under `tests/fixtures`.
 pub fn fixture(rel: &str) -> PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
