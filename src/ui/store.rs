@@ -28,10 +28,10 @@ impl Phase {
     }
 
     pub fn is_live(self) -> bool {
-        matches!(
-            self,
-            Self::Queued | Self::Active(RunState::Running | RunState::Paused)
-        )
+        match self {
+            Self::Queued => true,
+            Self::Active(state) => state.is_live(),
+        }
     }
 }
 
