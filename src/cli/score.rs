@@ -9,7 +9,7 @@ use clap::Args;
 use super::table::{Table, count, frac};
 use super::{CorpusArgs, parse_mode};
 use crate::data::{ReadOptions, SpanMode};
-use crate::metrics::errors::ErrorCategory;
+use crate::metrics::errors::{ErrorCategory, ErrorMode, ErrorSummary};
 use crate::metrics::{ScoreOptions, ScoreReport, score};
 
 #[derive(Debug, Args)]
@@ -132,31 +132,20 @@ pub fn render(r: &ScoreReport, space_tokens: bool) -> String {
             frac(c.macro_f1_without_o)
         );
     }
-    out += "\nerrors\n";
-    let mut e = Table::new(&[
-        "  type",
-        "correct",
-        "boundary",
-        "type",
-        "boundary+type",
-        "spurious",
-        "missed",
-    ]);
-    let cells = |m: &std::collections::BTreeMap<ErrorCategory, usize>| {
-        ErrorCategory::ALL
+    out += "\nerrors (each prediction categorized; unmatched gold spans missed)\n";
+    out += &error_table(&r.errors, &ErrorCategory::ALL);
+    out += "\nerrors, gold-centred (each gold span categorized: boundary whatever the type, a \
+            prediction strictly inside missed; predictions touching no gold span spurious)\n";
+    out += &error_table(&r.errors_gold_centred, &ErrorMode::GoldCentred.categories());
+    if let Some(per_type) = r.calibration.as_ref().map(|c| &c.ece_per_type)
+        && !per_type.is_empty()
+    {
+        let cells: Vec<String> = per_type
             .iter()
-            .map(|c| count(m.get(c).copied().unwrap_or(0)))
-            .collect::<Vec<_>>()
-    };
-    for (ty, m) in &r.errors.per_type {
-        let mut row = vec![format!("  {ty}")];
-        row.extend(cells(m));
-        e.row(row);
+            .map(|(t, e)| format!("{t} {}", frac(*e)))
+            .collect();
+        out += &format!("\nECE per predicted type  {}\n", cells.join("   "));
     }
-    let mut all = vec!["  all".to_string()];
-    all.extend(cells(&r.errors.counts));
-    e.row(all);
-    out += &e.render();
     out += "\nSemEval-2013 (nervaluate)\n";
     let mut s = Table::new(&[
         "  scenario",
@@ -189,4 +178,26 @@ pub fn render(r: &ScoreReport, space_tokens: bool) -> String {
     }
     out += &s.render();
     out
+}
+
+/// Error counts per entity type and in all, one column per category.
+fn error_table(summary: &ErrorSummary, categories: &[ErrorCategory]) -> String {
+    let mut head = vec!["  type"];
+    head.extend(categories.iter().map(|c| c.name()));
+    let mut e = Table::new(&head);
+    let cells = |m: &std::collections::BTreeMap<ErrorCategory, usize>| {
+        categories
+            .iter()
+            .map(|c| count(m.get(c).copied().unwrap_or(0)))
+            .collect::<Vec<_>>()
+    };
+    for (ty, m) in &summary.per_type {
+        let mut row = vec![format!("  {ty}")];
+        row.extend(cells(m));
+        e.row(row);
+    }
+    let mut all = vec!["  all".to_string()];
+    all.extend(cells(&summary.counts));
+    e.row(all);
+    e.render()
 }

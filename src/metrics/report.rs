@@ -17,13 +17,13 @@ use serde::{Deserialize, Serialize};
 
 use super::Prf;
 use super::bootstrap::{Interval, micro_f1_interval};
-use super::calibration::{Calibration, calibration};
+use super::calibration::{Calibration, calibration, ece_by_type};
 use super::char_f1::{CharF1, char_f1};
 use super::confusion::{Matrix, span_confusion, token_confusion};
 use super::entity::{TypeScore, entity_scores};
-use super::errors::{ErrorCase, ErrorSummary, categorize, summarize};
+use super::errors::{ErrorCase, ErrorMode, ErrorSummary, categorize, categorize_with, summarize};
 use super::semeval::{SemEval, semeval};
-use crate::data::scheme::convert;
+use crate::data::scheme::{convert, tag_type};
 use crate::data::spans::extract;
 use crate::data::{Scheme, Span, SpanMode};
 
@@ -75,6 +75,10 @@ pub struct ScoreReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub char: Option<CharF1>,
     pub errors: ErrorSummary,
+    /// The errors as the KLUE BiLSTM-CRF study (seed 003) counts them: gold-centred, boundary
+    /// regardless of type, a prediction strictly inside a gold span a miss (see `errors.rs`).
+    #[serde(default)]
+    pub errors_gold_centred: ErrorSummary,
     pub semeval: SemEval,
     pub confusion: Confusions,
     pub bootstrap: Interval,
@@ -83,6 +87,9 @@ pub struct ScoreReport {
     /// Every categorized span, for error browsers (not serialized: recompute from predictions).
     #[serde(skip)]
     pub cases: Vec<ErrorCase>,
+    /// The same spans categorized gold-centred.
+    #[serde(skip)]
+    pub cases_gold_centred: Vec<ErrorCase>,
     #[serde(skip)]
     pub gold_spans: Vec<Vec<Span>>,
     #[serde(skip)]
@@ -163,6 +170,7 @@ pub fn score(
     let pred_spans = spans_of(pred, opts, "prediction")?;
     let entity = entity_scores(&gold_spans, &pred_spans);
     let cases = categorize(&gold_spans, &pred_spans);
+    let cases_gold_centred = categorize_with(ErrorMode::GoldCentred, &gold_spans, &pred_spans);
 
     let semeval = if opts.scheme == Scheme::Iob2 {
         semeval(gold, pred)
@@ -179,13 +187,18 @@ pub fn score(
     let calibration = confidence.map(|conf| {
         let mut c = Vec::new();
         let mut ok = Vec::new();
+        let mut types = Vec::new();
         for ((g, p), cs) in gold.iter().zip(pred).zip(conf) {
             for ((gt, pt), &x) in g.iter().zip(p).zip(cs) {
                 c.push(x);
                 ok.push(gt == pt);
+                types.push(tag_type(pt).unwrap_or("O").to_string());
             }
         }
-        calibration(&c, &ok, opts.calibration_bins)
+        Calibration {
+            ece_per_type: ece_by_type(&c, &ok, &types, opts.calibration_bins),
+            ..calibration(&c, &ok, opts.calibration_bins)
+        }
     });
 
     Ok(ScoreReport {
@@ -199,6 +212,7 @@ pub fn score(
         per_type: entity.per_type,
         char: opts.char_level.then(|| char_f1(gold, pred)),
         errors: summarize(&cases),
+        errors_gold_centred: summarize(&cases_gold_centred),
         semeval,
         confusion: Confusions {
             token: token_confusion(gold, pred),
@@ -207,6 +221,7 @@ pub fn score(
         bootstrap: micro_f1_interval(&entity.per_sentence, opts.bootstrap_iterations, opts.seed),
         calibration,
         cases,
+        cases_gold_centred,
         gold_spans,
         pred_spans,
     })

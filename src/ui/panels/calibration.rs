@@ -33,6 +33,14 @@ pub fn ui(ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> {
     );
     let width = cal.bins.first().map_or(0.1, |b| b.hi - b.lo);
     let height = (ui.available_height() / 2.0 - 20.0).max(150.0);
+    if !cal.ece_per_type.is_empty() {
+        let per_type: Vec<String> = cal
+            .ece_per_type
+            .iter()
+            .map(|(t, e)| format!("{t} {e:.4}"))
+            .collect();
+        ui.label(format!("ECE per predicted type: {}", per_type.join("   ")));
+    }
     reliability_ui(ui, cal, width, confidence_plot("reliability", height));
     histogram_ui(
         ui,

@@ -9,7 +9,7 @@ use super::super::context::{Action, PanelCtx};
 use super::super::theme;
 use super::super::widgets::{SentenceItem, labeled, sentence_list, sentence_text};
 use crate::metrics::ScoreReport;
-use crate::metrics::errors::{ErrorCase, ErrorCategory};
+use crate::metrics::errors::{ErrorCase, ErrorCategory, ErrorMode};
 use crate::protocol::DevView;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -21,6 +21,8 @@ pub struct ErrorsState {
     pub entity_type: String,
     /// Text the sentence must contain.
     pub search: String,
+    /// nerlab's categories, or seed 003's gold-centred ones.
+    pub mode: ErrorMode,
 }
 
 impl Default for ErrorsState {
@@ -33,6 +35,7 @@ impl Default for ErrorsState {
                 .collect(),
             entity_type: String::new(),
             search: String::new(),
+            mode: ErrorMode::Nerlab,
         }
     }
 }
@@ -40,8 +43,7 @@ impl Default for ErrorsState {
 /// The cases the filters keep, as list items (sentence, gold, predicted, note).
 pub fn filtered(s: &ErrorsState, report: &ScoreReport, dev: &DevView) -> Vec<SentenceItem> {
     let search = s.search.trim();
-    report
-        .cases
+    cases_of(report, s.mode)
         .iter()
         .filter(|c| s.categories.contains(&c.category))
         .filter(|c| s.entity_type.is_empty() || c.entity_type() == s.entity_type)
@@ -71,48 +73,68 @@ pub fn filtered(s: &ErrorsState, report: &ScoreReport, dev: &DevView) -> Vec<Sen
         .collect()
 }
 
+/// The categorized spans of a report in `mode`.
+fn cases_of(report: &ScoreReport, mode: ErrorMode) -> &[ErrorCase] {
+    match mode {
+        ErrorMode::Nerlab => &report.cases,
+        ErrorMode::GoldCentred => &report.cases_gold_centred,
+    }
+}
+
+/// Counts per category and entity type, in `mode`.
+fn counts_ui(ui: &mut Ui, report: &ScoreReport, mode: ErrorMode) {
+    let summary = match mode {
+        ErrorMode::Nerlab => &report.errors,
+        ErrorMode::GoldCentred => &report.errors_gold_centred,
+    };
+    let categories = mode.categories();
+    ui.label(RichText::new("per entity type").strong());
+    egui::Grid::new("error-counts")
+        .striped(true)
+        .show(ui, |ui| {
+            ui.label("type");
+            for &c in &categories {
+                ui.colored_label(theme::error_category(c), c.name());
+            }
+            ui.end_row();
+            let mut rows: Vec<(&String, _)> = summary.per_type.iter().collect();
+            rows.sort_by(|a, b| a.0.cmp(b.0));
+            for (ty, m) in rows {
+                ui.colored_label(theme::entity(ty), ty);
+                for &c in &categories {
+                    ui.label(m.get(&c).copied().unwrap_or(0).to_string());
+                }
+                ui.end_row();
+            }
+            ui.label(RichText::new("all").strong());
+            for &c in &categories {
+                ui.label(
+                    RichText::new(summary.counts.get(&c).copied().unwrap_or(0).to_string())
+                        .strong(),
+                );
+            }
+            ui.end_row();
+        });
+}
+
 pub fn ui(s: &mut ErrorsState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> {
     let Some((run, report)) = cx.selected_report(ui) else {
         return Vec::new();
     };
     ui.heading(format!("Errors: {}", run.name));
+    ui.horizontal(|ui| {
+        ui.label("categories:");
+        ui.radio_value(&mut s.mode, ErrorMode::Nerlab, "per prediction (nerlab)")
+            .on_hover_text(
+                "every predicted span gets one category against the gold spans; unmatched gold spans are missed",
+            );
+        ui.radio_value(&mut s.mode, ErrorMode::GoldCentred, "gold-centred (seed 003)")
+            .on_hover_text(
+                "every gold span gets one category (boundary regardless of type; a prediction strictly inside is a miss); predictions touching no gold span are spurious",
+            );
+    });
     ui.columns(2, |cols| {
-        let ui = &mut cols[0];
-        ui.label(RichText::new("per entity type").strong());
-        egui::Grid::new("error-counts")
-            .striped(true)
-            .show(ui, |ui| {
-                ui.label("type");
-                for c in ErrorCategory::ALL {
-                    ui.colored_label(theme::error_category(c), c.name());
-                }
-                ui.end_row();
-                let mut rows: Vec<(&String, _)> = report.errors.per_type.iter().collect();
-                rows.sort_by(|a, b| a.0.cmp(b.0));
-                for (ty, m) in rows {
-                    ui.colored_label(theme::entity(ty), ty);
-                    for c in ErrorCategory::ALL {
-                        ui.label(m.get(&c).copied().unwrap_or(0).to_string());
-                    }
-                    ui.end_row();
-                }
-                ui.label(RichText::new("all").strong());
-                for c in ErrorCategory::ALL {
-                    ui.label(
-                        RichText::new(
-                            report
-                                .errors
-                                .counts
-                                .get(&c)
-                                .copied()
-                                .unwrap_or(0)
-                                .to_string(),
-                        )
-                        .strong(),
-                    );
-                }
-                ui.end_row();
-            });
+        counts_ui(&mut cols[0], report, s.mode);
         let ui = &mut cols[1];
         ui.label(RichText::new("SemEval-2013 (nervaluate)").strong());
         egui::Grid::new("semeval").striped(true).show(ui, |ui| {
@@ -143,7 +165,7 @@ pub fn ui(s: &mut ErrorsState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> {
     ui.separator();
     ui.horizontal_wrapped(|ui| {
         ui.label("show");
-        for c in ErrorCategory::ALL {
+        for c in s.mode.categories() {
             let mut on = s.categories.contains(&c);
             if ui
                 .checkbox(
