@@ -8,6 +8,7 @@ use clap::Args;
 use crate::data::Format;
 use crate::data::hub::Hub;
 use crate::infer::{evaluate, load_model};
+use crate::model::ner::Confidence;
 use crate::train::sources::load_corpus;
 
 #[derive(Debug, Args)]
@@ -27,10 +28,15 @@ pub struct EvalArgs {
     pub offline: bool,
     #[arg(long)]
     pub json: bool,
+    /// The confidence calibration reads for a CRF head: marginal (the CRF's marginal of the tag)
+    /// or softmax (of the emission scores alone).
+    #[arg(long, default_value = "marginal", value_parser = |s: &str| s.parse::<Confidence>())]
+    pub confidence: Confidence,
 }
 
 pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
-    let model = load_model(&a.run)?;
+    let mut model = load_model(&a.run)?;
+    model.confidence = a.confidence;
     let corpus = load_corpus(&a.data, a.format, &Hub::from_env(a.offline))?;
     let (report, pred) = evaluate(&model, &corpus, 64)?;
     if let Some(p) = &a.predictions {

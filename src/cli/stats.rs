@@ -12,6 +12,8 @@ use super::table::{Table, count};
 use crate::data::scheme::repair;
 use crate::data::spans::strict_spans;
 use crate::data::{Corpus, ReadNotes, RepairCounts};
+use crate::infer::{RoundTrip, alignments_for, round_trip, tokenizer_of};
+use crate::model::align::AlignMode;
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
@@ -22,6 +24,11 @@ pub struct StatsArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also send the gold tags through this model's tokenizer and back, for every alignment the
+    /// corpus can be trained with: the entity F1 no model so aligned can beat (a run, a model
+    /// folder, a preset such as e5-small, or hf:<repo>).
+    #[arg(long)]
+    pub model: Option<String>,
 }
 
 /// Corpus statistics. Entities are strict spans over the scoring view (space tokens skipped in
@@ -42,6 +49,9 @@ pub struct Stats {
     /// What `repair` would change in the scoring view (invalid sequences).
     pub repairs: RepairCounts,
     pub notes: ReadNotes,
+    /// With `--model`: each alignment's round trip of the gold tags.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub round_trips: Vec<RoundTrip>,
 }
 
 pub fn stats(corpus: &Corpus) -> Stats {
@@ -68,13 +78,20 @@ pub fn stats(corpus: &Corpus) -> Stats {
         languages: corpus.languages(),
         repairs,
         notes: corpus.notes.clone(),
+        round_trips: Vec::new(),
     }
 }
 
 pub fn run(args: &StatsArgs) -> anyhow::Result<()> {
     let corpus = super::read_corpus(&args.corpus, &args.read.read_options())
         .with_context(|| format!("reading {}", args.corpus.display()))?;
-    let s = stats(&corpus);
+    let mut s = stats(&corpus);
+    if let Some(model) = &args.model {
+        let tokenizer = tokenizer_of(model)?;
+        for mode in alignments_for(&corpus) {
+            s.round_trips.push(round_trip(&tokenizer, &corpus, mode)?);
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
@@ -156,6 +173,31 @@ fn render(s: &Stats, space_tokens: bool) -> String {
             "cleaned    byte-order marks removed from {} of {} files, CR removed from {} CRLF lines\n",
             s.notes.bom_files, s.notes.files, s.notes.crlf_lines
         );
+    }
+    if !s.round_trips.is_empty() {
+        out += "alignment  gold tags through the model's tokenizer and back (the F1 ceiling):\n";
+        let mut t = Table::new(&[
+            "  alignment",
+            "units",
+            "changed tokens",
+            "in sentences",
+            "entity F1 ceiling",
+        ]);
+        for r in &s.round_trips {
+            let name = match r.mode {
+                AlignMode::Words => "words (first subword)",
+                AlignMode::Chars => "subwords (KLUE baseline)",
+                AlignMode::CharTokens => "characters (one word each)",
+            };
+            t.row(vec![
+                format!("  {name}"),
+                count(r.units),
+                count(r.changed_tokens),
+                count(r.changed_sentences),
+                format!("{:.4}", r.f1),
+            ]);
+        }
+        out += &t.render();
     }
     out
 }

@@ -11,8 +11,8 @@ use super::table::frac;
 use crate::data::Format;
 use crate::model::align::Marker;
 use crate::model::device::DeviceSpec;
-use crate::model::ner::HeadKind;
-use crate::train::config::{FinetuneConfig, RunConfig, Schedule};
+use crate::model::ner::{HeadKind, InitHead, MsdAverage};
+use crate::train::config::{FinetuneConfig, RdropKl, RunConfig, Schedule, Shots};
 use crate::train::sources::apply_preset;
 use crate::train::{Control, Observer, TrainEvent, train};
 
@@ -21,7 +21,8 @@ pub struct TrainArgs {
     /// A run configuration (TOML); see docs/TRAINING.md.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// A named preset: demo, klue-koelectra, wikiann-ko-e5.
+    /// A named preset: demo, klue-koelectra, wikiann-ko-e5, klue-koelectra-bilstm-crf, maner,
+    /// maner-cpu (`nerlab train --help` lists them; docs/METHODS.md explains each).
     #[arg(long)]
     pub preset: Option<String>,
     /// Continue the run in this directory from its last checkpoint, exactly as it was configured:
@@ -32,7 +33,9 @@ pub struct TrainArgs {
         "max_steps", "batch_size", "grad_accum", "lr", "head_lr", "weight_decay", "warmup",
         "schedule", "clip", "fgm", "rdrop", "msd", "maner", "word_mask", "prompt", "k_shot",
         "max_sentences", "patience", "eval_every", "no_bucket", "dense_embedding", "finetune",
-        "finetune_epochs", "finetune_lr", "seed", "out", "name", "device", "offline",
+        "finetune_epochs", "finetune_lr", "finetune_k_shot", "init_from", "init_head",
+        "label_word", "fresh_mlm_head", "msd_average", "rdrop_kl", "max_length",
+        "unconstrained_crf", "seed", "out", "name", "device", "offline",
     ])]
     pub resume: Option<PathBuf>,
     /// Training corpora (repeat for a polyglot mix): a path, builtin:demo/train, klue-ner/train,
@@ -77,9 +80,22 @@ pub struct TrainArgs {
     /// R-Drop with this KL weight.
     #[arg(long)]
     pub rdrop: Option<f64>,
+    /// R-Drop's KL: mean (the paper's 1/2 of both directions) or sum (both directions, as the
+    /// KLUE BiLSTM-CRF source adds them).
+    #[arg(long, value_parser = |s: &str| s.parse::<RdropKl>())]
+    pub rdrop_kl: Option<RdropKl>,
     /// Multi-sample dropout with K masks.
     #[arg(long)]
     pub msd: Option<usize>,
+    /// What multi-sample dropout averages: logits (one loss on the mean scores) or loss.
+    #[arg(long, value_parser = |s: &str| s.parse::<MsdAverage>())]
+    pub msd_average: Option<MsdAverage>,
+    /// Longest window in tokens, special tokens included (0: the encoder's limit).
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    /// A CRF that allows every transition (as the KLUE BiLSTM-CRF source's), not only IOB2's.
+    #[arg(long)]
+    pub unconstrained_crf: bool,
     /// MANER: a marker before every word (mask, or fresh for the untrained-token control).
     #[arg(long, value_parser = parse_marker)]
     pub maner: Option<Marker>,
@@ -89,8 +105,16 @@ pub struct TrainArgs {
     /// Prompt label words through the MLM head.
     #[arg(long)]
     pub prompt: bool,
+    /// A prompt label word for a type, TYPE=WORDS (repeat; e.g. --label-word PER=person).
+    #[arg(long, value_parser = parse_label_word)]
+    pub label_word: Vec<(String, String)>,
+    /// Prompt label words on a model without a pretrained MLM head: train a fresh one.
     #[arg(long)]
-    pub k_shot: Option<usize>,
+    pub fresh_mlm_head: bool,
+    /// K-shot sampling of the (first stage's) training corpora: a number (0 = zero-shot: only
+    /// evaluate) or "all".
+    #[arg(long, value_parser = |s: &str| s.parse::<Shots>())]
+    pub k_shot: Option<Shots>,
     #[arg(long)]
     pub max_sentences: Option<usize>,
     #[arg(long)]
@@ -111,6 +135,17 @@ pub struct TrainArgs {
     pub finetune_epochs: Option<usize>,
     #[arg(long)]
     pub finetune_lr: Option<f64>,
+    /// K-shot sampling of the fine-tuning (target) corpora: a number (0 = zero-shot) or "all".
+    #[arg(long, value_parser = |s: &str| s.parse::<Shots>())]
+    pub finetune_k_shot: Option<Shots>,
+    /// Start from another run's best model (a run folder, or a model folder such as
+    /// runs/x/stage1-best) instead of --model.
+    #[arg(long)]
+    pub init_from: Option<String>,
+    /// What --init-from does with that model's head: remap (shared labels keep their weights),
+    /// keep, or fresh.
+    #[arg(long, value_parser = |s: &str| s.parse::<InitHead>())]
+    pub init_head: Option<InitHead>,
     #[arg(long)]
     pub seed: Option<u64>,
     /// Where run directories go.
@@ -138,6 +173,15 @@ fn parse_schedule(s: &str) -> Result<Schedule, String> {
         _ => Err(format!(
             "unknown schedule {s:?}: linear, cosine or constant"
         )),
+    }
+}
+
+fn parse_label_word(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((ty, word)) if !ty.trim().is_empty() && !word.trim().is_empty() => {
+            Ok((ty.trim().to_string(), word.trim().to_string()))
+        }
+        _ => Err(format!("{s:?}: expected TYPE=WORDS, e.g. PER=person")),
     }
 }
 
@@ -191,6 +235,12 @@ pub fn config_from_args(a: &TrainArgs) -> anyhow::Result<RunConfig> {
     set!(c.train.fgm_epsilon, a.fgm);
     set!(c.train.rdrop_alpha, a.rdrop);
     set!(c.model.msd_samples, a.msd);
+    set!(c.model.msd_average, a.msd_average);
+    set!(c.model.max_length, a.max_length);
+    set!(c.train.rdrop_kl, a.rdrop_kl);
+    if a.unconstrained_crf {
+        c.model.constrained = false;
+    }
     set!(c.model.marker, a.maner);
     set!(c.model.word_mask_prob, a.word_mask);
     set!(c.data.k_shot, a.k_shot);
@@ -205,6 +255,12 @@ pub fn config_from_args(a: &TrainArgs) -> anyhow::Result<RunConfig> {
     if a.prompt {
         c.model.prompt = true;
     }
+    c.model.label_words.extend(a.label_word.iter().cloned());
+    if a.fresh_mlm_head {
+        c.model.fresh_mlm_head = true;
+    }
+    set!(c.init_from, a.init_from.clone().map(Some));
+    set!(c.init_head, a.init_head);
     if a.no_bucket {
         c.train.bucket = false;
     }
@@ -219,10 +275,12 @@ pub fn config_from_args(a: &TrainArgs) -> anyhow::Result<RunConfig> {
         f.train = a.finetune.clone();
         set!(f.epochs, a.finetune_epochs);
         set!(f.lr, a.finetune_lr);
+        set!(f.k_shot, a.finetune_k_shot);
         c.finetune = Some(f);
     } else if let Some(f) = c.finetune.as_mut() {
         set!(f.epochs, a.finetune_epochs);
         set!(f.lr, a.finetune_lr);
+        set!(f.k_shot, a.finetune_k_shot);
     }
     if c.finetune
         .as_ref()

@@ -6,7 +6,6 @@ use std::path::Path;
 
 use crate::data::{Corpus, ReadOptions, TagView};
 use crate::metrics::{ScoreOptions, ScoreReport, score};
-use crate::model::align::AlignMode;
 use crate::model::ner::NerModel;
 use crate::train::run_dir::RunDir;
 
@@ -17,7 +16,7 @@ pub fn evaluate(
     batch_size: usize,
 ) -> anyhow::Result<(ScoreReport, Vec<Vec<String>>)> {
     let tokens: Vec<Vec<String>> = corpus.sentences.iter().map(|s| s.tokens.clone()).collect();
-    let tagged = model.tag_as(&tokens, batch_size, AlignMode::for_format(corpus.format))?;
+    let tagged = model.tag_as(&tokens, batch_size, model.align_for(corpus.format))?;
     let pred: Vec<Vec<String>> = tagged.iter().map(|t| t.tags.clone()).collect();
     let gold = corpus.view();
     let pv = corpus.view_of(pred.iter().map(Vec::as_slice));

@@ -2,7 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::data::hub::Hub;
+use crate::model::HfTokenizer;
 use crate::model::ner::{MODEL_FILE, NerModel};
+use crate::model::tokenize::TextTokenizer;
 use crate::train::run_dir::RunDir;
 
 /// The folder holding the trained model of `path`: `path` itself when it is a model folder,
@@ -37,4 +40,20 @@ pub fn load_model(path: &Path) -> anyhow::Result<NerModel> {
     };
     model.freeze()?;
     Ok(model)
+}
+
+/// The tokenizer of a model: a trained nerlab model (a run or model folder), or a pretrained
+/// one (a folder, a preset such as `e5-small`, or `hf:<repo>`, from the cache or the Hub).
+pub fn tokenizer_of(source: &str) -> anyhow::Result<TextTokenizer> {
+    let path = Path::new(source);
+    if has_model(path) {
+        return Ok(load_model(path)?.backbone.tokenizer);
+    }
+    match crate::train::sources::resolve_model(source, &Hub::from_env(false))? {
+        Some(dir) => Ok(TextTokenizer::Hf(Box::new(HfTokenizer::from_dir(&dir)?))),
+        None => anyhow::bail!(
+            "{source}: the character model builds its vocabulary from the corpus, one unit per \
+             character; give a pretrained model or a run"
+        ),
+    }
 }

@@ -32,7 +32,7 @@ pub struct TaggedText {
 pub fn tokenize(text: &str, mode: AlignMode) -> Vec<(String, usize, usize)> {
     let chars: Vec<char> = text.chars().collect();
     match mode {
-        AlignMode::Chars => chars
+        AlignMode::Chars | AlignMode::CharTokens => chars
             .iter()
             .enumerate()
             .map(|(i, c)| (c.to_string(), i, i + 1))

@@ -14,6 +14,11 @@
 //!   KLUE's running count of subword lengths, so normalization that changes a piece's length cannot
 //!   shift labels.
 //!
+//! - **CharTokens** (KLUE, as seed 003's KoELECTRA + BiLSTM + CRF does it): every character is a
+//!   word of its own, tokenized alone; its first subword is its unit and carries its tag. Nothing
+//!   is lost in the round trip (each character has its own label), at the price of longer inputs
+//!   and pieces the pretrained model rarely saw alone.
+//!
 //! Inputs longer than the model's positions are split into overlapping windows; every unit is
 //! predicted by the window in which it sits furthest from an edge, so nothing is cut.
 
@@ -27,17 +32,46 @@ use super::tokenize::TextTokenizer;
 pub enum AlignMode {
     Words,
     Chars,
+    #[serde(rename = "char_tokens")]
+    CharTokens,
+}
+
+/// How a character-level corpus (KLUE) meets a subword model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CharUnits {
+    /// KLUE's baseline: words split into subwords, every subword a unit ([`AlignMode::Chars`]).
+    #[default]
+    Subwords,
+    /// Every character its own word ([`AlignMode::CharTokens`]).
+    Characters,
+}
+
+impl std::str::FromStr for CharUnits {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "subwords" => Ok(Self::Subwords),
+            "characters" | "chars" => Ok(Self::Characters),
+            _ => Err(format!("{s:?}: character units are subwords or characters")),
+        }
+    }
 }
 
 impl AlignMode {
-    /// The units a corpus of `format` is tagged in: characters for character-level formats
-    /// (KLUE), words otherwise.
-    pub fn for_format(format: crate::data::Format) -> Self {
-        if format.char_level() {
-            Self::Chars
-        } else {
-            Self::Words
+    /// The units a corpus of `format` is tagged in: for character-level formats (KLUE) as
+    /// `units` says, words otherwise.
+    pub fn for_format(format: crate::data::Format, units: CharUnits) -> Self {
+        match (format.char_level(), units) {
+            (false, _) => Self::Words,
+            (true, CharUnits::Subwords) => Self::Chars,
+            (true, CharUnits::Characters) => Self::CharTokens,
         }
+    }
+
+    /// Whether corpus tokens are characters (spaces are tokens too).
+    pub fn char_level(self) -> bool {
+        self != Self::Words
     }
 }
 
@@ -90,7 +124,6 @@ pub fn align(
     marker: Marker,
     marker_id: Option<u32>,
 ) -> anyhow::Result<Alignment> {
-    let unk = tokenizer.specials().unk;
     let mut a = Alignment {
         ids: Vec::new(),
         units: Vec::new(),
@@ -98,6 +131,9 @@ pub fn align(
         sources: Vec::with_capacity(tokens.len()),
     };
     let tag_of = |i: usize| tags.and_then(|t| t.get(i)).cloned();
+    if mode.char_level() && marker != Marker::None {
+        bail!("MANER marks words; it needs a word-level corpus, not a character-level one");
+    }
     match mode {
         AlignMode::Words => {
             let marker_id = match marker {
@@ -116,28 +152,29 @@ pub fn align(
                     a.ids.push(sep);
                 }
                 first_word = false;
-                let mut pieces: Vec<u32> =
-                    tokenizer.encode_word(tok)?.iter().map(|p| p.id).collect();
-                if pieces.is_empty() {
-                    // A token the tokenizer deletes entirely (control characters): still predicted.
-                    pieces.push(unk);
+                a.push_word(tokenizer, tok, tag_of(i), marker_id)?;
+            }
+        }
+        AlignMode::CharTokens => {
+            // Every character a word; words of the text are still separated where spaces were.
+            let mut after_space = false;
+            for (i, tok) in tokens.iter().enumerate() {
+                if tok.trim().is_empty() {
+                    a.sources.push(Source::Space);
+                    after_space = true;
+                    continue;
                 }
-                // The unit is the marker when there is one, else the word's first subword.
-                if let Some(m) = marker_id {
-                    a.ids.push(m);
-                    a.units.push(a.ids.len() - 1);
-                } else {
-                    a.units.push(a.ids.len());
+                if after_space
+                    && !a.ids.is_empty()
+                    && let Some(sep) = tokenizer.word_separator()
+                {
+                    a.ids.push(sep);
                 }
-                a.unit_tags.push(tag_of(i));
-                a.sources.push(Source::First(a.units.len() - 1));
-                a.ids.extend(pieces);
+                after_space = false;
+                a.push_word(tokenizer, tok, tag_of(i), None)?;
             }
         }
         AlignMode::Chars => {
-            if marker != Marker::None {
-                bail!("MANER marks words; it needs a word-level corpus, not a character-level one");
-            }
             // Characters grouped into words at space tokens.
             let mut start = 0;
             while start < tokens.len() {
@@ -154,41 +191,86 @@ pub fn align(
                 {
                     a.ids.push(sep);
                 }
-                let word: String = tokens[start..end].concat();
-                let chars_in_word = end - start;
-                let mut sources = vec![Source::Uncovered; chars_in_word];
-                // Character offsets of the word are per char of `word`; corpus tokens are single
-                // characters here, so offset k is token start + k.
-                for piece in tokenizer.encode_word(&word)? {
-                    let unit = a.units.len();
-                    a.units.push(a.ids.len());
-                    a.ids.push(piece.id);
-                    if piece.end <= piece.start || piece.start >= chars_in_word {
-                        a.unit_tags.push(tags.map(|_| "O".to_string()));
-                        continue;
-                    }
-                    a.unit_tags.push(tag_of(start + piece.start));
-                    for (k, src) in sources
-                        .iter_mut()
-                        .enumerate()
-                        .take(piece.end.min(chars_in_word))
-                        .skip(piece.start)
-                    {
-                        if *src == Source::Uncovered {
-                            *src = if k == piece.start {
-                                Source::First(unit)
-                            } else {
-                                Source::Inside(unit)
-                            };
-                        }
-                    }
-                }
-                a.sources.extend(sources);
+                a.push_subword_units(
+                    tokenizer,
+                    &tokens[start..end],
+                    tags.and_then(|t| t.get(start..end)),
+                )?;
                 start = end;
             }
         }
     }
     Ok(a)
+}
+
+impl Alignment {
+    /// One word tokenized alone: its unit is the marker when there is one, else its first piece,
+    /// and it carries the word's tag.
+    fn push_word(
+        &mut self,
+        tokenizer: &TextTokenizer,
+        word: &str,
+        tag: Option<String>,
+        marker_id: Option<u32>,
+    ) -> anyhow::Result<()> {
+        let mut pieces: Vec<u32> = tokenizer.encode_word(word)?.iter().map(|p| p.id).collect();
+        if pieces.is_empty() {
+            // A token the tokenizer deletes entirely (control characters): still predicted.
+            pieces.push(tokenizer.specials().unk);
+        }
+        if let Some(m) = marker_id {
+            self.ids.push(m);
+            self.units.push(self.ids.len() - 1);
+        } else {
+            self.units.push(self.ids.len());
+        }
+        self.unit_tags.push(tag);
+        self.sources.push(Source::First(self.units.len() - 1));
+        self.ids.extend(pieces);
+        Ok(())
+    }
+
+    /// The characters of one word (KLUE's scheme): every subword a unit labelled with its first
+    /// character's tag (from `tags`, the word's characters' tags, when training).
+    fn push_subword_units(
+        &mut self,
+        tokenizer: &TextTokenizer,
+        chars: &[String],
+        tags: Option<&[String]>,
+    ) -> anyhow::Result<()> {
+        let word: String = chars.concat();
+        let n = chars.len();
+        let mut sources = vec![Source::Uncovered; n];
+        // Character offsets of the word are per char of `word`; corpus tokens are single
+        // characters here, so offset k is the word's character k.
+        for piece in tokenizer.encode_word(&word)? {
+            let unit = self.units.len();
+            self.units.push(self.ids.len());
+            self.ids.push(piece.id);
+            if piece.end <= piece.start || piece.start >= n {
+                self.unit_tags.push(tags.map(|_| "O".to_string()));
+                continue;
+            }
+            self.unit_tags
+                .push(tags.and_then(|t| t.get(piece.start)).cloned());
+            for (k, src) in sources
+                .iter_mut()
+                .enumerate()
+                .take(piece.end.min(n))
+                .skip(piece.start)
+            {
+                if *src == Source::Uncovered {
+                    *src = if k == piece.start {
+                        Source::First(unit)
+                    } else {
+                        Source::Inside(unit)
+                    };
+                }
+            }
+        }
+        self.sources.extend(sources);
+        Ok(())
+    }
 }
 
 /// Expands unit predictions to one tag per corpus token (see [`Source`]).

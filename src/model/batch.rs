@@ -69,6 +69,35 @@ pub fn examples(
         .collect()
 }
 
+/// An example's ids and unit positions, as given or after word masking.
+type Row<'a> = (std::borrow::Cow<'a, [u32]>, std::borrow::Cow<'a, [usize]>);
+
+/// The ids of `e` with each word, with probability `p`, replaced by a single `mask_id`, and
+/// where its units then are (one draw of `rng` per word, in order).
+fn mask_whole_words(
+    e: &Example,
+    p: f64,
+    mask_id: u32,
+    rng: &mut SplitMix64,
+) -> (Vec<u32>, Vec<usize>) {
+    let mut ids = Vec::with_capacity(e.ids.len());
+    let mut units = e.units.clone();
+    let mut next = 0;
+    for (k, &(a, z)) in e.word_spans.iter().enumerate() {
+        ids.extend_from_slice(&e.ids[next..a]);
+        if rng.unit_f64() < p {
+            units[k] = ids.len();
+            ids.push(mask_id);
+        } else {
+            units[k] = ids.len() + e.units[k].saturating_sub(a);
+            ids.extend_from_slice(&e.ids[a..z]);
+        }
+        next = z;
+    }
+    ids.extend_from_slice(&e.ids[next..]);
+    (ids, units)
+}
+
 /// A padded batch on a device.
 #[derive(Debug, Clone)]
 pub struct Batch {
@@ -91,8 +120,9 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Pads `examples`. With `mask_words = Some((p, mask_id, rng))`, each word's pieces are
-    /// replaced by the mask token with probability `p` (MANER's "baseline 2").
+    /// Pads `examples`. With `mask_words = Some((p, mask_id, rng))`, each word is replaced, with
+    /// probability `p`, by one mask token however many pieces it has (MANER's "baseline 2"), and
+    /// its unit moves onto that mask.
     pub fn new(
         examples: &[&Example],
         pad: u32,
@@ -100,8 +130,19 @@ impl Batch {
         dtype: DType,
         mask_words: Option<(f64, u32, &mut SplitMix64)>,
     ) -> candle_core::Result<Self> {
+        let mut masker = mask_words;
+        let rows: Vec<Row<'_>> = examples
+            .iter()
+            .map(|e| match masker.as_mut() {
+                Some((p, mask_id, rng)) => {
+                    let (ids, units) = mask_whole_words(e, *p, *mask_id, rng);
+                    (ids.into(), units.into())
+                }
+                None => (e.ids.as_slice().into(), e.units.as_slice().into()),
+            })
+            .collect();
         let b = examples.len();
-        let s = examples.iter().map(|e| e.ids.len()).max().unwrap_or(1);
+        let s = rows.iter().map(|(ids, _)| ids.len()).max().unwrap_or(1);
         let u = examples
             .iter()
             .map(|e| e.units.len())
@@ -114,22 +155,13 @@ impl Batch {
         let mut unit_mask = vec![0f32; b * u];
         let mut unit_weight = vec![0f32; b * u];
         let mut targets = Vec::with_capacity(b);
-        let mut masker = mask_words;
-        for (i, e) in examples.iter().enumerate() {
-            let row = &mut ids[i * s..i * s + e.ids.len()];
-            row.copy_from_slice(&e.ids);
-            if let Some((p, mask_id, rng)) = masker.as_mut() {
-                for &(a, z) in &e.word_spans {
-                    if rng.unit_f64() < *p {
-                        row[a..z].iter_mut().for_each(|t| *t = *mask_id);
-                    }
-                }
-            }
-            mask[i * s..i * s + e.ids.len()]
+        for (i, (e, (row, units))) in examples.iter().zip(&rows).enumerate() {
+            ids[i * s..i * s + row.len()].copy_from_slice(row);
+            mask[i * s..i * s + row.len()]
                 .iter_mut()
                 .for_each(|m| *m = 1.0);
-            let mut t = Vec::with_capacity(e.units.len());
-            for (k, (&pos, target)) in e.units.iter().zip(&e.targets).enumerate() {
+            let mut t = Vec::with_capacity(units.len());
+            for (k, (&pos, target)) in units.iter().zip(&e.targets).enumerate() {
                 unit_index[i * u + k] = (i * s + pos) as u32;
                 unit_mask[i * u + k] = 1.0;
                 unit_weight[i * u + k] = f32::from(u8::from(target.is_some()));
@@ -221,7 +253,30 @@ mod tests {
             Some((1.0, 4, &mut rng)),
         )
         .unwrap();
+        // One mask per word (not per piece), each word's unit on its mask.
         let row: Vec<Vec<u32>> = masked.ids.to_vec2().unwrap();
-        assert_eq!(row[0], vec![1, 4, 4, 4, 4, 4, 4, 2]);
+        assert_eq!(row[0], vec![1, 4, 4, 4, 2]);
+        assert_eq!(masked.unit_index.to_vec1::<u32>().unwrap(), vec![1, 2, 3]);
+        // Unmasked words keep their pieces; the units follow the shorter sequence.
+        let mut rng = SplitMix64::new(7);
+        let half = Batch::new(
+            &[&e1],
+            0,
+            &Device::Cpu,
+            DType::F32,
+            Some((0.5, 4, &mut rng)),
+        )
+        .unwrap();
+        let ids: Vec<u32> = half.ids.to_vec2::<u32>().unwrap().remove(0);
+        let units = half.unit_index.to_vec1::<u32>().unwrap();
+        let masked_words = ids.iter().filter(|&&t| t == 4).count();
+        assert_eq!(ids.len(), 8 - masked_words);
+        for (k, &pos) in units.iter().enumerate() {
+            let t = ids[pos as usize];
+            assert!(
+                t == 4 || t == a.ids[a.units[k]],
+                "unit {k} at {pos}: {ids:?}"
+            );
+        }
     }
 }

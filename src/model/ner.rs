@@ -11,14 +11,14 @@
 //!   unit's class is scored through the MLM head against those tokens only. Classes are entity
 //!   types (IO): a run of units of one type becomes `B-X I-X ...`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::{Context, bail};
 use candle_core::{D, DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::align::{AlignMode, Alignment, Marker, align, best_window, expand, windows};
+use super::align::{AlignMode, Alignment, CharUnits, Marker, align, best_window, expand, windows};
 use super::backbone::{Backbone, BackboneKind};
 use super::batch::{Batch, Example, examples};
 use super::crf::Crf;
@@ -67,6 +67,128 @@ impl std::str::FromStr for HeadKind {
     }
 }
 
+/// What a model started from a saved one ([`NerModel::init_from`]) does with that model's head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InitHead {
+    /// Classes (labels, or prompt label words) both label sets have keep their trained weights;
+    /// classes new to the model are initialized as in a fresh model.
+    #[default]
+    Remap,
+    /// The saved head and label set as they are: the new data may not have a type the saved
+    /// model lacks.
+    Keep,
+    /// Only the encoder is taken; the head starts fresh.
+    Fresh,
+}
+
+impl std::str::FromStr for InitHead {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "remap" => Ok(Self::Remap),
+            "keep" => Ok(Self::Keep),
+            "fresh" => Ok(Self::Fresh),
+            _ => Err(format!("unknown head policy {s:?}: remap, keep or fresh")),
+        }
+    }
+}
+
+/// Tensors indexed by the head's classes (rows; the CRF's transitions by rows and columns) and
+/// by the added vocabulary rows (prompt tokens, MANER's fresh marker).
+const CLASS_TENSORS: [&str; 5] = [
+    "ner.proj.weight",
+    "ner.proj.bias",
+    "ner.crf.transitions",
+    "ner.crf.start",
+    "ner.crf.end",
+];
+const ADDED_ROW_TENSORS: [&str; 2] = [
+    "embeddings.extra_word_embeddings.weight",
+    "cls.predictions.extra_bias",
+];
+
+/// The classes a head over `labels` predicts: the labels, or with prompt label words `O` and the
+/// entity types.
+fn classes_of(spec: &ModelSpec, labels: &[String]) -> Vec<String> {
+    if !spec.prompt {
+        return labels.to_vec();
+    }
+    let mut c = vec!["O".to_string()];
+    c.extend(
+        labels
+            .iter()
+            .filter_map(|l| tag_type(l))
+            .map(String::from)
+            .collect::<std::collections::BTreeSet<_>>(),
+    );
+    c
+}
+
+/// What each added vocabulary row stands for: the prompt token of a class, then the marker.
+fn added_row_keys(spec: &ModelSpec, classes: &[String]) -> Vec<String> {
+    let mut keys: Vec<String> = if spec.prompt {
+        classes.iter().map(|c| format!("class:{c}")).collect()
+    } else {
+        Vec::new()
+    };
+    if spec.marker == Marker::Fresh {
+        keys.push("marker".into());
+    }
+    keys
+}
+
+/// Copies into `target` (rows keyed by `new`) the rows of `source` (keyed by `old`) whose keys
+/// both have; with `square`, a (keys, keys) matrix by rows and columns.
+fn copy_rows(
+    target: &candle_core::Var,
+    source: &Tensor,
+    old: &[String],
+    new: &[String],
+    square: bool,
+) -> anyhow::Result<()> {
+    let src: Vec<f32> = source.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    let mut dst: Vec<f32> = target
+        .as_tensor()
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1()?;
+    let pos = |key: &String| old.iter().position(|k| k == key);
+    if old.is_empty() || new.is_empty() {
+        return Ok(());
+    }
+    if !src.len().is_multiple_of(old.len()) {
+        bail!("{} values are not {} rows", src.len(), old.len());
+    }
+    if square {
+        let (n, m) = (new.len(), old.len());
+        for (i, a) in new.iter().enumerate() {
+            for (j, b) in new.iter().enumerate() {
+                if let (Some(oi), Some(oj)) = (pos(a), pos(b)) {
+                    dst[i * n + j] = src[oi * m + oj];
+                }
+            }
+        }
+    } else {
+        let width = src.len() / old.len();
+        if dst.len() != width * new.len() {
+            bail!("cannot map rows of width {width} onto {} rows", new.len());
+        }
+        for (i, key) in new.iter().enumerate() {
+            if let Some(o) = pos(key) {
+                dst[i * width..(i + 1) * width].copy_from_slice(&src[o * width..(o + 1) * width]);
+            }
+        }
+    }
+    let t = target.as_tensor();
+    target.set(&Tensor::from_vec(dst, t.shape(), t.device())?.to_dtype(t.dtype())?)?;
+    Ok(())
+}
+
+/// MANER's baseline 2 default: the probability of replacing a word by one mask token. The
+/// paper's value could not be read here; 0.15 is BERT's masking rate (docs/METHODS.md).
+pub const MANER_WORD_MASK_PROB: f64 = 0.15;
+
 fn d_one() -> usize {
     1
 }
@@ -101,6 +223,10 @@ pub struct ModelSpec {
     /// Words whose subword embeddings initialize each prompt token, by entity type.
     #[serde(default)]
     pub label_words: BTreeMap<String, String>,
+    /// Prompt label words on a pretrained model without an MLM head: initialize one freshly
+    /// (otherwise such a model is refused).
+    #[serde(default)]
+    pub fresh_mlm_head: bool,
     /// Multi-sample dropout: dropout masks per step (1 = plain dropout).
     #[serde(default = "d_one")]
     pub msd_samples: usize,
@@ -112,6 +238,40 @@ pub struct ModelSpec {
     /// Forbid invalid IOB2 transitions in the CRF.
     #[serde(default = "d_true")]
     pub constrained: bool,
+    /// What multi-sample dropout averages over its masks.
+    #[serde(default)]
+    pub msd_average: MsdAverage,
+    /// How a character-level corpus (KLUE) is aligned to the model's subwords.
+    #[serde(default)]
+    pub char_units: CharUnits,
+    /// Longest window in tokens, special tokens included (0: the encoder's limit); longer
+    /// sentences are cut into overlapping windows.
+    #[serde(default)]
+    pub max_length: usize,
+}
+
+/// What multi-sample dropout (Inoue 2019) averages over its K dropout masks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MsdAverage {
+    /// The class scores, then one loss (the KLUE BiLSTM-CRF source's way).
+    #[default]
+    Logits,
+    /// The K losses (Inoue's paper).
+    Loss,
+}
+
+impl std::str::FromStr for MsdAverage {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "logits" => Ok(Self::Logits),
+            "loss" | "losses" => Ok(Self::Loss),
+            _ => Err(format!(
+                "{s:?}: multi-sample dropout averages logits or loss"
+            )),
+        }
+    }
 }
 
 impl Default for ModelSpec {
@@ -122,18 +282,35 @@ impl Default for ModelSpec {
             word_mask_prob: 0.0,
             prompt: false,
             label_words: BTreeMap::new(),
+            fresh_mlm_head: false,
             msd_samples: 1,
             head_dropout: 0.1,
             lstm_hidden: 256,
             constrained: true,
+            msd_average: MsdAverage::Logits,
+            char_units: CharUnits::Subwords,
+            max_length: 0,
         }
     }
 }
 
-/// The natural word a type code stands for, to initialize its prompt token.
+/// The natural word a type code stands for, to initialize its prompt token: nerlab's default
+/// for every type of the shipped corpora ([`known_label_word`]), else the code in lower case.
 pub fn default_label_word(ty: &str) -> String {
-    match ty {
+    known_label_word(ty).map_or_else(
+        || ty.to_lowercase().replace(['_', '-', '/'], " "),
+        str::to_string,
+    )
+}
+
+/// nerlab's label word for a type code of a shipped corpus (KLUE, KMOU, WikiANN, MasakhaNER,
+/// MultiCoNER I and II coarse and fine types). A type means the same in every language, so one
+/// code has one word everywhere, and codes of different corpora for one notion (PER, PS) share
+/// it; distinct types of one corpus get distinct words, so no two prompt tokens start equal.
+pub fn known_label_word(ty: &str) -> Option<&'static str> {
+    Some(match ty {
         "O" => "other",
+        // Coarse types (KLUE, KMOU, WikiANN, MasakhaNER, MultiCoNER).
         "PER" | "PS" | "PERSON" => "person",
         "LOC" | "LC" | "LOCATION" => "location",
         "ORG" | "OG" | "ORGANIZATION" => "organization",
@@ -144,9 +321,54 @@ pub fn default_label_word(ty: &str) -> String {
         "MNY" => "money",
         "PNT" => "percent",
         "DUR" => "duration",
-        other => return other.to_lowercase().replace(['_', '-'], " "),
-    }
-    .to_string()
+        "GRP" => "group",
+        "CORP" => "corporation",
+        "CW" => "creative work",
+        "PROD" => "product",
+        "MED" => "medical",
+        // MultiCoNER II fine types: location.
+        "Facility" => "facility",
+        "HumanSettlement" => "city",
+        "Station" => "station",
+        "OtherLOC" => "other place",
+        // Creative work.
+        "VisualWork" => "film",
+        "MusicalWork" => "song",
+        "WrittenWork" => "book",
+        "ArtWork" => "painting",
+        "Software" => "software",
+        "OtherCW" => "other work",
+        // Group.
+        "MusicalGRP" => "band",
+        "PublicCorp" => "public company",
+        "PrivateCorp" => "private company",
+        "OtherCORP" => "other company",
+        "AerospaceManufacturer" => "aircraft maker",
+        "SportsGRP" => "sports team",
+        "CarManufacturer" => "car maker",
+        "TechCORP" => "technology company",
+        // Person.
+        "Scientist" => "scientist",
+        "Artist" => "artist",
+        "Athlete" => "athlete",
+        "Politician" => "politician",
+        "Cleric" => "priest",
+        "SportsManager" => "coach",
+        "OtherPER" => "other person",
+        // Product.
+        "Clothing" => "clothing",
+        "Vehicle" => "vehicle",
+        "Food" => "food",
+        "Drink" => "drink",
+        "OtherPROD" => "other product",
+        // Medical.
+        "Medication/Vaccine" => "medicine",
+        "MedicalProcedure" => "surgery",
+        "AnatomicalStructure" => "organ",
+        "Symptom" => "symptom",
+        "Disease" => "disease",
+        _ => return None,
+    })
 }
 
 /// Saved next to the weights.
@@ -158,6 +380,15 @@ struct SavedModel {
     labels: Vec<String>,
     align: AlignMode,
     backbone: BackboneKind,
+}
+
+/// The description of the model saved in `dir`.
+fn read_saved(dir: &Path) -> anyhow::Result<SavedModel> {
+    let meta = dir.join(MODEL_FILE);
+    serde_json::from_str(
+        &std::fs::read_to_string(&meta).with_context(|| format!("reading {}", meta.display()))?,
+    )
+    .with_context(|| format!("{}: not a nerlab model description", meta.display()))
 }
 
 /// Attention of one sentence: subword texts, their predicted tags, (layer, head, query, key).
@@ -178,10 +409,35 @@ pub struct Tagged {
     pub confidence: Vec<f32>,
 }
 
+/// Which probability of a predicted tag a CRF model reports as its confidence (calibration reads
+/// it). Softmax heads have only the emission softmax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Confidence {
+    /// The CRF's marginal probability of the tag at that position (forward-backward).
+    #[default]
+    Marginal,
+    /// The softmax of the position's emission scores, the CRF's transitions left out.
+    Softmax,
+}
+
+impl std::str::FromStr for Confidence {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "marginal" | "crf-marginal" => Ok(Self::Marginal),
+            "softmax" | "emission-softmax" => Ok(Self::Softmax),
+            _ => Err(format!("{s:?}: the confidence is marginal or softmax")),
+        }
+    }
+}
+
 /// A NER model ready to train or tag.
 #[derive(Debug, Clone)]
 pub struct NerModel {
     pub spec: ModelSpec,
+    /// The confidence tagging reports for a CRF head (not saved: a choice of analysis).
+    pub confidence: Confidence,
     /// The BIO tag set (`O` first).
     pub labels: Vec<String>,
     /// What the head predicts: `labels`, or with prompt label words `O` and the entity types.
@@ -219,7 +475,7 @@ impl NerModel {
         if spec.prompt && spec.head != HeadKind::Softmax {
             bail!("prompt label words score through the MLM head; use the softmax head with them");
         }
-        if spec.marker != Marker::None && align == AlignMode::Chars {
+        if spec.marker != Marker::None && align.char_level() {
             bail!(
                 "MANER marks words; it needs a word-level corpus, not a character-level one (KLUE)"
             );
@@ -228,19 +484,7 @@ impl NerModel {
             bail!("the label set must start with O");
         }
         let mut backbone = backbone;
-        let classes: Vec<String> = if spec.prompt {
-            let mut c = vec!["O".to_string()];
-            c.extend(
-                labels
-                    .iter()
-                    .filter_map(|l| tag_type(l))
-                    .map(String::from)
-                    .collect::<std::collections::BTreeSet<_>>(),
-            );
-            c
-        } else {
-            labels.clone()
-        };
+        let classes = classes_of(&spec, &labels);
 
         // Added vocabulary rows: prompt tokens, then MANER's fresh marker.
         let mut added: Vec<Vec<f32>> = Vec::new();
@@ -298,10 +542,20 @@ impl NerModel {
             h
         };
         let (mlm, proj) = if spec.prompt {
-            (
-                Some(MlmHead::load_with(&params, &backbone.encoder, false)?),
-                None,
-            )
+            let mlm = MlmHead::load_with(&params, &backbone.encoder, false)?;
+            if !mlm.pretrained
+                && !spec.fresh_mlm_head
+                && matches!(backbone.kind, BackboneKind::Pretrained { .. })
+            {
+                bail!(
+                    "prompt label words are predicted through the MLM head, and this model has \
+                     no pretrained one (an ELECTRA discriminator or an embedding model such as \
+                     e5 ships without it): use a model with an MLM head (a BERT, RoBERTa or \
+                     XLM-R checkpoint, an ELECTRA generator), or set model.fresh_mlm_head = true \
+                     (--fresh-mlm-head) to train a freshly initialized head"
+                );
+            }
+            (Some(mlm), None)
         } else {
             (
                 None,
@@ -315,6 +569,7 @@ impl NerModel {
         };
         Ok(Self {
             spec,
+            confidence: Confidence::Marginal,
             labels,
             classes,
             align,
@@ -414,7 +669,7 @@ impl NerModel {
             &a,
             &targets,
             self.tokenizer().specials(),
-            self.encoder().config().max_tokens(),
+            self.max_tokens(),
         );
         Ok((a, ex))
     }
@@ -528,7 +783,23 @@ impl NerModel {
         Ok(self.loss_and_emissions(batch, train)?.0)
     }
 
-    /// The loss and the class scores of the first dropout sample (R-Drop compares two passes).
+    /// The alignment for a corpus of `format`: words, or for character-level corpora (KLUE)
+    /// the character units the model was trained with.
+    pub fn align_for(&self, format: crate::data::Format) -> AlignMode {
+        AlignMode::for_format(format, self.spec.char_units)
+    }
+
+    /// The longest window, special tokens included: the encoder's limit, or `max_length`.
+    pub fn max_tokens(&self) -> usize {
+        let limit = self.encoder().config().max_tokens();
+        match self.spec.max_length {
+            0 => limit,
+            n => n.clamp(3, limit),
+        }
+    }
+
+    /// The loss and the class scores R-Drop compares: of the first dropout sample, or averaged
+    /// over the samples when multi-sample dropout averages logits.
     pub fn loss_and_emissions(
         &self,
         batch: &Batch,
@@ -540,6 +811,15 @@ impl NerModel {
         } else {
             1
         };
+        if k > 1 && self.spec.msd_average == MsdAverage::Logits {
+            // One loss on the class scores averaged over the masks; R-Drop compares those.
+            let mut sum = self.emissions(&states, train)?;
+            for _ in 1..k {
+                sum = (sum + self.emissions(&states, train)?)?;
+            }
+            let em = (sum / k as f64)?;
+            return Ok((self.head_loss(&em, batch)?, em));
+        }
         let mut total: Option<Tensor> = None;
         let mut first: Option<Tensor> = None;
         for _ in 0..k {
@@ -570,16 +850,29 @@ impl NerModel {
     pub fn predict_batch(&self, batch: &Batch) -> candle_core::Result<Vec<Vec<(u32, f32)>>> {
         let em = self.emissions(&self.unit_states(batch, false)?, false)?;
         match &self.crf {
-            Some(crf) => Ok(crf
-                .decode(&em, &batch.lengths)?
-                .into_iter()
-                .map(|(path, conf)| {
-                    path.into_iter()
-                        .zip(conf)
-                        .map(|(y, c)| (y, c as f32))
-                        .collect()
-                })
-                .collect()),
+            Some(crf) => {
+                let decoded = crf.decode(&em, &batch.lengths)?;
+                // The emission softmax of the decoded label, where asked for instead of the
+                // CRF's marginal.
+                let soft: Option<Vec<Vec<Vec<f32>>>> = match self.confidence {
+                    Confidence::Marginal => None,
+                    Confidence::Softmax => Some(softmax(&em.to_dtype(DType::F32)?)?.to_vec3()?),
+                };
+                Ok(decoded
+                    .into_iter()
+                    .enumerate()
+                    .map(|(b, (path, conf))| {
+                        path.into_iter()
+                            .zip(conf)
+                            .enumerate()
+                            .map(|(i, (y, c))| match &soft {
+                                Some(p) => (y, p[b][i][y as usize]),
+                                None => (y, c as f32),
+                            })
+                            .collect()
+                    })
+                    .collect())
+            }
             None => {
                 let probs = softmax(&em.to_dtype(DType::F32)?)?;
                 let best: Vec<Vec<u32>> = probs.argmax(D::Minus1)?.to_vec2()?;
@@ -627,12 +920,7 @@ impl NerModel {
                 );
             }
         }
-        let content = self
-            .encoder()
-            .config()
-            .max_tokens()
-            .saturating_sub(2)
-            .max(1);
+        let content = self.max_tokens().saturating_sub(2).max(1);
         let mut out = Vec::with_capacity(sentences.len());
         for (i, a) in aligned.iter().enumerate() {
             let wins = windows(a.ids.len(), content);
@@ -720,6 +1008,69 @@ impl NerModel {
             .collect()
     }
 
+    /// A model over `labels` that starts from the model saved in `dir` (another run's best): its
+    /// encoder always, its head as `head` says. With [`InitHead::Keep`], or when `labels` has no
+    /// entity type (a zero-shot run trains nothing), the saved label set is kept.
+    #[allow(clippy::too_many_arguments)]
+    pub fn init_from(
+        dir: &Path,
+        spec: ModelSpec,
+        labels: Vec<String>,
+        align: AlignMode,
+        head: InitHead,
+        dtype: DType,
+        device: &Device,
+        seed: u64,
+    ) -> anyhow::Result<Self> {
+        let saved = read_saved(dir)?;
+        let keep = head == InitHead::Keep || labels.len() <= 1;
+        let labels = if keep {
+            if let Some(extra) = labels.iter().find(|l| !saved.labels.contains(l)) {
+                bail!(
+                    "{}: the model has no label {extra} (its labels: {}); use init_head = \"remap\" to add it",
+                    dir.display(),
+                    saved.labels.join(" ")
+                );
+            }
+            saved.labels.clone()
+        } else {
+            labels
+        };
+        let mut checkpoint = Checkpoint::from_dir(dir)?;
+        // The class-indexed tensors are rebuilt for the new classes, then get the saved rows of
+        // the classes both have; a fresh head takes nothing of the saved head.
+        let mut old = HashMap::new();
+        for name in CLASS_TENSORS.iter().chain(&ADDED_ROW_TENSORS) {
+            if let Some(t) = checkpoint.tensors.remove(*name) {
+                old.insert(name.to_string(), t);
+            }
+        }
+        if head == InitHead::Fresh {
+            checkpoint.tensors.retain(|k, _| !k.starts_with("ner."));
+            old.clear();
+        }
+        let backbone = Backbone::saved(dir, &saved.backbone, checkpoint, dtype, device, seed)?;
+        let model = Self::new(backbone, spec, labels, align)?;
+        let old_classes = classes_of(&saved.spec, &saved.labels);
+        let keyed = |c: &[String]| c.iter().map(|c| format!("class:{c}")).collect::<Vec<_>>();
+        let (old_keys, new_keys) = (keyed(&old_classes), keyed(&model.classes));
+        let old_added = added_row_keys(&saved.spec, &old_classes);
+        let new_added = added_row_keys(&model.spec, &model.classes);
+        for (name, var) in model.params().vars() {
+            let Some(source) = old.get(&name) else {
+                continue;
+            };
+            let (from, to) = if ADDED_ROW_TENSORS.contains(&name.as_str()) {
+                (&old_added, &new_added)
+            } else {
+                (&old_keys, &new_keys)
+            };
+            copy_rows(&var, source, from, to, name == "ner.crf.transitions")
+                .with_context(|| format!("{}: {name}", dir.display()))?;
+        }
+        Ok(model)
+    }
+
     /// Writes the model to `dir`: `model.safetensors`, [`MODEL_FILE`], `config.json` and the
     /// tokenizer (or character vocabulary). Only the weights are written under a temporary name and
     /// renamed; the other files are written in place, so a reader of `dir` during a save can see
@@ -745,12 +1096,7 @@ impl NerModel {
 
     /// Loads a model saved by [`save`](Self::save); every tensor must be present.
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> anyhow::Result<Self> {
-        let meta = dir.join(MODEL_FILE);
-        let saved: SavedModel = serde_json::from_str(
-            &std::fs::read_to_string(&meta)
-                .with_context(|| format!("reading {}", meta.display()))?,
-        )
-        .with_context(|| format!("{}: not a nerlab model description", meta.display()))?;
+        let saved = read_saved(dir)?;
         let checkpoint = Checkpoint::from_dir(dir)?;
         let backbone = Backbone::saved(dir, &saved.backbone, checkpoint, dtype, device, 0)?;
         // Heads and added rows must load too: nothing may be silently re-initialized.
@@ -768,5 +1114,83 @@ impl NerModel {
             );
         }
         Ok(model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The entity types of every shipped corpus (`nerlab stats` on each in ../shared/data).
+    const CORPUS_TYPES: &[(&str, &[&str])] = &[
+        ("KLUE-NER", &["PS", "LC", "OG", "DT", "TI", "QT"]),
+        ("WikiANN", &["PER", "LOC", "ORG"]),
+        ("MasakhaNER", &["PER", "LOC", "ORG", "DATE"]),
+        (
+            "KMOU",
+            &[
+                "PER", "LOC", "ORG", "DAT", "TIM", "DUR", "MNY", "PNT", "NOH", "POH",
+            ],
+        ),
+        ("MultiCoNER I", &["PER", "LOC", "GRP", "CORP", "CW", "PROD"]),
+        (
+            "MultiCoNER II",
+            &[
+                "Facility",
+                "OtherLOC",
+                "HumanSettlement",
+                "Station",
+                "VisualWork",
+                "MusicalWork",
+                "WrittenWork",
+                "ArtWork",
+                "Software",
+                "OtherCW",
+                "MusicalGRP",
+                "PublicCorp",
+                "PrivateCorp",
+                "OtherCORP",
+                "AerospaceManufacturer",
+                "SportsGRP",
+                "CarManufacturer",
+                "TechCORP",
+                "ORG",
+                "Scientist",
+                "Artist",
+                "Athlete",
+                "Politician",
+                "Cleric",
+                "SportsManager",
+                "OtherPER",
+                "Clothing",
+                "Vehicle",
+                "Food",
+                "Drink",
+                "OtherPROD",
+                "Medication/Vaccine",
+                "MedicalProcedure",
+                "AnatomicalStructure",
+                "Symptom",
+                "Disease",
+            ],
+        ),
+    ];
+
+    #[test]
+    fn every_shipped_type_has_a_label_word_distinct_within_its_corpus() {
+        for (corpus, types) in CORPUS_TYPES {
+            let mut words = std::collections::BTreeMap::new();
+            for ty in *types {
+                let word = known_label_word(ty)
+                    .unwrap_or_else(|| panic!("{corpus}: no label word for {ty}"));
+                if let Some(other) = words.insert(word, ty) {
+                    panic!("{corpus}: {ty} and {other} share the label word {word:?}");
+                }
+            }
+        }
+        // One notion, one word, whatever the corpus calls it.
+        assert_eq!(known_label_word("PS"), known_label_word("PER"));
+        assert_eq!(known_label_word("DT"), known_label_word("DATE"));
+        assert_eq!(default_label_word("Some_New-Type"), "some new type");
     }
 }

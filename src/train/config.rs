@@ -1,15 +1,17 @@
 //! A run's complete configuration: what `nerlab train --config run.toml` reads, what the workbench's
 //! launcher edits, and what every run directory keeps as `config.toml` so it can be reloaded.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::tricks::RdropKl;
 use crate::data::Format;
-use crate::model::align::Marker;
+use crate::model::align::{CharUnits, Marker};
 use crate::model::backbone::CharModelSize;
 use crate::model::device::DeviceSpec;
-use crate::model::ner::{HeadKind, ModelSpec};
+use crate::model::ner::{HeadKind, InitHead, ModelSpec, MsdAverage};
 
 /// Learning-rate schedule after warmup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -19,6 +21,79 @@ pub enum Schedule {
     Linear,
     Cosine,
     Constant,
+}
+
+/// How many sentences a training stage samples from its corpora: all of them, or a K-shot support
+/// set (Yang & Katiyar's greedy sampling: every type at least K mentions). `K(0)` is zero-shot:
+/// the stage trains on nothing and its model (from the previous stage or `init_from`) is only
+/// evaluated. Written `"all"` or a number, in TOML, flags and the launcher alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Shots {
+    #[default]
+    All,
+    K(usize),
+}
+
+impl Shots {
+    /// Zero-shot: nothing to train on.
+    pub fn is_zero(self) -> bool {
+        self == Self::K(0)
+    }
+}
+
+impl std::fmt::Display for Shots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::All => f.write_str("all"),
+            Self::K(k) => write!(f, "{k}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Shots {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "all" => Ok(Self::All),
+            n => n.parse().map(Self::K).map_err(|_| {
+                format!("{s:?}: expected a number of shots (0 = zero-shot) or \"all\"")
+            }),
+        }
+    }
+}
+
+impl Serialize for Shots {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::All => s.serialize_str("all"),
+            Self::K(k) => s.serialize_u64(*k as u64),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Shots {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Shots;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number of shots (0 = zero-shot) or \"all\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Shots, E> {
+                Ok(Shots::K(v as usize))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Shots, E> {
+                usize::try_from(v)
+                    .map(Shots::K)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Shots, E> {
+                v.parse()
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Str(v), &self))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Which corpora to train and evaluate on.
@@ -35,8 +110,8 @@ pub struct DataConfig {
     pub eval: Vec<String>,
     /// Corpus format (detected when absent).
     pub format: Option<Format>,
-    /// K-shot sampling of the training set (Yang & Katiyar's greedy sampling); 0 = all.
-    pub k_shot: usize,
+    /// K-shot sampling of the first stage's training set (see [`Shots`]).
+    pub k_shot: Shots,
     /// Random subset of the training set; 0 = all.
     pub max_sentences: usize,
     pub sample_seed: u64,
@@ -49,7 +124,7 @@ impl Default for DataConfig {
             dev: Some("builtin:demo/dev".into()),
             eval: Vec::new(),
             format: None,
-            k_shot: 0,
+            k_shot: Shots::All,
             max_sentences: 0,
             sample_seed: 0,
         }
@@ -68,9 +143,24 @@ pub struct ModelConfig {
     pub word_mask_prob: f64,
     pub prompt: bool,
     pub msd_samples: usize,
+    /// What multi-sample dropout averages: `logits` (one loss on the mean class scores) or
+    /// `loss` (the mean of K losses).
+    pub msd_average: MsdAverage,
+    /// Longest window in tokens, special tokens included (0: the encoder's limit).
+    pub max_length: usize,
+    /// Character-level corpora (KLUE): `subwords` (KLUE's baseline: every subword a unit) or
+    /// `characters` (every character its own word).
+    pub char_units: CharUnits,
     pub head_dropout: f64,
     pub lstm_hidden: usize,
     pub constrained: bool,
+    /// Prompt label words: the word(s) whose subword embeddings initialize each type's prompt
+    /// token, by type (`PER = "person"`); types not listed take
+    /// [`crate::model::ner::default_label_word`].
+    pub label_words: BTreeMap<String, String>,
+    /// Prompt label words on a model without a pretrained MLM head (an ELECTRA discriminator,
+    /// e5): initialize the head freshly instead of refusing the model.
+    pub fresh_mlm_head: bool,
     /// Sizes of the character model (used when `source = "char"`).
     pub char: CharModelSize,
 }
@@ -85,9 +175,14 @@ impl Default for ModelConfig {
             word_mask_prob: spec.word_mask_prob,
             prompt: spec.prompt,
             msd_samples: spec.msd_samples,
+            msd_average: spec.msd_average,
+            max_length: spec.max_length,
+            char_units: spec.char_units,
             head_dropout: spec.head_dropout,
             lstm_hidden: spec.lstm_hidden,
             constrained: spec.constrained,
+            label_words: BTreeMap::new(),
+            fresh_mlm_head: false,
             char: CharModelSize::default(),
         }
     }
@@ -100,8 +195,12 @@ impl ModelConfig {
             marker: self.marker,
             word_mask_prob: self.word_mask_prob,
             prompt: self.prompt,
-            label_words: Default::default(),
+            label_words: self.label_words.clone(),
+            fresh_mlm_head: self.fresh_mlm_head,
             msd_samples: self.msd_samples.max(1),
+            msd_average: self.msd_average,
+            max_length: self.max_length,
+            char_units: self.char_units,
             head_dropout: self.head_dropout,
             lstm_hidden: self.lstm_hidden,
             constrained: self.constrained,
@@ -133,6 +232,9 @@ pub struct TrainConfig {
     pub fgm_epsilon: f64,
     /// R-Drop (Liang et al. 2021): weight of the symmetric KL between two dropout passes; 0 = off.
     pub rdrop_alpha: f64,
+    /// R-Drop's KL term: `mean` is the paper's 1/2 (KL(p1||p2) + KL(p2||p1)); `sum` is
+    /// KL(p1||p2) + KL(p2||p1), as the KLUE BiLSTM-CRF source computes it (twice the weight).
+    pub rdrop_kl: RdropKl,
     /// Evaluate every N steps (0 = at the end of every epoch).
     pub eval_every: usize,
     /// Early stopping: evaluations without dev F1 improvement before stopping (0 = off).
@@ -169,6 +271,7 @@ impl Default for TrainConfig {
             clip_norm: 1.0,
             fgm_epsilon: 0.0,
             rdrop_alpha: 0.0,
+            rdrop_kl: RdropKl::Mean,
             eval_every: 0,
             patience: 0,
             bucket: true,
@@ -186,6 +289,9 @@ impl Default for TrainConfig {
 #[serde(default)]
 pub struct FinetuneConfig {
     pub train: Vec<String>,
+    /// K-shot sampling of the target corpora (see [`Shots`]; `0` evaluates the first stage's
+    /// model on the target without training: zero-shot transfer).
+    pub k_shot: Shots,
     pub epochs: usize,
     pub lr: f64,
 }
@@ -194,6 +300,7 @@ impl Default for FinetuneConfig {
     fn default() -> Self {
         Self {
             train: Vec::new(),
+            k_shot: Shots::All,
             epochs: 2,
             lr: 2e-5,
         }
@@ -218,6 +325,11 @@ pub struct RunConfig {
     pub model: ModelConfig,
     pub train: TrainConfig,
     pub finetune: Option<FinetuneConfig>,
+    /// Start from another run's best model (a run folder, or a model folder such as
+    /// `runs/x/stage1-best`) instead of `model.source`: one source run, fine-tuned many times.
+    pub init_from: Option<String>,
+    /// What `init_from` does with the source model's head.
+    pub init_head: InitHead,
 }
 
 impl Default for RunConfig {
@@ -233,6 +345,8 @@ impl Default for RunConfig {
             model: ModelConfig::default(),
             train: TrainConfig::default(),
             finetune: None,
+            init_from: None,
+            init_head: InitHead::Remap,
         }
     }
 }
@@ -345,6 +459,19 @@ impl RunConfig {
                 "model.marker",
                 "MANER's marker and its baseline 2 (word_mask_prob) are alternatives".into(),
             );
+        }
+        if self.data.k_shot.is_zero() && self.init_from.is_none() {
+            err(
+                "data.k_shot",
+                "0 is zero-shot: the stage trains nothing, so the model must come from another \
+                 run (init_from); \"all\" trains on every sentence"
+                    .into(),
+            );
+        }
+        if let Some(src) = &self.init_from
+            && !std::path::Path::new(src).exists()
+        {
+            err("init_from", format!("{src}: no such run or model folder"));
         }
         if self.threads == Some(0) {
             err("threads", "must be at least 1".into());
@@ -602,6 +729,40 @@ mod tests {
             RunConfig::from_toml(&full.to_toml().unwrap()).unwrap(),
             full
         );
+    }
+
+    #[test]
+    fn label_words_and_shots_round_trip_through_toml() {
+        let text = "[data]\nk_shot = 5\n[model]\nprompt = true\n[model.label_words]\nPER = \"person\"\nPS = \"사람\"\n[finetune]\ntrain = [\"t.tsv\"]\nk_shot = \"all\"\n";
+        let c = RunConfig::from_toml(text).unwrap();
+        assert_eq!(c.data.k_shot, Shots::K(5));
+        assert_eq!(c.finetune.as_ref().unwrap().k_shot, Shots::All);
+        assert_eq!(c.model.label_words["PS"], "사람");
+        // They reach the model's description, which the run saves.
+        assert_eq!(c.model.spec().label_words, c.model.label_words);
+        let again = RunConfig::from_toml(&c.to_toml().unwrap()).unwrap();
+        assert_eq!(again, c);
+        // "all" and a number are the two spellings; zero is zero-shot, not "all".
+        assert!(
+            RunConfig::default()
+                .to_toml()
+                .unwrap()
+                .contains("k_shot = \"all\"")
+        );
+        let zero = RunConfig::from_toml("[data]\nk_shot = 0\n").unwrap();
+        assert!(zero.data.k_shot.is_zero());
+        assert!(
+            zero.validate().iter().any(|e| e.field == "data.k_shot"),
+            "zero-shot without a model to start from is refused"
+        );
+        let err = error_of("[data]\nk_shot = \"some\"\n");
+        assert!(
+            err.contains("data.k_shot") && err.contains("\"all\""),
+            "{err}"
+        );
+        assert_eq!("all".parse::<Shots>(), Ok(Shots::All));
+        assert_eq!("0".parse::<Shots>(), Ok(Shots::K(0)));
+        assert!("-1".parse::<Shots>().is_err());
     }
 
     #[test]

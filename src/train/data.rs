@@ -5,9 +5,15 @@
 use anyhow::Context;
 use candle_core::DType;
 
-use super::config::RunConfig;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::config::{RunConfig, Shots};
 use super::events::{Observer, TrainEvent};
 use super::optim::warmup_steps;
+use super::run_dir::RunDir;
 use super::sources::{load_corpus, resolve_model};
 use super::step::TrainStep;
 use crate::data::Corpus;
@@ -16,7 +22,7 @@ use crate::data::sample::{k_shot, random_subset};
 use crate::model::align::AlignMode;
 use crate::model::backbone::Backbone;
 use crate::model::batch::Example;
-use crate::model::ner::{NerModel, bio_labels};
+use crate::model::ner::{MODEL_FILE, NerModel, bio_labels};
 use crate::model::tokenize::CharVocab;
 use crate::rng::SplitMix64;
 
@@ -26,6 +32,26 @@ pub(super) struct Prepared {
     pub finetune: Vec<Corpus>,
     pub dev: Option<Corpus>,
     pub eval: Vec<(String, Corpus)>,
+    /// The sentences each stage sampled from each corpus (written to `samples.json`).
+    pub samples: Vec<CorpusSample>,
+}
+
+/// The sentences sampled from one training corpus for one stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CorpusSample {
+    /// 1 for the first stage, 2 for fine-tuning.
+    pub stage: usize,
+    pub corpus: String,
+    pub k_shot: Shots,
+    pub max_sentences: usize,
+    pub seed: u64,
+    /// Sentences in the corpus before sampling.
+    pub of: usize,
+    /// Chosen sentences: their positions in the corpus (from 0) and their ids.
+    pub indices: Vec<usize>,
+    pub ids: Vec<String>,
+    /// Entity mentions per type in the sample (K-shot only).
+    pub mentions: BTreeMap<String, usize>,
 }
 
 /// One stage: its training examples and schedule.
@@ -37,30 +63,53 @@ pub(super) struct Stage {
     pub warmup: usize,
 }
 
-pub(super) fn align_mode(c: &Corpus) -> AlignMode {
-    if c.format.char_level() {
-        AlignMode::Chars
-    } else {
-        AlignMode::Words
-    }
+pub(super) fn align_mode(c: &Corpus, config: &RunConfig) -> AlignMode {
+    AlignMode::for_format(c.format, config.model.char_units)
 }
 
-/// A training corpus as the configuration samples it (K-shot, then a random subset), repaired.
-fn training_corpus(src: &str, mut c: Corpus, config: &RunConfig, obs: &mut dyn Observer) -> Corpus {
-    let d = &config.data;
-    if d.k_shot > 0 {
-        let s = k_shot(&c, d.k_shot, d.sample_seed);
-        for (ty, got) in &s.short {
-            obs.on(TrainEvent::Message(format!(
-                "{src}: only {got} {ty} mentions for {}-shot",
-                d.k_shot
-            )));
+/// How one stage samples its corpora.
+#[derive(Debug, Clone, Copy)]
+struct Sampling {
+    stage: usize,
+    shots: Shots,
+    max_sentences: usize,
+    seed: u64,
+}
+
+/// A training corpus as its stage samples it (K-shot, then a random subset), repaired; with the
+/// record of what was sampled when anything was.
+fn training_corpus(
+    src: &str,
+    c: Corpus,
+    how: Sampling,
+    obs: &mut dyn Observer,
+) -> (Corpus, Option<CorpusSample>) {
+    let of = c.len();
+    let mut indices: Vec<usize> = (0..of).collect();
+    let mut mentions = BTreeMap::new();
+    match how.shots {
+        Shots::All => {}
+        // Zero-shot: the stage trains on nothing.
+        Shots::K(0) => indices.clear(),
+        Shots::K(k) => {
+            let s = k_shot(&c, k, how.seed);
+            for (ty, got) in &s.short {
+                obs.on(TrainEvent::Message(format!(
+                    "{src}: only {got} {ty} mentions for {k}-shot"
+                )));
+            }
+            indices = s.indices;
+            mentions = s.mentions;
         }
-        c = c.subset(&s.indices);
     }
-    if d.max_sentences > 0 {
-        c = c.subset(&random_subset(c.len(), d.max_sentences, d.sample_seed));
+    if how.max_sentences > 0 && indices.len() > how.max_sentences {
+        indices = random_subset(indices.len(), how.max_sentences, how.seed)
+            .into_iter()
+            .map(|i| indices[i])
+            .collect();
     }
+    let sampled = indices.len() < of || how.shots != Shots::All;
+    let mut c = if sampled { c.subset(&indices) } else { c };
     let repairs = c.repair();
     if !repairs.is_empty() {
         obs.on(TrainEvent::Message(format!(
@@ -68,7 +117,18 @@ fn training_corpus(src: &str, mut c: Corpus, config: &RunConfig, obs: &mut dyn O
             repairs.tags, repairs.sentences, repairs.by_kind
         )));
     }
-    c
+    let record = sampled.then(|| CorpusSample {
+        stage: how.stage,
+        corpus: src.to_string(),
+        k_shot: how.shots,
+        max_sentences: how.max_sentences,
+        seed: how.seed,
+        of,
+        ids: c.sentences.iter().map(|s| s.id.clone()).collect(),
+        indices,
+        mentions,
+    });
+    (c, record)
 }
 
 pub(super) fn prepare(
@@ -79,21 +139,34 @@ pub(super) fn prepare(
     let load = |s: &String| {
         load_corpus(s, config.data.format, hub).with_context(|| format!("loading {s}"))
     };
-    let mut train = Vec::new();
-    for src in &config.data.train {
-        train.push(training_corpus(src, load(src)?, config, obs));
-    }
-    let mut finetune = Vec::new();
-    if let Some(f) = &config.finetune {
-        for src in &f.train {
-            let mut c = load(src)?;
-            c.repair();
-            finetune.push(c);
+    let d = &config.data;
+    let mut samples = Vec::new();
+    let mut stage = |n: usize,
+                     sources: &[String],
+                     shots: Shots,
+                     max_sentences: usize,
+                     obs: &mut dyn Observer| {
+        let how = Sampling {
+            stage: n,
+            shots,
+            max_sentences,
+            seed: d.sample_seed,
+        };
+        let mut out = Vec::new();
+        for src in sources {
+            let (c, record) = training_corpus(src, load(src)?, how, obs);
+            out.push(c);
+            samples.extend(record);
         }
-    }
-    let dev = config.data.dev.as_ref().map(load).transpose()?;
-    let eval = config
-        .data
+        anyhow::Ok(out)
+    };
+    let train = stage(1, &d.train, d.k_shot, d.max_sentences, obs)?;
+    let finetune = match &config.finetune {
+        Some(f) => stage(2, &f.train, f.k_shot, 0, obs)?,
+        None => Vec::new(),
+    };
+    let dev = d.dev.as_ref().map(load).transpose()?;
+    let eval = d
         .eval
         .iter()
         .map(|s| Ok((s.clone(), load(s)?)))
@@ -103,6 +176,7 @@ pub(super) fn prepare(
         finetune,
         dev,
         eval,
+        samples,
     })
 }
 
@@ -151,7 +225,34 @@ pub(super) fn build_model(
             .flat_map(|c| &c.sentences)
     };
     let labels = bio_labels(sentences().flat_map(|s| s.tags.iter().map(String::as_str)));
-    let align = prepared.train.first().map_or(AlignMode::Words, align_mode);
+    let align = prepared
+        .train
+        .iter()
+        .chain(&prepared.finetune)
+        .next()
+        .map_or(AlignMode::Words, |c| align_mode(c, config));
+    if let Some(src) = &config.init_from {
+        let init = |dir: &Path| {
+            NerModel::init_from(
+                dir,
+                config.model.spec(),
+                labels.clone(),
+                align,
+                config.init_head,
+                dtype,
+                &device,
+                config.seed,
+            )
+        };
+        let path = Path::new(src);
+        return if path.join(MODEL_FILE).exists() {
+            init(path)
+        } else {
+            RunDir::open(path)
+                .and_then(|run| run.read_best(init))
+                .with_context(|| format!("init_from = {src:?}"))
+        };
+    }
     let backbone = match resolve_model(&config.model.source, hub)? {
         Some(dir) => Backbone::pretrained(&dir, dtype, &device, config.seed)?,
         None => {
@@ -168,11 +269,15 @@ pub(super) fn build_model(
     NerModel::new(backbone, config.model.spec(), labels, align)
 }
 
-fn encode_stage(step: &TrainStep, corpora: &[Corpus]) -> anyhow::Result<Vec<Example>> {
+fn encode_stage(
+    step: &TrainStep,
+    corpora: &[Corpus],
+    config: &RunConfig,
+) -> anyhow::Result<Vec<Example>> {
     let mut out = Vec::new();
     let mut n = 0;
     for c in corpora {
-        let mode = align_mode(c);
+        let mode = align_mode(c, config);
         for s in &c.sentences {
             let ex = step
                 .encode(n, &s.tokens, &s.tags, mode)
@@ -197,11 +302,12 @@ pub(super) fn stages(
         plan.push((prepared.finetune.as_slice(), f.epochs, f.lr));
     }
     for (corpora, epochs, lr) in plan {
-        let examples = encode_stage(step, corpora)?;
+        let examples = encode_stage(step, corpora, config)?;
         let batches = examples.len().div_ceil(t.batch_size.max(1));
         let per_epoch = batches.div_ceil(t.grad_accum.max(1));
         let mut total = per_epoch * epochs;
-        if t.max_steps > 0 {
+        // A zero-shot stage trains nothing, whatever max_steps says.
+        if t.max_steps > 0 && !examples.is_empty() {
             total = if epochs == 0 {
                 t.max_steps
             } else {

@@ -45,9 +45,23 @@ impl Trainer<'_> {
         })
     }
 
-    /// `report.json`: the best model on dev (same shape as `nerlab score --json`) and on every
-    /// further evaluation corpus. Nothing time-dependent, so a resumed run writes the same file.
+    /// `report.json`: the final stage's best model on dev (same shape as `nerlab score --json`)
+    /// and on every further evaluation corpus, and under `stages` each stage's section (a stage
+    /// that another followed wrote its own when it ended). Nothing time-dependent, so a resumed
+    /// run writes the same file.
     fn final_report(&mut self) -> anyhow::Result<()> {
+        let mut report = self.stage_section()?;
+        let mut stages = Vec::new();
+        for number in 1..=self.state.stage {
+            stages.push(self.run.read_stage_report(number)?);
+        }
+        stages.push(report.clone());
+        report["stages"] = serde_json::Value::Array(stages);
+        self.run.write_report(&report)
+    }
+
+    /// The current stage's best model on dev and on every evaluation corpus.
+    pub(super) fn stage_section(&mut self) -> anyhow::Result<serde_json::Value> {
         let device = self.config.device.device()?;
         let dtype = self.step.dtype();
         let mut best = self
@@ -55,6 +69,7 @@ impl Trainer<'_> {
             .read_best(|dir| NerModel::load(dir, dtype, &device))?;
         best.freeze()?;
         let mut report = serde_json::json!({
+            "stage": self.state.stage + 1,
             "best_step": self.state.best.best_step,
             "steps": self.state.step,
             "labels": best.labels,
@@ -74,12 +89,13 @@ impl Trainer<'_> {
         for (name, corpus) in &self.prepared.eval {
             let (r, _) = evaluate(&best, corpus, self.eval_batch())?;
             self.obs.on(TrainEvent::Message(format!(
-                "{name}: micro F1 {:.4}",
+                "stage {}: {name}: micro F1 {:.4}",
+                self.state.stage + 1,
                 r.micro.f1
             )));
             evals.insert(name.clone(), serde_json::to_value(&r)?);
         }
         report["eval"] = serde_json::Value::Object(evals);
-        self.run.write_report(&report)
+        Ok(report)
     }
 }

@@ -145,6 +145,9 @@ fn train_claimed(
 ) -> anyhow::Result<RunOutcome> {
     let hub = Hub::from_env(config.offline);
     let prepared = prepare(&config, &hub, obs)?;
+    if !prepared.samples.is_empty() {
+        run.write_samples(&prepared.samples)?;
+    }
     let (step, state, resumed) = model_and_state(&config, &hub, &prepared, run, resume)?;
     let train_sentences = prepared.train.iter().map(Corpus::len).sum();
     let mut trainer = Trainer::new(config, run.clone(), step, state, prepared, obs, control);
@@ -163,7 +166,7 @@ fn model_and_state(
 ) -> anyhow::Result<(TrainStep, TrainState, bool)> {
     let dtype = config.device.compute_dtype();
     let checkpoint = resume.and_then(|_| run.latest_checkpoint());
-    let (mut model, state) = match &checkpoint {
+    let (model, state) = match &checkpoint {
         Some(ck) => {
             let device = config.device.device()?;
             let model = NerModel::load(ck, dtype, &device)?;
@@ -187,14 +190,20 @@ fn model_and_state(
             (model, state)
         }
     };
+    let mut step = train_step(model, config)?;
+    if let Some(ck) = &checkpoint {
+        let st = candle_core::safetensors::load(ck.join(CHECKPOINT_OPTIMIZER), &step.device())?;
+        // Each stage starts a fresh optimizer: it has taken the stage's steps.
+        step.load_optimizer_state(&st, state.stage_step)?;
+    }
+    Ok((step, state, checkpoint.is_some()))
+}
+
+/// The training step over `model`, with a fresh optimizer (a new run, or a new stage).
+pub(super) fn train_step(mut model: NerModel, config: &RunConfig) -> anyhow::Result<TrainStep> {
     // Row-sparse embedding updates on the CPU (see `Encoder::set_sparse_embedding`).
     let sparse =
         config.train.sparse_embedding && model.device().is_cpu() && model.dtype() == DType::F32;
     model.backbone.encoder.set_sparse_embedding(sparse);
-    let mut step = TrainStep::new(model, config.train.weight_decay)?;
-    if let Some(ck) = &checkpoint {
-        let st = candle_core::safetensors::load(ck.join(CHECKPOINT_OPTIMIZER), &step.device())?;
-        step.load_optimizer_state(&st, state.step)?;
-    }
-    Ok((step, state, checkpoint.is_some()))
+    TrainStep::new(model, config.train.weight_decay)
 }

@@ -166,7 +166,7 @@ impl TrainStep {
             self.synced = false;
             out.sentences += ex.len();
             out.tokens += ex.iter().map(|e| e.ids.len()).sum::<usize>();
-            let loss = self.loss(&batch, plan.tricks.rdrop_alpha)?;
+            let loss = self.loss(&batch, &plan.tricks)?;
             let mut value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             match plan.fault {
                 Some(Fault::Panic) => panic!("injected panic at step {step_number}"),
@@ -219,13 +219,13 @@ impl TrainStep {
 
     /// The training loss of one micro-batch; with R-Drop, the mean of two dropout passes plus
     /// `alpha` times their symmetric KL.
-    fn loss(&self, batch: &crate::model::batch::Batch, rdrop_alpha: f64) -> anyhow::Result<Tensor> {
+    fn loss(&self, batch: &crate::model::batch::Batch, tricks: &Tricks) -> anyhow::Result<Tensor> {
         let (loss1, em1) = self.model.loss_and_emissions(batch, true)?;
-        if rdrop_alpha <= 0.0 {
+        if tricks.rdrop_alpha <= 0.0 {
             return Ok(loss1);
         }
         let (loss2, em2) = self.model.loss_and_emissions(batch, true)?;
-        Ok((((loss1 + loss2)? * 0.5)?
-            + (symmetric_kl(&em1, &em2, &batch.unit_mask)? * rdrop_alpha)?)?)
+        let kl = symmetric_kl(&em1, &em2, &batch.unit_mask, tricks.rdrop_kl)?;
+        Ok((((loss1 + loss2)? * 0.5)? + (kl * tricks.rdrop_alpha)?)?)
     }
 }

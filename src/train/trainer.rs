@@ -37,7 +37,8 @@ pub struct TrainState {
     pub step: usize,
     /// Optimizer steps taken in this stage (schedules restart per stage).
     pub stage_step: usize,
-    /// The best dev F1 and early stopping (`best_f1`, `best_step`, `evals_since_best`).
+    /// The current stage's best dev F1 and early stopping (`best_f1`, `best_step`,
+    /// `evals_since_best`); each stage starts afresh.
     #[serde(flatten)]
     pub best: EarlyStopping,
     pub dropout_rng: u64,
@@ -147,26 +148,64 @@ impl<'a> Trainer<'a> {
         // Progress in epochs of the current stage, for the evaluation after the last stage (whose
         // counters are reset by then).
         let mut last_epoch = self.state.epoch as f64;
-        while self.state.stage < stages.len() {
+        loop {
             if self.run_stage(&stages[self.state.stage], &mut last_epoch)? {
                 self.checkpoint()?;
                 return Ok(RunState::Stopped);
             }
-            self.state.stage += 1;
-            self.state.epoch = 0;
-            self.state.batch = 0;
-            self.state.stage_step = 0;
-            // Early stopping ends a stage, not the run: a fine-tuning stage still runs.
-            self.state.early_stopped = false;
-        }
-        if flow::evaluate_at_end(self.state.last_eval_step, self.state.step) {
-            self.dev_eval(last_epoch)?;
+            if flow::evaluate_at_end(self.state.last_eval_step, self.state.step) {
+                self.dev_eval(last_epoch)?;
+            }
+            if self.state.stage + 1 == stages.len() {
+                break;
+            }
+            self.next_stage()?;
+            last_epoch = 0.0;
         }
         Ok(if self.state.ended_early {
             RunState::EarlyStopped
         } else {
             RunState::Finished
         })
+    }
+
+    /// Ends a stage that another follows: its report section (`report-stage<N>.json`) and its
+    /// best model (`stage<N>-best/`) are kept, and the next stage fine-tunes that best model
+    /// with a fresh optimizer, its own schedule, best and early stopping. A run killed in
+    /// between repeats this from the stage's last checkpoint, with the same outcome.
+    fn next_stage(&mut self) -> anyhow::Result<()> {
+        let number = self.state.stage + 1;
+        let section = self.stage_section()?;
+        self.run.write_stage_report(number, &section)?;
+        self.run.keep_stage_best(number)?;
+        let device = self.config.device.device()?;
+        let dtype = self.step.dtype();
+        let best = self
+            .run
+            .read_best(|dir| crate::model::ner::NerModel::load(dir, dtype, &device))?;
+        best.encoder()
+            .dropout_rng()
+            .set_state(self.step.dropout_rng_state());
+        self.step = super::start::train_step(best, &self.config)?;
+        self.obs.on(TrainEvent::Message(format!(
+            "stage {number} done (best dev F1 {} at step {}); stage {} starts from that model",
+            self.state
+                .best
+                .best_f1
+                .map_or("-".to_string(), |f| format!("{f:.4}")),
+            self.state.best.best_step.unwrap_or(0),
+            number + 1
+        )));
+        self.state.stage += 1;
+        self.state.epoch = 0;
+        self.state.batch = 0;
+        self.state.stage_step = 0;
+        self.state.best = EarlyStopping::default();
+        self.state.last_eval_step = None;
+        self.best_report = None;
+        // Early stopping ends a stage, not the run: a fine-tuning stage still runs.
+        self.state.early_stopped = false;
+        self.checkpoint()
     }
 
     /// The epochs of one stage; `true` when the run was stopped.
@@ -250,6 +289,7 @@ impl<'a> Trainer<'a> {
             tricks: Tricks {
                 fgm_epsilon: t.fgm_epsilon,
                 rdrop_alpha: t.rdrop_alpha,
+                rdrop_kl: t.rdrop_kl,
             },
             fault: if t.inject_panic_at_step == Some(number) {
                 Some(Fault::Panic)
@@ -351,6 +391,7 @@ impl<'a> Trainer<'a> {
             step,
             epoch,
             verdict.best,
+            self.state.stage + 1,
         )))?;
         self.obs.on(TrainEvent::Evaluated {
             step,
@@ -387,9 +428,10 @@ impl<'a> Trainer<'a> {
 }
 
 /// The `metrics.jsonl` line of an evaluation.
-fn eval_line(report: &ScoreReport, step: usize, epoch: f64, best: bool) -> EvalLine {
+fn eval_line(report: &ScoreReport, step: usize, epoch: f64, best: bool, stage: usize) -> EvalLine {
     EvalLine {
         step,
+        stage,
         epoch,
         micro_f1: report.micro.f1,
         macro_f1: report.macro_avg.f1,

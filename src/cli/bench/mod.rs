@@ -47,6 +47,10 @@ pub struct BenchArgs {
     pub bucket: bool,
     #[arg(long, default_value = "softmax")]
     pub head: String,
+    /// Character-level corpora (KLUE): subwords (every subword a unit) or characters (every
+    /// character its own word).
+    #[arg(long, default_value = "subwords", value_parser = |s: &str| s.parse::<crate::model::align::CharUnits>())]
+    pub char_units: crate::model::align::CharUnits,
     /// Row-sparse word-embedding updates (what training on the CPU uses); false measures the dense
     /// update.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]

@@ -45,6 +45,7 @@ fn bench_model(a: &BenchArgs, corpus: &Corpus, mode: AlignMode) -> anyhow::Resul
     };
     let mut spec = ModelSpec {
         head: a.head.parse().map_err(anyhow::Error::msg)?,
+        char_units: a.char_units,
         ..ModelSpec::default()
     };
     if a.no_dropout {
@@ -136,11 +137,7 @@ fn tag_task(
 pub(super) fn bench(a: &BenchArgs, threads: usize) -> anyhow::Result<BenchResult> {
     let corpus = load_corpus(&a.data, None, &Hub::from_env(true))
         .with_context(|| format!("reading {}", a.data))?;
-    let mode = if corpus.format.char_level() {
-        AlignMode::Chars
-    } else {
-        AlignMode::Words
-    };
+    let mode = AlignMode::for_format(corpus.format, a.char_units);
     let model = bench_model(a, &corpus, mode)?;
     let mut examples: Vec<Example> = Vec::new();
     for (i, s) in corpus.sentences.iter().enumerate() {

@@ -24,7 +24,18 @@ pub const DEV_PREDICTIONS_STEM: &str = "dev-predictions";
 pub const DEV_PREDICTIONS_EXTENSIONS: [&str; 3] = ["tsv", "txt", "conll"];
 /// Their calibration (reliability bins, ECE), which tags alone cannot give back.
 pub const DEV_CALIBRATION: &str = "dev-calibration.json";
-/// `{"dev": <nerlab score --json shape>, "eval": {...}, "best_step": ...}`.
+/// `{"dev": <nerlab score --json shape>, "eval": {...}, "best_step": ..., "stages": [...]}`.
 pub const REPORT: &str = "report.json";
+/// The section of a stage that another followed, written when it ended: `report-stage1.json`.
+pub fn stage_report(stage: usize) -> String {
+    format!("report-stage{stage}.json")
+}
+/// The best model of a stage that another followed, kept so a later run can start from it:
+/// `stage1-best/` (a model folder, as `best/`).
+pub fn stage_best(stage: usize) -> String {
+    format!("stage{stage}-best")
+}
+/// The sentences each stage sampled from each corpus (K-shot, random subsets).
+pub const SAMPLES: &str = "samples.json";
 /// The single-writer claim: the process training the run (see `lock.rs`).
 pub const LOCK: &str = "train.lock";

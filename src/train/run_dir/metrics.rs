@@ -24,6 +24,9 @@ pub struct TrainLine {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalLine {
     pub step: usize,
+    /// The stage evaluated (1, or 2 when fine-tuning); each stage has its own best.
+    #[serde(default = "first_stage")]
+    pub stage: usize,
     pub epoch: f64,
     pub micro_f1: f64,
     pub macro_f1: f64,
@@ -37,6 +40,10 @@ pub struct EvalLine {
     pub char_f1_with_o: Option<f64>,
     #[serde(default)]
     pub ece: Option<f64>,
+}
+
+fn first_stage() -> usize {
+    1
 }
 
 /// One line of `metrics.jsonl`.

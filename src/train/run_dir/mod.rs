@@ -223,6 +223,47 @@ impl RunDir {
         )
     }
 
+    /// Keeps the section of stage `stage` of the report (see [`files::stage_report`]).
+    pub fn write_stage_report(
+        &self,
+        stage: usize,
+        section: &serde_json::Value,
+    ) -> anyhow::Result<()> {
+        write_atomic(
+            &self.path.join(files::stage_report(stage)),
+            serde_json::to_string_pretty(section)?.as_bytes(),
+        )
+    }
+
+    pub fn read_stage_report(&self, stage: usize) -> anyhow::Result<serde_json::Value> {
+        let path = self.path.join(files::stage_report(stage));
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))
+    }
+
+    /// Copies the current best model to `stage<N>-best/` (whole, or not at all).
+    pub fn keep_stage_best(&self, stage: usize) -> anyhow::Result<()> {
+        let dest = self.path.join(files::stage_best(stage));
+        self.read_best(|from| {
+            self.write_folder(&dest, |dir| {
+                for entry in std::fs::read_dir(from)? {
+                    let entry = entry?;
+                    std::fs::copy(entry.path(), dir.join(entry.file_name()))?;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    /// Records what each stage sampled (see [`files::SAMPLES`]).
+    pub fn write_samples<T: serde::Serialize>(&self, samples: &T) -> anyhow::Result<()> {
+        write_atomic(
+            &self.path.join(files::SAMPLES),
+            serde_json::to_string_pretty(samples)?.as_bytes(),
+        )
+    }
+
     pub fn report(&self) -> Option<serde_json::Value> {
         serde_json::from_str(&std::fs::read_to_string(self.path.join(files::REPORT)).ok()?).ok()
     }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::super::context::{Action, Export, PanelCtx};
 use super::super::store::RunEntry;
+use crate::train::config::Shots;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -36,8 +37,14 @@ pub fn row(r: &RunEntry, types: &BTreeSet<String>) -> Vec<String> {
         if c.finetune.is_some() {
             parts.push("polyglot+finetune".into());
         }
-        if c.data.k_shot > 0 {
-            parts.push(format!("{}-shot", c.data.k_shot));
+        if let Shots::K(k) = c.data.k_shot {
+            parts.push(format!("{k}-shot"));
+        }
+        if let Some(Shots::K(k)) = c.finetune.as_ref().map(|f| f.k_shot) {
+            parts.push(format!("target {k}-shot"));
+        }
+        if c.init_from.is_some() {
+            parts.push("from a run".into());
         }
         if parts.is_empty() {
             "plain".into()

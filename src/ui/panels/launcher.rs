@@ -13,10 +13,10 @@ use super::super::theme;
 use super::super::widgets::{error_text_ui, labeled};
 use crate::model::align::Marker;
 use crate::model::device::DeviceSpec;
-use crate::model::ner::HeadKind;
+use crate::model::ner::{HeadKind, InitHead, MsdAverage};
 use crate::protocol::Command;
 use crate::train::RunConfig;
-use crate::train::config::{FieldError, Schedule};
+use crate::train::config::{FieldError, RdropKl, Schedule, Shots};
 use crate::train::run_dir::RunState;
 use crate::train::sources::{MODEL_PRESETS, apply_preset};
 
@@ -32,6 +32,8 @@ pub struct LauncherState {
     pub finetune_text: String,
     pub use_finetune: bool,
     pub method: Method,
+    /// Prompt label words, `PER=person, LOC=location`.
+    pub label_words_text: String,
 }
 
 /// The research method, as the launcher offers it.
@@ -67,6 +69,7 @@ impl Default for LauncherState {
             finetune_text: String::new(),
             use_finetune: false,
             method: Method::Plain,
+            label_words_text: String::new(),
         };
         s.sync_text_from_config();
         s
@@ -86,6 +89,14 @@ impl LauncherState {
         self.train_text = self.config.data.train.join("\n");
         self.dev_text = self.config.data.dev.clone().unwrap_or_default();
         self.eval_text = self.config.data.eval.join("\n");
+        self.label_words_text = self
+            .config
+            .model
+            .label_words
+            .iter()
+            .map(|(t, w)| format!("{t}={w}"))
+            .collect::<Vec<_>>()
+            .join(", ");
     }
 
     /// The configuration the form describes.
@@ -104,11 +115,21 @@ impl LauncherState {
             Method::Plain => (Marker::None, 0.0, false),
             Method::Maner => (Marker::Mask, 0.0, false),
             Method::ManerFresh => (Marker::Fresh, 0.0, false),
-            Method::ManerBaseline2 => (Marker::None, m.word_mask_prob.max(0.15), false),
+            // The probability the user set; the paper's default until one is set.
+            Method::ManerBaseline2 => (
+                Marker::None,
+                if m.word_mask_prob > 0.0 {
+                    m.word_mask_prob
+                } else {
+                    crate::model::ner::MANER_WORD_MASK_PROB
+                },
+                false,
+            ),
             Method::Prompt => (Marker::None, 0.0, true),
         };
         if self.method == Method::Prompt {
             m.head = HeadKind::Softmax;
+            m.label_words = parse_label_words(&self.label_words_text);
         }
         c
     }
@@ -295,24 +316,95 @@ fn model_rows_ui(s: &mut LauncherState, ui: &mut Ui, problems: &Problems<'_>) {
             })
             .response
             .labelled_by(l.id);
+        if s.method == Method::ManerBaseline2 {
+            number_ui(
+                ui,
+                "word mask probability",
+                &mut s.config.model.word_mask_prob,
+                0.0..=0.95,
+                0.01,
+            );
+        }
+        if s.method == Method::Prompt {
+            label_words_ui(
+                ui,
+                &mut s.label_words_text,
+                &mut s.config.model.fresh_mlm_head,
+            );
+        }
         problems.ui(ui, "model.marker");
     });
     ui.end_row();
 }
 
-/// The grid rows of few-shot sampling, the polyglot fine-tuning stage and the tricks.
+/// Prompt label words per type (`PER=person, LOC=location`); unlisted types take nerlab's
+/// defaults (docs/METHODS.md).
+fn label_words_ui(ui: &mut Ui, text: &mut String, fresh_mlm_head: &mut bool) {
+    ui.horizontal(|ui| {
+        let l = ui.label("label words");
+        ui.add(
+            egui::TextEdit::singleline(text)
+                .desired_width(300.0)
+                .id_salt("label-words")
+                .hint_text("PER=person, LOC=location (others: defaults)"),
+        )
+        .labelled_by(l.id);
+        ui.checkbox(fresh_mlm_head, "fresh MLM head")
+            .on_hover_text("for models without a pretrained MLM head (ELECTRA discriminators, e5)");
+    });
+}
+
+/// `PER=person, LOC=location` as a map (entries without both sides are left out).
+fn parse_label_words(text: &str) -> std::collections::BTreeMap<String, String> {
+    text.split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(t, w)| (t.trim().to_string(), w.trim().to_string()))
+        .filter(|(t, w)| !t.is_empty() && !w.is_empty())
+        .collect()
+}
+
+/// The grid rows of few-shot sampling, the run to start from, the polyglot fine-tuning stage and
+/// the tricks.
 fn data_rows_ui(s: &mut LauncherState, ui: &mut Ui, problems: &Problems<'_>) {
     ui.label("Few-shot");
     ui.horizontal(|ui| {
         let d = &mut s.config.data;
-        number_ui(ui, "K", &mut d.k_shot, 0..=1000, 1.0);
+        shots_ui(ui, "first-stage", &mut d.k_shot);
         number_ui(
             ui,
-            "(0 = all)   max sentences",
+            "max sentences (0 = all)",
             &mut d.max_sentences,
             0..=1_000_000,
             1.0,
         );
+    });
+    problems.ui(ui, "data.k_shot");
+    ui.end_row();
+    let l = ui.label("Start from run").on_hover_text(
+        "Another run's best model (its folder, or a model folder such as runs/x/stage1-best) \
+         instead of the model above: train a source once, fine-tune it many times",
+    );
+    ui.vertical(|ui| {
+        ui.horizontal(|ui| {
+            let mut text = s.config.init_from.clone().unwrap_or_default();
+            ui.add(
+                egui::TextEdit::singleline(&mut text)
+                    .desired_width(300.0)
+                    .id_salt("init-from")
+                    .hint_text("none: start from the model"),
+            )
+            .labelled_by(l.id);
+            s.config.init_from = Some(text.trim().to_string()).filter(|t| !t.is_empty());
+            ui.label("its head:");
+            for (h, name) in [
+                (InitHead::Remap, "remap labels"),
+                (InitHead::Keep, "keep"),
+                (InitHead::Fresh, "fresh"),
+            ] {
+                ui.radio_value(&mut s.config.init_head, h, name);
+            }
+        });
+        problems.ui(ui, "init_from");
     });
     ui.end_row();
     ui.label("Polyglot, then fine-tune");
@@ -325,6 +417,8 @@ fn data_rows_ui(s: &mut LauncherState, ui: &mut Ui, problems: &Problems<'_>) {
                     .id_salt("finetune-text")
                     .hint_text("fine-tuning corpus"),
             );
+            let f = s.config.finetune.get_or_insert_with(Default::default);
+            ui.horizontal(|ui| shots_ui(ui, "target", &mut f.k_shot));
             problems.ui(ui, "finetune");
         }
     });
@@ -341,6 +435,29 @@ fn data_rows_ui(s: &mut LauncherState, ui: &mut Ui, problems: &Problems<'_>) {
             1..=16,
             1.0,
         );
+    });
+    ui.end_row();
+    ui.label("");
+    ui.horizontal_wrapped(|ui| {
+        let (t, m) = (&mut s.config.train, &mut s.config.model);
+        ui.label("R-Drop KL:");
+        ui.radio_value(&mut t.rdrop_kl, RdropKl::Mean, "½ both directions (paper)")
+            .on_hover_text("½ (KL(p1‖p2) + KL(p2‖p1)), as Liang et al. (2021) write it");
+        ui.radio_value(&mut t.rdrop_kl, RdropKl::Sum, "sum (KLUE source)")
+            .on_hover_text("KL(p1‖p2) + KL(p2‖p1), as the KLUE BiLSTM-CRF source adds it");
+        ui.separator();
+        ui.label("dropout samples average:");
+        ui.radio_value(&mut m.msd_average, MsdAverage::Logits, "logits")
+            .on_hover_text("one loss on the class scores averaged over the masks (KLUE source)");
+        ui.radio_value(&mut m.msd_average, MsdAverage::Loss, "losses")
+            .on_hover_text("the mean of the K losses (Inoue 2019)");
+        ui.separator();
+        let mut unconstrained = !m.constrained;
+        ui.checkbox(&mut unconstrained, "unconstrained CRF")
+            .on_hover_text("allow every tag transition, as the KLUE BiLSTM-CRF source does");
+        m.constrained = !unconstrained;
+        number_ui(ui, "max length", &mut m.max_length, 0..=4096, 1.0)
+            .on_hover_text("longest window in tokens (0: the encoder's limit)");
     });
     ui.end_row();
 }
@@ -396,6 +513,23 @@ fn number_ui<N: egui::emath::Numeric>(
         label,
         egui::DragValue::new(value).range(range).speed(speed),
     )
+}
+
+/// A stage's sampling: every sentence, or K shots (0: zero-shot, evaluated only).
+fn shots_ui(ui: &mut Ui, id: &str, shots: &mut Shots) {
+    let mut all = *shots == Shots::All;
+    ui.checkbox(&mut all, "all sentences")
+        .on_hover_text("Off: a K-shot sample (every type at least K mentions); K = 0 is zero-shot");
+    match (all, *shots) {
+        (true, _) => *shots = Shots::All,
+        (false, Shots::All) => *shots = Shots::K(5),
+        (false, Shots::K(_)) => {}
+    }
+    if let Shots::K(k) = shots {
+        ui.push_id(id, |ui| {
+            number_ui(ui, "K (0 = zero-shot)", k, 0..=1000, 1.0)
+        });
+    }
 }
 
 /// A learning-rate field: 1e-7 to 1, shown as `1.0e-5`.
