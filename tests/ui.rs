@@ -206,6 +206,32 @@ fn errors_panel_counts_categories_and_lists_cases() {
     settle(&mut h);
     h.get_by_label("1 cases");
     h.get_by_label_contains("spurious: PS");
+    // Seed 003's gold-centred categories: no boundary+type column; the same three errors.
+    h.state_mut().state.errors.search = String::new();
+    assert!(h.query_all_by_label("boundary+type").count() > 0);
+    h.get_by_label("gold-centred (seed 003)").click();
+    settle(&mut h);
+    assert_eq!(h.query_all_by_label("boundary+type").count(), 0);
+    h.get_by_label("3 cases");
+    std::fs::remove_dir_all(runs).unwrap();
+}
+
+#[test]
+fn a_papers_recipe_is_one_click_in_the_launcher() {
+    let (app, runs) = canned_app("recipes", PanelKind::Launcher);
+    let mut h = harness(app);
+    settle(&mut h);
+    h.query_all_by_role(Role::ComboBox)
+        .find(|n| n.value().as_deref() == Some("papers' recipes…"))
+        .expect("the recipes box")
+        .click();
+    settle(&mut h);
+    h.get_by_label_contains("maner-cpu:").click();
+    settle(&mut h);
+    let config = h.state().state.launcher.config();
+    assert_eq!(config.model.marker, nerlab::model::align::Marker::Mask);
+    assert_eq!(config.model.source, "e5-small");
+    assert_eq!(config.data.max_sentences, 100);
     std::fs::remove_dir_all(runs).unwrap();
 }
 

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::table::frac;
 use crate::data::Format;
-use crate::model::align::Marker;
+use crate::model::align::{CharUnits, Marker};
 use crate::model::device::DeviceSpec;
 use crate::model::ner::{HeadKind, InitHead, MsdAverage};
 use crate::train::config::{FinetuneConfig, RdropKl, RunConfig, Schedule, Shots};
@@ -35,7 +35,7 @@ pub struct TrainArgs {
         "max_sentences", "patience", "eval_every", "no_bucket", "dense_embedding", "finetune",
         "finetune_epochs", "finetune_lr", "finetune_k_shot", "init_from", "init_head",
         "label_word", "fresh_mlm_head", "msd_average", "rdrop_kl", "max_length",
-        "unconstrained_crf", "seed", "out", "name", "device", "offline",
+        "unconstrained_crf", "char_units", "seed", "out", "name", "device", "offline",
     ])]
     pub resume: Option<PathBuf>,
     /// Training corpora (repeat for a polyglot mix): a path, builtin:demo/train, klue-ner/train,
@@ -93,6 +93,10 @@ pub struct TrainArgs {
     /// Longest window in tokens, special tokens included (0: the encoder's limit).
     #[arg(long)]
     pub max_length: Option<usize>,
+    /// Character-level corpora (KLUE): subwords (KLUE's baseline, every subword a unit) or
+    /// characters (every character its own word).
+    #[arg(long, value_parser = |s: &str| s.parse::<CharUnits>())]
+    pub char_units: Option<CharUnits>,
     /// A CRF that allows every transition (as the KLUE BiLSTM-CRF source's), not only IOB2's.
     #[arg(long)]
     pub unconstrained_crf: bool,
@@ -237,6 +241,7 @@ pub fn config_from_args(a: &TrainArgs) -> anyhow::Result<RunConfig> {
     set!(c.model.msd_samples, a.msd);
     set!(c.model.msd_average, a.msd_average);
     set!(c.model.max_length, a.max_length);
+    set!(c.model.char_units, a.char_units);
     set!(c.train.rdrop_kl, a.rdrop_kl);
     if a.unconstrained_crf {
         c.model.constrained = false;

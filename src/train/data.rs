@@ -63,10 +63,6 @@ pub(super) struct Stage {
     pub warmup: usize,
 }
 
-pub(super) fn align_mode(c: &Corpus, config: &RunConfig) -> AlignMode {
-    AlignMode::for_format(c.format, config.model.char_units)
-}
-
 /// How one stage samples its corpora.
 #[derive(Debug, Clone, Copy)]
 struct Sampling {
@@ -230,7 +226,9 @@ pub(super) fn build_model(
         .iter()
         .chain(&prepared.finetune)
         .next()
-        .map_or(AlignMode::Words, |c| align_mode(c, config));
+        .map_or(AlignMode::Words, |c| {
+            AlignMode::for_format(c.format, config.model.char_units)
+        });
     if let Some(src) = &config.init_from {
         let init = |dir: &Path| {
             NerModel::init_from(
@@ -269,18 +267,15 @@ pub(super) fn build_model(
     NerModel::new(backbone, config.model.spec(), labels, align)
 }
 
-fn encode_stage(
-    step: &TrainStep,
-    corpora: &[Corpus],
-    config: &RunConfig,
-) -> anyhow::Result<Vec<Example>> {
+/// A stage's examples, each corpus aligned as the model's description says (a resumed run's
+/// saved model, not a configuration nerlab may since have given other defaults).
+fn encode_stage(step: &TrainStep, corpora: &[Corpus]) -> anyhow::Result<Vec<Example>> {
     let mut out = Vec::new();
     let mut n = 0;
     for c in corpora {
-        let mode = align_mode(c, config);
         for s in &c.sentences {
             let ex = step
-                .encode(n, &s.tokens, &s.tags, mode)
+                .encode(n, &s.tokens, &s.tags, c.format)
                 .with_context(|| format!("{}: sentence {}", c.path.display(), s.id))?;
             out.extend(ex);
             n += 1;
@@ -302,7 +297,7 @@ pub(super) fn stages(
         plan.push((prepared.finetune.as_slice(), f.epochs, f.lr));
     }
     for (corpora, epochs, lr) in plan {
-        let examples = encode_stage(step, corpora, config)?;
+        let examples = encode_stage(step, corpora)?;
         let batches = examples.len().div_ceil(t.batch_size.max(1));
         let per_epoch = batches.div_ceil(t.grad_accum.max(1));
         let mut total = per_epoch * epochs;

@@ -317,6 +317,8 @@ pub fn apply_preset(name: &str, c: &mut RunConfig) -> anyhow::Result<()> {
             c.model.msd_samples = 5;
             c.model.msd_average = MsdAverage::Logits;
             c.model.max_length = 128;
+            // Seed 003 gives every character of KLUE its own token.
+            c.model.char_units = crate::model::align::CharUnits::Characters;
             c.train.fgm_epsilon = 0.5;
             c.train.rdrop_alpha = 0.5;
             c.train.rdrop_kl = super::config::RdropKl::Sum;

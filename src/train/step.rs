@@ -121,8 +121,9 @@ impl TrainStep {
         n: usize,
         tokens: &[String],
         tags: &[String],
-        mode: crate::model::align::AlignMode,
+        format: crate::data::Format,
     ) -> anyhow::Result<Vec<Example>> {
+        let mode = self.model.align_for(format);
         Ok(self.model.encode_as(n, tokens, Some(tags), mode)?.1)
     }
 

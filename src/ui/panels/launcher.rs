@@ -11,14 +11,14 @@ use super::super::context::{Action, PanelCtx, PathTarget};
 use super::super::store::Phase;
 use super::super::theme;
 use super::super::widgets::{error_text_ui, labeled};
-use crate::model::align::Marker;
+use crate::model::align::{CharUnits, Marker};
 use crate::model::device::DeviceSpec;
 use crate::model::ner::{HeadKind, InitHead, MsdAverage};
 use crate::protocol::Command;
 use crate::train::RunConfig;
 use crate::train::config::{FieldError, RdropKl, Schedule, Shots};
 use crate::train::run_dir::RunState;
-use crate::train::sources::{MODEL_PRESETS, apply_preset};
+use crate::train::sources::{MODEL_PRESETS, RUN_PRESETS, apply_preset};
 
 /// The launcher's persisted form.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,6 +48,17 @@ pub enum Method {
 }
 
 impl Method {
+    /// The method a model configuration describes (a preset's).
+    fn of(m: &crate::train::config::ModelConfig) -> Self {
+        match (m.marker, m.prompt) {
+            (_, true) => Self::Prompt,
+            (Marker::Mask, _) => Self::Maner,
+            (Marker::Fresh, _) => Self::ManerFresh,
+            (Marker::None, _) if m.word_mask_prob > 0.0 => Self::ManerBaseline2,
+            (Marker::None, _) => Self::Plain,
+        }
+    }
+
     const ALL: [(Method, &'static str); 5] = [
         (Method::Plain, "plain"),
         (Method::Maner, "MANER (mask before words)"),
@@ -140,8 +151,8 @@ impl LauncherState {
             ..RunConfig::default()
         };
         if apply_preset(name, &mut c).is_ok() {
+            self.method = Method::of(&c.model);
             self.config = c;
-            self.method = Method::Plain;
             self.sync_text_from_config();
         }
     }
@@ -210,6 +221,20 @@ fn presets_ui(s: &mut LauncherState, ui: &mut Ui, actions: &mut Vec<Action>) {
         {
             s.preset("klue-koelectra");
         }
+        egui::ComboBox::from_id_salt("run-presets")
+            .selected_text("papers' recipes…")
+            .show_ui(ui, |ui| {
+                for (name, about) in RUN_PRESETS {
+                    if ui
+                        .selectable_label(false, format!("{name}: {about}"))
+                        .clicked()
+                    {
+                        s.preset(name);
+                    }
+                }
+            })
+            .response
+            .on_hover_text("every preset of nerlab train --preset (docs/METHODS.md)");
         if ui.button("Open a corpus folder…").clicked() {
             actions.push(Action::PickPath(PathTarget::Train));
         }
@@ -437,7 +462,7 @@ fn data_rows_ui(s: &mut LauncherState, ui: &mut Ui, problems: &Problems<'_>) {
         );
     });
     ui.end_row();
-    ui.label("");
+    ui.label("Trick variants");
     ui.horizontal_wrapped(|ui| {
         let (t, m) = (&mut s.config.train, &mut s.config.model);
         ui.label("R-Drop KL:");
@@ -451,13 +476,25 @@ fn data_rows_ui(s: &mut LauncherState, ui: &mut Ui, problems: &Problems<'_>) {
             .on_hover_text("one loss on the class scores averaged over the masks (KLUE source)");
         ui.radio_value(&mut m.msd_average, MsdAverage::Loss, "losses")
             .on_hover_text("the mean of the K losses (Inoue 2019)");
-        ui.separator();
+    });
+    ui.end_row();
+    ui.label("Model details");
+    ui.horizontal_wrapped(|ui| {
+        let m = &mut s.config.model;
         let mut unconstrained = !m.constrained;
         ui.checkbox(&mut unconstrained, "unconstrained CRF")
             .on_hover_text("allow every tag transition, as the KLUE BiLSTM-CRF source does");
         m.constrained = !unconstrained;
         number_ui(ui, "max length", &mut m.max_length, 0..=4096, 1.0)
             .on_hover_text("longest window in tokens (0: the encoder's limit)");
+        ui.separator();
+        ui.label("KLUE units:");
+        ui.radio_value(&mut m.char_units, CharUnits::Subwords, "subwords")
+            .on_hover_text(
+                "KLUE's baseline: every subword a unit, labelled by its first character",
+            );
+        ui.radio_value(&mut m.char_units, CharUnits::Characters, "characters")
+            .on_hover_text("every character its own word (seed 003)");
     });
     ui.end_row();
 }
