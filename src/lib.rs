@@ -12,6 +12,7 @@
 
 pub mod cli;
 pub mod data;
+pub mod experiment;
 pub mod infer;
 pub mod metrics;
 pub mod model;

@@ -4,6 +4,7 @@
 pub mod bench;
 mod encode;
 mod eval;
+mod experiment;
 mod runs;
 mod sample;
 mod score;
@@ -42,6 +43,8 @@ pub enum Command {
     Tag(tag::TagArgs),
     /// List runs with their state and best dev F1.
     Runs(runs::RunsArgs),
+    /// A grid of runs from an experiment file: plan, run (resumable), status, report, retry.
+    Experiment(experiment::ExperimentArgs),
     /// Tokens, ids, offsets, hidden states and attention of a text under a model (for debugging).
     Encode(encode::EncodeArgs),
     /// Training and tagging throughput, latency and peak memory (see docs/PERFORMANCE.md).
@@ -141,6 +144,7 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Eval(args)) => eval::run(&args),
         Some(Command::Tag(args)) => tag::run(&args),
         Some(Command::Runs(args)) => runs::run(&args),
+        Some(Command::Experiment(args)) => experiment::run(&args),
     }
 }
 

@@ -24,8 +24,10 @@ pub enum BackboneKind {
     Char,
 }
 
-/// Sizes of the character model.
+/// Sizes of the character model (a configuration may give only some; the rest keep their
+/// defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CharModelSize {
     pub hidden: usize,
     pub layers: usize,

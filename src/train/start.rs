@@ -126,6 +126,15 @@ fn claim_run(
             let name = config.name.clone().unwrap_or_else(|| default_name(&config));
             let run = RunDir::create(&config.out, &name)?;
             let claim = run.claim()?;
+            // Two processes may both have found the folder free; the one that claims it second
+            // finds the first one's configuration and leaves the run alone.
+            if RunDir::is_run(&run.path) {
+                return Err(super::run_dir::RunBusy {
+                    path: run.path.clone(),
+                    who: "another process (it started first)".into(),
+                }
+                .into());
+            }
             let mut c = config;
             c.name = Some(name);
             run.write_status(&starting("starting: reading the corpora and the model"))?;

@@ -26,6 +26,15 @@ pub enum Claim {
     Held { pid: Option<u32> },
 }
 
+/// Another training holds the run (or got it first): nothing is wrong with the run, someone else
+/// is training it. The experiment runner skips such a run; a person is told who holds it.
+#[derive(Debug, thiserror::Error)]
+#[error("{} is being trained by {who}; stop it first", path.display())]
+pub struct RunBusy {
+    pub path: std::path::PathBuf,
+    pub who: String,
+}
+
 impl RunDir {
     /// Claims the run for training. Refused while another claim is held, in this process or any
     /// other; a brief probe by a reader (see [`RunDir::claim_state`]) is waited out.
@@ -61,10 +70,11 @@ impl RunDir {
             Some(pid) => format!("process {pid}"),
             None => "another process".to_string(),
         };
-        anyhow::bail!(
-            "{} is being trained by {who}; stop it first",
-            self.path.display()
-        )
+        Err(RunBusy {
+            path: self.path.clone(),
+            who,
+        }
+        .into())
     }
 
     /// Whether someone holds the run's claim now (a shared probe, released at once).

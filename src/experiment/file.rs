@@ -1,0 +1,79 @@
+//! The experiment file: a base run configuration (what `nerlab train --config` reads), the axes
+//! that vary it (a grid of every combination, lists zipped together, named variants overriding
+//! several keys at once; the seed is an axis like any other), and what to report.
+//!
+//! ```toml
+//! name = "demo-heads"
+//! out = "runs/demo-heads"
+//! [base]
+//! data.train = ["builtin:demo/train"]
+//! model.source = "char"
+//! [grid]
+//! "model.head" = ["softmax", "crf"]
+//! seed = [1, 2]
+//! [report]
+//! rows = ["model.head"]
+//! metric = "dev.micro.f1"
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// A parsed experiment file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentFile {
+    pub name: String,
+    /// Where the experiment's runs go (one folder per point of the plan).
+    pub out: PathBuf,
+    /// The run configuration every point starts from (keys as in `nerlab train --config`).
+    #[serde(default)]
+    pub base: toml::Table,
+    /// Dotted key -> values: every combination of the lists.
+    #[serde(default)]
+    pub grid: toml::Table,
+    /// Dotted key -> values: lists taken together (the i-th of each), crossed with the grid.
+    #[serde(default)]
+    pub zip: toml::Table,
+    /// Variant name -> table of dotted keys it sets (the arms of an ablation), crossed with the
+    /// grid; the variant's name is an axis (`variant`).
+    #[serde(default)]
+    pub variants: toml::Table,
+    #[serde(default)]
+    pub report: ReportSpec,
+}
+
+/// What `nerlab experiment report` shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportSpec {
+    /// Axes whose values make the rows of the pivot table.
+    pub rows: Vec<String>,
+    /// Axes whose values make its columns (none: one column).
+    pub columns: Vec<String>,
+    /// A dotted path into each run's `report.json` (`dev.micro.f1`, `eval.<corpus>.micro.f1`,
+    /// `dev.macro.f1`).
+    pub metric: String,
+}
+
+impl Default for ReportSpec {
+    fn default() -> Self {
+        Self {
+            rows: Vec::new(),
+            columns: Vec::new(),
+            metric: "dev.micro.f1".into(),
+        }
+    }
+}
+
+impl ExperimentFile {
+    /// Reads an experiment file; errors name the file (and the line, for TOML errors).
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        // `out` is relative to the working directory, as a run's `out` is.
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+}

@@ -1,0 +1,424 @@
+//! From an experiment file to its points: every combination of the axes, each a complete run
+//! configuration with an identity. A point's identity is a hash of its resolved configuration
+//! (without where it is written or how many threads train it) and of the contents of the local
+//! corpora it reads, so a point is the same run whoever plans it, editing the file adds only the
+//! points that changed, and a corpus edited in place makes new runs rather than mixing old ones in.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use super::file::ExperimentFile;
+use crate::train::RunConfig;
+
+/// One point of the plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// The value of every axis at this point (dotted key -> value as written, strings unquoted).
+    pub axes: BTreeMap<String, String>,
+    /// 16 hex digits identifying the resolved configuration and its data.
+    pub id: String,
+    /// The run's folder name: the axis values and the identity.
+    pub name: String,
+    pub config: RunConfig,
+}
+
+impl Point {
+    pub fn dir(&self) -> PathBuf {
+        self.config.out.join(&self.name)
+    }
+}
+
+/// The plan of an experiment: its points, in a fixed order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub name: String,
+    pub out: PathBuf,
+    /// The axes, in the order points vary (the last fastest).
+    pub axes: Vec<String>,
+    pub points: Vec<Point>,
+}
+
+/// One axis setting: which keys it sets (a variant sets several) and its label.
+type Setting = (String, Vec<(String, toml::Value)>);
+
+/// Expands `file` into its points (see the module docs).
+pub fn plan(file: &ExperimentFile) -> anyhow::Result<Plan> {
+    let mut axes: Vec<(String, Vec<Setting>)> = Vec::new();
+    if !file.variants.is_empty() {
+        let mut settings = Vec::new();
+        for (name, v) in &file.variants {
+            let toml::Value::Table(t) = v else {
+                bail!("variants.{name}: expected a table of keys to set");
+            };
+            settings.push((name.clone(), flatten(t)));
+        }
+        axes.push(("variant".into(), settings));
+    }
+    if !file.zip.is_empty() {
+        let lists = lists_of(&file.zip, "zip")?;
+        let n = lists[0].1.len();
+        if let Some((k, l)) = lists.iter().find(|(_, l)| l.len() != n) {
+            bail!("zip: {k} has {} values but {} has {n}", l.len(), lists[0].0);
+        }
+        let label = lists
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>()
+            .join("+");
+        let settings = (0..n)
+            .map(|i| {
+                let sets: Vec<(String, toml::Value)> = lists
+                    .iter()
+                    .map(|(k, l)| (k.clone(), l[i].clone()))
+                    .collect();
+                let shown = sets
+                    .iter()
+                    .map(|(_, v)| show(v))
+                    .collect::<Vec<_>>()
+                    .join("+");
+                (shown, sets)
+            })
+            .collect();
+        axes.push((label, settings));
+    }
+    // The seed varies fastest, so the seeds of one setting sit together.
+    let mut grid = lists_of(&file.grid, "grid")?;
+    grid.sort_by_key(|(k, _)| k == "seed");
+    for (key, values) in grid {
+        let settings = values
+            .into_iter()
+            .map(|v| (show(&v), vec![(key.clone(), v)]))
+            .collect();
+        axes.push((key, settings));
+    }
+    let mut points = Vec::new();
+    for combo in combinations(&axes) {
+        let mut table = file.base.clone();
+        let mut shown = BTreeMap::new();
+        for (axis, (label, sets)) in axes.iter().zip(&combo) {
+            shown.insert(axis.0.clone(), label.clone());
+            for (key, value) in sets.iter() {
+                set_dotted(&mut table, key, value.clone())
+                    .with_context(|| format!("setting {key} for {}", axis.0))?;
+            }
+        }
+        points.push(point(file, table, shown)?);
+    }
+    let mut seen = BTreeMap::new();
+    for p in &points {
+        if let Some(other) = seen.insert(p.id.clone(), &p.axes) {
+            bail!(
+                "two points are the same run ({other:?} and {:?}): an axis changes nothing",
+                p.axes
+            );
+        }
+    }
+    Ok(Plan {
+        name: file.name.clone(),
+        out: file.out.clone(),
+        axes: axes.into_iter().map(|(k, _)| k).collect(),
+        points,
+    })
+}
+
+/// Every combination of the axes' settings, the last axis fastest.
+fn combinations(axes: &[(String, Vec<Setting>)]) -> Vec<Vec<&Setting>> {
+    let mut out: Vec<Vec<&Setting>> = vec![Vec::new()];
+    for (_, settings) in axes {
+        out = out
+            .into_iter()
+            .flat_map(|prefix| {
+                settings.iter().map(move |s| {
+                    let mut p = prefix.clone();
+                    p.push(s);
+                    p
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+/// A table's keys as dotted paths with their lists of values.
+fn lists_of(t: &toml::Table, section: &str) -> anyhow::Result<Vec<(String, Vec<toml::Value>)>> {
+    flatten(t)
+        .into_iter()
+        .map(|(k, v)| match v {
+            toml::Value::Array(a) if !a.is_empty() => Ok((k, a)),
+            _ => bail!("{section}.{k}: expected a non-empty list of values"),
+        })
+        .collect()
+}
+
+/// A table's leaves as (dotted key, value); a quoted key `"model.head"` is already dotted.
+fn flatten(t: &toml::Table) -> Vec<(String, toml::Value)> {
+    let mut out = Vec::new();
+    for (k, v) in t {
+        match v {
+            toml::Value::Table(inner) => {
+                out.extend(
+                    flatten(inner)
+                        .into_iter()
+                        .map(|(ik, iv)| (format!("{k}.{ik}"), iv)),
+                );
+            }
+            _ => out.push((k.clone(), v.clone())),
+        }
+    }
+    out
+}
+
+/// Sets `a.b.c = value` in a table, creating the tables on the way.
+fn set_dotted(t: &mut toml::Table, key: &str, value: toml::Value) -> anyhow::Result<()> {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().unwrap_or(key);
+    let mut here = t;
+    for p in parts {
+        let next = here
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        here = match next {
+            toml::Value::Table(inner) => inner,
+            _ => bail!("{p} is a value, not a table of keys"),
+        };
+    }
+    here.insert(last.to_string(), value);
+    Ok(())
+}
+
+/// A value as a person reads it in a table (strings without quotes).
+fn show(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The point of `table`, a resolved base with its axes set.
+fn point(
+    file: &ExperimentFile,
+    table: toml::Table,
+    axes: BTreeMap<String, String>,
+) -> anyhow::Result<Point> {
+    let text = toml::to_string(&table)?;
+    let mut config = RunConfig::from_toml(&text)
+        .map_err(|e| anyhow::anyhow!("{} at {axes:?}: {e:#}", file.name))?;
+    config.name = None;
+    config.out = PathBuf::new();
+    config.threads = None;
+    let mut identity = config.to_toml()?;
+    for src in config
+        .data
+        .train
+        .iter()
+        .chain(&config.data.dev)
+        .chain(&config.data.eval)
+        .chain(config.finetune.iter().flat_map(|f| &f.train))
+        .chain(&config.init_from)
+    {
+        identity.push('\n');
+        identity.push_str(&fingerprint(Path::new(src)));
+    }
+    let id = format!("{:016x}", fnv1a(identity.as_bytes()));
+    let name = format!("{}{}", slug(&axes), &id[..8]);
+    config.out = file.out.clone();
+    config.name = Some(name.clone());
+    let errors = config.validate();
+    if let Some(e) = errors.first() {
+        bail!("{} at {axes:?}: {}: {}", file.name, e.field, e.reason);
+    }
+    Ok(Point {
+        axes,
+        id,
+        name,
+        config,
+    })
+}
+
+/// What identifies a local corpus's contents: its size and a hash of its bytes (a folder: of
+/// every file in it, by name). Anything else (a preset, `builtin:`, the Hub) is its name.
+fn fingerprint(path: &Path) -> String {
+    let file = |p: &Path| -> Option<String> {
+        let bytes = std::fs::read(p).ok()?;
+        Some(format!("{} {:016x}", bytes.len(), fnv1a(&bytes)))
+    };
+    if path.is_file() {
+        return file(path).unwrap_or_default();
+    }
+    if path.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        entries.sort();
+        return entries
+            .iter()
+            .filter_map(|p| Some(format!("{}:{}", p.file_name()?.to_string_lossy(), file(p)?)))
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+    String::new()
+}
+
+/// A folder-name prefix from the axis values: `head-crf_seed-1_`.
+fn slug(axes: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    for (k, v) in axes {
+        let key = k.rsplit('.').next().unwrap_or(k);
+        let value: String = v
+            .chars()
+            .map(|c| {
+                if c.is_alphanumeric() || c == '.' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .take(32)
+            .collect();
+        out.push_str(&format!("{key}-{value}_"));
+    }
+    out
+}
+
+/// FNV-1a, 64 bits: stable across platforms and versions, unlike `std`'s hasher.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> ExperimentFile {
+        toml::from_str(text).unwrap()
+    }
+
+    const DEMO: &str = r#"
+name = "demo-heads"
+out = "runs/demo-heads"
+[base]
+data.train = ["builtin:demo/train"]
+data.dev = "builtin:demo/dev"
+model.source = "char"
+train.epochs = 3
+[grid]
+"model.head" = ["softmax", "crf"]
+seed = [1, 2]
+[report]
+rows = ["model.head"]
+metric = "dev.micro.f1"
+"#;
+
+    #[test]
+    fn a_grid_is_every_combination_with_the_seed_fastest() {
+        let p = plan(&file(DEMO)).unwrap();
+        assert_eq!(p.axes, ["model.head", "seed"]);
+        let seen: Vec<(String, u64)> = p
+            .points
+            .iter()
+            .map(|pt| {
+                (
+                    serde_json::to_value(pt.config.model.head)
+                        .unwrap()
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                    pt.config.seed,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("softmax".into(), 1),
+                ("softmax".into(), 2),
+                ("crf".into(), 1),
+                ("crf".into(), 2)
+            ]
+        );
+        let pt = &p.points[2];
+        assert_eq!(pt.config.train.epochs, 3);
+        assert_eq!(pt.config.out, PathBuf::from("runs/demo-heads"));
+        assert!(pt.name.starts_with("head-crf_seed-1_"), "{}", pt.name);
+        // The same file plans the same identities; a changed base changes every one.
+        assert_eq!(plan(&file(DEMO)).unwrap(), p);
+        let edited = plan(&file(&DEMO.replace("train.epochs = 3", "train.epochs = 4"))).unwrap();
+        assert!(
+            edited
+                .points
+                .iter()
+                .all(|e| p.points.iter().all(|q| q.id != e.id))
+        );
+        // Adding a seed adds points and keeps the others.
+        let more = plan(&file(&DEMO.replace("seed = [1, 2]", "seed = [1, 2, 3]"))).unwrap();
+        assert_eq!(more.points.len(), 6);
+        assert!(
+            p.points
+                .iter()
+                .all(|q| more.points.iter().any(|m| m.id == q.id))
+        );
+    }
+
+    #[test]
+    fn variants_and_zipped_lists_set_several_keys() {
+        let f = file(
+            r#"
+name = "ablation"
+out = "runs/ab"
+[base]
+model.source = "char"
+[variants.plain]
+"model.head" = "softmax"
+[variants.all-tricks]
+"model.head" = "crf"
+train.fgm_epsilon = 1.0
+[zip]
+"train.lr" = [0.001, 0.002]
+"train.epochs" = [2, 4]
+"#,
+        );
+        let p = plan(&f).unwrap();
+        assert_eq!(p.points.len(), 4);
+        let t = &p
+            .points
+            .iter()
+            .find(|q| q.axes["variant"] == "all-tricks")
+            .unwrap()
+            .config;
+        assert_eq!(t.train.fgm_epsilon, 1.0);
+        let lrs: Vec<(f64, usize)> = p
+            .points
+            .iter()
+            .map(|q| (q.config.train.lr, q.config.train.epochs))
+            .collect();
+        assert!(lrs.contains(&(0.002, 4)) && !lrs.contains(&(0.002, 2)));
+    }
+
+    #[test]
+    fn bad_files_say_what_is_wrong() {
+        let err = |t: &str| format!("{:#}", plan(&file(t)).unwrap_err());
+        let e = err("name = \"x\"\nout = \"o\"\n[grid]\n\"train.epochz\" = [1]\n");
+        assert!(
+            e.contains("unknown key train.epochz; did you mean train.epochs?"),
+            "{e}"
+        );
+        let e = err("name = \"x\"\nout = \"o\"\n[grid]\nseed = 3\n");
+        assert!(e.contains("grid.seed: expected a non-empty list"), "{e}");
+        let e = err("name = \"x\"\nout = \"o\"\n[zip]\nseed = [1, 2]\n\"train.lr\" = [0.1]\n");
+        assert!(e.contains("has 1 values but"), "{e}");
+        // Threads change how fast a run trains, not the run: two such points are one.
+        let e = err("name = \"x\"\nout = \"o\"\n[grid]\nthreads = [1, 2]\n");
+        assert!(e.contains("are the same run"), "{e}");
+    }
+}

@@ -1,0 +1,192 @@
+//! Running a plan: every point that is not done, `jobs` at a time. A point's run folder says where
+//! it stands, so running again starts only what is missing, resumes what was interrupted (a
+//! crash, `kill -9`, Ctrl-C) and never trains a point twice: a run another process is training is
+//! held by its lock and skipped, and of two processes that find a point free at once only the one
+//! that claims it first trains it (`train::start`). A failed run does not stop the others; `retry`
+//! moves failed runs aside (their folders are kept, renamed) and trains them again.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use super::plan::{Plan, Point};
+use crate::train::run_dir::{RunBusy, RunDir, RunState};
+use crate::train::{Control, train};
+
+/// Where a point stands, read from its run folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PointState {
+    /// No run yet.
+    Planned,
+    /// Trained to its end (finished or early-stopped): its `report.json` counts.
+    Done,
+    /// Being trained now (its lock is held).
+    Running,
+    /// Stopped, killed or crashed part-way: resumable.
+    Interrupted,
+    Failed,
+}
+
+impl PointState {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Planned => "planned",
+            Self::Done => "done",
+            Self::Running => "running",
+            Self::Interrupted => "interrupted",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// The state of `point` now.
+pub fn state_of(point: &Point) -> PointState {
+    let dir = point.dir();
+    let Ok(run) = RunDir::open(&dir) else {
+        return PointState::Planned;
+    };
+    match run.status().state {
+        RunState::Finished | RunState::EarlyStopped => PointState::Done,
+        RunState::Failed => PointState::Failed,
+        // A live state is only reported while the run's lock is held.
+        s if s.is_live() => PointState::Running,
+        _ => PointState::Interrupted,
+    }
+}
+
+/// How to run a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Runs trained at once.
+    pub jobs: usize,
+    /// CPU threads of each run (default: the cores shared out among the jobs).
+    pub threads: Option<usize>,
+    /// Train failed runs again (their folders are moved aside first).
+    pub retry_failed: bool,
+}
+
+/// What running did with one point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome", content = "message")]
+pub enum Outcome {
+    Trained,
+    Resumed,
+    AlreadyDone,
+    /// Another process trains it.
+    Busy,
+    /// Failed earlier and not retried.
+    SkippedFailed,
+    Failed(String),
+    /// Stopped (Ctrl-C) before or while training: resumable.
+    Stopped,
+}
+
+/// Told as points start and end (a progress bar, the workbench).
+pub trait Progress: Sync {
+    fn started(&self, _point: &Point, _resuming: bool) {}
+    fn ended(&self, _point: &Point, _outcome: &Outcome) {}
+}
+
+/// No progress shown.
+pub struct Silent;
+impl Progress for Silent {}
+
+/// Runs every point of `plan` that is not done; one outcome per point, in plan order.
+pub fn run(
+    plan: &Plan,
+    opts: RunOptions,
+    control: &Control,
+    progress: &dyn Progress,
+) -> Vec<Outcome> {
+    let jobs = opts.jobs.max(1).min(plan.points.len().max(1));
+    let threads = opts.threads.unwrap_or_else(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores / jobs).max(1)
+    });
+    let queue: Mutex<VecDeque<usize>> = Mutex::new((0..plan.points.len()).collect());
+    let outcomes: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; plan.points.len()]);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                loop {
+                    let next = queue.lock().ok().and_then(|mut q| q.pop_front());
+                    let Some(i) = next else { break };
+                    let point = &plan.points[i];
+                    let outcome = run_point(point, opts, threads, control, progress);
+                    progress.ended(point, &outcome);
+                    if let Ok(mut o) = outcomes.lock() {
+                        o[i] = Some(outcome);
+                    }
+                }
+            });
+        }
+    });
+    outcomes
+        .into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|o| o.unwrap_or(Outcome::Stopped))
+        .collect()
+}
+
+fn run_point(
+    point: &Point,
+    opts: RunOptions,
+    threads: usize,
+    control: &Control,
+    progress: &dyn Progress,
+) -> Outcome {
+    if control.stopped() {
+        return Outcome::Stopped;
+    }
+    let resume = match state_of(point) {
+        PointState::Done => return Outcome::AlreadyDone,
+        PointState::Running => return Outcome::Busy,
+        PointState::Failed if !opts.retry_failed => return Outcome::SkippedFailed,
+        PointState::Failed => {
+            if let Err(e) = move_aside(point) {
+                return Outcome::Failed(format!("{e:#}"));
+            }
+            false
+        }
+        PointState::Interrupted => true,
+        PointState::Planned => false,
+    };
+    let mut config = point.config.clone();
+    config.threads = Some(threads);
+    progress.started(point, resume);
+    let dir = point.dir();
+    let result = train(
+        config,
+        resume.then_some(dir.as_path()),
+        &mut crate::train::events::Quiet,
+        control.clone(),
+    );
+    match result {
+        Ok(o) if o.state == RunState::Stopped => Outcome::Stopped,
+        Ok(_) if resume => Outcome::Resumed,
+        Ok(_) => Outcome::Trained,
+        Err(e) if e.downcast_ref::<RunBusy>().is_some() => Outcome::Busy,
+        // Found free, then taken by another process before this one could create it.
+        Err(_) if !resume && matches!(state_of(point), PointState::Running | PointState::Done) => {
+            Outcome::Busy
+        }
+        Err(e) => Outcome::Failed(format!("{e:#}")),
+    }
+}
+
+/// Renames a failed run's folder to `<name>.failed-<n>`, keeping it for a post-mortem.
+fn move_aside(point: &Point) -> anyhow::Result<()> {
+    let dir = point.dir();
+    let mut n = 1;
+    loop {
+        let aside = point.config.out.join(format!("{}.failed-{n}", point.name));
+        if !aside.exists() {
+            std::fs::rename(&dir, &aside)?;
+            return Ok(());
+        }
+        n += 1;
+    }
+}

@@ -1,0 +1,225 @@
+//! Experiments as a researcher runs them: `nerlab experiment run` on the issue's minimal file,
+//! killed with SIGKILL part-way, run again (only what is missing is trained, the interrupted run is
+//! resumed), a third time (nothing is trained); the report's means and standard deviations equal a
+//! hand computation from the runs' report.json files; two runners started together train every
+//! point exactly once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{nerlab, stderr, stdout};
+
+fn experiment(dir: &Path, name: &str, seeds: &str) -> PathBuf {
+    let out = dir.join("runs");
+    let text = format!(
+        r#"name = "{name}"
+out = "{}"
+[base]
+data.train = ["builtin:demo/train"]
+data.dev = "builtin:demo/dev"
+model.source = "char"
+train.epochs = 3
+train.checkpoint_every = 5
+model.char.hidden = 32
+model.char.layers = 1
+model.char.heads = 2
+model.char.intermediate = 64
+[grid]
+"model.head" = ["softmax", "crf"]
+seed = {seeds}
+[report]
+rows = ["model.head"]
+metric = "dev.micro.f1"
+"#,
+        out.display()
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("nerlab-exp-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// `(trained, resumed, already done, left to another process)` from a runner's summary line.
+fn summary(out: &str) -> (usize, usize, usize, usize) {
+    let line = out
+        .lines()
+        .find(|l| l.contains(" trained, "))
+        .unwrap_or_else(|| panic!("{out}"));
+    let n = |what: &str| -> usize {
+        let before = line.split(what).next().unwrap();
+        before
+            .rsplit([' ', ':'])
+            .find(|w| !w.is_empty())
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (
+        n(" trained"),
+        n(" resumed"),
+        n(" already done"),
+        n(" left to another"),
+    )
+}
+
+fn run(file: &Path) -> std::process::Output {
+    nerlab(&[
+        "experiment",
+        "run",
+        file.to_str().unwrap(),
+        "--quiet",
+        "--threads",
+        "1",
+    ])
+}
+
+/// Each point's run folder and dev micro F1, from `nerlab experiment status --json`.
+fn points(file: &Path) -> Vec<serde_json::Value> {
+    let o = nerlab(&["experiment", "status", file.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_str(&stdout(&o)).unwrap()
+}
+
+#[test]
+fn a_killed_experiment_finishes_only_what_is_missing_and_reports_by_hand_numbers() {
+    let dir = fresh_dir("kill");
+    let file = experiment(&dir, "demo-heads", "[1, 2]");
+    let plan = nerlab(&["experiment", "plan", file.to_str().unwrap()]);
+    assert!(stdout(&plan).contains("4 runs"), "{}", stdout(&plan));
+    // Kill the runner once the first run is done and the second is under way.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nerlab"))
+        .args([
+            "experiment",
+            "run",
+            file.to_str().unwrap(),
+            "--quiet",
+            "--threads",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let states: Vec<String> = points(&file)
+            .iter()
+            .map(|p| p["state"].as_str().unwrap().to_string())
+            .collect();
+        if states.iter().any(|s| s == "done") && states.iter().any(|s| s == "running") {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the runner ended before it was killed"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "no progress: {states:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let states: Vec<String> = points(&file)
+        .iter()
+        .map(|p| p["state"].to_string())
+        .collect();
+    assert!(
+        states.contains(&"\"interrupted\"".to_string()),
+        "{states:?}"
+    );
+    let o = run(&file);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (trained, resumed, done, busy) = summary(&stdout(&o));
+    assert_eq!((resumed, busy), (1, 0), "{}", stdout(&o));
+    assert!(done >= 1 && trained + resumed + done == 4, "{}", stdout(&o));
+    // A third run trains nothing.
+    let o = run(&file);
+    assert_eq!(summary(&stdout(&o)), (0, 0, 4, 0), "{}", stdout(&o));
+    // The report equals a hand computation from the runs' report.json files.
+    let o = nerlab(&["experiment", "report", file.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let mut by_head: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for p in points(&file) {
+        let report: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(Path::new(p["dir"].as_str().unwrap()).join("report.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        by_head
+            .entry(p["axes"]["model.head"].as_str().unwrap().to_string())
+            .or_default()
+            .push(report["dev"]["micro"]["f1"].as_f64().unwrap());
+    }
+    let groups = r["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    for g in groups {
+        let v = &by_head[g["model.head"].as_str().unwrap()];
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt();
+        assert_eq!(g["n"], 2);
+        assert!((g["mean"].as_f64().unwrap() - mean).abs() < 1e-12, "{g}");
+        assert!((g["sd"].as_f64().unwrap() - sd).abs() < 1e-12, "{g}");
+    }
+    let out = dir.join("runs");
+    for f in ["results.json", "results.csv", "report.md"] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("| crf |") && md.contains("Seeds per cell: 2"),
+        "{md}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn two_runners_started_together_train_every_point_once() {
+    let dir = fresh_dir("two");
+    let file = experiment(&dir, "together", "[1, 2]");
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_nerlab"))
+            .args([
+                "experiment",
+                "run",
+                file.to_str().unwrap(),
+                "--quiet",
+                "--threads",
+                "1",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert!(b.status.success(), "{}", stderr(&b));
+    let (sa, sb) = (summary(&stdout(&a)), summary(&stdout(&b)));
+    assert_eq!(sa.0 + sb.0, 4, "each point trained once: {sa:?} {sb:?}");
+    assert_eq!(sa.1 + sb.1, 0, "nothing resumed: {sa:?} {sb:?}");
+    for p in points(&file) {
+        assert_eq!(p["state"], "done", "{p}");
+        // One training's log: the evaluation at each of the 3 epochs, once.
+        let metrics =
+            std::fs::read_to_string(Path::new(p["dir"].as_str().unwrap()).join("metrics.jsonl"))
+                .unwrap();
+        assert_eq!(metrics.matches("\"kind\":\"eval\"").count(), 3, "{metrics}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
