@@ -62,6 +62,44 @@ fn checkpoint_step(run: &Path) -> Option<usize> {
     v["dir"].as_str()?.strip_prefix("checkpoint-")?.parse().ok()
 }
 
+/// Starts run `name` and kills it with SIGKILL once a checkpoint at or after `step` exists;
+/// the run folder and the step of its last checkpoint.
+fn train_and_kill(config: &Path, out: &Path, name: &str, step: usize) -> (PathBuf, usize) {
+    let mut child = train(config, out, name);
+    let run = out.join(name);
+    let start = Instant::now();
+    while checkpoint_step(&run).is_none_or(|s| s < step) {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no checkpoint at step {step}"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let killed_at = checkpoint_step(&run).unwrap();
+    (run, killed_at)
+}
+
+/// `nerlab train --resume`: its log, which must say it continued from `step`.
+fn resume(run: &Path, step: usize) {
+    let resumed = nerlab()
+        .args(["train", "--quiet", "--resume"])
+        .arg(run)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success(), "{log}");
+    assert!(
+        log.contains(&format!("resumed at step {step}")),
+        "it must continue, not restart: {log}"
+    );
+}
+
 fn report(run: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap()
 }
@@ -81,23 +119,7 @@ fn kill_nine_then_resume_equals_an_uninterrupted_run() {
 
     // The demo's 374 training sentences make 24 batches an epoch: kill after the checkpoint at
     // step 30 (inside the second epoch), before the run ends.
-    let mut child = train(&config, &out, "killed");
-    let run = out.join("killed");
-    let start = Instant::now();
-    while checkpoint_step(&run).is_none_or(|s| s < 30) {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no checkpoint at step 30"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before it could be killed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    let killed_at = checkpoint_step(&run).unwrap();
+    let (run, killed_at) = train_and_kill(&config, &out, "killed", 30);
     assert!(
         !killed_at.is_multiple_of(24),
         "the checkpoint should be mid-epoch (step {killed_at})"
@@ -110,18 +132,7 @@ fn kill_nine_then_resume_equals_an_uninterrupted_run() {
         "a killed run still looks running"
     );
 
-    let resumed = nerlab()
-        .args(["train", "--quiet", "--resume"])
-        .arg(&run)
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&resumed.stderr);
-    assert!(resumed.status.success(), "{log}");
-    assert!(
-        log.contains(&format!("resumed at step {killed_at}")),
-        "it must continue, not restart: {log}"
-    );
-
+    resume(&run, killed_at);
     assert_eq!(
         report(&run),
         report(&out.join("whole")),
@@ -161,4 +172,31 @@ fn nan_loss_fails_clearly_and_keeps_the_last_good_checkpoint() {
         serde_json::from_str(&std::fs::read_to_string(run.join("status.json")).unwrap()).unwrap();
     assert_eq!(status["state"], "failed");
     assert!(status["message"].as_str().unwrap().contains("NaN"));
+}
+
+#[test]
+fn a_two_stage_run_killed_in_its_second_stage_resumes_to_the_same_end() {
+    let dir = common::TempDir::new("resume-stages");
+    // Stage 1: two epochs of the demo (48 steps); stage 2: two more with a fresh optimizer.
+    let text = format!(
+        "{}[finetune]\ntrain = [\"builtin:demo/train\"]\nepochs = 2\nlr = 0.002\n",
+        CONFIG.replace("epochs = 3", "epochs = 2")
+    );
+    let config = dir.write("run.toml", text.as_bytes());
+    let out: PathBuf = dir.path("runs");
+    let whole = train(&config, &out, "whole").wait_with_output().unwrap();
+    assert!(
+        whole.status.success(),
+        "{}",
+        String::from_utf8_lossy(&whole.stderr)
+    );
+    let (run, killed_at) = train_and_kill(&config, &out, "killed", 60);
+    assert!(killed_at > 48, "killed in stage 2 (step {killed_at})");
+    resume(&run, killed_at);
+    assert_eq!(
+        report(&run),
+        report(&out.join("whole")),
+        "resumed and uninterrupted two-stage runs must end the same"
+    );
+    assert!(run.join("stage1-best").join("nerlab-model.json").exists());
 }
