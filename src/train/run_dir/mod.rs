@@ -104,8 +104,15 @@ impl RunDir {
         write_atomic(&self.path.join(files::CONFIG), c.to_toml()?.as_bytes())
     }
 
+    /// The run's configuration as it was trained. A run written by nerlab before K-shot had two
+    /// spellings stored `k_shot = 0` for "every sentence"; zero-shot needs `init_from`, which
+    /// such a run never has, so that 0 is read as "all".
     pub fn config(&self) -> anyhow::Result<RunConfig> {
-        RunConfig::load(&self.path.join(files::CONFIG))
+        let mut c = RunConfig::load(&self.path.join(files::CONFIG))?;
+        if c.data.k_shot.is_zero() && c.init_from.is_none() {
+            c.data.k_shot = super::config::Shots::All;
+        }
+        Ok(c)
     }
 
     pub fn checkpoint_dir(&self, step: usize) -> PathBuf {
@@ -343,5 +350,19 @@ mod tests {
         assert_eq!(run.latest_checkpoint(), Some(run.checkpoint_dir(20)));
         assert!(!run.checkpoint_dir(10).exists());
         assert_eq!(list_runs(out).len(), 1);
+    }
+
+    #[test]
+    fn an_older_runs_k_shot_zero_reads_as_every_sentence() {
+        let tmp = TempRun::new("legacy-k");
+        let text = RunConfig::default()
+            .to_toml()
+            .unwrap()
+            .replace("k_shot = \"all\"", "k_shot = 0");
+        std::fs::write(tmp.run.path.join(files::CONFIG), text).unwrap();
+        assert_eq!(
+            tmp.run.config().unwrap().data.k_shot,
+            super::super::config::Shots::All
+        );
     }
 }
