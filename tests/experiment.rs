@@ -36,6 +36,7 @@ seed = {seeds}
 [report]
 rows = ["model.head"]
 metric = "dev.micro.f1"
+baseline = {{ "model.head" = "softmax" }}
 "#,
         out.display()
     );
@@ -175,6 +176,23 @@ fn a_killed_experiment_finishes_only_what_is_missing_and_reports_by_hand_numbers
         assert!((g["mean"].as_f64().unwrap() - mean).abs() < 1e-12, "{g}");
         assert!((g["sd"].as_f64().unwrap() - sd).abs() < 1e-12, "{g}");
     }
+    // The CRF compared with the softmax baseline by Almost Stochastic Order over the seeds.
+    let crf = groups.iter().find(|g| g["model.head"] == "crf").unwrap();
+    let softmax = groups
+        .iter()
+        .find(|g| g["model.head"] == "softmax")
+        .unwrap();
+    assert!(softmax["aso_vs_baseline"].is_null());
+    let eps = nerlab::metrics::aso::epsilon_min(
+        &by_head["crf"],
+        &by_head["softmax"],
+        0.95,
+        1,
+        1000,
+        0xA50,
+    )
+    .unwrap();
+    assert_eq!(crf["aso_vs_baseline"].as_f64(), Some(eps));
     let out = dir.join("runs");
     for f in ["results.json", "results.csv", "report.md"] {
         assert!(out.join(f).exists(), "{f}");

@@ -16,6 +16,7 @@
 //! metric = "dev.micro.f1"
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -56,6 +57,9 @@ pub struct ReportSpec {
     /// A dotted path into each run's `report.json` (`dev.micro.f1`, `eval.<corpus>.micro.f1`,
     /// `dev.macro.f1`).
     pub metric: String,
+    /// The setting others are compared with (axis -> value, e.g. `{ variant = "plain" }`): each
+    /// group is compared with the group that differs from it only on these axes.
+    pub baseline: BTreeMap<String, String>,
 }
 
 impl Default for ReportSpec {
@@ -64,6 +68,7 @@ impl Default for ReportSpec {
             rows: Vec::new(),
             columns: Vec::new(),
             metric: "dev.micro.f1".into(),
+            baseline: BTreeMap::new(),
         }
     }
 }

@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::file::ReportSpec;
 use super::plan::{Plan, Point};
 use super::runner::{PointState, state_of};
+use crate::metrics::aso::epsilon_min;
 use crate::rng::SplitMix64;
 use crate::train::run_dir::RunDir;
 
@@ -42,7 +43,17 @@ pub struct Group {
     pub values: Vec<Value>,
     /// Points of this setting without a result yet (planned, running, failed...).
     pub pending: usize,
+    /// Almost Stochastic Order's epsilon_min that this setting is better than the baseline's
+    /// (over seeds; below [`ASO_THRESHOLD`] reads as better). None for the baseline itself, or
+    /// without values on both sides.
+    pub aso_vs_baseline: Option<f64>,
 }
+
+/// deepsig's recommended threshold on epsilon_min (Ulmer et al. 2022).
+pub const ASO_THRESHOLD: f64 = 0.2;
+
+/// Bootstrap iterations of ASO (deepsig's default is 1,000).
+const ASO_ITERATIONS: usize = 1_000;
 
 /// Every group of an experiment.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +102,7 @@ pub fn report(plan: &Plan, spec: &ReportSpec) -> Report {
                 ci95: None,
                 values: Vec::new(),
                 pending: 0,
+                aso_vs_baseline: None,
             }
         });
         match result(point, &spec.metric) {
@@ -102,7 +114,7 @@ pub fn report(plan: &Plan, spec: &ReportSpec) -> Report {
             None => g.pending += 1,
         }
     }
-    let groups = order
+    let mut groups: Vec<Group> = order
         .into_iter()
         .filter_map(|k| groups.remove(&k))
         .map(|mut g| {
@@ -114,11 +126,39 @@ pub fn report(plan: &Plan, spec: &ReportSpec) -> Report {
             g
         })
         .collect();
+    compare_with_baseline(&mut groups, &spec.baseline);
     Report {
         experiment: plan.name.clone(),
         metric: spec.metric.clone(),
         axes: plan.axes.iter().filter(|a| *a != SEED).cloned().collect(),
         groups,
+    }
+}
+
+/// Each group's ASO epsilon_min against the group that differs from it only on the baseline's
+/// axes, set to the baseline's values; Bonferroni-corrected over all the comparisons made.
+fn compare_with_baseline(groups: &mut [Group], baseline: &BTreeMap<String, String>) {
+    if baseline.is_empty() {
+        return;
+    }
+    let values = |g: &Group| g.values.iter().map(|v| v.value).collect::<Vec<f64>>();
+    let pairs: Vec<(usize, usize)> = (0..groups.len())
+        .filter_map(|i| {
+            let mut want = groups[i].axes.clone();
+            want.extend(baseline.clone());
+            let j = groups.iter().position(|g| g.axes == want)?;
+            (j != i && groups[i].n > 0 && groups[j].n > 0).then_some((i, j))
+        })
+        .collect();
+    for &(i, j) in &pairs {
+        groups[i].aso_vs_baseline = epsilon_min(
+            &values(&groups[i]),
+            &values(&groups[j]),
+            0.95,
+            pairs.len(),
+            ASO_ITERATIONS,
+            0xA50,
+        );
     }
 }
 
@@ -171,6 +211,10 @@ impl Report {
                 o.insert("ci95".into(), serde_json::json!(g.ci95));
                 o.insert("values".into(), serde_json::json!(g.values));
                 o.insert("pending".into(), g.pending.into());
+                o.insert(
+                    "aso_vs_baseline".into(),
+                    serde_json::json!(g.aso_vs_baseline),
+                );
                 serde_json::Value::Object(o)
             })
             .collect();
@@ -186,7 +230,15 @@ impl Report {
     pub fn to_csv(&self) -> String {
         let mut out = String::new();
         let mut head: Vec<&str> = self.axes.iter().map(String::as_str).collect();
-        head.extend(["n", "mean", "sd", "ci95_low", "ci95_high", "pending"]);
+        head.extend([
+            "n",
+            "mean",
+            "sd",
+            "ci95_low",
+            "ci95_high",
+            "pending",
+            "aso_vs_baseline",
+        ]);
         out += &head.join(",");
         out.push('\n');
         let num = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x}"));
@@ -202,6 +254,7 @@ impl Report {
             row.push(num(g.ci95.map(|c| c[0])));
             row.push(num(g.ci95.map(|c| c[1])));
             row.push(g.pending.to_string());
+            row.push(num(g.aso_vs_baseline));
             out += &row.join(",");
             out.push('\n');
         }
@@ -298,17 +351,39 @@ impl Report {
                 format!("{lo} to {hi}")
             }
         );
+        if !spec.baseline.is_empty() {
+            let base: Vec<String> = spec
+                .baseline
+                .iter()
+                .map(|(k, v)| format!("{k} = {v}"))
+                .collect();
+            let _ = write!(
+                out,
+                "\nε: Almost Stochastic Order (Dror et al. 2019, computed as deepsig does), the \
+                 epsilon_min that a cell's setting is better than the baseline ({}) with the other \
+                 axes equal, over seeds; confidence 0.95, Bonferroni-corrected over the \
+                 comparisons, {ASO_ITERATIONS} bootstrap iterations. * marks ε below \
+                 {ASO_THRESHOLD} (better than the baseline); 0.5 and above is no evidence.\n",
+                base.join(", ")
+            );
+        }
         out
     }
 }
 
-/// `0.8123 ± 0.0041 (3)`, `0.8123 (1)`, or `-` while nothing is done.
+/// `0.8123 ± 0.0041 (3)`, `0.8123 (1)`, or `-` while nothing is done; with a baseline, ASO's
+/// epsilon_min against it (`ε 0.04`, starred below the threshold).
 fn cell(g: &Group) -> String {
-    match (g.mean, g.sd) {
+    let mut out = match (g.mean, g.sd) {
         (Some(m), Some(s)) => format!("{m:.4} ± {s:.4} ({})", g.n),
         (Some(m), None) => format!("{m:.4} ({})", g.n),
         _ => "-".into(),
+    };
+    if let Some(e) = g.aso_vs_baseline {
+        let star = if e < ASO_THRESHOLD { "*" } else { "" };
+        out += &format!(" ε {e:.2}{star}");
     }
+    out
 }
 
 fn csv_field(s: &str) -> String {

@@ -5,6 +5,7 @@
 //! Each function follows one reference implementation exactly, and `tests/reference_scores.rs`
 //! checks them against numbers those implementations produced on perturbed real corpora.
 
+pub mod aso;
 pub mod bootstrap;
 pub mod calibration;
 pub mod char_f1;
