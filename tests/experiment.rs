@@ -75,15 +75,26 @@ fn summary(out: &str) -> (usize, usize, usize, usize) {
     )
 }
 
+/// `nerlab experiment run FILE` on one thread per run, to completion.
 fn run(file: &Path) -> std::process::Output {
-    nerlab(&[
-        "experiment",
-        "run",
-        file.to_str().unwrap(),
-        "--quiet",
-        "--threads",
-        "1",
-    ])
+    spawn_run(file).wait_with_output().unwrap()
+}
+
+/// `nerlab experiment run FILE` on one thread per run, started in the background.
+fn spawn_run(file: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_nerlab"))
+        .args([
+            "experiment",
+            "run",
+            file.to_str().unwrap(),
+            "--quiet",
+            "--threads",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 /// Each point's run folder and dev micro F1, from `nerlab experiment status --json`.
@@ -100,19 +111,7 @@ fn a_killed_experiment_finishes_only_what_is_missing_and_reports_by_hand_numbers
     let plan = nerlab(&["experiment", "plan", file.to_str().unwrap()]);
     assert!(stdout(&plan).contains("4 runs"), "{}", stdout(&plan));
     // Kill the runner once the first run is done and the second is under way.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nerlab"))
-        .args([
-            "experiment",
-            "run",
-            file.to_str().unwrap(),
-            "--quiet",
-            "--threads",
-            "1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&file);
     let start = Instant::now();
     loop {
         let states: Vec<String> = points(&file)
@@ -209,22 +208,7 @@ fn a_killed_experiment_finishes_only_what_is_missing_and_reports_by_hand_numbers
 fn two_runners_started_together_train_every_point_once() {
     let dir = fresh_dir("two");
     let file = experiment(&dir, "together", "[1, 2]");
-    let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_nerlab"))
-            .args([
-                "experiment",
-                "run",
-                file.to_str().unwrap(),
-                "--quiet",
-                "--threads",
-                "1",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let (a, b) = (spawn(), spawn());
+    let (a, b) = (spawn_run(&file), spawn_run(&file));
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert!(a.status.success(), "{}", stderr(&a));
     assert!(b.status.success(), "{}", stderr(&b));
