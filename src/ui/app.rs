@@ -27,6 +27,9 @@ type Picked = (PathTarget, PathBuf);
 
 /// How often runs that other processes train are checked (a killed one stops showing as running).
 const CHECK_RUNS_EVERY: Duration = Duration::from_secs(3);
+/// How long the window keeps polling for the worker's answers after sending it a command
+/// (loading a run takes well under a second; an evaluation's panels ask for repaints themselves).
+const ANSWER_WAIT: Duration = Duration::from_secs(10);
 
 pub struct NerlabApp {
     pub state: UiState,
@@ -38,6 +41,10 @@ pub struct NerlabApp {
     requested: HashSet<PathBuf>,
     /// When runs trained by other processes were last checked.
     last_check: Instant,
+    /// When a command was last sent to the worker: its answer arrives without any input, so the
+    /// window keeps polling for a while after (a fresh window showed no runs until the mouse
+    /// moved).
+    last_sent: Instant,
     /// The banner message last copied, and when (its button says so for a moment).
     copied: Option<(usize, Instant)>,
     /// CPU milliseconds of recent frames, when `--frame-stats` asked for a readout.
@@ -56,6 +63,7 @@ impl NerlabApp {
             notices: Vec::new(),
             requested: HashSet::new(),
             last_check: Instant::now(),
+            last_sent: Instant::now(),
             copied: None,
             frame_ms: None,
         }
@@ -93,6 +101,7 @@ impl NerlabApp {
     }
 
     fn send(&mut self, cmd: Command) {
+        self.last_sent = Instant::now();
         match &self.worker {
             Some(w) => {
                 if let Err(e) = w.send(cmd) {
@@ -489,7 +498,12 @@ impl NerlabApp {
     /// The per-frame work besides layout: worker events (within an 8 ms budget), picked paths,
     /// and a repaint a few times a second while a run is live so curves move on their own.
     pub fn tick(&mut self, ctx: &egui::Context) {
-        self.pump(Duration::from_millis(8));
+        if self.pump(Duration::from_millis(8)) > 0 {
+            // Something changed: draw it, and look for more.
+            ctx.request_repaint();
+        } else if self.last_sent.elapsed() < ANSWER_WAIT {
+            ctx.request_repaint_after(Duration::from_millis(100));
+        }
         self.poll_picks();
         if self.last_check.elapsed() >= CHECK_RUNS_EVERY {
             self.last_check = Instant::now();
