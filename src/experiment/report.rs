@@ -12,6 +12,7 @@ use super::file::ReportSpec;
 use super::plan::{Plan, Point};
 use super::runner::{PointState, state_of};
 use crate::metrics::aso::epsilon_min;
+use crate::metrics::percentile;
 use crate::rng::SplitMix64;
 use crate::train::run_dir::RunDir;
 
@@ -190,8 +191,7 @@ fn bootstrap_ci(v: &[f64]) -> Option<[f64; 2]> {
         .map(|_| (0..v.len()).map(|_| v[rng.below(v.len())]).sum::<f64>() / v.len() as f64)
         .collect();
     means.sort_by(f64::total_cmp);
-    let at = |q: f64| means[((q * (BOOTSTRAP - 1) as f64).round() as usize).min(BOOTSTRAP - 1)];
-    Some([at(0.025), at(0.975)])
+    Some([percentile(&means, 2.5), percentile(&means, 97.5)])
 }
 
 impl Report {
