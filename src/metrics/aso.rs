@@ -10,6 +10,12 @@ use crate::rng::SplitMix64;
 /// The integration step over the quantiles (deepsig's `dt`).
 const DT: f64 = 0.005;
 
+fn sorted(v: &[f64]) -> Vec<f64> {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s
+}
+
 /// The empirical quantile function of `sorted` scores at `p` (deepsig's `get_quantile_function`).
 fn quantile(sorted: &[f64], p: f64) -> f64 {
     let n = sorted.len();
@@ -20,12 +26,7 @@ fn quantile(sorted: &[f64], p: f64) -> f64 {
 /// deepsig's `compute_violation_ratio`: the part of the squared Wasserstein distance between the
 /// quantile functions where B's exceed A's, over all of it (0.5 when they are equal).
 pub fn violation_ratio(a: &[f64], b: &[f64]) -> f64 {
-    let sort = |v: &[f64]| {
-        let mut s = v.to_vec();
-        s.sort_by(f64::total_cmp);
-        s
-    };
-    let (a, b) = (sort(a), sort(b));
+    let (a, b) = (sorted(a), sorted(b));
     // numpy's arange(dt, 1, dt): dt + i * dt while below 1.
     let n = ((1.0 - DT) / DT).ceil() as usize;
     let mut total = 0.0;
@@ -62,12 +63,7 @@ pub fn epsilon_min(
         confidence
     };
     let vr = violation_ratio(a, b);
-    let sort = |v: &[f64]| {
-        let mut s = v.to_vec();
-        s.sort_by(f64::total_cmp);
-        s
-    };
-    let (sa, sb) = (sort(a), sort(b));
+    let (sa, sb) = (sorted(a), sorted(b));
     let mut rng = SplitMix64::new(seed);
     let (n, m) = (a.len() as f64, b.len() as f64);
     let c = (n * m / (n + m)).sqrt();
