@@ -6,7 +6,7 @@ use crate::data::hub::Hub;
 use crate::model::HfTokenizer;
 use crate::model::ner::{MODEL_FILE, NerModel};
 use crate::model::tokenize::TextTokenizer;
-use crate::train::run_dir::RunDir;
+use crate::train::run_dir::read_model;
 
 /// The folder holding the trained model of `path`: `path` itself when it is a model folder,
 /// else a run directory's `best/`.
@@ -31,13 +31,9 @@ pub fn load_model(path: &Path) -> anyhow::Result<NerModel> {
             path.display()
         );
     }
-    let load = |dir: &Path| NerModel::load(dir, candle_core::DType::F32, &candle_core::Device::Cpu);
-    // A run's best model is read through its run folder, which switches `best` whole while a
-    // run improves it, so the model read is never half old, half new.
-    let mut model = match RunDir::open(path) {
-        Ok(run) if !path.join(MODEL_FILE).exists() => run.read_best(load)?,
-        _ => load(&model_dir(path))?,
-    };
+    let mut model = read_model(path, |dir| {
+        NerModel::load(dir, candle_core::DType::F32, &candle_core::Device::Cpu)
+    })?;
     model.freeze()?;
     Ok(model)
 }

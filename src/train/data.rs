@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{RunConfig, Shots};
 use super::events::{Observer, TrainEvent};
 use super::optim::warmup_steps;
-use super::run_dir::RunDir;
+use super::run_dir::read_model;
 use super::sources::{load_corpus, resolve_model};
 use super::step::TrainStep;
 use crate::data::Corpus;
@@ -22,7 +22,7 @@ use crate::data::sample::{k_shot, random_subset};
 use crate::model::align::AlignMode;
 use crate::model::backbone::Backbone;
 use crate::model::batch::Example;
-use crate::model::ner::{MODEL_FILE, NerModel, bio_labels};
+use crate::model::ner::{NerModel, bio_labels};
 use crate::model::tokenize::CharVocab;
 use crate::rng::SplitMix64;
 
@@ -242,14 +242,7 @@ pub(super) fn build_model(
                 config.seed,
             )
         };
-        let path = Path::new(src);
-        return if path.join(MODEL_FILE).exists() {
-            init(path)
-        } else {
-            RunDir::open(path)
-                .and_then(|run| run.read_best(init))
-                .with_context(|| format!("init_from = {src:?}"))
-        };
+        return read_model(Path::new(src), init).with_context(|| format!("init_from = {src:?}"));
     }
     let backbone = match resolve_model(&config.model.source, hub)? {
         Some(dir) => Backbone::pretrained(&dir, dtype, &device, config.seed)?,

@@ -11,6 +11,20 @@ use anyhow::Context;
 
 use super::RunDir;
 use super::files::{BEST, BEST_VERSION_PREFIX};
+use crate::model::ner::MODEL_FILE;
+
+/// Reads the trained model of `path` with `read`: `path` itself when it is a model folder, else
+/// a run's best model, through [`RunDir::read_best`] when `path` is a run (never half old, half
+/// new), or `path/best` of a bare folder.
+pub fn read_model<T>(path: &Path, read: impl Fn(&Path) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    if path.join(MODEL_FILE).exists() {
+        return read(path);
+    }
+    match RunDir::open(path) {
+        Ok(run) => run.read_best(read),
+        Err(_) => read(&path.join(BEST)),
+    }
+}
 
 impl RunDir {
     /// The path readers open (`best/`, whichever version it points at).

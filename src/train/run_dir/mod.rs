@@ -31,6 +31,7 @@ use anyhow::Context;
 
 use super::config::RunConfig;
 use crate::data::{Corpus, Format};
+pub use best::read_model;
 pub use lock::{Claim, RunBusy, RunLock};
 pub use metrics::{EvalLine, MetricsLine, TrainLine};
 pub use status::{PROGRESS_EVERY, RunState, Status};
