@@ -7,10 +7,12 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::table::Table;
+use crate::experiment::slurm::{self, SlurmOptions};
 use crate::experiment::{
-    ExperimentFile, Outcome, Plan, Point, PointState, Progress, RunOptions, plan, report,
+    ExperimentFile, Outcome, Plan, Point, PointState, Progress, RunOptions, Template, plan, report,
     run as run_plan, state_of,
 };
+use crate::model::device::DeviceSpec;
 use crate::train::Control;
 
 #[derive(Debug, Args)]
@@ -32,6 +34,74 @@ pub enum Action {
     Report(FileArgs),
     /// Train the failed points again (their folders are kept, renamed), then what is missing.
     Retry(RunArgs),
+    /// Submit every point not done to Slurm as job arrays (one run per task) and return at once.
+    Submit(SubmitArgs),
+    /// Write an editable experiment file with a paper's design: transfer-matrix, maner,
+    /// polyglot or ablation.
+    New(NewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The experiment file (TOML).
+    pub file: PathBuf,
+    /// Submit to Slurm (the one scheduler nerlab submits to).
+    #[arg(long, required = true)]
+    pub slurm: bool,
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// GPUs per run; each run then trains on its task's GPU.
+    #[arg(long)]
+    pub gpus_per_task: Option<u32>,
+    /// CPU cores per run (its training threads).
+    #[arg(long, default_value_t = 1)]
+    pub cpus_per_task: u32,
+    /// Each task's time limit, as Slurm reads it (`4:00:00`); a task near it checkpoints and
+    /// requeues itself.
+    #[arg(long)]
+    pub time: Option<String>,
+    /// Tasks of one array running at once (the `%N` throttle).
+    #[arg(long)]
+    pub max_parallel: Option<usize>,
+    /// Seconds before the time limit at which a task checkpoints and requeues.
+    #[arg(long, default_value_t = 120)]
+    pub grace: u32,
+    /// More sbatch options, one per flag (`--sbatch-arg=--account=nlp`).
+    #[arg(long = "sbatch-arg", allow_hyphen_values = true)]
+    pub sbatch_args: Vec<String>,
+    /// Also train the failed points again.
+    #[arg(long)]
+    pub retry: bool,
+    /// Write the script and print what would be submitted; submit nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// transfer-matrix, maner, polyglot or ablation.
+    #[arg(value_parser = |s: &str| s.parse::<Template>())]
+    pub template: Template,
+    /// Where to write it (default `<template>.toml`); its stem names the experiment.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Seeds per setting.
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// K values (examples per type; MANER: training sentences).
+    #[arg(long, value_delimiter = ',')]
+    pub k: Vec<usize>,
+    /// Languages (WikiANN codes).
+    #[arg(long, value_delimiter = ',')]
+    pub languages: Vec<String>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Where the corpora are (default ../shared/data).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -53,6 +123,13 @@ pub struct RunArgs {
     /// CPU threads per run (default: the cores shared out among the jobs).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// One run per device at a time, each on its own (`cuda:0,cuda:1`); overrides --jobs.
+    #[arg(long, value_delimiter = ',')]
+    pub devices: Vec<DeviceSpec>,
+    /// Only the point with this index in `nerlab experiment plan` (from 0; repeatable). What a
+    /// Slurm array task runs.
+    #[arg(long = "point")]
+    pub points: Vec<usize>,
     /// No progress bar (for logs).
     #[arg(long)]
     pub quiet: bool,
@@ -65,7 +142,106 @@ pub fn run(a: &ExperimentArgs) -> anyhow::Result<()> {
         Action::Report(f) => write_report(f),
         Action::Run(r) => train_plan(r, false),
         Action::Retry(r) => train_plan(r, true),
+        Action::Submit(a) => submit(a),
+        Action::New(a) => new_file(a),
     }
+}
+
+fn submit(a: &SubmitArgs) -> anyhow::Result<()> {
+    let plan = load(&a.file)?;
+    let o = SlurmOptions {
+        partition: a.partition.clone(),
+        gpus_per_task: a.gpus_per_task,
+        cpus_per_task: a.cpus_per_task,
+        time: a.time.clone(),
+        max_parallel: a.max_parallel,
+        grace: a.grace,
+        sbatch_args: a.sbatch_args.clone(),
+        retry: a.retry,
+    };
+    if a.dry_run {
+        let chunks = slurm::arrays(&plan, a.retry, slurm::max_array_size());
+        let all: Vec<usize> = chunks.iter().flat_map(|(_, p)| p.clone()).collect();
+        let exe = std::env::current_exe()?;
+        print!("{}", slurm::script(&plan, &a.file, &exe, &all, &o));
+        for (stage, points) in &chunks {
+            eprintln!(
+                "would submit an array of {} runs ({})",
+                points.len(),
+                stage.as_deref().unwrap_or("main stage")
+            );
+        }
+        return Ok(());
+    }
+    let jobs = slurm::submit(&plan, &a.file, &o)?;
+    if jobs.is_empty() {
+        println!(
+            "{}: nothing to submit (every run is done or running)",
+            plan.name
+        );
+        return Ok(());
+    }
+    for j in &jobs {
+        println!("{}", j.job);
+        eprintln!(
+            "submitted array job {} of {} runs ({})",
+            j.job,
+            j.points.len(),
+            j.stage.as_deref().unwrap_or("main stage")
+        );
+    }
+    eprintln!(
+        "logs in {}; `nerlab experiment status {}` shows where every run stands",
+        plan.out.join("slurm").display(),
+        a.file.display()
+    );
+    Ok(())
+}
+
+fn new_file(a: &NewArgs) -> anyhow::Result<()> {
+    let t = a.template;
+    let mut sizes = t.default_sizes();
+    if let Some(n) = a.seeds {
+        sizes.seeds = n;
+    }
+    if !a.k.is_empty() {
+        anyhow::ensure!(t.uses_k(), "--k: the {t} design has no K");
+        sizes.k = a.k.clone();
+    }
+    if !a.languages.is_empty() {
+        anyhow::ensure!(
+            t.uses_languages(),
+            "--languages: the {t} design has no languages"
+        );
+        sizes.languages = a.languages.clone();
+    }
+    if a.epochs.is_some() {
+        sizes.epochs = a.epochs;
+    }
+    if let Some(d) = &a.data {
+        sizes.data = d.clone();
+    }
+    t.check(&sizes).map_err(anyhow::Error::msg)?;
+    let path = a
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.toml", t.name())));
+    anyhow::ensure!(
+        a.force || !path.exists(),
+        "{} exists (--force overwrites it)",
+        path.display()
+    );
+    let name = path.file_stem().map_or_else(
+        || t.name().to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    std::fs::write(&path, t.render(&name, &sizes))?;
+    println!("{}", path.display());
+    eprintln!(
+        "written: edit it, then `nerlab experiment plan {0}` and `nerlab experiment run {0} --jobs 2`",
+        path.display()
+    );
+    Ok(())
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<Plan> {
@@ -103,12 +279,20 @@ fn show_plan(plan: &Plan, json: bool) -> anyhow::Result<()> {
 
 fn show_status(plan: &Plan, json: bool) -> anyhow::Result<()> {
     let states: Vec<PointState> = plan.points.iter().map(state_of).collect();
+    // Slurm's queue, a hint beside what the run folders say.
+    let queued = slurm::queued(plan);
     if json {
         let points: Vec<serde_json::Value> = plan
             .points
             .iter()
             .zip(&states)
-            .map(|(p, s)| serde_json::json!({"axes": p.axes, "dir": p.dir(), "state": s}))
+            .enumerate()
+            .map(|(i, (p, s))| {
+                let slurm = queued
+                    .get(&i)
+                    .map(|(task, state)| serde_json::json!({"task": task, "state": state}));
+                serde_json::json!({"axes": p.axes, "dir": p.dir(), "state": s, "slurm": slurm})
+            })
             .collect();
         println!("{}", serde_json::to_string_pretty(&points)?);
         return Ok(());
@@ -116,9 +300,12 @@ fn show_status(plan: &Plan, json: bool) -> anyhow::Result<()> {
     let mut head: Vec<&str> = plan.axes.iter().map(String::as_str).collect();
     head.extend(["state", "run folder"]);
     let mut t = Table::new(&head);
-    for (p, s) in plan.points.iter().zip(&states) {
+    for (i, (p, s)) in plan.points.iter().zip(&states).enumerate() {
         let mut row = axes_of(p, &plan.axes);
-        row.push(s.name().to_string());
+        row.push(match queued.get(&i) {
+            Some((task, state)) => format!("{} (slurm {task} {})", s.name(), state.to_lowercase()),
+            None => s.name().to_string(),
+        });
         row.push(p.dir().display().to_string());
         t.row(row);
     }
@@ -155,13 +342,16 @@ fn write_report(f: &FileArgs) -> anyhow::Result<()> {
     std::fs::write(plan.out.join("results.csv"), r.to_csv())?;
     let md = r.to_markdown(&file.report);
     std::fs::write(plan.out.join("report.md"), &md)?;
+    let plots = crate::experiment::plot::write_plots(&r, &file.report, &plan.out.join("plots"))?;
     if f.json {
         println!("{json}");
     } else {
         print!("{md}");
         eprintln!(
-            "written: {}, results.csv and report.md there",
-            plan.out.join("results.json").display()
+            "written: {}, results.csv and report.md there; {} plot files in {}",
+            plan.out.join("results.json").display(),
+            plots.len(),
+            plan.out.join("plots").display()
         );
     }
     Ok(())
@@ -218,7 +408,7 @@ impl Progress for Bar {
             match outcome {
                 Outcome::Trained | Outcome::Resumed | Outcome::AlreadyDone => c.0 += 1,
                 Outcome::Failed(_) | Outcome::SkippedFailed => c.1 += 1,
-                Outcome::Busy | Outcome::Stopped => {}
+                Outcome::Busy | Outcome::Stopped | Outcome::Skipped => {}
             }
         });
         if let Some(b) = &self.bar {
@@ -235,8 +425,13 @@ fn train_plan(a: &RunArgs, retry: bool) -> anyhow::Result<()> {
         eprintln!("\nstopping: every run writes a checkpoint; `nerlab experiment run` resumes");
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
     });
+    let todo = if a.points.is_empty() {
+        plan.points.len()
+    } else {
+        a.points.len()
+    };
     let bar = (!a.quiet).then(|| {
-        let b = ProgressBar::new(plan.points.len() as u64);
+        let b = ProgressBar::new(todo as u64);
         b.set_style(
             ProgressStyle::with_template(
                 "{bar:30} {pos}/{len} runs [{elapsed_precise} < {eta_precise}] {msg}",
@@ -249,12 +444,22 @@ fn train_plan(a: &RunArgs, retry: bool) -> anyhow::Result<()> {
         bar,
         counts: Mutex::new((0, 0, Vec::new())),
     };
+    if let Some(&i) = a.points.iter().find(|&&i| i >= plan.points.len()) {
+        anyhow::bail!(
+            "--point {i}: {} has {} points (0 to {})",
+            a.file.display(),
+            plan.points.len(),
+            plan.points.len().saturating_sub(1)
+        );
+    }
     let opts = RunOptions {
         jobs: a.jobs,
         threads: a.threads,
         retry_failed: retry,
+        devices: a.devices.clone(),
+        only: (!a.points.is_empty()).then(|| a.points.clone()),
     };
-    let outcomes = run_plan(&plan, opts, &control, &progress);
+    let outcomes = run_plan(&plan, &opts, &control, &progress);
     if let Some(b) = &progress.bar {
         b.finish_and_clear();
     }

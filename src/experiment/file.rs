@@ -42,9 +42,31 @@ pub struct ExperimentFile {
     /// grid; the variant's name is an axis (`variant`).
     #[serde(default)]
     pub variants: toml::Table,
+    /// Earlier stages, by name: each a complete run configuration of its own and a grid, trained
+    /// before the main stage. A main-stage point with `init_from = "stage:NAME"` is crossed with
+    /// every point of stage NAME and starts from that run's best model; the stage's axes become
+    /// axes of the main stage as `NAME.<axis>`. So each source trains once and is fine-tuned for
+    /// every K and seed.
+    #[serde(default)]
+    pub stages: BTreeMap<String, Stage>,
     #[serde(default)]
     pub report: ReportSpec,
 }
+
+/// An earlier stage (see [`ExperimentFile::stages`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    /// The stage's run configuration (not merged with the main `[base]`).
+    #[serde(default)]
+    pub base: toml::Table,
+    /// Dotted key -> values: every combination (the seed included, if it is a key).
+    #[serde(default)]
+    pub grid: toml::Table,
+}
+
+/// How a main-stage `init_from` names a stage: `stage:NAME`.
+pub const STAGE_PREFIX: &str = "stage:";
 
 /// What `nerlab experiment report` shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

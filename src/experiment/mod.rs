@@ -9,10 +9,14 @@
 
 mod file;
 mod plan;
+pub mod plot;
 mod report;
 mod runner;
+pub mod slurm;
+mod templates;
 
-pub use file::{ExperimentFile, ReportSpec};
+pub use file::{ExperimentFile, ReportSpec, STAGE_PREFIX, Stage};
 pub use plan::{Plan, Point, plan};
-pub use report::{Group, Report, SEED, Value, metric_of, report};
+pub use report::{Group, Pivot, Report, SEED, Value, metric_of, report};
 pub use runner::{Outcome, PointState, Progress, RunOptions, Silent, run, state_of};
+pub use templates::{Sizes, Template};

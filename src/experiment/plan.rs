@@ -9,19 +9,24 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use super::file::ExperimentFile;
+use super::file::{ExperimentFile, STAGE_PREFIX};
 use crate::train::RunConfig;
 
 /// One point of the plan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Point {
     /// The value of every axis at this point (dotted key -> value as written, strings unquoted).
+    /// A stage's axes are `<stage>.<axis>`.
     pub axes: BTreeMap<String, String>,
     /// 16 hex digits identifying the resolved configuration and its data.
     pub id: String,
     /// The run's folder name: the axis values and the identity.
     pub name: String,
     pub config: RunConfig,
+    /// The earlier stage this point belongs to (none: the main stage).
+    pub stage: Option<String>,
+    /// The index of the stage point this one starts from (`init_from = "stage:NAME"`).
+    pub needs: Option<usize>,
 }
 
 impl Point {
@@ -30,14 +35,21 @@ impl Point {
     }
 }
 
-/// The plan of an experiment: its points, in a fixed order.
+/// The plan of an experiment: its points, in a fixed order (earlier stages first).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub name: String,
     pub out: PathBuf,
-    /// The axes, in the order points vary (the last fastest).
+    /// The axes, in the order points vary (the last fastest); a stage's axes first.
     pub axes: Vec<String>,
     pub points: Vec<Point>,
+}
+
+impl Plan {
+    /// The main stage's points (those an experiment reports).
+    pub fn main_points(&self) -> impl Iterator<Item = &Point> {
+        self.points.iter().filter(|p| p.stage.is_none())
+    }
 }
 
 /// One axis setting: which keys it sets (a variant sets several) and its label.
@@ -45,67 +57,51 @@ type Setting = (String, Vec<(String, toml::Value)>);
 
 /// Expands `file` into its points (see the module docs).
 pub fn plan(file: &ExperimentFile) -> anyhow::Result<Plan> {
-    let mut axes: Vec<(String, Vec<Setting>)> = Vec::new();
-    if !file.variants.is_empty() {
-        let mut settings = Vec::new();
-        for (name, v) in &file.variants {
-            let toml::Value::Table(t) = v else {
-                bail!("variants.{name}: expected a table of keys to set");
-            };
-            settings.push((name.clone(), flatten(t)));
+    let mut points: Vec<Point> = Vec::new();
+    let mut stage_points: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    let mut stage_axes: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (name, stage) in &file.stages {
+        let (axes, tables) = expand(
+            &stage.base,
+            &stage.grid,
+            &toml::Table::new(),
+            &toml::Table::new(),
+        )
+        .with_context(|| format!("stages.{name}"))?;
+        let prefixed = |a: &String| format!("{name}.{a}");
+        stage_axes.insert(name, axes.iter().map(prefixed).collect());
+        for (table, shown) in tables {
+            let shown = shown
+                .iter()
+                .map(|(k, v)| (prefixed(k), v.clone()))
+                .collect();
+            stage_points.entry(name).or_default().push(points.len());
+            let out = file.out.join(name);
+            points.push(point(file, &out, table, shown, None)?.in_stage(name));
         }
-        axes.push(("variant".into(), settings));
     }
-    if !file.zip.is_empty() {
-        let lists = lists_of(&file.zip, "zip")?;
-        let n = lists[0].1.len();
-        if let Some((k, l)) = lists.iter().find(|(_, l)| l.len() != n) {
-            bail!("zip: {k} has {} values but {} has {n}", l.len(), lists[0].0);
-        }
-        let label = lists
-            .iter()
-            .map(|(k, _)| k.as_str())
-            .collect::<Vec<_>>()
-            .join("+");
-        let settings = (0..n)
-            .map(|i| {
-                let sets: Vec<(String, toml::Value)> = lists
-                    .iter()
-                    .map(|(k, l)| (k.clone(), l[i].clone()))
-                    .collect();
-                let shown = sets
-                    .iter()
-                    .map(|(_, v)| show(v))
-                    .collect::<Vec<_>>()
-                    .join("+");
-                (shown, sets)
-            })
-            .collect();
-        axes.push((label, settings));
-    }
-    // The seed varies fastest, so the seeds of one setting sit together.
-    let mut grid = lists_of(&file.grid, "grid")?;
-    grid.sort_by_key(|(k, _)| k == "seed");
-    for (key, values) in grid {
-        let settings = values
-            .into_iter()
-            .map(|v| (show(&v), vec![(key.clone(), v)]))
-            .collect();
-        axes.push((key, settings));
-    }
-    let mut points = Vec::new();
-    for combo in combinations(&axes) {
-        let mut table = file.base.clone();
-        let mut shown = BTreeMap::new();
-        for (axis, (label, sets)) in axes.iter().zip(&combo) {
-            shown.insert(axis.0.clone(), label.clone());
-            for (key, value) in sets.iter() {
-                set_dotted(&mut table, key, value.clone())
-                    .with_context(|| format!("setting {key} for {}", axis.0))?;
+    let (main_axes, tables) = expand(&file.base, &file.grid, &file.zip, &file.variants)?;
+    let mut axes: Vec<String> = Vec::new();
+    for (table, shown) in tables {
+        let Some(stage) = stage_named(&table, file)? else {
+            points.push(point(file, &file.out, table, shown, None)?);
+            continue;
+        };
+        for a in &stage_axes[stage] {
+            if !axes.contains(a) {
+                axes.push(a.clone());
             }
         }
-        points.push(point(file, table, shown)?);
+        for &src in &stage_points[stage] {
+            let mut shown = shown.clone();
+            shown.extend(points[src].axes.clone());
+            let source = (points[src].id.clone(), points[src].dir());
+            let mut p = point(file, &file.out, table.clone(), shown, Some(source))?;
+            p.needs = Some(src);
+            points.push(p);
+        }
     }
+    axes.extend(main_axes);
     let mut seen = BTreeMap::new();
     for p in &points {
         if let Some(other) = seen.insert(p.id.clone(), &p.axes) {
@@ -118,9 +114,107 @@ pub fn plan(file: &ExperimentFile) -> anyhow::Result<Plan> {
     Ok(Plan {
         name: file.name.clone(),
         out: file.out.clone(),
-        axes: axes.into_iter().map(|(k, _)| k).collect(),
+        axes,
         points,
     })
+}
+
+/// The stage a resolved main-stage table starts from (`init_from = "stage:NAME"`), checked.
+fn stage_named<'f>(
+    table: &toml::Table,
+    file: &'f ExperimentFile,
+) -> anyhow::Result<Option<&'f str>> {
+    let Some(toml::Value::String(from)) = table.get("init_from") else {
+        return Ok(None);
+    };
+    let Some(name) = from.strip_prefix(STAGE_PREFIX) else {
+        return Ok(None);
+    };
+    match file.stages.get_key_value(name) {
+        Some((k, _)) => Ok(Some(k.as_str())),
+        None => bail!(
+            "init_from = \"{from}\": the file has no [stages.{name}] (stages: {})",
+            file.stages.keys().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// Every resolved table of a base varied by variants, zipped lists and a grid, with the axis
+/// values of each; and the axes, in the order they vary.
+#[allow(clippy::type_complexity)]
+fn expand(
+    base: &toml::Table,
+    grid: &toml::Table,
+    zip: &toml::Table,
+    variants: &toml::Table,
+) -> anyhow::Result<(Vec<String>, Vec<(toml::Table, BTreeMap<String, String>)>)> {
+    let mut axes: Vec<(String, Vec<Setting>)> = Vec::new();
+    if !variants.is_empty() {
+        let mut settings = Vec::new();
+        for (name, v) in variants {
+            let toml::Value::Table(t) = v else {
+                bail!("variants.{name}: expected a table of keys to set");
+            };
+            settings.push((name.clone(), flatten(t)));
+        }
+        axes.push(("variant".into(), settings));
+    }
+    if !zip.is_empty() {
+        axes.push(zipped(zip)?);
+    }
+    // The seed varies fastest, so the seeds of one setting sit together.
+    let mut lists = lists_of(grid, "grid")?;
+    lists.sort_by_key(|(k, _)| k == "seed");
+    for (key, values) in lists {
+        let settings = values
+            .into_iter()
+            .map(|v| (show(&v), vec![(key.clone(), v)]))
+            .collect();
+        axes.push((key, settings));
+    }
+    let mut out = Vec::new();
+    for combo in combinations(&axes) {
+        let mut table = base.clone();
+        let mut shown = BTreeMap::new();
+        for (axis, (label, sets)) in axes.iter().zip(&combo) {
+            shown.insert(axis.0.clone(), label.clone());
+            for (key, value) in sets.iter() {
+                set_dotted(&mut table, key, value.clone())
+                    .with_context(|| format!("setting {key} for {}", axis.0))?;
+            }
+        }
+        out.push((table, shown));
+    }
+    Ok((axes.into_iter().map(|(k, _)| k).collect(), out))
+}
+
+/// The `[zip]` lists as one axis: the i-th value of every list together.
+fn zipped(zip: &toml::Table) -> anyhow::Result<(String, Vec<Setting>)> {
+    let lists = lists_of(zip, "zip")?;
+    let n = lists[0].1.len();
+    if let Some((k, l)) = lists.iter().find(|(_, l)| l.len() != n) {
+        bail!("zip: {k} has {} values but {} has {n}", l.len(), lists[0].0);
+    }
+    let label = lists
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect::<Vec<_>>()
+        .join("+");
+    let settings = (0..n)
+        .map(|i| {
+            let sets: Vec<(String, toml::Value)> = lists
+                .iter()
+                .map(|(k, l)| (k.clone(), l[i].clone()))
+                .collect();
+            let shown = sets
+                .iter()
+                .map(|(_, v)| show(v))
+                .collect::<Vec<_>>()
+                .join("+");
+            (shown, sets)
+        })
+        .collect();
+    Ok((label, settings))
 }
 
 /// Every combination of the axes' settings, the last axis fastest.
@@ -196,18 +290,26 @@ fn show(v: &toml::Value) -> String {
     }
 }
 
-/// The point of `table`, a resolved base with its axes set.
+/// The point of `table`, a resolved base with its axes set, written under `out`; `source` is the
+/// stage run it starts from (its identity and folder).
 fn point(
     file: &ExperimentFile,
+    out: &Path,
     table: toml::Table,
     axes: BTreeMap<String, String>,
+    source: Option<(String, PathBuf)>,
 ) -> anyhow::Result<Point> {
     let text = toml::to_string(&table)?;
     let mut config = RunConfig::from_toml(&text)
         .map_err(|e| anyhow::anyhow!("{} at {axes:?}: {e:#}", file.name))?;
+    // Where a run is written, and the threads and device that train it, are not the run.
     config.name = None;
     config.out = PathBuf::new();
     config.threads = None;
+    config.device = RunConfig::default().device;
+    if let Some((id, _)) = &source {
+        config.init_from = Some(format!("{STAGE_PREFIX}{id}"));
+    }
     let mut identity = config.to_toml()?;
     for src in config
         .data
@@ -216,17 +318,27 @@ fn point(
         .chain(&config.data.dev)
         .chain(&config.data.eval)
         .chain(config.finetune.iter().flat_map(|f| &f.train))
-        .chain(&config.init_from)
+        .chain(config.init_from.iter().filter(|_| source.is_none()))
     {
         identity.push('\n');
         identity.push_str(&fingerprint(Path::new(src)));
     }
     let id = format!("{:016x}", fnv1a(identity.as_bytes()));
     let name = format!("{}{}", slug(&axes), &id[..8]);
-    config.out = file.out.clone();
+    // Back to what the file says for everything that is not the identity.
+    let mut config = RunConfig::from_toml(&text)
+        .map_err(|e| anyhow::anyhow!("{} at {axes:?}: {e:#}", file.name))?;
+    config.out = out.to_path_buf();
     config.name = Some(name.clone());
+    if let Some((_, dir)) = &source {
+        config.init_from = Some(dir.display().to_string());
+    }
+    // A stage's run need not exist yet when the plan is made.
     let errors = config.validate();
-    if let Some(e) = errors.first() {
+    if let Some(e) = errors
+        .iter()
+        .find(|e| !(source.is_some() && e.field == "init_from"))
+    {
         bail!("{} at {axes:?}: {}: {}", file.name, e.field, e.reason);
     }
     Ok(Point {
@@ -234,7 +346,16 @@ fn point(
         id,
         name,
         config,
+        stage: None,
+        needs: None,
     })
+}
+
+impl Point {
+    fn in_stage(mut self, stage: &str) -> Self {
+        self.stage = Some(stage.to_string());
+        self
+    }
 }
 
 /// What identifies a local corpus's contents: its size and a hash of its bytes (a folder: of
@@ -403,6 +524,62 @@ train.fgm_epsilon = 1.0
             .map(|q| (q.config.train.lr, q.config.train.epochs))
             .collect();
         assert!(lrs.contains(&(0.002, 4)) && !lrs.contains(&(0.002, 2)));
+    }
+
+    const STAGED: &str = r#"
+name = "transfer"
+out = "runs/transfer"
+[stages.source.base]
+data.train = ["builtin:demo/train"]
+data.dev = "builtin:demo/dev"
+model.source = "char"
+[stages.source.grid]
+"train.epochs" = [1, 2]
+[base]
+init_from = "stage:source"
+data.train = ["builtin:demo/train"]
+data.dev = "builtin:demo/dev"
+model.source = "char"
+[grid]
+"data.k_shot" = [1, 2]
+seed = [1, 2]
+"#;
+
+    #[test]
+    fn a_stage_trains_once_and_every_main_point_starts_from_one_of_its_runs() {
+        let p = plan(&file(STAGED)).unwrap();
+        assert_eq!(p.axes, ["source.train.epochs", "data.k_shot", "seed"]);
+        assert_eq!(p.points.len(), 2 + 2 * 2 * 2);
+        let (stage, main): (Vec<&Point>, Vec<&Point>) =
+            p.points.iter().partition(|q| q.stage.is_some());
+        assert_eq!(stage.len(), 2);
+        assert!(
+            stage
+                .iter()
+                .all(|q| q.dir().starts_with("runs/transfer/source"))
+        );
+        assert_eq!(main.len(), p.main_points().count());
+        for q in main {
+            let src = &p.points[q.needs.unwrap()];
+            assert_eq!(src.stage.as_deref(), Some("source"));
+            assert_eq!(
+                q.config.init_from.as_deref(),
+                Some(src.dir().display().to_string().as_str())
+            );
+            assert_eq!(
+                q.axes["source.train.epochs"],
+                src.axes["source.train.epochs"]
+            );
+        }
+        // Where the experiment is written is not part of any identity.
+        let moved = plan(&file(&STAGED.replace("runs/transfer", "elsewhere"))).unwrap();
+        let ids = |p: &Plan| p.points.iter().map(|q| q.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&moved), ids(&p));
+        let e = format!(
+            "{:#}",
+            plan(&file(&STAGED.replace("stage:source", "stage:sorce"))).unwrap_err()
+        );
+        assert!(e.contains("no [stages.sorce] (stages: source)"), "{e}");
     }
 
     #[test]

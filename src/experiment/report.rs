@@ -1,7 +1,9 @@
 //! The experiment's results: each run's metric (from its `report.json`: the best dev checkpoint's
 //! scores), grouped by every axis but the seed, with the number of seeds, the mean, the sample
-//! standard deviation and a 95 % bootstrap interval of the mean; as JSON, CSV and a Markdown pivot
-//! table in the layout the file asks for.
+//! standard deviation and a 95 % bootstrap interval of the mean; with a baseline, each group's
+//! comparison with it by Almost Stochastic Order over the seeds and by a paired bootstrap over the
+//! dev sentences (from the runs' saved dev predictions); as JSON, CSV and a Markdown pivot table in
+//! the layout the file asks for.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,10 +13,16 @@ use serde::Serialize;
 use super::file::ReportSpec;
 use super::plan::{Plan, Point};
 use super::runner::{PointState, state_of};
+use crate::data::hub::Hub;
+use crate::data::{Corpus, Format};
+use crate::infer::score_saved_predictions;
+use crate::metrics::Counts;
 use crate::metrics::aso::epsilon_min;
+use crate::metrics::paired::{self, PairedResult, paired_bootstrap, sentence_counts};
 use crate::metrics::percentile;
 use crate::rng::SplitMix64;
 use crate::train::run_dir::RunDir;
+use crate::train::sources::load_corpus;
 
 /// The axis that is averaged over.
 pub const SEED: &str = "seed";
@@ -48,7 +56,24 @@ pub struct Group {
     /// (over seeds; below [`ASO_THRESHOLD`] reads as better). None for the baseline itself, or
     /// without values on both sides.
     pub aso_vs_baseline: Option<f64>,
+    /// The paired bootstrap of this setting's dev micro F1 against the baseline's, over the same
+    /// dev sentences (mean over seeds on each side). None where ASO is, or where the runs' dev
+    /// corpora differ or their predictions cannot be read.
+    pub paired_vs_baseline: Option<Paired>,
 }
+
+/// A paired bootstrap comparison: delta of the mean dev micro F1, its 95 % interval, the one-sided
+/// p-value, and the sentences and resamples it used.
+pub type Paired = PairedResult;
+
+/// How results.json and report.md name the comparison over seeds.
+pub const ASO_TEST: &str = "Almost Stochastic Order over seeds (deepsig)";
+
+/// How results.json and report.md name the comparison over sentences.
+pub const PAIRED_TEST: &str = "paired bootstrap over dev sentences";
+
+/// The confidence of ASO (before the Bonferroni correction).
+const ASO_CONFIDENCE: f64 = 0.95;
 
 /// deepsig's recommended threshold on epsilon_min (Ulmer et al. 2022).
 pub const ASO_THRESHOLD: f64 = 0.2;
@@ -63,6 +88,8 @@ pub struct Report {
     pub metric: String,
     pub axes: Vec<String>,
     pub groups: Vec<Group>,
+    /// The setting the groups are compared with (axis -> value; empty: no comparisons).
+    pub baseline: BTreeMap<String, String>,
 }
 
 /// The value at a dotted path of a run's report; a key may itself hold dots (a corpus path).
@@ -86,7 +113,7 @@ pub fn metric_of(report: &serde_json::Value, path: &str) -> Option<f64> {
 pub fn report(plan: &Plan, spec: &ReportSpec) -> Report {
     let mut groups: BTreeMap<Vec<(String, String)>, Group> = BTreeMap::new();
     let mut order = Vec::new();
-    for point in &plan.points {
+    for point in plan.main_points() {
         let key: Vec<(String, String)> = point
             .axes
             .iter()
@@ -104,6 +131,7 @@ pub fn report(plan: &Plan, spec: &ReportSpec) -> Report {
                 values: Vec::new(),
                 pending: 0,
                 aso_vs_baseline: None,
+                paired_vs_baseline: None,
             }
         });
         match result(point, &spec.metric) {
@@ -127,18 +155,20 @@ pub fn report(plan: &Plan, spec: &ReportSpec) -> Report {
             g
         })
         .collect();
-    compare_with_baseline(&mut groups, &spec.baseline);
+    compare_with_baseline(&mut groups, plan, &spec.baseline);
     Report {
         experiment: plan.name.clone(),
         metric: spec.metric.clone(),
         axes: plan.axes.iter().filter(|a| *a != SEED).cloned().collect(),
         groups,
+        baseline: spec.baseline.clone(),
     }
 }
 
 /// Each group's ASO epsilon_min against the group that differs from it only on the baseline's
-/// axes, set to the baseline's values; Bonferroni-corrected over all the comparisons made.
-fn compare_with_baseline(groups: &mut [Group], baseline: &BTreeMap<String, String>) {
+/// axes, set to the baseline's values (Bonferroni-corrected over all the comparisons made), and
+/// the paired bootstrap of the same pair over the dev sentences.
+fn compare_with_baseline(groups: &mut [Group], plan: &Plan, baseline: &BTreeMap<String, String>) {
     if baseline.is_empty() {
         return;
     }
@@ -151,15 +181,94 @@ fn compare_with_baseline(groups: &mut [Group], baseline: &BTreeMap<String, Strin
             (j != i && groups[i].n > 0 && groups[j].n > 0).then_some((i, j))
         })
         .collect();
+    let mut dev = DevCounts::new(plan);
     for &(i, j) in &pairs {
         groups[i].aso_vs_baseline = epsilon_min(
             &values(&groups[i]),
             &values(&groups[j]),
-            0.95,
+            ASO_CONFIDENCE,
             pairs.len(),
             ASO_ITERATIONS,
             0xA50,
         );
+        groups[i].paired_vs_baseline = dev.paired(&groups[i], &groups[j]);
+    }
+}
+
+/// The per-sentence dev counts of done runs, each read once (a baseline group is compared with
+/// many), re-scored from the run's saved dev predictions as the workbench does.
+struct DevCounts<'a> {
+    points: BTreeMap<&'a str, &'a Point>,
+    /// Gold dev corpora by source and format; None where one could not be read.
+    gold: Vec<(String, Option<Format>, Option<Corpus>)>,
+    /// Each run's counts by run name; None where they could not be read.
+    runs: BTreeMap<String, Option<Vec<Counts>>>,
+}
+
+impl<'a> DevCounts<'a> {
+    fn new(plan: &'a Plan) -> Self {
+        Self {
+            points: plan.points.iter().map(|p| (p.name.as_str(), p)).collect(),
+            gold: Vec::new(),
+            runs: BTreeMap::new(),
+        }
+    }
+
+    /// The paired bootstrap of `system`'s runs against `baseline`'s, or None when their dev
+    /// corpora differ (source, format or sentence count) or a run's predictions cannot be read.
+    fn paired(&mut self, system: &Group, baseline: &Group) -> Option<Paired> {
+        // One dev corpus for every run: the same source read in the same format.
+        let mut sources = system.values.iter().chain(&baseline.values).map(|v| {
+            let data = &self.points.get(v.run.as_str())?.config.data;
+            Some((data.dev.clone()?, data.format))
+        });
+        let first = sources.next()??;
+        if !sources.all(|s| s.as_ref() == Some(&first)) {
+            return None;
+        }
+        let mut side = |g: &Group| -> Option<Vec<Vec<Counts>>> {
+            g.values.iter().map(|v| self.counts(&v.run)).collect()
+        };
+        let system = side(system)?;
+        let baseline = side(baseline)?;
+        paired_bootstrap(&system, &baseline, paired::RESAMPLES, paired::SEED)
+    }
+
+    fn counts(&mut self, run: &str) -> Option<Vec<Counts>> {
+        if let Some(c) = self.runs.get(run) {
+            return c.clone();
+        }
+        let c = self.read(run);
+        self.runs.insert(run.to_string(), c.clone());
+        c
+    }
+
+    /// A run's dev predictions scored against its gold dev corpus, sentence by sentence.
+    fn read(&mut self, run: &str) -> Option<Vec<Counts>> {
+        let point: &'a Point = self.points.get(run).copied()?;
+        let data = &point.config.data;
+        let gold = self.gold(data.dev.as_deref()?, data.format)?;
+        let scored = score_saved_predictions(&point.dir(), gold).ok()?;
+        Some(sentence_counts(
+            &scored.report.gold_spans,
+            &scored.report.pred_spans,
+        ))
+    }
+
+    fn gold(&mut self, src: &str, format: Option<Format>) -> Option<&Corpus> {
+        let at = match self
+            .gold
+            .iter()
+            .position(|(s, f, _)| s == src && *f == format)
+        {
+            Some(at) => at,
+            None => {
+                let corpus = load_corpus(src, format, &Hub::from_env(true)).ok();
+                self.gold.push((src.to_string(), format, corpus));
+                self.gold.len() - 1
+            }
+        };
+        self.gold[at].2.as_ref()
     }
 }
 
@@ -195,8 +304,10 @@ fn bootstrap_ci(v: &[f64]) -> Option<[f64; 2]> {
 }
 
 impl Report {
-    /// `results.json`: the metric and the groups, each with its axis values under their keys.
+    /// `results.json`: the metric and the groups, each with its axis values under their keys;
+    /// with a baseline, each compared group's tests (`aso`, `paired_bootstrap`) named in `test`.
     pub fn to_json(&self) -> serde_json::Value {
+        let comparisons = self.comparisons();
         let groups: Vec<serde_json::Value> = self
             .groups
             .iter()
@@ -215,6 +326,9 @@ impl Report {
                     "aso_vs_baseline".into(),
                     serde_json::json!(g.aso_vs_baseline),
                 );
+                let (aso, paired) = self.comparison_json(g, comparisons);
+                o.insert("aso".into(), aso);
+                o.insert("paired_bootstrap".into(), paired);
                 serde_json::Value::Object(o)
             })
             .collect();
@@ -222,8 +336,57 @@ impl Report {
             "experiment": self.experiment,
             "metric": self.metric,
             "axes": self.axes,
+            "baseline": self.baseline,
             "groups": groups,
         })
+    }
+
+    /// The comparisons made (one per group with a baseline group, both with values), which
+    /// ASO's Bonferroni correction counts.
+    fn comparisons(&self) -> usize {
+        self.groups
+            .iter()
+            .filter(|g| g.aso_vs_baseline.is_some())
+            .count()
+    }
+
+    /// A group's `aso` and `paired_bootstrap` objects (null where not compared), each naming its
+    /// test and the baseline setting it was compared with.
+    fn comparison_json(
+        &self,
+        g: &Group,
+        comparisons: usize,
+    ) -> (serde_json::Value, serde_json::Value) {
+        let mut base = g.axes.clone();
+        base.extend(self.baseline.clone());
+        let aso = g.aso_vs_baseline.map_or(serde_json::Value::Null, |e| {
+            let better = e < ASO_THRESHOLD;
+            serde_json::json!({
+                "test": ASO_TEST,
+                "baseline": base,
+                "epsilon_min": e,
+                "threshold": ASO_THRESHOLD,
+                "better": better,
+                "confidence": ASO_CONFIDENCE,
+                "bonferroni_comparisons": comparisons,
+                "iterations": ASO_ITERATIONS,
+            })
+        });
+        let paired = g.paired_vs_baseline.map_or(serde_json::Value::Null, |p| {
+            serde_json::json!({
+                "test": PAIRED_TEST,
+                "baseline": base,
+                "metric": "dev micro F1 (strict entity spans), mean over seeds",
+                "delta": p.delta,
+                "ci95": p.ci95,
+                "p": p.p,
+                "alternative": "one-sided: the setting is better than the baseline",
+                "sentences": p.sentences,
+                "resamples": p.resamples,
+                "seed": p.seed,
+            })
+        });
+        (aso, paired)
     }
 
     /// `results.csv`: one line per group.
@@ -238,6 +401,8 @@ impl Report {
             "ci95_high",
             "pending",
             "aso_vs_baseline",
+            "delta_vs_baseline",
+            "p_paired",
         ]);
         out += &head.join(",");
         out.push('\n');
@@ -255,6 +420,8 @@ impl Report {
             row.push(num(g.ci95.map(|c| c[1])));
             row.push(g.pending.to_string());
             row.push(num(g.aso_vs_baseline));
+            row.push(num(g.paired_vs_baseline.map(|p| p.delta)));
+            row.push(num(g.paired_vs_baseline.map(|p| p.p)));
             out += &row.join(",");
             out.push('\n');
         }
@@ -263,28 +430,37 @@ impl Report {
 
     /// `report.md`: the pivot table (rows x columns as the file asks; by default one row per
     /// group) of `mean ± sd (n)`, and a footer saying how the numbers were made.
-    pub fn to_markdown(&self, spec: &ReportSpec) -> String {
-        let rows: Vec<String> = if spec.rows.is_empty() && spec.columns.is_empty() {
+    /// The groups laid out as the file asks: rows x columns (see [`Pivot`]).
+    pub fn pivot(&self, spec: &ReportSpec) -> Pivot<'_> {
+        let row_axes: Vec<String> = if spec.rows.is_empty() && spec.columns.is_empty() {
             self.axes.clone()
         } else {
             spec.rows.clone()
         };
-        let key = |g: &Group, axes: &[String]| -> Vec<String> {
-            axes.iter()
-                .map(|a| g.axes.get(a).cloned().unwrap_or_default())
-                .collect()
-        };
-        let mut row_keys: Vec<Vec<String>> = Vec::new();
-        let mut col_keys: Vec<Vec<String>> = Vec::new();
+        let col_axes = spec.columns.clone();
+        let mut rows: Vec<Vec<String>> = Vec::new();
+        let mut columns: Vec<Vec<String>> = Vec::new();
         for g in &self.groups {
-            let (r, c) = (key(g, &rows), key(g, &spec.columns));
-            if !row_keys.contains(&r) {
-                row_keys.push(r);
+            let (r, c) = (key_of(g, &row_axes), key_of(g, &col_axes));
+            if !rows.contains(&r) {
+                rows.push(r);
             }
-            if !col_keys.contains(&c) {
-                col_keys.push(c);
+            if !columns.contains(&c) {
+                columns.push(c);
             }
         }
+        Pivot {
+            report: self,
+            row_axes,
+            col_axes,
+            rows,
+            columns,
+        }
+    }
+
+    pub fn to_markdown(&self, spec: &ReportSpec) -> String {
+        let pivot = self.pivot(spec);
+        let (rows, row_keys, col_keys) = (&pivot.row_axes, &pivot.rows, &pivot.columns);
         let mut out = format!("# {}: {}\n\n", self.experiment, self.metric);
         let col_name = |c: &[String]| {
             if c.is_empty() {
@@ -308,16 +484,11 @@ impl Report {
                 .join(" | ")
         );
         let _ = writeln!(out, "|---|{}", "---|".repeat(col_keys.len()));
-        for r in &row_keys {
+        for r in row_keys {
             let cells: Vec<String> = col_keys
                 .iter()
                 .map(|c| {
-                    // Groups that fall in this cell (axes outside rows and columns pooled apart).
-                    let hits: Vec<&Group> = self
-                        .groups
-                        .iter()
-                        .filter(|g| &key(g, &rows) == r && &key(g, &spec.columns) == c)
-                        .collect();
+                    let hits = pivot.cell(r, c);
                     hits.iter().map(|g| cell(g)).collect::<Vec<_>>().join("; ")
                 })
                 .collect();
@@ -332,6 +503,13 @@ impl Report {
                 cells.join(" | ")
             );
         }
+        out += &self.footer(spec);
+        out
+    }
+
+    /// What the cells hold and how the comparisons with the baseline were made.
+    fn footer(&self, spec: &ReportSpec) -> String {
+        let mut out = String::new();
         let seeds: Vec<usize> = self.groups.iter().map(|g| g.n).collect();
         let (lo, hi) = (
             seeds.iter().min().copied().unwrap_or(0),
@@ -359,12 +537,25 @@ impl Report {
                 .collect();
             let _ = write!(
                 out,
-                "\nε: Almost Stochastic Order (Dror et al. 2019, computed as deepsig does), the \
-                 epsilon_min that a cell's setting is better than the baseline ({}) with the other \
-                 axes equal, over seeds; confidence 0.95, Bonferroni-corrected over the \
-                 comparisons, {ASO_ITERATIONS} bootstrap iterations. * marks ε below \
-                 {ASO_THRESHOLD} (better than the baseline); 0.5 and above is no evidence.\n",
-                base.join(", ")
+                "\nCompared with the baseline ({}), the other axes equal (comparisons: {}).\n\n\
+                 ε: {ASO_TEST}: Almost Stochastic Order (Dror et al. 2019) as deepsig computes it \
+                 (Ulmer et al. 2022), the epsilon_min that a cell's setting is better than the \
+                 baseline over seeds, on `{}`; confidence {ASO_CONFIDENCE}, Bonferroni-corrected \
+                 over the comparisons, {ASO_ITERATIONS} bootstrap iterations. * marks ε below \
+                 {ASO_THRESHOLD} (better than the baseline); 0.5 and above is no evidence.\n\n\
+                 Δ, p: {PAIRED_TEST}: the best checkpoints' saved dev predictions re-scored \
+                 (dev micro F1, nerlab's strict entity scorer, whatever the metric above), \
+                 the same sentences resampled with replacement for every run of both settings \
+                 ({} resamples, seed {}); Δ is the mean over seeds of the setting's F1 minus the \
+                 baseline's on all the sentences, p the one-sided share of resamples where the \
+                 setting is not better, (k + 1) / (resamples + 1), not corrected for multiple \
+                 comparisons. The 95 % interval of Δ is in results.json. No Δ where the runs' dev \
+                 corpora differ or their predictions cannot be read.\n",
+                base.join(", "),
+                self.comparisons(),
+                self.metric,
+                paired::RESAMPLES,
+                paired::SEED,
             );
         }
         out
@@ -372,7 +563,45 @@ impl Report {
 }
 
 /// `0.8123 ± 0.0041 (3)`, `0.8123 (1)`, or `-` while nothing is done; with a baseline, ASO's
-/// epsilon_min against it (`ε 0.04`, starred below the threshold).
+/// epsilon_min against it (`ε 0.04`, starred below the threshold) and the paired bootstrap's
+/// delta of dev micro F1 with its p-value (`Δ +0.0123 p 0.004`).
+/// The report as a table: one row per setting of the row axes, one column per setting of the
+/// column axes (in the order the groups come), each cell the groups that fall in it (axes
+/// outside rows and columns give a cell several groups, shown apart).
+pub struct Pivot<'r> {
+    pub report: &'r Report,
+    pub row_axes: Vec<String>,
+    pub col_axes: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+    pub columns: Vec<Vec<String>>,
+}
+
+impl Pivot<'_> {
+    pub fn cell(&self, row: &[String], column: &[String]) -> Vec<&Group> {
+        self.report
+            .groups
+            .iter()
+            .filter(|g| key_of(g, &self.row_axes) == row && key_of(g, &self.col_axes) == column)
+            .collect()
+    }
+
+    /// A row's or a column's label: its values joined (`all` for none).
+    pub fn label(key: &[String]) -> String {
+        if key.is_empty() {
+            "all".into()
+        } else {
+            key.join(" / ")
+        }
+    }
+}
+
+/// A group's values on `axes`.
+fn key_of(g: &Group, axes: &[String]) -> Vec<String> {
+    axes.iter()
+        .map(|a| g.axes.get(a).cloned().unwrap_or_default())
+        .collect()
+}
+
 fn cell(g: &Group) -> String {
     let mut out = match (g.mean, g.sd) {
         (Some(m), Some(s)) => format!("{m:.4} ± {s:.4} ({})", g.n),
@@ -382,6 +611,9 @@ fn cell(g: &Group) -> String {
     if let Some(e) = g.aso_vs_baseline {
         let star = if e < ASO_THRESHOLD { "*" } else { "" };
         out += &format!(" ε {e:.2}{star}");
+    }
+    if let Some(p) = g.paired_vs_baseline {
+        out += &format!(" Δ {:+.4} p {:.3}", p.delta, p.p);
     }
     out
 }
@@ -418,5 +650,93 @@ mod tests {
         assert!(lo >= 0.5 && hi <= 0.7 && lo < 0.6 && hi > 0.6, "{lo} {hi}");
         assert_eq!(sd(&[0.5]), None);
         assert_eq!(bootstrap_ci(&[0.5]), None);
+    }
+
+    fn group(head: &str, mean: f64, aso: Option<f64>, paired: Option<Paired>) -> Group {
+        Group {
+            axes: BTreeMap::from([("model.head".to_string(), head.to_string())]),
+            n: 1,
+            mean: Some(mean),
+            sd: None,
+            ci95: None,
+            values: vec![Value {
+                seed: "1".into(),
+                run: format!("{head}-1"),
+                value: mean,
+            }],
+            pending: 0,
+            aso_vs_baseline: aso,
+            paired_vs_baseline: paired,
+        }
+    }
+
+    #[test]
+    fn comparisons_name_their_tests_in_every_output() {
+        let baseline = BTreeMap::from([("model.head".to_string(), "softmax".to_string())]);
+        let paired = PairedResult {
+            delta: 0.02,
+            ci95: [0.01, 0.03],
+            p: 0.01,
+            sentences: 40,
+            resamples: 99,
+            seed: 5,
+        };
+        let r = Report {
+            experiment: "heads".into(),
+            metric: "dev.micro.f1".into(),
+            axes: vec!["model.head".into()],
+            groups: vec![
+                group("softmax", 0.80, None, None),
+                group("crf", 0.82, Some(0.1), Some(paired)),
+            ],
+            baseline: baseline.clone(),
+        };
+        let json = r.to_json();
+        assert_eq!(json["baseline"]["model.head"], "softmax");
+        let (soft, crf) = (&json["groups"][0], &json["groups"][1]);
+        assert!(soft["aso"].is_null() && soft["paired_bootstrap"].is_null());
+        assert_eq!(crf["aso_vs_baseline"].as_f64(), Some(0.1));
+        assert_eq!(crf["aso"]["test"], ASO_TEST);
+        assert_eq!(crf["aso"]["epsilon_min"].as_f64(), Some(0.1));
+        assert_eq!(crf["aso"]["bonferroni_comparisons"], 1);
+        assert_eq!(crf["aso"]["baseline"]["model.head"], "softmax");
+        let pb = &crf["paired_bootstrap"];
+        assert_eq!(pb["test"], "paired bootstrap over dev sentences");
+        assert_eq!(pb["delta"].as_f64(), Some(0.02));
+        assert_eq!(pb["ci95"][1].as_f64(), Some(0.03));
+        assert_eq!(pb["p"].as_f64(), Some(0.01));
+        assert_eq!(
+            (pb["sentences"].as_u64(), pb["resamples"].as_u64()),
+            (Some(40), Some(99))
+        );
+
+        let csv = r.to_csv();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert!(
+            lines[0].ends_with(",aso_vs_baseline,delta_vs_baseline,p_paired"),
+            "{csv}"
+        );
+        assert!(lines[1].ends_with(",,,"), "{csv}");
+        assert!(lines[2].ends_with(",0.1,0.02,0.01"), "{csv}");
+
+        let spec = ReportSpec {
+            baseline,
+            ..ReportSpec::default()
+        };
+        let md = r.to_markdown(&spec);
+        assert!(
+            md.contains("| crf | 0.8200 (1) ε 0.10* Δ +0.0200 p 0.010 |"),
+            "{md}"
+        );
+        assert!(md.contains("| softmax | 0.8000 (1) |"), "{md}");
+        for words in [
+            ASO_TEST,
+            "Ulmer et al. 2022",
+            "Bonferroni",
+            PAIRED_TEST,
+            "one-sided",
+        ] {
+            assert!(md.contains(words), "{words}: {md}");
+        }
     }
 }

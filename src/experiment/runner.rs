@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use super::plan::{Plan, Point};
+use crate::model::device::DeviceSpec;
 use crate::train::run_dir::{RunBusy, RunDir, RunState};
 use crate::train::{Control, train};
 
@@ -57,14 +58,19 @@ pub fn state_of(point: &Point) -> PointState {
 }
 
 /// How to run a plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RunOptions {
-    /// Runs trained at once.
+    /// Runs trained at once (with `devices`: one per device).
     pub jobs: usize,
     /// CPU threads of each run (default: the cores shared out among the jobs).
     pub threads: Option<usize>,
     /// Train failed runs again (their folders are moved aside first).
     pub retry_failed: bool,
+    /// One job per device, each training its runs there (none: every run on its configured
+    /// device).
+    pub devices: Vec<DeviceSpec>,
+    /// Only these points (indices into the plan; none: all). A Slurm array task runs one.
+    pub only: Option<Vec<usize>>,
 }
 
 /// What running did with one point.
@@ -81,6 +87,8 @@ pub enum Outcome {
     Failed(String),
     /// Stopped (Ctrl-C) before or while training: resumable.
     Stopped,
+    /// Not asked for (`RunOptions::only`).
+    Skipped,
 }
 
 /// Told as points start and end (a progress bar, the workbench).
@@ -93,28 +101,51 @@ pub trait Progress: Sync {
 pub struct Silent;
 impl Progress for Silent {}
 
-/// Runs every point of `plan` that is not done; one outcome per point, in plan order.
+/// Runs every point of `plan` that is not done; one outcome per point, in plan order (points not
+/// asked for are [`Outcome::Skipped`]). A point that starts from a stage's run waits for it.
 pub fn run(
     plan: &Plan,
-    opts: RunOptions,
+    opts: &RunOptions,
     control: &Control,
     progress: &dyn Progress,
 ) -> Vec<Outcome> {
-    let jobs = opts.jobs.max(1).min(plan.points.len().max(1));
+    let wanted: Vec<usize> = match &opts.only {
+        Some(only) => only.clone(),
+        None => (0..plan.points.len()).collect(),
+    };
+    let jobs = if opts.devices.is_empty() {
+        opts.jobs.max(1).min(wanted.len().max(1))
+    } else {
+        opts.devices.len()
+    };
     let threads = opts.threads.unwrap_or_else(|| {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         (cores / jobs).max(1)
     });
-    let queue: Mutex<VecDeque<usize>> = Mutex::new((0..plan.points.len()).collect());
+    let queue: Mutex<VecDeque<usize>> = Mutex::new(wanted.into_iter().collect());
     let outcomes: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; plan.points.len()]);
     std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| {
-                loop {
-                    let next = queue.lock().ok().and_then(|mut q| q.pop_front());
-                    let Some(i) = next else { break };
+        for job in 0..jobs {
+            let (queue, outcomes) = (&queue, &outcomes);
+            let device = opts.devices.get(job).copied();
+            scope.spawn(move || {
+                while let Some(i) = next_point(plan, queue, outcomes, control) {
                     let point = &plan.points[i];
-                    let outcome = run_point(point, opts, threads, control, progress);
+                    let outcome = match point.needs.map(|j| (j, state_of(&plan.points[j]))) {
+                        Some((_, PointState::Done)) | None => {
+                            let mut config = point.config.clone();
+                            config.threads = Some(threads);
+                            if let Some(d) = &device {
+                                config.device = *d;
+                            }
+                            run_point(point, config, opts.retry_failed, control, progress)
+                        }
+                        Some((j, state)) => Outcome::Failed(format!(
+                            "it starts from {}, which is {}",
+                            plan.points[j].dir().display(),
+                            state.name()
+                        )),
+                    };
                     progress.ended(point, &outcome);
                     if let Ok(mut o) = outcomes.lock() {
                         o[i] = Some(outcome);
@@ -127,14 +158,58 @@ pub fn run(
         .into_inner()
         .unwrap_or_default()
         .into_iter()
-        .map(|o| o.unwrap_or(Outcome::Stopped))
+        .enumerate()
+        .map(|(i, o)| {
+            o.unwrap_or(match &opts.only {
+                Some(only) if !only.contains(&i) => Outcome::Skipped,
+                _ => Outcome::Stopped,
+            })
+        })
         .collect()
+}
+
+/// How long a job waits before looking again for a point whose stage run is not finished.
+const WAIT_FOR_STAGE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The next point to train: the first queued one that does not wait for a stage run still
+/// training (here or in another process). None when the queue is empty or on a stop.
+fn next_point(
+    plan: &Plan,
+    queue: &Mutex<VecDeque<usize>>,
+    outcomes: &Mutex<Vec<Option<Outcome>>>,
+    control: &Control,
+) -> Option<usize> {
+    loop {
+        if control.stopped() {
+            return None;
+        }
+        {
+            let mut q = queue.lock().ok()?;
+            if q.is_empty() {
+                return None;
+            }
+            let ended = |j: usize| outcomes.lock().is_ok_and(|o| o[j].is_some());
+            let ready = |i: usize| match plan.points[i].needs {
+                None => true,
+                Some(j) => match state_of(&plan.points[j]) {
+                    PointState::Done | PointState::Failed => true,
+                    PointState::Running => false,
+                    // Not queued here, or ended here without finishing: nothing to wait for.
+                    PointState::Planned | PointState::Interrupted => ended(j) || !q.contains(&j),
+                },
+            };
+            if let Some(pos) = q.iter().position(|&i| ready(i)) {
+                return q.remove(pos);
+            }
+        }
+        std::thread::sleep(WAIT_FOR_STAGE);
+    }
 }
 
 fn run_point(
     point: &Point,
-    opts: RunOptions,
-    threads: usize,
+    config: crate::train::RunConfig,
+    retry_failed: bool,
     control: &Control,
     progress: &dyn Progress,
 ) -> Outcome {
@@ -144,7 +219,7 @@ fn run_point(
     let resume = match state_of(point) {
         PointState::Done => return Outcome::AlreadyDone,
         PointState::Running => return Outcome::Busy,
-        PointState::Failed if !opts.retry_failed => return Outcome::SkippedFailed,
+        PointState::Failed if !retry_failed => return Outcome::SkippedFailed,
         PointState::Failed => {
             if let Err(e) = move_aside(point) {
                 return Outcome::Failed(format!("{e:#}"));
@@ -154,8 +229,6 @@ fn run_point(
         PointState::Interrupted => true,
         PointState::Planned => false,
     };
-    let mut config = point.config.clone();
-    config.threads = Some(threads);
     progress.started(point, resume);
     let dir = point.dir();
     let result = train(

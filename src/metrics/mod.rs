@@ -1,6 +1,6 @@
 //! Scores, as pure functions over tags and spans (no candle, no egui): entity-level P/R/F1 in
 //! seqeval's two modes, KLUE's character F1, confusion matrices, error categories, the SemEval-2013
-//! schema as nervaluate computes it, calibration and bootstrap intervals.
+//! schema as nervaluate computes it, calibration, bootstrap intervals and paired comparisons.
 //!
 //! Each function follows one reference implementation exactly, and `tests/reference_scores.rs`
 //! checks them against numbers those implementations produced on perturbed real corpora.
@@ -12,6 +12,7 @@ pub mod char_f1;
 pub mod confusion;
 pub mod entity;
 pub mod errors;
+pub mod paired;
 pub mod report;
 pub mod semeval;
 
