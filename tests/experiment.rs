@@ -225,3 +225,85 @@ fn two_runners_started_together_train_every_point_once() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A stage trains each source once; main points start from their source's run and wait for it
+/// (two jobs at once); a source that fails fails its dependants with the reason, and the others
+/// still finish.
+#[test]
+fn main_points_wait_for_their_stage_run_and_a_failed_source_fails_only_its_own() {
+    let dir = fresh_dir("stages");
+    // A corpus whose only tag is not a BIO tag: training on it fails after planning.
+    let bad = dir.join("bad.conll");
+    std::fs::write(&bad, "서울 X-LOC\n\n부산 X-LOC\n\n").unwrap();
+    let text = format!(
+        r#"name = "staged"
+out = "{}"
+[stages.src.base]
+data.dev = "builtin:demo/dev"
+model.source = "char"
+train.epochs = 1
+model.char.hidden = 32
+model.char.layers = 1
+model.char.heads = 2
+model.char.intermediate = 64
+[stages.src.grid]
+"data.train" = [["builtin:demo/train"], ["{}"]]
+[base]
+init_from = "stage:src"
+data.train = ["builtin:demo/train"]
+data.dev = "builtin:demo/dev"
+data.k_shot = 2
+model.source = "char"
+train.epochs = 1
+[grid]
+seed = [1, 2]
+"#,
+        dir.join("runs").display(),
+        bad.display()
+    );
+    let file = dir.join("staged.toml");
+    std::fs::write(&file, text).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_nerlab"))
+        .args([
+            "experiment",
+            "run",
+            file.to_str().unwrap(),
+            "--quiet",
+            "--jobs",
+            "2",
+        ])
+        .args(["--threads", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "a source failed, so the run must say so"
+    );
+    let err = stderr(&o);
+    let pts = points(&file);
+    assert_eq!(pts.len(), 2 + 2 * 2);
+    let state = |i: usize| pts[i]["state"].as_str().unwrap().to_string();
+    let source = |p: &serde_json::Value| p["axes"]["src.data.train"].as_str().unwrap().to_string();
+    assert_eq!(state(0), "done");
+    assert_eq!(state(1), "failed");
+    for p in &pts[2..] {
+        let from_bad = source(p).contains("bad.conll");
+        let want = if from_bad { "planned" } else { "done" };
+        assert_eq!(p["state"], want, "{p}\n{err}");
+    }
+    assert_eq!(
+        err.matches(", which is failed").count(),
+        2,
+        "each dependant of the failed source says why:\n{err}"
+    );
+    // A done main point fine-tuned its source's run.
+    let done = pts[2..].iter().find(|p| p["state"] == "done").unwrap();
+    let run =
+        nerlab::train::run_dir::RunDir::open(Path::new(done["dir"].as_str().unwrap())).unwrap();
+    let cfg = run.config().unwrap();
+    assert_eq!(
+        cfg.init_from.as_deref(),
+        Some(pts[0]["dir"].as_str().unwrap())
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

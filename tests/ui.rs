@@ -339,7 +339,7 @@ fn tagger_shows_answers_and_where_two_runs_disagree() {
 
 #[test]
 fn experiments_table_lists_every_run() {
-    let (app, runs) = canned_app("experiments", PanelKind::Experiments);
+    let (app, runs) = canned_app("experiments", PanelKind::Table);
     let mut h = harness(app);
     settle(&mut h);
     h.get_by_label_contains("best micro F1");
@@ -542,4 +542,79 @@ fn a_failed_run_read_from_disk_shows_its_reason_everywhere() {
         }
     }
     std::fs::remove_dir_all(runs).unwrap();
+}
+
+/// The experiment page on an experiment the command line trained: it finds the experiment in the
+/// runs folder, lists every run with its state, fills the pivot table, and a cell opens its runs
+/// with their curves overlaid.
+#[test]
+fn the_experiment_page_shows_the_plan_and_results_and_a_cell_opens_its_runs() {
+    let dir = temp_dir("experiment-page");
+    let out = dir.join("runs").join("page");
+    let file = dir.join("page.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"name = "page"
+out = "{}"
+[base]
+data.train = ["builtin:demo/train"]
+data.dev = "builtin:demo/dev"
+model.source = "char"
+train.epochs = 1
+model.char.hidden = 32
+model.char.layers = 1
+model.char.heads = 2
+model.char.intermediate = 64
+[grid]
+"model.head" = ["softmax", "crf"]
+seed = [1]
+[report]
+rows = ["model.head"]
+"#,
+            out.display()
+        ),
+    )
+    .unwrap();
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_nerlab"));
+    let o = std::process::Command::new(&exe)
+        .args(["experiment", "run"])
+        .arg(&file)
+        .arg("--quiet")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut state = UiState {
+        panel: PanelKind::Experiment,
+        runs_dir: Some(dir.join("runs")),
+        ..UiState::default()
+    };
+    state.experiment.exe = Some(exe);
+    let app = NerlabApp::with_parts(state, RunStore::default(), WorkerHandle::spawn(None).ok());
+    let mut h = harness(app);
+    // The page reads the experiment on a thread; the sidebar and the chooser list it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while h.query_all_by_label_contains("(n=1)").count() < 2 {
+        assert!(Instant::now() < deadline, "the results never showed");
+        h.step();
+        if h.query_by_label("▦ page").is_some() && h.state().state.experiment.open.is_none() {
+            h.get_by_label("▦ page").click();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    h.get_by_label("Plan: 2 runs");
+    assert_eq!(h.query_all_by_label("done").count(), 2);
+    h.get_by_label_contains("2/2 runs done");
+    h.query_all_by_label_contains("(n=1)")
+        .next()
+        .unwrap()
+        .click();
+    settle(&mut h);
+    let app = h.state();
+    assert_eq!(app.state.panel, PanelKind::Curves);
+    assert_eq!(app.state.curves.overlay.len(), 1);
+    let run = app.state.curves.overlay.iter().next().unwrap();
+    assert!(run.starts_with("head-softmax_seed-1_"), "{run}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,8 +9,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::table::Table;
 use crate::experiment::slurm::{self, SlurmOptions};
 use crate::experiment::{
-    ExperimentFile, Outcome, Plan, Point, PointState, Progress, RunOptions, Template, plan, report,
-    run as run_plan, state_of,
+    ExperimentFile, Outcome, Plan, Point, PointState, Progress, Registration, RunOptions, Template,
+    plan, report, run as run_plan, state_of,
 };
 use crate::model::device::DeviceSpec;
 use crate::train::Control;
@@ -29,9 +29,10 @@ pub enum Action {
     Run(RunArgs),
     /// Where every point stands: planned, running, interrupted, failed, done.
     Status(FileArgs),
-    /// Mean, standard deviation and 95 % interval over seeds, per setting; writes results.json,
-    /// results.csv and report.md into the experiment's folder.
-    Report(FileArgs),
+    /// Mean, standard deviation and 95 % interval over seeds, per setting, with comparisons
+    /// against the baseline; writes results.json, results.csv, report.md and plots/ into the
+    /// experiment's folder.
+    Report(ReportArgs),
     /// Train the failed points again (their folders are kept, renamed), then what is missing.
     Retry(RunArgs),
     /// Submit every point not done to Slurm as job arrays (one run per task) and return at once.
@@ -72,7 +73,7 @@ pub struct SubmitArgs {
     /// Also train the failed points again.
     #[arg(long)]
     pub retry: bool,
-    /// Write the script and print what would be submitted; submit nothing.
+    /// Print the script and the arrays that would be submitted; write and submit nothing.
     #[arg(long)]
     pub dry_run: bool,
 }
@@ -94,6 +95,7 @@ pub struct NewArgs {
     /// Languages (WikiANN codes).
     #[arg(long, value_delimiter = ',')]
     pub languages: Vec<String>,
+    /// Training epochs of every run (default: each design's own).
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Where the corpora are (default ../shared/data).
@@ -111,6 +113,15 @@ pub struct FileArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// Print only; write no files (what the workbench's live view asks for).
+    #[arg(long)]
+    pub no_files: bool,
 }
 
 #[derive(Debug, Args)]
@@ -139,7 +150,7 @@ pub fn run(a: &ExperimentArgs) -> anyhow::Result<()> {
     match &a.action {
         Action::Plan(f) => show_plan(&load(&f.file)?, f.json),
         Action::Status(f) => show_status(&load(&f.file)?, f.json),
-        Action::Report(f) => write_report(f),
+        Action::Report(a) => write_report(a),
         Action::Run(r) => train_plan(r, false),
         Action::Retry(r) => train_plan(r, true),
         Action::Submit(a) => submit(a),
@@ -148,7 +159,11 @@ pub fn run(a: &ExperimentArgs) -> anyhow::Result<()> {
 }
 
 fn submit(a: &SubmitArgs) -> anyhow::Result<()> {
-    let plan = load(&a.file)?;
+    let file = ExperimentFile::load(&a.file)?;
+    let plan = plan(&file)?;
+    if !a.dry_run {
+        Registration::of(&a.file, &file)?.write()?;
+    }
     let o = SlurmOptions {
         partition: a.partition.clone(),
         gpus_per_task: a.gpus_per_task,
@@ -161,6 +176,13 @@ fn submit(a: &SubmitArgs) -> anyhow::Result<()> {
     };
     if a.dry_run {
         let chunks = slurm::arrays(&plan, a.retry, slurm::max_array_size());
+        if chunks.is_empty() {
+            println!(
+                "{}: nothing to submit (every run is done or running)",
+                plan.name
+            );
+            return Ok(());
+        }
         let all: Vec<usize> = chunks.iter().flat_map(|(_, p)| p.clone()).collect();
         let exe = std::env::current_exe()?;
         print!("{}", slurm::script(&plan, &a.file, &exe, &all, &o));
@@ -332,12 +354,21 @@ fn summary(states: &[PointState]) -> String {
     format!("{} runs: {}", states.len(), parts.join(", "))
 }
 
-fn write_report(f: &FileArgs) -> anyhow::Result<()> {
+fn write_report(a: &ReportArgs) -> anyhow::Result<()> {
+    let f = &a.file;
     let file = ExperimentFile::load(&f.file)?;
     let plan = plan(&file)?;
     let r = report(&plan, &file.report);
-    std::fs::create_dir_all(&plan.out)?;
-    let json = serde_json::to_string_pretty(&r.to_json())?;
+    let mut json = r.to_json();
+    // The layout the file asks for, for readers that draw the pivot table (the workbench).
+    json["rows"] = serde_json::json!(file.report.rows);
+    json["columns"] = serde_json::json!(file.report.columns);
+    let json = serde_json::to_string_pretty(&json)?;
+    if a.no_files {
+        println!("{json}");
+        return Ok(());
+    }
+    Registration::of(&f.file, &file)?.write()?;
     std::fs::write(plan.out.join("results.json"), &json)?;
     std::fs::write(plan.out.join("results.csv"), r.to_csv())?;
     let md = r.to_markdown(&file.report);
@@ -418,7 +449,9 @@ impl Progress for Bar {
 }
 
 fn train_plan(a: &RunArgs, retry: bool) -> anyhow::Result<()> {
-    let plan = load(&a.file)?;
+    let file = ExperimentFile::load(&a.file)?;
+    let plan = plan(&file)?;
+    Registration::of(&a.file, &file)?.write()?;
     let control = Control::default();
     let stop = control.stop.clone();
     let _ = ctrlc::set_handler(move || {

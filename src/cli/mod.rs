@@ -43,7 +43,8 @@ pub enum Command {
     Tag(tag::TagArgs),
     /// List runs with their state and best dev F1.
     Runs(runs::RunsArgs),
-    /// A grid of runs from an experiment file: plan, run (resumable), status, report, retry.
+    /// A grid of runs from an experiment file: plan, run (resumable), status, report, retry,
+    /// submit (Slurm), new (a paper's design).
     Experiment(experiment::ExperimentArgs),
     /// Tokens, ids, offsets, hidden states and attention of a text under a model (for debugging).
     Encode(encode::EncodeArgs),
@@ -63,7 +64,8 @@ pub struct GuiArgs {
     /// Ignore the saved UI state (opens as on a first launch).
     #[arg(long)]
     pub fresh: bool,
-    /// Open on this panel: launch, curves, confusion, errors, attention, calibration, tagger, experiments.
+    /// Open on this panel: launch, curves, confusion, errors, attention, calibration, tagger,
+    /// table (runs side by side), experiments.
     #[arg(long, value_parser = |s: &str| s.parse::<crate::ui::PanelKind>())]
     pub panel: Option<crate::ui::PanelKind>,
     /// Select this run (by directory name).
@@ -75,6 +77,9 @@ pub struct GuiArgs {
     /// Show the CPU time of recent frames (p50, p99) in the top bar.
     #[arg(long)]
     pub frame_stats: bool,
+    /// Open the page of this experiment file (TOML).
+    #[arg(long)]
+    pub experiment: Option<std::path::PathBuf>,
 }
 
 fn parse_size(s: &str) -> Result<(f32, f32), String> {
@@ -93,6 +98,7 @@ fn gui(args: &GuiArgs) -> anyhow::Result<()> {
         select: args.select.clone(),
         size: args.size,
         frame_stats: args.frame_stats,
+        experiment: args.experiment.clone(),
     })
 }
 

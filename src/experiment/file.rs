@@ -104,3 +104,67 @@ impl ExperimentFile {
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
 }
+
+/// Where an experiment was run from, written to `<out>/experiment.json` by `run`, `submit` and
+/// `report`, so the workbench finds experiments in its runs folder and reads them as the command
+/// line did (relative paths in the file are relative to `cwd`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    pub name: String,
+    /// The experiment file, absolute.
+    pub file: PathBuf,
+    /// The working directory its relative paths are read from.
+    pub cwd: PathBuf,
+    /// Its runs' folder, absolute.
+    pub out: PathBuf,
+}
+
+/// The registration's file name in an experiment's `out`.
+pub const REGISTRATION: &str = "experiment.json";
+
+impl Registration {
+    /// The registration of `file` (read as `exp`), from the current directory.
+    pub fn of(file: &Path, exp: &ExperimentFile) -> anyhow::Result<Self> {
+        let cwd = std::env::current_dir().context("the current directory")?;
+        Ok(Self {
+            name: exp.name.clone(),
+            file: cwd.join(file),
+            out: cwd.join(&exp.out),
+            cwd,
+        })
+    }
+
+    /// Writes `<out>/experiment.json`.
+    pub fn write(&self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.out)
+            .with_context(|| format!("creating {}", self.out.display()))?;
+        // Written aside and renamed: the array tasks of a Slurm job write it at once.
+        let path = self.out.join(REGISTRATION);
+        let tmp = self
+            .out
+            .join(format!("{REGISTRATION}.{}.tmp", std::process::id()));
+        std::fs::write(&tmp, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// The experiments registered in `dir` or its sub-folders, by name.
+    pub fn find(dir: &Path) -> Vec<Self> {
+        let read = |d: &Path| -> Option<Self> {
+            serde_json::from_str(&std::fs::read_to_string(d.join(REGISTRATION)).ok()?).ok()
+        };
+        let mut found: Vec<Self> = std::iter::once(dir.to_path_buf())
+            .chain(
+                std::fs::read_dir(dir)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir()),
+            )
+            .filter_map(|d| read(&d))
+            .collect();
+        found.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.out.cmp(&b.out)));
+        found
+    }
+}

@@ -24,6 +24,12 @@ const PNG_SCALE: f32 = 2.0;
 /// `.svg` and `.png`); returns the files written.
 pub fn write_plots(report: &Report, spec: &ReportSpec, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Plots an earlier layout drew and this one does not are stale.
+    for name in ["heatmap", "bars", "curve"] {
+        for ext in ["svg", "png"] {
+            let _ = std::fs::remove_file(dir.join(format!("{name}.{ext}")));
+        }
+    }
     let pivot = report.pivot(spec);
     let mut plots = Vec::new();
     if let Some(svg) = heatmap(&pivot) {
@@ -61,9 +67,17 @@ pub fn heatmap(p: &Pivot<'_>) -> Option<String> {
     let means: Vec<f64> = p.report.groups.iter().filter_map(|g| g.mean).collect();
     let (lo, hi) = min_max(&means)?;
     let (cw, ch) = (92.0, 50.0);
-    let left = 24.0 + 7.0 * longest(p.rows.iter().map(|r| Pivot::label(r))) as f64;
+    let left = 24.0
+        + 7.0
+            * longest(
+                p.rows
+                    .iter()
+                    .map(|r| Pivot::label(r))
+                    .chain([p.row_axes.join(" / ")]),
+            ) as f64;
     let top = 64.0;
-    let width = left + cw * p.columns.len() as f64 + 110.0;
+    // Wide enough for the caption under the cells.
+    let width = (left + cw * p.columns.len() as f64 + 110.0).max(500.0);
     let height = top + ch * p.rows.len() as f64 + 56.0;
     let mut s = Svg::new(width, height);
     s.title(&p.report.experiment, &p.report.metric);
@@ -251,7 +265,8 @@ pub fn curve(p: &Pivot<'_>) -> Option<String> {
     let y_max = nice_ceiling(hi.max(1e-9));
     let (left, top, plot_w, plot_h) = (64.0, 64.0, 90.0 * order.len() as f64, 260.0);
     let legend_w = 40.0 + 7.0 * longest(p.rows.iter().map(|r| Pivot::label(r))) as f64;
-    let mut s = Svg::new(left + plot_w + 24.0 + legend_w, top + plot_h + 56.0);
+    let width = (left + plot_w + 24.0 + legend_w).max(440.0);
+    let mut s = Svg::new(width, top + plot_h + 56.0);
     s.title(&p.report.experiment, &p.report.metric);
     s.y_axis(left, top, plot_h, y_max, &p.report.metric);
     let y_of = |v: f64| top + plot_h * (1.0 - v / y_max);

@@ -136,7 +136,13 @@ mod tests {
     #[test]
     fn identical_systems_differ_by_nothing() {
         let run = vec![c(1, 2, 1), c(0, 1, 1), c(2, 2, 3), c(0, 0, 0)];
-        let r = paired_bootstrap(std::slice::from_ref(&run), std::slice::from_ref(&run), 200, 1).unwrap();
+        let r = paired_bootstrap(
+            std::slice::from_ref(&run),
+            std::slice::from_ref(&run),
+            200,
+            1,
+        )
+        .unwrap();
         assert_eq!(r.delta, 0.0);
         assert_eq!(r.ci95, [0.0, 0.0]);
         // Every resample ties, so none is better: p = (200 + 1) / (200 + 1).
@@ -172,10 +178,16 @@ mod tests {
     fn different_sentences_or_nothing_give_none() {
         let a = vec![c(1, 1, 1), c(0, 1, 1)];
         let b = vec![c(1, 1, 1)];
-        assert_eq!(paired_bootstrap(std::slice::from_ref(&a), &[b], 10, 0), None);
+        assert_eq!(
+            paired_bootstrap(std::slice::from_ref(&a), &[b], 10, 0),
+            None
+        );
         assert_eq!(paired_bootstrap(std::slice::from_ref(&a), &[], 10, 0), None);
         assert_eq!(paired_bootstrap(&[], std::slice::from_ref(&a), 10, 0), None);
-        assert_eq!(paired_bootstrap(std::slice::from_ref(&a), std::slice::from_ref(&a), 0, 0), None);
+        assert_eq!(
+            paired_bootstrap(std::slice::from_ref(&a), std::slice::from_ref(&a), 0, 0),
+            None
+        );
         assert_eq!(paired_bootstrap(&[vec![]], &[vec![]], 10, 0), None);
     }
 }

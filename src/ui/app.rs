@@ -13,7 +13,7 @@ use egui::{RichText, Ui};
 
 use super::context::{Action, Export, PanelCtx, PathTarget};
 use super::panels::{
-    attention, calibration, confusion, curves, errors, experiments, launcher, tagger,
+    attention, calibration, confusion, curves, errors, experiment, experiments, launcher, tagger,
 };
 use super::state::{PanelKind, UiState};
 use super::store::{Phase, RunStore};
@@ -89,9 +89,17 @@ impl NerlabApp {
         if let Some(name) = &launch.select {
             state.selected = Some(name.clone());
         }
+        let mut opened = None;
+        if let Some(file) = &launch.experiment {
+            opened = state.experiment.open_file(file).err();
+            state.panel = PanelKind::Experiment;
+        }
         cc.egui_ctx.set_visuals(state.theme.visuals());
         let mut app = Self::with_parts(state, RunStore::default(), WorkerHandle::spawn(None).ok());
         app.frame_ms = launch.frame_stats.then(std::collections::VecDeque::new);
+        if let Some(e) = opened {
+            app.store.banners.push(format!("{e:#}"));
+        }
         app.scan_runs();
         app
     }
@@ -192,6 +200,7 @@ impl NerlabApp {
                     .as_ref()
                     .and_then(|n| self.store.runs.iter().find(|r| &r.name == n)),
             };
+            let runs_dir = self.state.runs_dir();
             let s = &mut self.state;
             let acts = match s.panel {
                 PanelKind::Launcher => launcher::ui(&mut s.launcher, ui, &cx),
@@ -201,7 +210,8 @@ impl NerlabApp {
                 PanelKind::Attention => attention::ui(&mut s.attention, ui, &cx),
                 PanelKind::Calibration => calibration::ui(ui, &cx),
                 PanelKind::Tagger => tagger::ui(&mut s.tagger, ui, &cx),
-                PanelKind::Experiments => experiments::ui(&mut s.experiments, ui, &cx),
+                PanelKind::Table => experiments::ui(&mut s.experiments, ui, &cx),
+                PanelKind::Experiment => experiment::ui(&mut s.experiment, ui, &cx, &runs_dir),
             };
             actions.extend(acts);
         });
@@ -308,6 +318,23 @@ impl NerlabApp {
     }
 
     fn run_list(&mut self, ui: &mut Ui, actions: &mut Vec<Action>) {
+        let found = self.state.experiment.found();
+        if !found.is_empty() {
+            ui.heading("Experiments");
+            for r in found {
+                let on = self.state.panel == PanelKind::Experiment
+                    && self.state.experiment.open.as_ref() == Some(&r);
+                if ui
+                    .selectable_label(on, format!("▦ {}", r.name))
+                    .on_hover_text(r.file.display().to_string())
+                    .clicked()
+                {
+                    self.state.experiment.open = Some(r);
+                    self.state.panel = PanelKind::Experiment;
+                }
+            }
+            ui.separator();
+        }
         ui.horizontal(|ui| {
             ui.heading("Runs");
             if ui
@@ -452,6 +479,19 @@ impl NerlabApp {
                     });
             }
             Action::Export(e) => self.export(e, ctx),
+            Action::ScanRuns(dir) => self.send(Command::ScanRuns { dir }),
+            Action::ShowRuns(dirs) => {
+                let names: Vec<String> = dirs
+                    .iter()
+                    .filter_map(|d| Some(d.file_name()?.to_string_lossy().into_owned()))
+                    .collect();
+                self.load_new_runs(dirs);
+                self.state.curves.overlay = names.iter().cloned().collect();
+                if let Some(first) = names.first() {
+                    self.state.selected = Some(first.clone());
+                }
+                self.state.panel = PanelKind::Curves;
+            }
         }
     }
 

@@ -100,7 +100,7 @@ pub fn frame_times(seconds: f64, training_threads: Option<usize>) -> anyhow::Res
         PanelKind::Errors,
         PanelKind::Calibration,
         PanelKind::Tagger,
-        PanelKind::Experiments,
+        PanelKind::Table,
     ];
     let mut times: Vec<(PanelKind, f64)> = Vec::new();
     let period = Duration::from_micros(16_667);

@@ -42,6 +42,10 @@ pub enum Action {
     ResumeRun(PathBuf),
     PickPath(PathTarget),
     Export(Export),
+    /// Load the runs in a folder into the run list.
+    ScanRuns(PathBuf),
+    /// Load these runs, overlay their curves and show the curves panel.
+    ShowRuns(Vec<PathBuf>),
 }
 
 /// What panels get besides their own state.

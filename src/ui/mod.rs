@@ -32,6 +32,8 @@ pub struct Launch {
     pub size: Option<(f32, f32)>,
     /// Show the CPU time of recent frames in the top bar.
     pub frame_stats: bool,
+    /// Open this experiment file's page.
+    pub experiment: Option<std::path::PathBuf>,
 }
 
 /// Opens the workbench window and blocks until it closes.

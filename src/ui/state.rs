@@ -8,7 +8,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::panels::{attention, confusion, curves, errors, experiments, launcher, tagger};
+use super::panels::{
+    attention, confusion, curves, errors, experiment, experiments, launcher, tagger,
+};
 use super::theme::Theme;
 
 /// The panels, in tab order.
@@ -22,11 +24,15 @@ pub enum PanelKind {
     Attention,
     Calibration,
     Tagger,
-    Experiments,
+    /// The table of runs side by side.
+    #[serde(alias = "Experiments")]
+    Table,
+    /// An experiment's page.
+    Experiment,
 }
 
 impl PanelKind {
-    pub const ALL: [(PanelKind, &'static str); 8] = [
+    pub const ALL: [(PanelKind, &'static str); 9] = [
         (Self::Launcher, "Launch"),
         (Self::Curves, "Curves"),
         (Self::Confusion, "Confusion"),
@@ -34,7 +40,8 @@ impl PanelKind {
         (Self::Attention, "Attention"),
         (Self::Calibration, "Calibration"),
         (Self::Tagger, "Tagger"),
-        (Self::Experiments, "Experiments"),
+        (Self::Table, "Table"),
+        (Self::Experiment, "Experiments"),
     ];
 }
 
@@ -79,6 +86,7 @@ pub struct UiState {
     pub attention: attention::AttentionState,
     pub tagger: tagger::TaggerState,
     pub experiments: experiments::ExperimentsState,
+    pub experiment: experiment::ExperimentPageState,
 }
 
 impl UiState {

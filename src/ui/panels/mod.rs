@@ -7,6 +7,7 @@ pub mod calibration;
 pub mod confusion;
 pub mod curves;
 pub mod errors;
+pub mod experiment;
 pub mod experiments;
 pub mod launcher;
 pub mod tagger;
