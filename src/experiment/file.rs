@@ -168,3 +168,87 @@ impl Registration {
         found
     }
 }
+
+/// An experiment file that varies one run: `config` as the base, `axis` (a dotted key, or `seed`)
+/// over `values` (comma-separated, each read as TOML, else as a string), reported by that axis.
+pub fn from_run(
+    config: &crate::train::RunConfig,
+    name: &str,
+    out: &Path,
+    axis: &str,
+    values: &str,
+) -> anyhow::Result<String> {
+    let mut base: toml::Table = toml::from_str(&config.to_toml()?)?;
+    base.remove("out");
+    base.remove("name");
+    let values: Vec<toml::Value> = values
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            toml::from_str::<toml::Table>(&format!("v = {v}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(v.to_string()))
+        })
+        .collect();
+    anyhow::ensure!(!values.is_empty(), "{axis}: no values to vary it over");
+    let axis = axis.trim();
+    anyhow::ensure!(!axis.is_empty(), "which key to vary?");
+    let mut grid = toml::Table::new();
+    grid.insert(axis.to_string(), toml::Value::Array(values));
+    let file = ExperimentFile {
+        name: name.to_string(),
+        out: out.to_path_buf(),
+        base,
+        grid,
+        zip: toml::Table::new(),
+        variants: toml::Table::new(),
+        stages: BTreeMap::new(),
+        report: ReportSpec {
+            rows: if axis == "seed" {
+                Vec::new()
+            } else {
+                vec![axis.to_string()]
+            },
+            ..ReportSpec::default()
+        },
+    };
+    // Planned once here, so a key that does not exist is refused now, not when it runs.
+    super::plan::plan(&file)?;
+    Ok(format!(
+        "# Written by the workbench's launcher: its run, varied over {axis}.\n{}",
+        toml::to_string_pretty(&file)?
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_becomes_an_experiment_over_one_axis() {
+        let mut config = crate::train::RunConfig::default();
+        config.data.train = vec!["builtin:demo/train".into()];
+        config.data.dev = Some("builtin:demo/dev".into());
+        config.model.source = "char".into();
+        let text = from_run(
+            &config,
+            "lr",
+            Path::new("runs/lr"),
+            "train.lr",
+            "1e-3, 3e-3",
+        )
+        .unwrap();
+        let file: ExperimentFile = toml::from_str(&text).unwrap();
+        let plan = super::super::plan::plan(&file).unwrap();
+        assert_eq!(plan.points.len(), 2);
+        assert_eq!(plan.points[1].config.train.lr, 3e-3);
+        assert_eq!(file.report.rows, ["train.lr"]);
+        let seeds = from_run(&config, "s", Path::new("runs/s"), "seed", "1,2,3").unwrap();
+        let file: ExperimentFile = toml::from_str(&seeds).unwrap();
+        assert!(file.report.rows.is_empty());
+        let e = from_run(&config, "x", Path::new("runs/x"), "train.lrr", "1").unwrap_err();
+        assert!(format!("{e:#}").contains("did you mean train.lr"), "{e:#}");
+    }
+}

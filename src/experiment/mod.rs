@@ -15,7 +15,9 @@ mod runner;
 pub mod slurm;
 mod templates;
 
-pub use file::{ExperimentFile, REGISTRATION, Registration, ReportSpec, STAGE_PREFIX, Stage};
+pub use file::{
+    ExperimentFile, REGISTRATION, Registration, ReportSpec, STAGE_PREFIX, Stage, from_run,
+};
 pub use plan::{Plan, Point, plan};
 pub use report::{Group, Pivot, Report, SEED, Value, metric_of, report};
 pub use runner::{Outcome, PointState, Progress, RunOptions, Silent, run, state_of};

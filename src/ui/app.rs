@@ -480,6 +480,26 @@ impl NerlabApp {
             }
             Action::Export(e) => self.export(e, ctx),
             Action::ScanRuns(dir) => self.send(Command::ScanRuns { dir }),
+            Action::MakeExperiment {
+                config,
+                name,
+                axis,
+                values,
+            } => {
+                let runs = self.state.runs_dir();
+                let file = runs.join(format!("{name}.experiment.toml"));
+                let written =
+                    crate::experiment::from_run(&config, &name, &runs.join(&name), &axis, &values)
+                        .and_then(|text| {
+                            std::fs::create_dir_all(&runs)?;
+                            std::fs::write(&file, text)?;
+                            self.state.experiment.open_file(&file)
+                        });
+                match written {
+                    Ok(()) => self.state.panel = PanelKind::Experiment,
+                    Err(e) => self.store.banners.push(format!("{e:#}")),
+                }
+            }
             Action::ShowRuns(dirs) => {
                 let names: Vec<String> = dirs
                     .iter()

@@ -46,6 +46,13 @@ pub enum Action {
     ScanRuns(PathBuf),
     /// Load these runs, overlay their curves and show the curves panel.
     ShowRuns(Vec<PathBuf>),
+    /// Write an experiment varying `config` over one key, and open its page.
+    MakeExperiment {
+        config: Box<RunConfig>,
+        name: String,
+        axis: String,
+        values: String,
+    },
 }
 
 /// What panels get besides their own state.

@@ -34,6 +34,10 @@ pub struct LauncherState {
     pub method: Method,
     /// Prompt label words, `PER=person, LOC=location`.
     pub label_words_text: String,
+    /// "Make it an experiment": the key varied, its values (comma-separated) and the name.
+    pub axis_key: String,
+    pub axis_values: String,
+    pub experiment_name: String,
 }
 
 /// The research method, as the launcher offers it.
@@ -81,6 +85,9 @@ impl Default for LauncherState {
             use_finetune: false,
             method: Method::Plain,
             label_words_text: String::new(),
+            axis_key: "seed".into(),
+            axis_values: "1, 2, 3".into(),
+            experiment_name: String::new(),
         };
         s.sync_text_from_config();
         s
@@ -200,6 +207,7 @@ pub fn ui(s: &mut LauncherState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> 
         });
     ui.separator();
     start_ui(ui, &config, &problems, &mut actions);
+    experiment_ui(s, ui, &config, problems.errors.is_empty(), &mut actions);
     ui.separator();
     runs_table(ui, cx, &mut actions);
     actions
@@ -589,6 +597,73 @@ fn device_row_ui(s: &mut LauncherState, ui: &mut Ui) {
         }
     });
     ui.end_row();
+}
+
+/// Keys the launcher offers to vary; any dotted key of the configuration can be typed.
+const AXES: [&str; 6] = [
+    "seed",
+    "data.k_shot",
+    "model.head",
+    "train.lr",
+    "train.epochs",
+    "train.fgm_epsilon",
+];
+
+/// Turns the configured run into an experiment that varies one key (written as a file, then
+/// opened on the experiment page).
+fn experiment_ui(
+    s: &mut LauncherState,
+    ui: &mut Ui,
+    config: &RunConfig,
+    ok: bool,
+    actions: &mut Vec<Action>,
+) {
+    ui.collapsing(
+        "Make it an experiment (vary one key over several values)",
+        |ui| {
+            ui.horizontal(|ui| {
+                let l = ui.label("vary");
+                ui.add(egui::TextEdit::singleline(&mut s.axis_key).desired_width(140.0))
+                    .labelled_by(l.id);
+                egui::ComboBox::from_label("(common keys)")
+                    .selected_text("pick")
+                    .show_ui(ui, |ui| {
+                        for k in AXES {
+                            if ui.selectable_label(s.axis_key == k, k).clicked() {
+                                s.axis_key = k.to_string();
+                            }
+                        }
+                    });
+                let l = ui.label("over");
+                ui.add(egui::TextEdit::singleline(&mut s.axis_values).desired_width(160.0))
+                    .labelled_by(l.id);
+                let l = ui.label("named");
+                ui.add(
+                    egui::TextEdit::singleline(&mut s.experiment_name)
+                        .hint_text("by-seed")
+                        .desired_width(120.0),
+                )
+                .labelled_by(l.id);
+                let name = if s.experiment_name.trim().is_empty() {
+                    format!("by-{}", s.axis_key.rsplit('.').next().unwrap_or("axis"))
+                } else {
+                    s.experiment_name.trim().to_string()
+                };
+                if ui
+                    .add_enabled(ok, egui::Button::new("write and open"))
+                    .on_hover_text("writes <runs folder>/<name>.experiment.toml and opens its page")
+                    .clicked()
+                {
+                    actions.push(Action::MakeExperiment {
+                        config: Box::new(config.clone()),
+                        name,
+                        axis: s.axis_key.clone(),
+                        values: s.axis_values.clone(),
+                    });
+                }
+            });
+        },
+    );
 }
 
 /// The start button, enabled once the configuration has no problems.
