@@ -56,4 +56,4 @@ if [ -n "$OTHER" ]; then
 else
     shot tagger tagger
 fi
-shot experiments experiments
+shot experiments table
