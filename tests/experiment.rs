@@ -17,29 +17,8 @@ use common::{nerlab, stderr, stdout};
 
 fn experiment(dir: &Path, name: &str, seeds: &str) -> PathBuf {
     let out = dir.join("runs");
-    let text = format!(
-        r#"name = "{name}"
-out = "{}"
-[base]
-data.train = ["builtin:demo/train"]
-data.dev = "builtin:demo/dev"
-model.source = "char"
-train.epochs = 3
-train.checkpoint_every = 5
-model.char.hidden = 32
-model.char.layers = 1
-model.char.heads = 2
-model.char.intermediate = 64
-[grid]
-"model.head" = ["softmax", "crf"]
-seed = {seeds}
-[report]
-rows = ["model.head"]
-metric = "dev.micro.f1"
-baseline = {{ "model.head" = "softmax" }}
-"#,
-        out.display()
-    );
+    let baseline = r#"baseline = { "model.head" = "softmax" }"#;
+    let text = common::tiny_grid(name, &out.display().to_string(), 3, seeds, baseline);
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();
     path

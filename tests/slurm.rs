@@ -67,27 +67,7 @@ fn installed(tool: &str) -> bool {
 }
 
 fn experiment(dir: &Path, name: &str) -> PathBuf {
-    let text = format!(
-        r#"name = "{name}"
-out = "runs/{name}"
-[base]
-data.train = ["builtin:demo/train"]
-data.dev = "builtin:demo/dev"
-model.source = "char"
-train.epochs = 12
-train.checkpoint_every = 5
-model.char.hidden = 32
-model.char.layers = 1
-model.char.heads = 2
-model.char.intermediate = 64
-[grid]
-"model.head" = ["softmax", "crf"]
-seed = [1, 2]
-[report]
-rows = ["model.head"]
-metric = "dev.micro.f1"
-"#
-    );
+    let text = common::tiny_grid(name, &format!("runs/{name}"), 12, "[1, 2]", "");
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();
     path

@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -552,30 +554,8 @@ fn the_experiment_page_shows_the_plan_and_results_and_a_cell_opens_its_runs() {
     let dir = temp_dir("experiment-page");
     let out = dir.join("runs").join("page");
     let file = dir.join("page.toml");
-    std::fs::write(
-        &file,
-        format!(
-            r#"name = "page"
-out = "{}"
-[base]
-data.train = ["builtin:demo/train"]
-data.dev = "builtin:demo/dev"
-model.source = "char"
-train.epochs = 1
-model.char.hidden = 32
-model.char.layers = 1
-model.char.heads = 2
-model.char.intermediate = 64
-[grid]
-"model.head" = ["softmax", "crf"]
-seed = [1]
-[report]
-rows = ["model.head"]
-"#,
-            out.display()
-        ),
-    )
-    .unwrap();
+    let text = common::tiny_grid("page", &out.display().to_string(), 1, "[1]", "");
+    std::fs::write(&file, text).unwrap();
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_nerlab"));
     let o = std::process::Command::new(&exe)
         .args(["experiment", "run"])

@@ -240,13 +240,17 @@ fn how_to_run(name: &str) -> String {
 const WIKIANN_LABEL_WORDS: &str = r#"{ PER = "person", LOC = "location", ORG = "organization" }"#;
 
 fn transfer_matrix(name: &str, s: &Sizes) -> String {
+    format!(
+        "{}{}",
+        transfer_matrix_notes(name, s),
+        transfer_matrix_body(name, s)
+    )
+}
+
+/// The header of the transfer-matrix file: the design, the data, the model, the parameters.
+fn transfer_matrix_notes(name: &str, s: &Sizes) -> String {
     let (n_src, n_k) = (s.languages.len(), s.k.len());
     let n_main = n_src * n_k * s.seeds;
-    let ko_train = wikiann(s, "train", "ko");
-    let ko_dev = wikiann(s, "dev", "ko");
-    let sources = lines_by_language(s, |l| format!("[{}]", wikiann(s, "train", l)));
-    let source_epochs = s.epochs.unwrap_or(3);
-    let main_epochs = s.epochs.unwrap_or(20);
     let data = s.data.display();
     let mc2 = corpus(&s.data, "multiconer2/EN-English/en-train90.conll");
     format!(
@@ -295,7 +299,20 @@ fn transfer_matrix(name: &str, s: &Sizes) -> String {
 #   DATA     the root of the shared corpora: {data}
 # This file: {n_src} source runs, then {n_src} sources x {n_k} K x {seeds_n} seeds = {n_main} fine-tuning runs.
 #
-{run}
+"#,
+        seeds_n = s.seeds,
+    )
+}
+
+/// The stages and the report of the transfer-matrix file.
+fn transfer_matrix_body(name: &str, s: &Sizes) -> String {
+    let ko_train = wikiann(s, "train", "ko");
+    let ko_dev = wikiann(s, "dev", "ko");
+    let sources = lines_by_language(s, |l| format!("[{}]", wikiann(s, "train", l)));
+    let source_epochs = s.epochs.unwrap_or(3);
+    let main_epochs = s.epochs.unwrap_or(20);
+    format!(
+        r#"{run}
 
 name = {name_q}
 out = {out_q}
@@ -357,7 +374,6 @@ metric = "dev.micro.f1"         # a path into each run's report.json (dev.macro.
         label_words = WIKIANN_LABEL_WORDS,
         k = list(&s.k),
         seeds = seeds(s),
-        seeds_n = s.seeds,
     )
 }
 

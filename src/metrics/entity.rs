@@ -131,16 +131,21 @@ fn weighted(per_type: &BTreeMap<String, TypeScore>, totals: Counts) -> Prf {
     average(per_type.values(), |s| s.support as f64)
 }
 
+/// The spans of whitespace-separated tag sequences, for tests (`"B-PER I-PER O"`).
+#[cfg(test)]
+pub(crate) fn spans_of(sents: &[&str]) -> Vec<Vec<Span>> {
+    sents
+        .iter()
+        .map(|s| crate::data::spans::lenient_spans(&s.split_whitespace().collect::<Vec<_>>()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::spans::lenient_spans;
 
     fn spans(sents: &[&str]) -> Vec<Vec<Span>> {
-        sents
-            .iter()
-            .map(|s| lenient_spans(&s.split_whitespace().collect::<Vec<_>>()))
-            .collect()
+        spans_of(sents)
     }
 
     #[test]

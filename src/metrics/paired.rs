@@ -104,7 +104,7 @@ fn mean_f1(runs: &[Vec<Counts>], idx: &[usize]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::spans::lenient_spans;
+    use crate::metrics::entity::spans_of as spans;
 
     fn c(correct: usize, predicted: usize, gold: usize) -> Counts {
         Counts {
@@ -112,13 +112,6 @@ mod tests {
             predicted,
             gold,
         }
-    }
-
-    fn spans(sents: &[&str]) -> Vec<Vec<Span>> {
-        sents
-            .iter()
-            .map(|s| lenient_spans(&s.split_whitespace().collect::<Vec<_>>()))
-            .collect()
     }
 
     #[test]

@@ -161,3 +161,29 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// An experiment file of small character-model runs on the built-in demo corpus: the head
+/// (softmax, crf) x `seeds`, `epochs` each, reported by head; `report` adds lines to [report].
+pub fn tiny_grid(name: &str, out: &str, epochs: usize, seeds: &str, report: &str) -> String {
+    format!(
+        r#"name = "{name}"
+out = "{out}"
+[base]
+data.train = ["builtin:demo/train"]
+data.dev = "builtin:demo/dev"
+model.source = "char"
+train.epochs = {epochs}
+train.checkpoint_every = 5
+model.char.hidden = 32
+model.char.layers = 1
+model.char.heads = 2
+model.char.intermediate = 64
+[grid]
+"model.head" = ["softmax", "crf"]
+seed = {seeds}
+[report]
+rows = ["model.head"]
+metric = "dev.micro.f1"
+{report}"#
+    )
+}
