@@ -127,7 +127,18 @@ fn a_submitted_experiment_requeued_mid_run_reports_what_a_local_run_reports() {
                 )
             })
             .collect();
-        panic!("{what}\n{logs}\n{}", cluster.logs());
+        let queue = Command::new("squeue")
+            .args(["-h", "-r", "-t", "all", "-o", "%i %A %T %R"])
+            .env("SLURM_CONF", &conf)
+            .output()
+            .map(|o| stdout(&o))
+            .unwrap_or_default();
+        let status = nerlab_in(&work.0, &conf, &["experiment", "status", "grid.toml"]);
+        panic!(
+            "{what}\nsqueue:\n{queue}\nstatus:\n{}\n{logs}\n{}",
+            stdout(&status),
+            cluster.logs()
+        );
     };
 
     // Submitting returns at once with the array's job id.
@@ -160,13 +171,30 @@ fn a_submitted_experiment_requeued_mid_run_reports_what_a_local_run_reports() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Signal until the task's log shows its trap ran: the batch step may still be registering
+    // with slurmd when the run already trains, and scancel's exit status on an array task is not
+    // a reliable sign (it has reported an error for a signal it delivered).
     let task = format!("{job}_0");
-    let out = Command::new("scancel")
-        .args(["--batch", "--signal=USR1", &task])
-        .env("SLURM_CONF", &conf)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "scancel: {}", stderr(&out));
+    let log_path = work.path(&format!("runs/grid/slurm/{job}_0.out"));
+    let trapped = || {
+        std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("checkpointing and requeueing"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !trapped() {
+        let out = Command::new("scancel")
+            .args(["--batch", "--signal=USR1", &task])
+            .env("SLURM_CONF", &conf)
+            .output()
+            .unwrap();
+        if Instant::now() > deadline {
+            fail(&format!(
+                "task 0 never took the signal: {}{}",
+                stdout(&out),
+                stderr(&out)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(1000));
+    }
 
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
@@ -180,8 +208,7 @@ fn a_submitted_experiment_requeued_mid_run_reports_what_a_local_run_reports() {
         std::thread::sleep(Duration::from_millis(500));
     }
     // The signalled task checkpointed, requeued itself and resumed its run.
-    let log = std::fs::read_to_string(work.path(&format!("runs/grid/slurm/{job}_0.out")))
-        .unwrap_or_default();
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     for needle in ["checkpointing and requeueing", "attempt 2", "resuming"] {
         if !log.contains(needle) {
             fail(&format!("{needle:?} not in task 0's log:\n{log}"));

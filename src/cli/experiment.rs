@@ -451,7 +451,10 @@ impl Progress for Bar {
 fn train_plan(a: &RunArgs, retry: bool) -> anyhow::Result<()> {
     let file = ExperimentFile::load(&a.file)?;
     let plan = plan(&file)?;
-    Registration::of(&a.file, &file)?.write()?;
+    // Only for the workbench to find it: not worth failing a run over.
+    if let Err(e) = Registration::of(&a.file, &file).and_then(|r| r.write()) {
+        eprintln!("note: the experiment was not registered for the workbench: {e:#}");
+    }
     let control = Control::default();
     let stop = control.stop.clone();
     let _ = ctrlc::set_handler(move || {

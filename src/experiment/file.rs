@@ -138,11 +138,25 @@ impl Registration {
     pub fn write(&self) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.out)
             .with_context(|| format!("creating {}", self.out.display()))?;
-        // Written aside and renamed: the array tasks of a Slurm job write it at once.
         let path = self.out.join(REGISTRATION);
-        let tmp = self
-            .out
-            .join(format!("{REGISTRATION}.{}.tmp", std::process::id()));
+        let same = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Self>(&t).ok())
+            .is_some_and(|r| &r == self);
+        if same {
+            return Ok(());
+        }
+        // Written aside and renamed: the array tasks of a Slurm job write it at once, from nodes
+        // whose process ids may be equal.
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let tmp = self.out.join(format!(
+            "{REGISTRATION}.{}-{}-{nanos}.tmp",
+            host.trim(),
+            std::process::id()
+        ));
         std::fs::write(&tmp, serde_json::to_string_pretty(self)?)
             .with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))

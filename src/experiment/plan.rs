@@ -52,12 +52,16 @@ impl Plan {
     }
 }
 
+/// The fingerprints read so far while planning, by path (each corpus is read once per plan).
+type Fingerprints = BTreeMap<PathBuf, String>;
+
 /// One axis setting: which keys it sets (a variant sets several) and its label.
 type Setting = (String, Vec<(String, toml::Value)>);
 
 /// Expands `file` into its points (see the module docs).
 pub fn plan(file: &ExperimentFile) -> anyhow::Result<Plan> {
     let mut points: Vec<Point> = Vec::new();
+    let mut seen = Fingerprints::new();
     let mut stage_points: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     let mut stage_axes: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (name, stage) in &file.stages {
@@ -77,14 +81,14 @@ pub fn plan(file: &ExperimentFile) -> anyhow::Result<Plan> {
                 .collect();
             stage_points.entry(name).or_default().push(points.len());
             let out = file.out.join(name);
-            points.push(point(file, &out, table, shown, None)?.in_stage(name));
+            points.push(point(file, &out, table, shown, None, &mut seen)?.in_stage(name));
         }
     }
     let (main_axes, tables) = expand(&file.base, &file.grid, &file.zip, &file.variants)?;
     let mut axes: Vec<String> = Vec::new();
     for (table, shown) in tables {
         let Some(stage) = stage_named(&table, file)? else {
-            points.push(point(file, &file.out, table, shown, None)?);
+            points.push(point(file, &file.out, table, shown, None, &mut seen)?);
             continue;
         };
         for a in &stage_axes[stage] {
@@ -96,7 +100,14 @@ pub fn plan(file: &ExperimentFile) -> anyhow::Result<Plan> {
             let mut shown = shown.clone();
             shown.extend(points[src].axes.clone());
             let source = (points[src].id.clone(), points[src].dir());
-            let mut p = point(file, &file.out, table.clone(), shown, Some(source))?;
+            let mut p = point(
+                file,
+                &file.out,
+                table.clone(),
+                shown,
+                Some(source),
+                &mut seen,
+            )?;
             p.needs = Some(src);
             points.push(p);
         }
@@ -298,6 +309,7 @@ fn point(
     table: toml::Table,
     axes: BTreeMap<String, String>,
     source: Option<(String, PathBuf)>,
+    seen: &mut Fingerprints,
 ) -> anyhow::Result<Point> {
     let text = toml::to_string(&table)?;
     let mut config = RunConfig::from_toml(&text)
@@ -311,17 +323,26 @@ fn point(
         config.init_from = Some(format!("{STAGE_PREFIX}{id}"));
     }
     let mut identity = config.to_toml()?;
-    for src in config
+    let corpora = config
         .data
         .train
         .iter()
         .chain(&config.data.dev)
         .chain(&config.data.eval)
         .chain(config.finetune.iter().flat_map(|f| &f.train))
-        .chain(config.init_from.iter().filter(|_| source.is_none()))
-    {
+        .map(PathBuf::from);
+    // A run to start from is its trained model, not its folder (whose status changes).
+    let model = config
+        .init_from
+        .iter()
+        .filter(|_| source.is_none())
+        .map(|p| crate::infer::model_dir(Path::new(p)));
+    for path in corpora.chain(model) {
         identity.push('\n');
-        identity.push_str(&fingerprint(Path::new(src)));
+        let print = seen
+            .entry(path.clone())
+            .or_insert_with(|| fingerprint(&path));
+        identity.push_str(print);
     }
     let id = format!("{:016x}", fnv1a(identity.as_bytes()));
     let name = format!("{}{}", slug(&axes), &id[..8]);

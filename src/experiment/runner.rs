@@ -122,14 +122,18 @@ pub fn run(
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         (cores / jobs).max(1)
     });
+    let mut asked = vec![false; plan.points.len()];
+    for &i in &wanted {
+        asked[i] = true;
+    }
     let queue: Mutex<VecDeque<usize>> = Mutex::new(wanted.into_iter().collect());
     let outcomes: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; plan.points.len()]);
     std::thread::scope(|scope| {
         for job in 0..jobs {
-            let (queue, outcomes) = (&queue, &outcomes);
+            let (queue, outcomes, wanted) = (&queue, &outcomes, &asked);
             let device = opts.devices.get(job).copied();
             scope.spawn(move || {
-                while let Some(i) = next_point(plan, queue, outcomes, control) {
+                while let Some(i) = next_point(plan, wanted, queue, outcomes, control) {
                     let point = &plan.points[i];
                     let outcome = match point.needs.map(|j| (j, state_of(&plan.points[j]))) {
                         Some((_, PointState::Done)) | None => {
@@ -175,6 +179,7 @@ const WAIT_FOR_STAGE: std::time::Duration = std::time::Duration::from_millis(200
 /// training (here or in another process). None when the queue is empty or on a stop.
 fn next_point(
     plan: &Plan,
+    wanted: &[bool],
     queue: &Mutex<VecDeque<usize>>,
     outcomes: &Mutex<Vec<Option<Outcome>>>,
     control: &Control,
@@ -188,15 +193,13 @@ fn next_point(
             if q.is_empty() {
                 return None;
             }
+            // A source this runner still has to train, or trains now (taken from the queue, its
+            // folder perhaps not yet written), is waited for before its folder is read.
             let ended = |j: usize| outcomes.lock().is_ok_and(|o| o[j].is_some());
+            let here = |j: usize| q.contains(&j) || (wanted[j] && !ended(j));
             let ready = |i: usize| match plan.points[i].needs {
                 None => true,
-                Some(j) => match state_of(&plan.points[j]) {
-                    PointState::Done | PointState::Failed => true,
-                    PointState::Running => false,
-                    // Not queued here, or ended here without finishing: nothing to wait for.
-                    PointState::Planned | PointState::Interrupted => ended(j) || !q.contains(&j),
-                },
+                Some(j) => !here(j) && state_of(&plan.points[j]) != PointState::Running,
             };
             if let Some(pos) = q.iter().position(|&i| ready(i)) {
                 return q.remove(pos);

@@ -56,6 +56,15 @@ impl Submitted {
         plan.out.join("slurm").join("submitted.json")
     }
 
+    /// Writes `submitted.json` (aside, then renamed).
+    pub fn save(&self, plan: &Plan) -> anyhow::Result<()> {
+        let path = Self::path(plan);
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+    }
+
     pub fn load(plan: &Plan) -> Self {
         std::fs::read_to_string(Self::path(plan))
             .ok()
@@ -148,7 +157,7 @@ pub fn script(plan: &Plan, file: &Path, exe: &Path, points: &[usize], o: &SlurmO
            echo \"nerlab: signalled before the time limit: checkpointing and requeueing\"\n  \
            kill -INT \"$child\" 2>/dev/null\n  \
            wait \"$child\"\n  \
-           scontrol requeue \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\"\n  \
+           scontrol requeue \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\" || exit 1\n  \
            exit 0\n\
          }\n\
          trap requeue USR1\n",
@@ -231,12 +240,12 @@ pub fn submit(plan: &Plan, file: &Path, o: &SlurmOptions) -> anyhow::Result<Vec<
             bail!("sbatch printed no job id");
         }
         offset += points.len();
-        jobs.push(ArrayJob { job, stage, points });
+        let array = ArrayJob { job, stage, points };
+        // Recorded at once: a later sbatch that fails leaves the earlier arrays known.
+        submitted.arrays.push(array.clone());
+        submitted.save(plan)?;
+        jobs.push(array);
     }
-    submitted.arrays.extend(jobs.clone());
-    let path = Submitted::path(plan);
-    std::fs::write(&path, serde_json::to_string_pretty(&submitted)?)
-        .with_context(|| format!("writing {}", path.display()))?;
     Ok(jobs)
 }
 
@@ -352,7 +361,7 @@ seed = [1, 2, 3]
             "#SBATCH --requeue",
             "POINTS=(0 5 7)",
             "trap requeue USR1",
-            "scontrol requeue \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\"",
+            "scontrol requeue \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\" || exit 1",
         ] {
             assert!(s.lines().any(|l| l.trim() == line), "{line} in\n{s}");
         }

@@ -329,7 +329,7 @@ impl NerlabApp {
                     .on_hover_text(r.file.display().to_string())
                     .clicked()
                 {
-                    self.state.experiment.open = Some(r);
+                    self.state.experiment.show(r);
                     self.state.panel = PanelKind::Experiment;
                 }
             }

@@ -48,6 +48,14 @@ impl Default for ExperimentPageState {
 }
 
 impl ExperimentPageState {
+    /// Shows `r`'s page.
+    pub fn show(&mut self, r: Registration) {
+        if self.open.as_ref() != Some(&r) {
+            self.open = Some(r);
+            self.live.forget();
+        }
+    }
+
     /// The experiments found in the runs folder at the last look.
     pub fn found(&self) -> Vec<Registration> {
         self.live
@@ -122,7 +130,10 @@ struct LiveData {
 #[derive(Clone, Default)]
 struct Live {
     data: Arc<Mutex<LiveData>>,
-    child: Arc<Mutex<Option<Child>>>,
+    /// The runner this window started, and the experiment file it runs.
+    child: Arc<Mutex<Option<(PathBuf, Child)>>>,
+    /// A file picked in the dialog (which runs on its own thread), to open at the next frame.
+    picked: Arc<Mutex<Option<PathBuf>>>,
 }
 
 impl std::fmt::Debug for Live {
@@ -146,18 +157,16 @@ impl Live {
         }
     }
 
-    /// Whether the experiment started from this window still runs (and reaps it when not).
-    fn running(&self) -> bool {
-        let Ok(mut c) = self.child.lock() else {
-            return false;
-        };
-        match c.as_mut().map(Child::try_wait) {
-            Some(Ok(None)) => true,
+    /// The experiment file the runner this window started still runs (reaped when it ended).
+    fn running(&self) -> Option<PathBuf> {
+        let mut c = self.child.lock().ok()?;
+        match c.as_mut().map(|(f, child)| (f.clone(), child.try_wait())) {
+            Some((file, Ok(None))) => Some(file),
             Some(_) => {
                 *c = None;
-                false
+                None
             }
-            None => false,
+            None => None,
         }
     }
 
@@ -413,9 +422,8 @@ fn chooser_ui(s: &mut ExperimentPageState, ui: &mut Ui, runs_dir: &Path) {
             .show_ui(ui, |ui| {
                 for r in &found {
                     let on = s.open.as_ref() == Some(r);
-                    if ui.selectable_label(on, &r.name).clicked() && !on {
-                        s.open = Some(r.clone());
-                        s.live.forget();
+                    if ui.selectable_label(on, &r.name).clicked() {
+                        s.show(r.clone());
                     }
                 }
                 if found.is_empty() {
@@ -426,9 +434,23 @@ fn chooser_ui(s: &mut ExperimentPageState, ui: &mut Ui, runs_dir: &Path) {
             .button("open file…")
             .on_hover_text("an experiment file (TOML)")
             .clicked()
-            && let Some(f) = rfd::FileDialog::new()
-                .add_filter("experiment", &["toml"])
-                .pick_file()
+        {
+            // Dialogs block: one runs on a thread of its own, as the launcher's do.
+            let (picked, ctx) = (s.live.picked.clone(), ui.ctx().clone());
+            let _ = std::thread::Builder::new()
+                .name("nerlab-dialog".into())
+                .spawn(move || {
+                    let f = rfd::FileDialog::new()
+                        .add_filter("experiment", &["toml"])
+                        .pick_file();
+                    if let (Some(f), Ok(mut p)) = (f, picked.lock()) {
+                        *p = Some(f);
+                        ctx.request_repaint();
+                    }
+                });
+        }
+        let picked = s.live.picked.lock().ok().and_then(|mut p| p.take());
+        if let Some(f) = picked
             && let Err(e) = s.open_file(&f)
         {
             s.live.forget();
@@ -450,18 +472,23 @@ fn controls_ui(
 ) {
     let running = s.live.running();
     ui.horizontal(|ui| {
-        if running {
+        if running.as_deref() == Some(open.file.as_path()) {
             if ui
                 .button("■ Stop")
                 .on_hover_text("every run checkpoints; Run resumes them")
                 .clicked()
                 && let Ok(c) = s.live.child.lock()
-                && let Some(child) = c.as_ref()
+                && let Some((_, child)) = c.as_ref()
             {
                 stop(child);
             }
             ui.spinner();
             ui.label("running from this window");
+        } else if let Some(other) = running {
+            ui.label(format!(
+                "this window runs {}; stop it on its page first",
+                other.display()
+            ));
         } else {
             let go = ui
                 .button("▶ Run")
@@ -475,7 +502,7 @@ fn controls_ui(
                 match start(&s.exe(), open, s.jobs) {
                     Ok(child) => {
                         if let Ok(mut c) = s.live.child.lock() {
-                            *c = Some(child);
+                            *c = Some((open.file.clone(), child));
                         }
                         if let Some(mut d) = s.live.data() {
                             let done = d.points.iter().filter(|p| p.state == "done").count();
