@@ -286,3 +286,53 @@ seed = [1, 2]
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One source and more jobs than sources: the jobs left over must wait for the source a sibling
+/// job has just taken, not find its folder not yet written and fail its dependants.
+#[test]
+fn spare_jobs_wait_for_a_source_another_job_has_just_taken() {
+    let dir = fresh_dir("spare-jobs");
+    let text = format!(
+        r#"name = "one-source"
+out = "{}"
+[stages.src.base]
+data.train = ["builtin:demo/train"]
+data.dev = "builtin:demo/dev"
+model.source = "char"
+train.epochs = 1
+model.char.hidden = 32
+model.char.layers = 1
+model.char.heads = 2
+model.char.intermediate = 64
+[base]
+init_from = "stage:src"
+data.train = ["builtin:demo/train"]
+data.dev = "builtin:demo/dev"
+data.k_shot = 2
+model.source = "char"
+train.epochs = 1
+[grid]
+seed = [1, 2, 3]
+"#,
+        dir.join("runs").display()
+    );
+    let file = dir.join("one-source.toml");
+    std::fs::write(&file, text).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_nerlab"))
+        .args([
+            "experiment",
+            "run",
+            file.to_str().unwrap(),
+            "--quiet",
+            "--jobs",
+            "3",
+        ])
+        .args(["--threads", "1"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pts = points(&file);
+    assert_eq!(pts.len(), 4);
+    assert!(pts.iter().all(|p| p["state"] == "done"), "{pts:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
