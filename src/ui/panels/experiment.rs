@@ -259,7 +259,6 @@ type Looked = (Vec<String>, Vec<PointRow>, Option<Results>);
 
 /// The experiment's points, and its results when the number of done runs changed.
 fn look(exe: &Path, r: &Registration, done_before: Option<usize>) -> Result<Looked, String> {
-    let plan = nerlab(exe, r, &["plan"])?;
     let status = nerlab(exe, r, &["status"])?;
     let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
     let axes_of = |v: &serde_json::Value| -> BTreeMap<String, String> {
@@ -282,15 +281,16 @@ fn look(exe: &Path, r: &Registration, done_before: Option<usize>) -> Result<Look
             slurm: text(&p["slurm"]["state"]).map(|s| s.to_lowercase()),
         })
         .collect();
-    // The axes in plan order: the keys of the first point's axes as the plan lists them.
+    // Every axis of any point (a stage's points have their own), by name.
     let mut axes: Vec<String> = Vec::new();
-    for p in plan.as_array().into_iter().flatten() {
-        for k in axes_of(&p["axes"]).into_keys() {
-            if !axes.contains(&k) {
-                axes.push(k);
+    for p in &points {
+        for k in p.axes.keys() {
+            if !axes.contains(k) {
+                axes.push(k.clone());
             }
         }
     }
+    axes.sort();
     let done = points.iter().filter(|p| p.state == "done").count();
     let results = if done_before == Some(done) {
         None
