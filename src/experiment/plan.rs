@@ -315,24 +315,22 @@ fn point(
     let mut config = RunConfig::from_toml(&text)
         .map_err(|e| anyhow::anyhow!("{} at {axes:?}: {e:#}", file.name))?;
     // Where a run is written, and the threads and device that train it, are not the run.
-    config.name = None;
-    config.out = PathBuf::new();
-    config.threads = None;
-    config.device = RunConfig::default().device;
+    let mut what = config.clone();
+    what.name = None;
+    what.out = PathBuf::new();
+    what.threads = None;
+    what.device = RunConfig::default().device;
     if let Some((id, _)) = &source {
-        config.init_from = Some(format!("{STAGE_PREFIX}{id}"));
+        what.init_from = Some(format!("{STAGE_PREFIX}{id}"));
     }
-    let mut identity = config.to_toml()?;
-    let corpora = config
+    let mut identity = what.to_toml()?;
+    let corpora = what
         .data
-        .train
-        .iter()
-        .chain(&config.data.dev)
-        .chain(&config.data.eval)
-        .chain(config.finetune.iter().flat_map(|f| &f.train))
+        .sources()
+        .chain(what.finetune.iter().flat_map(|f| &f.train))
         .map(PathBuf::from);
     // A run to start from is its trained model, not its folder (whose status changes).
-    let model = config
+    let model = what
         .init_from
         .iter()
         .filter(|_| source.is_none())
@@ -346,9 +344,6 @@ fn point(
     }
     let id = format!("{:016x}", fnv1a(identity.as_bytes()));
     let name = format!("{}{}", slug(&axes), &id[..8]);
-    // Back to what the file says for everything that is not the identity.
-    let mut config = RunConfig::from_toml(&text)
-        .map_err(|e| anyhow::anyhow!("{} at {axes:?}: {e:#}", file.name))?;
     config.out = out.to_path_buf();
     config.name = Some(name.clone());
     if let Some((_, dir)) = &source {

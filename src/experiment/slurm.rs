@@ -228,7 +228,8 @@ pub fn submit(plan: &Plan, file: &Path, o: &SlurmOptions) -> anyhow::Result<Vec<
             .context("running sbatch (is Slurm installed and SLURM_CONF set?)")?;
         if !out.status.success() {
             bail!(
-                "sbatch failed ({}): {}",
+                "sbatch failed ({}): {}\n(submit from a node of the cluster, where `sinfo` answers; \
+                 a private cluster needs SLURM_CONF set to its slurm.conf)",
                 out.status,
                 String::from_utf8_lossy(&out.stderr).trim()
             );

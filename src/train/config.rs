@@ -131,6 +131,13 @@ impl Default for DataConfig {
     }
 }
 
+impl DataConfig {
+    /// Every corpus the run reads: training, dev, then the further evaluations.
+    pub fn sources(&self) -> impl Iterator<Item = &String> {
+        self.train.iter().chain(&self.dev).chain(&self.eval)
+    }
+}
+
 /// The model: its backbone and head.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -391,13 +398,7 @@ impl RunConfig {
                 "at least one training corpus is needed".into(),
             );
         }
-        for src in self
-            .data
-            .train
-            .iter()
-            .chain(&self.data.dev)
-            .chain(&self.data.eval)
-        {
+        for src in self.data.sources() {
             if let Some(reason) = super::sources::check_data_source(src) {
                 err("data", reason);
             }
