@@ -200,3 +200,43 @@ fn a_two_stage_run_killed_in_its_second_stage_resumes_to_the_same_end() {
     );
     assert!(run.join("stage1-best").join("nerlab-model.json").exists());
 }
+
+/// SIGTERM (what Slurm, systemd and `kill` send) stops a run as Ctrl-C does: it checkpoints where
+/// it is and exits resumable, and the resumed run ends as an uninterrupted one.
+#[test]
+fn sigterm_checkpoints_and_the_resumed_run_equals_an_uninterrupted_one() {
+    let dir = common::TempDir::new("sigterm");
+    let config = dir.write("run.toml", CONFIG.as_bytes());
+    let out: PathBuf = dir.path("runs");
+    let whole = train(&config, &out, "whole").wait_with_output().unwrap();
+    assert!(whole.status.success());
+
+    let mut child = train(&config, &out, "termed");
+    let run = out.join("termed");
+    let start = Instant::now();
+    while checkpoint_step(&run).is_none_or(|s| s < 30) {
+        assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint");
+        assert!(child.try_wait().unwrap().is_none(), "ended too soon");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let ended = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&ended.stderr);
+    assert!(ended.status.success(), "a stopped run exits cleanly: {log}");
+    let status: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("status.json")).unwrap()).unwrap();
+    assert_eq!(status["state"], "stopped", "{log}");
+    assert!(!run.join("report.json").exists(), "stopped before its end");
+    let at = checkpoint_step(&run).unwrap();
+    assert_eq!(
+        status["step"].as_u64(),
+        Some(at as u64),
+        "the checkpoint is where it stopped"
+    );
+    resume(&run, at);
+    assert_eq!(report(&run), report(&out.join("whole")));
+}
