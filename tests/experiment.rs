@@ -205,17 +205,11 @@ fn two_runners_started_together_train_every_point_once() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// A stage trains each source once; main points start from their source's run and wait for it
-/// (two jobs at once); a source that fails fails its dependants with the reason, and the others
-/// still finish.
-#[test]
-fn main_points_wait_for_their_stage_run_and_a_failed_source_fails_only_its_own() {
-    let dir = fresh_dir("stages");
-    // A corpus whose only tag is not a BIO tag: training on it fails after planning.
-    let bad = dir.join("bad.conll");
-    std::fs::write(&bad, "서울 X-LOC\n\n부산 X-LOC\n\n").unwrap();
+/// An experiment with a stage `src` (one small run per entry of `sources`, a TOML list of
+/// corpus lists) whose every run each seed fine-tunes on 2 examples per type.
+fn staged(dir: &Path, name: &str, sources: &str, seeds: &str) -> PathBuf {
     let text = format!(
-        r#"name = "staged"
+        r#"name = "{name}"
 out = "{}"
 [stages.src.base]
 data.dev = "builtin:demo/dev"
@@ -226,7 +220,7 @@ model.char.layers = 1
 model.char.heads = 2
 model.char.intermediate = 64
 [stages.src.grid]
-"data.train" = [["builtin:demo/train"], ["{}"]]
+"data.train" = {sources}
 [base]
 init_from = "stage:src"
 data.train = ["builtin:demo/train"]
@@ -235,25 +229,36 @@ data.k_shot = 2
 model.source = "char"
 train.epochs = 1
 [grid]
-seed = [1, 2]
+seed = {seeds}
 "#,
-        dir.join("runs").display(),
-        bad.display()
+        dir.join("runs").display()
     );
-    let file = dir.join("staged.toml");
+    let file = dir.join(format!("{name}.toml"));
     std::fs::write(&file, text).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_nerlab"))
-        .args([
-            "experiment",
-            "run",
-            file.to_str().unwrap(),
-            "--quiet",
-            "--jobs",
-            "2",
-        ])
-        .args(["--threads", "1"])
+    file
+}
+
+/// `nerlab experiment run FILE --jobs N`, one thread a run, to completion.
+fn run_jobs(file: &Path, jobs: usize) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_nerlab"))
+        .args(["experiment", "run", file.to_str().unwrap(), "--quiet"])
+        .args(["--jobs", &jobs.to_string(), "--threads", "1"])
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// A stage trains each source once; main points start from their source's run and wait for it
+/// (two jobs at once); a source that fails fails its dependants with the reason, and the others
+/// still finish.
+#[test]
+fn main_points_wait_for_their_stage_run_and_a_failed_source_fails_only_its_own() {
+    let dir = fresh_dir("stages");
+    // A corpus whose only tag is not a BIO tag: training on it fails after planning.
+    let bad = dir.join("bad.conll");
+    std::fs::write(&bad, "서울 X-LOC\n\n부산 X-LOC\n\n").unwrap();
+    let sources = format!(r#"[["builtin:demo/train"], ["{}"]]"#, bad.display());
+    let file = staged(&dir, "staged", &sources, "[1, 2]");
+    let o = run_jobs(&file, 2);
     assert!(
         !o.status.success(),
         "a source failed, so the run must say so"
@@ -292,44 +297,13 @@ seed = [1, 2]
 #[test]
 fn spare_jobs_wait_for_a_source_another_job_has_just_taken() {
     let dir = fresh_dir("spare-jobs");
-    let text = format!(
-        r#"name = "one-source"
-out = "{}"
-[stages.src.base]
-data.train = ["builtin:demo/train"]
-data.dev = "builtin:demo/dev"
-model.source = "char"
-train.epochs = 1
-model.char.hidden = 32
-model.char.layers = 1
-model.char.heads = 2
-model.char.intermediate = 64
-[base]
-init_from = "stage:src"
-data.train = ["builtin:demo/train"]
-data.dev = "builtin:demo/dev"
-data.k_shot = 2
-model.source = "char"
-train.epochs = 1
-[grid]
-seed = [1, 2, 3]
-"#,
-        dir.join("runs").display()
+    let file = staged(
+        &dir,
+        "one-source",
+        r#"[["builtin:demo/train"]]"#,
+        "[1, 2, 3]",
     );
-    let file = dir.join("one-source.toml");
-    std::fs::write(&file, text).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_nerlab"))
-        .args([
-            "experiment",
-            "run",
-            file.to_str().unwrap(),
-            "--quiet",
-            "--jobs",
-            "3",
-        ])
-        .args(["--threads", "1"])
-        .output()
-        .unwrap();
+    let o = run_jobs(&file, 3);
     assert!(o.status.success(), "{}", stderr(&o));
     let pts = points(&file);
     assert_eq!(pts.len(), 4);

@@ -62,9 +62,14 @@ fn checkpoint_step(run: &Path) -> Option<usize> {
     v["dir"].as_str()?.strip_prefix("checkpoint-")?.parse().ok()
 }
 
-/// Starts run `name` and kills it with SIGKILL once a checkpoint at or after `step` exists;
-/// the run folder and the step of its last checkpoint.
-fn train_and_kill(config: &Path, out: &Path, name: &str, step: usize) -> (PathBuf, usize) {
+/// Starts run `name` and returns it, still training, once a checkpoint at or after `step` exists;
+/// with its folder.
+fn train_until(
+    config: &Path,
+    out: &Path,
+    name: &str,
+    step: usize,
+) -> (std::process::Child, PathBuf) {
     let mut child = train(config, out, name);
     let run = out.join(name);
     let start = Instant::now();
@@ -79,6 +84,13 @@ fn train_and_kill(config: &Path, out: &Path, name: &str, step: usize) -> (PathBu
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    (child, run)
+}
+
+/// Starts run `name` and kills it with SIGKILL once a checkpoint at or after `step` exists;
+/// the run folder and the step of its last checkpoint.
+fn train_and_kill(config: &Path, out: &Path, name: &str, step: usize) -> (PathBuf, usize) {
+    let (mut child, run) = train_until(config, out, name, step);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let killed_at = checkpoint_step(&run).unwrap();
@@ -211,14 +223,7 @@ fn sigterm_checkpoints_and_the_resumed_run_equals_an_uninterrupted_one() {
     let whole = train(&config, &out, "whole").wait_with_output().unwrap();
     assert!(whole.status.success());
 
-    let mut child = train(&config, &out, "termed");
-    let run = out.join("termed");
-    let start = Instant::now();
-    while checkpoint_step(&run).is_none_or(|s| s < 30) {
-        assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint");
-        assert!(child.try_wait().unwrap().is_none(), "ended too soon");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (child, run) = train_until(&config, &out, "termed", 30);
     let term = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
