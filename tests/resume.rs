@@ -245,3 +245,32 @@ fn sigterm_checkpoints_and_the_resumed_run_equals_an_uninterrupted_one() {
     resume(&run, at);
     assert_eq!(report(&run), report(&out.join("whole")));
 }
+
+/// What a `kill -9` in the middle of writing a checkpoint leaves: the next checkpoint's folder half
+/// written (beside it, under `.tmp-`) or complete but not yet made current. Resuming must take the
+/// last checkpoint made current and end as an uninterrupted run.
+#[test]
+fn a_checkpoint_cut_off_while_written_is_passed_over_on_resume() {
+    let dir = common::TempDir::new("cut-checkpoint");
+    let config = dir.write("run.toml", CONFIG.as_bytes());
+    let out: PathBuf = dir.path("runs");
+    let whole = train(&config, &out, "whole").wait_with_output().unwrap();
+    assert!(whole.status.success());
+
+    let (run, killed_at) = train_and_kill(&config, &out, "cut", 30);
+    // The checkpoint being written when the process died: its files, truncated, in the folder
+    // being filled, and a later one renamed into place before the pointer moved to it.
+    let current = run.join(format!("checkpoint-{killed_at:07}"));
+    for next in [
+        run.join(format!(".tmp-checkpoint-{:07}", killed_at + 5)),
+        run.join(format!("checkpoint-{:07}", killed_at + 10)),
+    ] {
+        std::fs::create_dir_all(&next).unwrap();
+        for f in std::fs::read_dir(&current).unwrap().flatten() {
+            let bytes = std::fs::read(f.path()).unwrap();
+            std::fs::write(next.join(f.file_name()), &bytes[..bytes.len() / 2]).unwrap();
+        }
+    }
+    resume(&run, killed_at);
+    assert_eq!(report(&run), report(&out.join("whole")));
+}
