@@ -97,6 +97,17 @@ fn train_and_kill(config: &Path, out: &Path, name: &str, step: usize) -> (PathBu
     (run, killed_at)
 }
 
+/// Trains run `whole` to its end without interruption: the reference a resumed run must equal.
+fn train_whole(config: &Path, out: &Path) -> PathBuf {
+    let whole = train(config, out, "whole").wait_with_output().unwrap();
+    assert!(
+        whole.status.success(),
+        "{}",
+        String::from_utf8_lossy(&whole.stderr)
+    );
+    out.join("whole")
+}
+
 /// `nerlab train --resume`: its log, which must say it continued from `step`.
 fn resume(run: &Path, step: usize) {
     let resumed = nerlab()
@@ -122,12 +133,7 @@ fn kill_nine_then_resume_equals_an_uninterrupted_run() {
     let config = dir.write("run.toml", CONFIG.as_bytes());
     let out: PathBuf = dir.path("runs");
 
-    let whole = train(&config, &out, "whole").wait_with_output().unwrap();
-    assert!(
-        whole.status.success(),
-        "{}",
-        String::from_utf8_lossy(&whole.stderr)
-    );
+    let whole = train_whole(&config, &out);
 
     // The demo's 374 training sentences make 24 batches an epoch: kill after the checkpoint at
     // step 30 (inside the second epoch), before the run ends.
@@ -147,7 +153,7 @@ fn kill_nine_then_resume_equals_an_uninterrupted_run() {
     resume(&run, killed_at);
     assert_eq!(
         report(&run),
-        report(&out.join("whole")),
+        report(&whole),
         "resumed and uninterrupted runs must end the same"
     );
     // The metrics log has each step once.
@@ -196,18 +202,13 @@ fn a_two_stage_run_killed_in_its_second_stage_resumes_to_the_same_end() {
     );
     let config = dir.write("run.toml", text.as_bytes());
     let out: PathBuf = dir.path("runs");
-    let whole = train(&config, &out, "whole").wait_with_output().unwrap();
-    assert!(
-        whole.status.success(),
-        "{}",
-        String::from_utf8_lossy(&whole.stderr)
-    );
+    let whole = train_whole(&config, &out);
     let (run, killed_at) = train_and_kill(&config, &out, "killed", 60);
     assert!(killed_at > 48, "killed in stage 2 (step {killed_at})");
     resume(&run, killed_at);
     assert_eq!(
         report(&run),
-        report(&out.join("whole")),
+        report(&whole),
         "resumed and uninterrupted two-stage runs must end the same"
     );
     assert!(run.join("stage1-best").join("nerlab-model.json").exists());
@@ -220,8 +221,7 @@ fn sigterm_checkpoints_and_the_resumed_run_equals_an_uninterrupted_one() {
     let dir = common::TempDir::new("sigterm");
     let config = dir.write("run.toml", CONFIG.as_bytes());
     let out: PathBuf = dir.path("runs");
-    let whole = train(&config, &out, "whole").wait_with_output().unwrap();
-    assert!(whole.status.success());
+    let whole = train_whole(&config, &out);
 
     let (child, run) = train_until(&config, &out, "termed", 30);
     let term = Command::new("kill")
@@ -243,7 +243,7 @@ fn sigterm_checkpoints_and_the_resumed_run_equals_an_uninterrupted_one() {
         "the checkpoint is where it stopped"
     );
     resume(&run, at);
-    assert_eq!(report(&run), report(&out.join("whole")));
+    assert_eq!(report(&run), report(&whole));
 }
 
 /// What a `kill -9` in the middle of writing a checkpoint leaves: the next checkpoint's folder half
@@ -254,8 +254,7 @@ fn a_checkpoint_cut_off_while_written_is_passed_over_on_resume() {
     let dir = common::TempDir::new("cut-checkpoint");
     let config = dir.write("run.toml", CONFIG.as_bytes());
     let out: PathBuf = dir.path("runs");
-    let whole = train(&config, &out, "whole").wait_with_output().unwrap();
-    assert!(whole.status.success());
+    let whole = train_whole(&config, &out);
 
     let (run, killed_at) = train_and_kill(&config, &out, "cut", 30);
     // The checkpoint being written when the process died: its files, truncated, in the folder
@@ -272,5 +271,5 @@ fn a_checkpoint_cut_off_while_written_is_passed_over_on_resume() {
         }
     }
     resume(&run, killed_at);
-    assert_eq!(report(&run), report(&out.join("whole")));
+    assert_eq!(report(&run), report(&whole));
 }
