@@ -52,6 +52,17 @@ pub enum Command {
     CheckRuns {
         dirs: Vec<PathBuf>,
     },
+    /// Open a model that is not a run here (a Hugging Face token-classification checkpoint, a
+    /// saved model folder, another machine's run) and evaluate it on a corpus; the answer is an
+    /// [`Event::RunLoaded`] whose `dir` is `model`, read-only beside the runs, so every panel and
+    /// the tagger work on it.
+    OpenModel {
+        model: String,
+        data: String,
+        labels: crate::data::label_map::LabelMap,
+        /// For a PyTorch state dict: its encoder, labels and layout.
+        torch: crate::infer::TorchOptions,
+    },
     /// Stop everything and end the thread.
     Shutdown,
 }

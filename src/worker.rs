@@ -15,15 +15,17 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 
 use crate::data::hub::Hub;
+use crate::data::label_map::LabelMap;
 use crate::infer::{
-    attention_of_text, has_model, load_model, model_dir, score_saved_predictions, tag_texts,
+    OpenOptions, attention_of_text, evaluate, has_model, load_model, model_dir, open_model,
+    score_saved_predictions, tag_texts,
 };
 use crate::model::ner::NerModel;
 use crate::protocol::{
     Command, CurvePoint, DevView, EvalPoint, Event, LoadedRun, RunFiles, RunId, TrainRequest,
 };
 use crate::train::events::panic_message;
-use crate::train::run_dir::{MetricsLine, RunDir, list_runs};
+use crate::train::run_dir::{MetricsLine, RunDir, RunState, list_runs};
 use crate::train::sources::load_corpus;
 use crate::train::{Control, Observer, RunConfig, TrainEvent, train};
 
@@ -111,6 +113,9 @@ struct Worker {
     queue: VecDeque<Command>,
     /// Loaded models by the path asked for, with the version of the files they came from.
     models: HashMap<PathBuf, (ModelStamp, NerModel)>,
+    /// How each model opened from elsewhere was opened (its label map and state-dict options),
+    /// so tagging and attention open it the same way.
+    opened: HashMap<PathBuf, (LabelMap, crate::infer::TorchOptions)>,
     shutting_down: bool,
     threads: usize,
     /// Where tensor work runs, capped at `threads` (candle's CPU kernels use the current pool).
@@ -129,6 +134,7 @@ impl Worker {
             events,
             queue: VecDeque::new(),
             models: HashMap::new(),
+            opened: HashMap::new(),
             shutting_down: false,
             threads,
             pool,
@@ -323,6 +329,22 @@ impl Worker {
                 let runs = list_runs(&dir).into_iter().map(|r| r.path).collect();
                 self.send(Event::RunsFound { dir, runs });
             }
+            Command::OpenModel {
+                model,
+                data,
+                labels,
+                torch,
+            } => match open_and_evaluate(&model, &data, labels.clone(), torch.clone()) {
+                Ok(r) => {
+                    self.opened.insert(PathBuf::from(&model), (labels, torch));
+                    self.send(Event::RunLoaded(Box::new(r)));
+                }
+                Err(e) => self.send(Event::Failed {
+                    id: None,
+                    message: format!("opening {model}: {e:#}"),
+                    files: None,
+                }),
+            },
             Command::LoadRun { dir } => match load_run(&dir) {
                 Ok(r) => self.send(Event::RunLoaded(Box::new(r))),
                 Err(e) => self.send(Event::Failed {
@@ -345,14 +367,34 @@ impl Worker {
             {
                 self.models.remove(&k);
             }
-            self.models
-                .insert(path.to_path_buf(), (stamp, load_model(path)?));
+            self.models.insert(
+                path.to_path_buf(),
+                (stamp, open_any(path, self.opened.get(path))?),
+            );
         }
         self.models
             .get(path)
             .map(|(_, m)| m)
             .ok_or_else(|| anyhow::anyhow!("model cache"))
     }
+}
+
+/// The model behind a path the UI holds: a run's best, a model folder, or a token-classification
+/// checkpoint (with its own labels).
+fn open_any(
+    path: &Path,
+    how: Option<&(LabelMap, crate::infer::TorchOptions)>,
+) -> anyhow::Result<NerModel> {
+    if has_model(path) {
+        return load_model(path);
+    }
+    let options = OpenOptions {
+        labels: how.map(|h| h.0.clone()).unwrap_or_default(),
+        torch: how.map(|h| h.1.clone()).unwrap_or_default(),
+        offline: true,
+        ..OpenOptions::default()
+    };
+    Ok(open_model(&path.to_string_lossy(), &options)?.model)
 }
 
 /// The version of a model folder's files: their names, sizes and modification times. A
@@ -515,6 +557,71 @@ pub fn load_run(dir: &Path) -> anyhow::Result<LoadedRun> {
         dev,
         message: status.message,
         files: run_files(dir),
+    })
+}
+
+/// A model opened from outside the runs folder, evaluated on `data`, as a finished read-only
+/// run: one evaluation point, the report, and the sentences with both sides' tags.
+pub fn open_and_evaluate(
+    model: &str,
+    data: &str,
+    labels: LabelMap,
+    torch: crate::infer::TorchOptions,
+) -> anyhow::Result<LoadedRun> {
+    let hub = Hub::from_env(true);
+    let gold = load_corpus(data, None, &hub)?;
+    let opened = open_model(
+        model,
+        &OpenOptions {
+            labels,
+            target: Some(gold.label_set().into_iter().collect()),
+            offline: true,
+            torch,
+        },
+    )?;
+    let (report, pred) = evaluate(&opened.model, &gold, 64)?;
+    let gv = gold.view();
+    let pv = gold.view_of(pred.iter().map(Vec::as_slice));
+    let dev = DevView {
+        ids: gold.sentences.iter().map(|s| s.id.clone()).collect(),
+        tokens: gold.sentences.iter().map(|s| s.tokens.clone()).collect(),
+        positions: gv.positions,
+        gold: gv.tags,
+        pred: pv.tags,
+        space_tokens: gold.format.space_tokens(),
+    };
+    let note = opened.note();
+    Ok(LoadedRun {
+        dir: PathBuf::from(model),
+        config: None,
+        state: RunState::Finished,
+        step: 0,
+        total_steps: 0,
+        curve: Vec::new(),
+        evals: vec![EvalPoint {
+            step: 0,
+            micro_f1: report.micro.f1,
+            macro_f1: report.macro_avg.f1,
+            per_type: report
+                .per_type
+                .iter()
+                .map(|(t, s)| (t.clone(), s.f1))
+                .collect(),
+        }],
+        report: Some(Box::new(report)),
+        dev: Some(dev),
+        message: format!(
+            "opened read-only and evaluated on {data}{}",
+            if note.is_empty() {
+                String::new()
+            } else {
+                format!(" ({note})")
+            }
+        ),
+        files: RunFiles {
+            has_model: true,
+            has_checkpoint: false,
+        },
     })
 }
 

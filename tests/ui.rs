@@ -598,3 +598,50 @@ fn the_experiment_page_shows_the_plan_and_results_and_a_cell_opens_its_runs() {
     assert!(run.starts_with("head-softmax_seed-1_"), "{run}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// "Open a trained model" in the launcher: a transformers token-classification checkpoint,
+/// evaluated on a corpus through the worker, becomes a read-only entry the confusion panel shows.
+#[test]
+fn a_checkpoint_opened_from_the_launcher_fills_the_confusion_panel() {
+    let runs = temp_dir("open-model");
+    let mut state = UiState {
+        runs_dir: Some(runs.clone()),
+        ..UiState::default()
+    };
+    state.launcher.inspect_model = common::fixture("models/tiny-electra-ner")
+        .to_string_lossy()
+        .into_owned();
+    state.launcher.inspect_data = "builtin:demo/dev".into();
+    let worker = WorkerHandle::spawn(Some(1)).unwrap();
+    let app = NerlabApp::with_parts(state, RunStore::default(), Some(worker));
+    let mut h = harness(app);
+    settle(&mut h);
+    h.get_by_label_contains("Open a trained model").click();
+    settle(&mut h);
+    h.get_by_label("Open and evaluate").click();
+    step_until(&mut h, 120, "the opened model", |h| {
+        h.state()
+            .store
+            .runs
+            .iter()
+            .any(|r| r.name == "tiny-electra-ner" && r.report.is_some())
+    });
+    assert_eq!(
+        h.state().state.selected.as_deref(),
+        Some("tiny-electra-ner")
+    );
+    h.state_mut().state.panel = PanelKind::Confusion;
+    settle(&mut h);
+    h.get_by_label("Click a cell to list its sentences.");
+    assert!(
+        h.query_all_by_label_contains("gold PS, predicted").count() > 1,
+        "span-level cells of KLUE's types"
+    );
+    assert!(
+        h.state().store.banners.is_empty(),
+        "{:?}",
+        h.state().store.banners
+    );
+    drop(h);
+    std::fs::remove_dir_all(runs).unwrap();
+}

@@ -371,3 +371,84 @@ fn a_run_that_fails_before_its_first_step_is_no_ghost_after_a_restart() {
     };
     assert_eq!(*state, RunState::Interrupted);
 }
+
+#[test]
+fn an_opened_checkpoint_is_a_read_only_run_that_tags_and_shows_attention() {
+    let w = WorkerHandle::spawn(Some(1)).unwrap();
+    let model = common::fixture("models/tiny-bert-ner");
+    let mut labels = nerlab::data::label_map::LabelMap::default();
+    labels.add_pair("MISC=O").unwrap();
+    w.send(Command::OpenModel {
+        model: model.to_string_lossy().into_owned(),
+        data: "builtin:demo/dev".into(),
+        labels,
+        torch: Default::default(),
+    })
+    .unwrap();
+    let ev = wait_for(&w, "the opened model", |e| matches!(e, Event::RunLoaded(_)));
+    let mut store = RunStore::default();
+    for e in ev {
+        store.apply(e);
+    }
+    let r = store
+        .runs
+        .iter()
+        .find(|r| r.name == "tiny-bert-ner")
+        .expect("listed under its folder's name");
+    assert_eq!(r.phase, Phase::Active(RunState::Finished));
+    assert!(r.config.is_none(), "read-only: no configuration to resume");
+    assert_eq!(r.model_dir(), Some(model.as_path()));
+    let report = r.report.as_ref().expect("the evaluation's report");
+    assert!(
+        report.per_type.contains_key("PS"),
+        "matched to KLUE's types"
+    );
+    let dev = r
+        .dev
+        .as_ref()
+        .expect("sentences for the error and confusion panels");
+    assert_eq!(dev.gold.len(), dev.pred.len());
+    assert!(
+        r.messages
+            .iter()
+            .any(|m| m.contains("types matched to the corpus"))
+    );
+    assert_eq!(r.best_f1, Some(report.micro.f1));
+
+    w.send(Command::Tag {
+        request: 7,
+        model: model.clone(),
+        text: "Seoul is in Korea".into(),
+    })
+    .unwrap();
+    wait_for(&w, "tags from the checkpoint", |e| {
+        matches!(e, Event::Tagged { request: 7, .. })
+    });
+    w.send(Command::Attention {
+        request: 8,
+        model: model.clone(),
+        text: "Seoul is in Korea".into(),
+    })
+    .unwrap();
+    let ev = wait_for(&w, "its attention", |e| {
+        matches!(e, Event::Attention { request: 8, .. })
+    });
+    let Some(Event::Attention { weights, .. }) = ev.last() else {
+        unreachable!()
+    };
+    assert_eq!(weights.len(), 2, "one matrix per layer of the tiny BERT");
+
+    // A model that cannot be opened is one failure event, naming it.
+    w.send(Command::OpenModel {
+        model: "/nonexistent/model".into(),
+        data: "builtin:demo/dev".into(),
+        labels: Default::default(),
+        torch: Default::default(),
+    })
+    .unwrap();
+    let ev = wait_for(&w, "the failure", |e| matches!(e, Event::Failed { .. }));
+    let Some(Event::Failed { message, .. }) = ev.last() else {
+        unreachable!()
+    };
+    assert!(message.contains("/nonexistent/model"), "{message}");
+}

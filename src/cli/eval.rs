@@ -1,29 +1,100 @@
-//! `nerlab eval --run DIR --data CORPUS [--json]`: a run's best model on any corpus, with the same
-//! report as `nerlab score`.
+//! `nerlab eval --model M --data CORPUS [--json]`: a model on any corpus, with the same report as
+//! `nerlab score`. The model is a run directory (its best model), a saved model folder, or a
+//! Hugging Face token-classification checkpoint (a folder or `hf:<repo>`), its labels matched to
+//! the corpus's (`--label-map`, `--map-label`).
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
 
 use crate::data::Format;
 use crate::data::hub::Hub;
-use crate::infer::{evaluate, load_model};
+use crate::data::label_map::LabelMap;
+use crate::infer::{OpenOptions, evaluate, open_model};
 use crate::model::ner::Confidence;
 use crate::train::sources::load_corpus;
 
+/// How a model's outputs are matched to a corpus's tags, shared by `eval` and `tag`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct LabelArgs {
+    /// A label map: a TOML file with `[labels]` (whole labels, `LABEL_3 = "B-PS"`) and `[types]`
+    /// (`PER = "PS"`, `MISC = "O"`) tables. KLUE <-> CoNLL-style types (PS/PER, LC/LOC, OG/ORG,
+    /// DT/DATE, TI/TIME, QT/QUANTITY) are matched without one.
+    #[arg(long)]
+    pub label_map: Option<PathBuf>,
+    /// One mapping, FROM=TO (a type, PER=PS or MISC=O, or a whole label, LABEL_3=B-PS); repeatable.
+    #[arg(long = "map-label", value_name = "FROM=TO")]
+    pub map_label: Vec<String>,
+}
+
+impl LabelArgs {
+    pub fn map(&self) -> anyhow::Result<LabelMap> {
+        LabelMap::from_args(self.label_map.as_deref(), &self.map_label)
+    }
+}
+
+/// What a PyTorch state dict (`--model model.pt`) needs beside it (docs/MODELS.md).
+#[derive(Debug, Clone, Default, Args)]
+pub struct TorchArgs {
+    /// The state dict's encoder: a folder with config.json and a tokenizer, hf:<repo> or a preset
+    /// (default: the state dict's own folder).
+    #[arg(long)]
+    pub encoder: Option<String>,
+    /// The state dict's outputs: klue (KLUE's 13 in korean_ner's order), a file with one label
+    /// per line, or A,B,C (default: labels.txt beside the state dict).
+    #[arg(long)]
+    pub labels: Option<String>,
+    /// A TOML key layout naming the prefixes of the encoder, lstm, classifier and crf
+    /// (default: electra., lstm., classifier., crf.).
+    #[arg(long)]
+    pub layout: Option<PathBuf>,
+    /// KLUE's characters: characters (one per token, the default for a state dict) or subwords.
+    #[arg(long, value_parser = |s: &str| s.parse::<crate::model::align::CharUnits>())]
+    pub char_units: Option<crate::model::align::CharUnits>,
+    /// Decode the state dict's CRF with IOB2's constraints (pytorch-crf allows every transition).
+    #[arg(long)]
+    pub constrained_crf: bool,
+}
+
+impl TorchArgs {
+    pub fn options(&self) -> crate::infer::TorchOptions {
+        crate::infer::TorchOptions {
+            encoder: self.encoder.clone(),
+            labels: self.labels.clone(),
+            layout: self.layout.clone(),
+            char_units: self.char_units,
+            constrained: self.constrained_crf,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// A run directory (its best model) or a saved model folder.
-    #[arg(long)]
-    pub run: PathBuf,
+    /// A run directory (its best model), a saved model folder, a Hugging Face
+    /// token-classification checkpoint (a folder or hf:<repo>[@revision]), or a PyTorch state
+    /// dict (model.pt: see --encoder, --labels, --layout).
+    #[arg(long, alias = "run")]
+    pub model: String,
     /// The corpus: a path, builtin:demo/dev, klue-ner/dev, wikiann:ko/dev or hf:<repo>:<config>/<split>.
     #[arg(long)]
     pub data: String,
     #[arg(long, value_parser = |s: &str| s.parse::<Format>())]
     pub format: Option<Format>,
+    #[command(flatten)]
+    pub labels: LabelArgs,
+    #[command(flatten)]
+    pub torch: TorchArgs,
     /// Write the predictions here, in the corpus's own format.
     #[arg(long)]
     pub predictions: Option<PathBuf>,
+    /// Write each sentence's tokens, tags and class scores here (JSON lines `{"tokens", "tags",
+    /// "logits"}`: one
+    /// row per token, the emission scores of the unit its tag comes from, null for tokens whose
+    /// tag is derived; columns in the model's label order, printed first as `{"labels"}`), for
+    /// parity checks against another implementation (scripts/check_hf_export.py).
+    #[arg(long)]
+    pub emissions: Option<PathBuf>,
     #[arg(long)]
     pub offline: bool,
     #[arg(long)]
@@ -35,12 +106,27 @@ pub struct EvalArgs {
 }
 
 pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
-    let mut model = load_model(&a.run)?;
-    model.confidence = a.confidence;
-    let corpus = load_corpus(&a.data, a.format, &Hub::from_env(a.offline))?;
-    let (report, pred) = evaluate(&model, &corpus, 64)?;
+    let hub = Hub::from_env(a.offline);
+    let corpus = load_corpus(&a.data, a.format, &hub)?;
+    let options = OpenOptions {
+        labels: a.labels.map()?,
+        target: Some(corpus.label_set().into_iter().collect()),
+        offline: a.offline,
+        torch: a.torch.options(),
+    };
+    let mut opened = open_model(&a.model, &options)?;
+    let note = opened.note();
+    if !note.is_empty() {
+        eprintln!("nerlab eval: {note}");
+    }
+    opened.model.confidence = a.confidence;
+    let model = &opened.model;
+    let (report, pred) = evaluate(model, &corpus, 64)?;
     if let Some(p) = &a.predictions {
         crate::data::write(&corpus.with_tags(pred), p)?;
+    }
+    if let Some(path) = &a.emissions {
+        write_emissions(model, &corpus, path)?;
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -50,5 +136,28 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
             super::score::render(&report, corpus.format.space_tokens())
         );
     }
+    Ok(())
+}
+
+/// The `--emissions` file: a header line with the label order, then a line per sentence.
+fn write_emissions(
+    model: &crate::model::ner::NerModel,
+    corpus: &crate::data::Corpus,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    let tokens: Vec<Vec<String>> = corpus.sentences.iter().map(|s| s.tokens.clone()).collect();
+    let (tagged, logits) = model.tag_with_logits(&tokens, 64, model.align_for(corpus.format))?;
+    let file = std::fs::File::create(path)
+        .map_err(|e| anyhow::anyhow!("creating {}: {e}", path.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    writeln!(w, "{}", serde_json::json!({ "labels": model.classes }))?;
+    for ((t, l), s) in tagged.iter().zip(&logits).zip(&corpus.sentences) {
+        writeln!(
+            w,
+            "{}",
+            serde_json::json!({ "tokens": s.tokens, "tags": t.tags, "logits": l })
+        )?;
+    }
+    w.flush()?;
     Ok(())
 }

@@ -3,8 +3,10 @@
 
 pub mod bench;
 mod encode;
-mod eval;
+pub mod eval;
 mod experiment;
+mod export;
+mod import;
 mod runs;
 mod sample;
 mod score;
@@ -37,10 +39,17 @@ pub enum Command {
     Sample(sample::SampleArgs),
     /// Train a model (from a config file, a preset and/or flags); --resume continues a run.
     Train(Box<train::TrainArgs>),
-    /// Evaluate a run's best model on a corpus.
+    /// Evaluate a model on a corpus: a run's best, or a Hugging Face token-classification
+    /// checkpoint (its labels matched to the corpus's).
     Eval(eval::EvalArgs),
-    /// Tag text with a run's best model (JSON lines of spans).
+    /// Tag text with a model: a run's best, or a Hugging Face token-classification checkpoint
+    /// (JSON lines of spans).
     Tag(tag::TagArgs),
+    /// Write a run's best model as a Hugging Face transformers folder (with a model card).
+    Export(export::ExportArgs),
+    /// Write a model from elsewhere (a token-classification checkpoint, a PyTorch state dict) as a
+    /// nerlab model folder, to start runs from.
+    Import(import::ImportArgs),
     /// List runs with their state and best dev F1.
     Runs(runs::RunsArgs),
     /// A grid of runs from an experiment file: plan, run (resumable), status, report, retry,
@@ -80,6 +89,19 @@ pub struct GuiArgs {
     /// Open the page of this experiment file (TOML).
     #[arg(long)]
     pub experiment: Option<std::path::PathBuf>,
+    /// Open a trained model read-only beside the runs (a Hugging Face token-classification
+    /// checkpoint, a model folder or a run elsewhere), evaluated on --data, and select it.
+    #[arg(long, requires = "data")]
+    pub model: Option<String>,
+    /// The corpus --model is evaluated on (as nerlab eval --data).
+    #[arg(long)]
+    pub data: Option<String>,
+    /// How --model's labels meet the corpus's (as nerlab eval's).
+    #[command(flatten)]
+    pub labels: eval::LabelArgs,
+    /// What a PyTorch state dict given as --model needs (as nerlab eval's).
+    #[command(flatten)]
+    pub torch: eval::TorchArgs,
 }
 
 fn parse_size(s: &str) -> Result<(f32, f32), String> {
@@ -91,6 +113,7 @@ fn parse_size(s: &str) -> Result<(f32, f32), String> {
 }
 
 fn gui(args: &GuiArgs) -> anyhow::Result<()> {
+    let model_labels = args.labels.map()?;
     crate::ui::run(crate::ui::Launch {
         runs_dir: args.runs.clone(),
         fresh: args.fresh,
@@ -99,6 +122,10 @@ fn gui(args: &GuiArgs) -> anyhow::Result<()> {
         size: args.size,
         frame_stats: args.frame_stats,
         experiment: args.experiment.clone(),
+        open_model: args.model.clone(),
+        model_data: args.data.clone(),
+        model_labels,
+        model_torch: args.torch.options(),
     })
 }
 
@@ -149,6 +176,8 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Train(args)) => train::run(&args),
         Some(Command::Eval(args)) => eval::run(&args),
         Some(Command::Tag(args)) => tag::run(&args),
+        Some(Command::Export(args)) => export::run(&args),
+        Some(Command::Import(args)) => import::run(&args),
         Some(Command::Runs(args)) => runs::run(&args),
         Some(Command::Experiment(args)) => experiment::run(&args),
     }

@@ -1,26 +1,38 @@
-//! `nerlab tag --run DIR [TEXT | -]`: tags text with a run's best model and prints one JSON line per
-//! input line: `{"text", "spans": [{"type", "start", "end", "text", "confidence"}]}`, offsets in
-//! characters.
-
-use std::path::PathBuf;
+//! `nerlab tag --model M [TEXT | -]`: tags text with a model (a run's best, a saved model folder,
+//! or a Hugging Face token-classification checkpoint) and prints one JSON line per input line:
+//! `{"text", "spans": [{"type", "start", "end", "text", "confidence"}]}`, offsets in characters.
 
 use clap::Args;
 
-use crate::infer::{load_model, tag_texts};
+use crate::infer::{OpenOptions, open_model, tag_texts};
 
 #[derive(Debug, Args)]
 pub struct TagArgs {
-    /// A run directory (its best model is used) or a saved model folder.
+    /// A run directory (its best model), a saved model folder, a Hugging Face
+    /// token-classification checkpoint (a folder or hf:<repo>[@revision]), or a PyTorch state
+    /// dict (model.pt: see --encoder, --labels, --layout).
+    #[arg(long, alias = "run")]
+    pub model: String,
+    #[command(flatten)]
+    pub labels: super::eval::LabelArgs,
+    #[command(flatten)]
+    pub torch: super::eval::TorchArgs,
     #[arg(long)]
-    pub run: PathBuf,
+    pub offline: bool,
     /// Text to tag; `-` or nothing reads lines from standard input.
     pub text: Option<String>,
 }
 
 pub fn run(a: &TagArgs) -> anyhow::Result<()> {
-    let model = load_model(&a.run)?;
+    let options = OpenOptions {
+        labels: a.labels.map()?,
+        target: None,
+        offline: a.offline,
+        torch: a.torch.options(),
+    };
+    let opened = open_model(&a.model, &options)?;
     let lines = super::texts_arg(a.text.as_deref())?;
-    for t in tag_texts(&model, &lines)? {
+    for t in tag_texts(&opened.model, &lines)? {
         println!("{}", serde_json::to_string(&t)?);
     }
     Ok(())

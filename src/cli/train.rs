@@ -378,6 +378,9 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
         );
         b
     });
+    // Where standard error is no terminal the bar is drawn nowhere and would swallow every
+    // line printed through it: plain lines instead (a step line every 50 steps).
+    let bar = bar.filter(|b| !b.is_hidden());
     let mut term = Terminal { bar };
     // Ctrl-C stops cooperatively: a checkpoint is written and the run can be resumed.
     let control = Control::default();

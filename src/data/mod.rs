@@ -13,6 +13,7 @@ pub mod hub;
 pub mod inline;
 mod klue;
 mod kmou;
+pub mod label_map;
 pub mod parquet;
 pub mod sample;
 pub mod scheme;

@@ -14,5 +14,7 @@ mod text;
 
 pub use alignment::{RoundTrip, alignments_for, round_trip};
 pub use eval::{SavedScore, evaluate, score_saved_predictions};
-pub use model_dir::{has_model, load_model, model_dir, tokenizer_of};
+pub use model_dir::{
+    OpenOptions, Opened, TorchOptions, has_model, load_model, model_dir, open_model, tokenizer_of,
+};
 pub use text::{TaggedText, TextSpan, attention_of_text, tag_texts, tokenize};

@@ -94,10 +94,24 @@ impl Backbone {
         device: &Device,
         seed: u64,
     ) -> anyhow::Result<Self> {
+        Self::pretrained_with(dir, Checkpoint::from_dir(dir)?, dtype, device, seed)
+    }
+
+    /// [`pretrained`](Self::pretrained) with the folder's weights already read (and perhaps
+    /// renamed: a token-classification checkpoint's classifier becomes nerlab's head).
+    pub fn pretrained_with(
+        dir: &Path,
+        checkpoint: Checkpoint,
+        dtype: DType,
+        device: &Device,
+        seed: u64,
+    ) -> anyhow::Result<Self> {
         let config = EncoderConfig::from_file(&dir.join("config.json"))?;
         let tokenizer = TextTokenizer::Hf(Box::new(HfTokenizer::from_dir(dir)?));
-        tokenizer.check_vocab(config.vocab_size)?;
-        let params = Params::new(Checkpoint::from_dir(dir)?, dtype, device, seed);
+        tokenizer
+            .check_vocab(config.vocab_size)
+            .with_context(|| format!("{}: the tokenizer does not fit the model", dir.display()))?;
+        let params = Params::new(checkpoint, dtype, device, seed);
         let encoder = Encoder::load(&params, &config, DropoutRng::new(seed))
             .with_context(|| format!("loading the encoder from {}", dir.display()))?;
         Ok(Self {

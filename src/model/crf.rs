@@ -79,6 +79,18 @@ impl Crf {
         })
     }
 
+    /// pytorch-crf's `(start_transitions, end_transitions, transitions)` with the constraints
+    /// folded in, in f32: `torchcrf.CRF.decode` with these gives this CRF's Viterbi paths.
+    pub fn torch_scores(&self) -> CResult<(Tensor, Tensor, Tensor)> {
+        let (trans, start) = self.effective()?;
+        let f = |t: Tensor| {
+            t.to_dtype(DType::F32)?
+                .to_device(&Device::Cpu)?
+                .contiguous()
+        };
+        Ok((f(start)?, f(self.end.clone())?, f(trans)?))
+    }
+
     fn effective(&self) -> CResult<(Tensor, Tensor)> {
         Ok((
             (&self.transitions + &self.trans_mask)?,

@@ -9,6 +9,7 @@ pub mod config;
 pub mod crf;
 pub mod device;
 pub mod encoder;
+pub mod hf;
 pub mod kernels;
 pub mod lstm;
 pub mod mlm;
@@ -16,6 +17,7 @@ pub mod ner;
 pub mod ops;
 pub mod params;
 pub mod tokenize;
+pub mod torch_ner;
 
 use std::path::{Path, PathBuf};
 

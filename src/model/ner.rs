@@ -432,6 +432,13 @@ impl std::str::FromStr for Confidence {
     }
 }
 
+/// The class scores of a window's units: (unit, scores).
+type UnitScores = Vec<(usize, Vec<f32>)>;
+
+/// Class scores per token of each sentence: the emission row of the unit a token's label comes
+/// from, for tokens that carry a unit's own label.
+pub type TokenLogits = Vec<Vec<Option<Vec<f32>>>>;
+
 /// A NER model ready to train or tag.
 #[derive(Debug, Clone)]
 pub struct NerModel {
@@ -848,10 +855,34 @@ impl NerModel {
 
     /// Predicted class and its probability for each unit of each example.
     pub fn predict_batch(&self, batch: &Batch) -> candle_core::Result<Vec<Vec<(u32, f32)>>> {
+        Ok(self.predict_units(batch, false)?.0)
+    }
+
+    /// [`predict_batch`](Self::predict_batch), with each unit's class scores (the emissions,
+    /// before any CRF) when `logits` asks for them.
+    #[allow(clippy::type_complexity)]
+    fn predict_units(
+        &self,
+        batch: &Batch,
+        logits: bool,
+    ) -> candle_core::Result<(Vec<Vec<(u32, f32)>>, Option<Vec<Vec<Vec<f32>>>>)> {
         let em = self.emissions(&self.unit_states(batch, false)?, false)?;
+        let scores = if logits {
+            Some(em.to_dtype(DType::F32)?.to_vec3::<f32>()?)
+        } else {
+            None
+        };
+        Ok((self.decode_emissions(&em, batch)?, scores))
+    }
+
+    fn decode_emissions(
+        &self,
+        em: &Tensor,
+        batch: &Batch,
+    ) -> candle_core::Result<Vec<Vec<(u32, f32)>>> {
         match &self.crf {
             Some(crf) => {
-                let decoded = crf.decode(&em, &batch.lengths)?;
+                let decoded = crf.decode(em, &batch.lengths)?;
                 // The emission softmax of the decoded label, where asked for instead of the
                 // CRF's marginal.
                 let soft: Option<Vec<Vec<Vec<f32>>>> = match self.confidence {
@@ -899,6 +930,29 @@ impl NerModel {
         batch_size: usize,
         mode: AlignMode,
     ) -> anyhow::Result<Vec<Tagged>> {
+        Ok(self.tag_with(sentences, batch_size, mode, false)?.0)
+    }
+
+    /// [`tag_as`](Self::tag_as), with the class scores (emissions, in [`classes`](Self::classes)
+    /// order) of each token that carries a unit's label (a word's first sub-word; `None` for the
+    /// rest): what a parity check against another implementation compares.
+    pub fn tag_with_logits(
+        &self,
+        sentences: &[Vec<String>],
+        batch_size: usize,
+        mode: AlignMode,
+    ) -> anyhow::Result<(Vec<Tagged>, TokenLogits)> {
+        let (tagged, logits) = self.tag_with(sentences, batch_size, mode, true)?;
+        Ok((tagged, logits.unwrap_or_default()))
+    }
+
+    fn tag_with(
+        &self,
+        sentences: &[Vec<String>],
+        batch_size: usize,
+        mode: AlignMode,
+        keep_logits: bool,
+    ) -> anyhow::Result<(Vec<Tagged>, Option<TokenLogits>)> {
         let mut aligned = Vec::with_capacity(sentences.len());
         let mut all = Vec::new();
         for (i, tokens) in sentences.iter().enumerate() {
@@ -910,27 +964,52 @@ impl NerModel {
         order.sort_by_key(|&i| all[i].ids.len());
         // (sentence, window) -> per-unit predictions of that window
         let mut by_window: BTreeMap<(usize, usize), Vec<(usize, UnitPrediction)>> = BTreeMap::new();
+        let mut scores_by_window: BTreeMap<(usize, usize), UnitScores> = BTreeMap::new();
         for chunk in order.chunks(batch_size.max(1)) {
             let ex: Vec<&Example> = chunk.iter().map(|&i| &all[i]).collect();
-            let preds = self.predict_batch(&self.batch(&ex, None)?)?;
+            let (preds, scores) = self.predict_units(&self.batch(&ex, None)?, keep_logits)?;
             for (e, p) in ex.iter().zip(preds) {
                 by_window.insert(
                     (e.sentence, e.window),
                     e.unit_ids.iter().copied().zip(p).collect(),
                 );
             }
+            for (e, s) in ex.iter().zip(scores.into_iter().flatten()) {
+                scores_by_window.insert(
+                    (e.sentence, e.window),
+                    e.unit_ids.iter().copied().zip(s).collect(),
+                );
+            }
         }
         let content = self.max_tokens().saturating_sub(2).max(1);
         let mut out = Vec::with_capacity(sentences.len());
+        let mut logits: TokenLogits = Vec::new();
         for (i, a) in aligned.iter().enumerate() {
             let wins = windows(a.ids.len(), content);
             let mut unit_pred = vec![(0u32, 1.0f32); a.units.len()];
+            let mut unit_scores: Vec<Option<Vec<f32>>> = vec![None; a.units.len()];
             for (w, _) in wins.iter().enumerate() {
                 for &(k, pred) in by_window.get(&(i, w)).map(Vec::as_slice).unwrap_or(&[]) {
                     if best_window(&wins, a.units[k]) == w {
                         unit_pred[k] = pred;
                     }
                 }
+                for (k, row) in scores_by_window.remove(&(i, w)).unwrap_or_default() {
+                    if best_window(&wins, a.units[k]) == w {
+                        unit_scores[k] = Some(row);
+                    }
+                }
+            }
+            if keep_logits {
+                logits.push(
+                    a.sources
+                        .iter()
+                        .map(|s| match *s {
+                            super::align::Source::First(u) => unit_scores[u].clone(),
+                            _ => None,
+                        })
+                        .collect(),
+                );
             }
             let unit_tags = self.unit_tags(&unit_pred);
             let tags = expand(&a.sources, &unit_tags);
@@ -946,7 +1025,7 @@ impl NerModel {
                 .collect();
             out.push(Tagged { tags, confidence });
         }
-        Ok(out)
+        Ok((out, keep_logits.then_some(logits)))
     }
 
     /// Every layer's attention over a sentence's subwords (its first window), with each subword's
@@ -1006,6 +1085,81 @@ impl NerModel {
                 tag
             })
             .collect()
+    }
+
+    /// Renames the model's outputs to a corpus's tags (`target`; `None`: only BIOES prefixes and
+    /// explicit entries of `map` change), as [`LabelMap::resolve`] matches them. Decoding is
+    /// untouched (a CRF keeps the constraints it was trained with): only the names of what it
+    /// predicts change, so a model trained on `PER`/`LOC`/`ORG` scores on KLUE's `PS`/`LC`/`OG`.
+    ///
+    /// [`LabelMap::resolve`]: crate::data::label_map::LabelMap::resolve
+    pub fn relabel(
+        &mut self,
+        map: &crate::data::label_map::LabelMap,
+        target: Option<&[String]>,
+    ) -> anyhow::Result<crate::data::label_map::Mapped> {
+        let mapped = map.resolve(&self.labels, target)?;
+        if self.spec.prompt {
+            let types = map.resolve(
+                &self
+                    .classes
+                    .iter()
+                    .map(|c| {
+                        if c == "O" {
+                            c.clone()
+                        } else {
+                            format!("B-{c}")
+                        }
+                    })
+                    .collect::<Vec<_>>(),
+                target,
+            )?;
+            self.classes = types
+                .tags
+                .iter()
+                .map(|t| tag_type(t).unwrap_or("O").to_string())
+                .collect();
+        } else {
+            self.classes = mapped.tags.clone();
+        }
+        self.labels = mapped.tags.clone();
+        Ok(mapped)
+    }
+
+    /// The CRF's scores in pytorch-crf's layout, constraints folded in (see [`Crf::torch_scores`]).
+    #[allow(clippy::type_complexity)]
+    pub fn crf_scores(&self) -> anyhow::Result<Option<(Tensor, Tensor, Tensor)>> {
+        Ok(self.crf.as_ref().map(Crf::torch_scores).transpose()?)
+    }
+
+    /// Gives the emission layer the rows of another classifier (a token-classification
+    /// checkpoint's, `weight` (outputs, features) and `bias`) for the classes both name, when the
+    /// widths agree. Returns the classes that were kept; the others keep their initialization.
+    pub fn keep_classifier_rows(
+        &self,
+        weight: &Tensor,
+        bias: &Tensor,
+        their_labels: &[String],
+    ) -> anyhow::Result<Vec<String>> {
+        let Some(proj) = &self.proj else {
+            return Ok(Vec::new());
+        };
+        if weight.dims().get(1) != proj.weight.dims().get(1) {
+            return Ok(Vec::new());
+        }
+        for (name, var) in self.params().vars() {
+            match name.as_str() {
+                "ner.proj.weight" => copy_rows(&var, weight, their_labels, &self.classes, false)?,
+                "ner.proj.bias" => copy_rows(&var, bias, their_labels, &self.classes, false)?,
+                _ => {}
+            }
+        }
+        Ok(self
+            .classes
+            .iter()
+            .filter(|c| their_labels.contains(c))
+            .cloned()
+            .collect())
     }
 
     /// A model over `labels` that starts from the model saved in `dir` (another run's best): its

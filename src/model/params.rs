@@ -315,6 +315,18 @@ impl Params {
             .unwrap_or_default()
     }
 
+    /// Checkpoint tensors no parameter has taken (sorted): keys a model does not know.
+    pub fn unused(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .store
+            .checkpoint
+            .lock()
+            .map(|c| c.tensors.keys().cloned().collect())
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
     /// Names of the parameters that were initialized rather than loaded.
     pub fn initialized(&self) -> Vec<String> {
         self.store

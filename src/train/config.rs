@@ -170,6 +170,11 @@ pub struct ModelConfig {
     pub fresh_mlm_head: bool,
     /// Sizes of the character model (used when `source = "char"`).
     pub char: CharModelSize,
+    /// When `source` is a token-classification checkpoint: how its labels meet the training
+    /// data's (`PER = "PS"`, `LABEL_3 = "B-PS"`, `MISC = "O"`), so that its classifier rows are
+    /// kept for the labels both have (KLUE <-> CoNLL-style types match without it).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub label_map: BTreeMap<String, String>,
 }
 
 impl Default for ModelConfig {
@@ -191,6 +196,7 @@ impl Default for ModelConfig {
             label_words: BTreeMap::new(),
             fresh_mlm_head: false,
             char: CharModelSize::default(),
+            label_map: BTreeMap::new(),
         }
     }
 }

@@ -210,6 +210,7 @@ pub(super) fn build_model(
     hub: &Hub,
     prepared: &Prepared,
     dtype: DType,
+    obs: &mut dyn Observer,
 ) -> anyhow::Result<NerModel> {
     let device = config.device.device()?;
     // Every training sentence, of both stages.
@@ -244,8 +245,9 @@ pub(super) fn build_model(
         };
         return read_model(Path::new(src), init).with_context(|| format!("init_from = {src:?}"));
     }
-    let backbone = match resolve_model(&config.model.source, hub)? {
-        Some(dir) => Backbone::pretrained(&dir, dtype, &device, config.seed)?,
+    let source_dir = resolve_model(&config.model.source, hub)?;
+    let backbone = match &source_dir {
+        Some(dir) => Backbone::pretrained(dir, dtype, &device, config.seed)?,
         None => {
             let texts = sentences().flat_map(|s| s.tokens.iter().map(String::as_str));
             Backbone::char(
@@ -257,7 +259,70 @@ pub(super) fn build_model(
             )?
         }
     };
-    NerModel::new(backbone, config.model.spec(), labels, align)
+    let model = NerModel::new(backbone, config.model.spec(), labels, align)?;
+    if let Some(dir) = source_dir.filter(|d| crate::model::hf::is_token_classifier(d)) {
+        let note = keep_token_classifier_head(&model, &dir, config)?;
+        obs.on(TrainEvent::Message(note));
+    }
+    Ok(model)
+}
+
+/// A run whose encoder is a token-classification checkpoint keeps that checkpoint's classifier
+/// rows for the labels it shares with the training data (matched as `nerlab eval` matches them,
+/// with `model.label_map`); the rest of the head starts fresh. Returns the note for the log.
+fn keep_token_classifier_head(
+    model: &NerModel,
+    dir: &Path,
+    config: &RunConfig,
+) -> anyhow::Result<String> {
+    let map = crate::data::label_map::LabelMap::from_args(
+        None,
+        &config
+            .model
+            .label_map
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>(),
+    )?;
+    let head = crate::model::hf::read_token_classifier(dir)?;
+    let (w, b, theirs) = match crate::model::hf::classifier_for_training(dir, &map, &model.labels) {
+        Ok(x) => x,
+        Err(e) => {
+            return Ok(format!(
+                "{}: its classifier is replaced by a fresh one ({})",
+                dir.display(),
+                e.to_string().lines().next().unwrap_or_default()
+            ));
+        }
+    };
+    let kept = model.keep_classifier_rows(&w, &b, &theirs)?;
+    let fresh: Vec<&String> = model.classes.iter().filter(|c| !kept.contains(c)).collect();
+    Ok(if kept.is_empty() {
+        format!(
+            "{}: its classifier ({}) cannot serve this head (a BiLSTM or prompt head reads other \
+             features) and is replaced by a fresh one",
+            dir.display(),
+            head.labels.join(" ")
+        )
+    } else if fresh.is_empty() {
+        format!(
+            "{}: its classifier is kept for all {} labels",
+            dir.display(),
+            kept.len()
+        )
+    } else {
+        format!(
+            "{}: its classifier is kept for {} of {} labels; new: {}",
+            dir.display(),
+            kept.len(),
+            model.classes.len(),
+            fresh
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        )
+    })
 }
 
 /// A stage's examples, each corpus aligned as the model's description says (a resumed run's

@@ -157,7 +157,7 @@ fn train_claimed(
     if !prepared.samples.is_empty() {
         run.write_samples(&prepared.samples)?;
     }
-    let (step, state, resumed) = model_and_state(&config, &hub, &prepared, run, resume)?;
+    let (step, state, resumed) = model_and_state(&config, &hub, &prepared, run, resume, obs)?;
     let train_sentences = prepared.train.iter().map(Corpus::len).sum();
     let mut trainer = Trainer::new(config, run.clone(), step, state, prepared, obs, control);
     let outcome = trainer.run(train_sentences, resumed);
@@ -172,6 +172,7 @@ fn model_and_state(
     prepared: &Prepared,
     run: &RunDir,
     resume: Option<&Path>,
+    obs: &mut dyn Observer,
 ) -> anyhow::Result<(TrainStep, TrainState, bool)> {
     let dtype = config.device.compute_dtype();
     let checkpoint = resume.and_then(|_| run.latest_checkpoint());
@@ -186,7 +187,7 @@ fn model_and_state(
             (model, state)
         }
         None => {
-            let model = build_model(config, hub, prepared, dtype)?;
+            let model = build_model(config, hub, prepared, dtype, obs)?;
             let state = TrainState {
                 dropout_rng: model.encoder().dropout_rng().state(),
                 mask_rng: config.seed ^ 0x4D41_534B,

@@ -101,6 +101,15 @@ impl NerlabApp {
             app.store.banners.push(format!("{e:#}"));
         }
         app.scan_runs();
+        if let (Some(model), Some(data)) = (&launch.open_model, &launch.model_data) {
+            app.send(Command::OpenModel {
+                model: model.clone(),
+                data: data.clone(),
+                labels: launch.model_labels.clone(),
+                torch: launch.model_torch.clone(),
+            });
+            app.state.selected = Some(launcher::opened_name(model));
+        }
         app
     }
 

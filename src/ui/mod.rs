@@ -34,6 +34,12 @@ pub struct Launch {
     pub frame_stats: bool,
     /// Open this experiment file's page.
     pub experiment: Option<std::path::PathBuf>,
+    /// Open this model read-only (see `Command::OpenModel`), evaluated on `model_data`, and
+    /// select it.
+    pub open_model: Option<String>,
+    pub model_data: Option<String>,
+    pub model_labels: crate::data::label_map::LabelMap,
+    pub model_torch: crate::infer::TorchOptions,
 }
 
 /// Opens the workbench window and blocks until it closes.

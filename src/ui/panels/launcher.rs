@@ -38,6 +38,11 @@ pub struct LauncherState {
     pub axis_key: String,
     pub axis_values: String,
     pub experiment_name: String,
+    /// "Open a trained model": a run, model folder or token-classification checkpoint, the
+    /// corpus it is evaluated on, and label mappings (`PER=PS, MISC=O`).
+    pub inspect_model: String,
+    pub inspect_data: String,
+    pub inspect_map: String,
 }
 
 /// The research method, as the launcher offers it.
@@ -88,6 +93,9 @@ impl Default for LauncherState {
             axis_key: "seed".into(),
             axis_values: "1, 2, 3".into(),
             experiment_name: String::new(),
+            inspect_model: String::new(),
+            inspect_data: "klue-ner/dev".into(),
+            inspect_map: String::new(),
         };
         s.sync_text_from_config();
         s
@@ -208,6 +216,7 @@ pub fn ui(s: &mut LauncherState, ui: &mut Ui, cx: &PanelCtx<'_>) -> Vec<Action> 
     ui.separator();
     start_ui(ui, &config, &problems, &mut actions);
     experiment_ui(s, ui, &config, problems.errors.is_empty(), &mut actions);
+    inspect_ui(s, ui, cx.theme, &mut actions);
     ui.separator();
     runs_table(ui, cx, &mut actions);
     actions
@@ -611,6 +620,87 @@ const AXES: [&str; 6] = [
 
 /// Turns the configured run into an experiment that varies one key (written as a file, then
 /// opened on the experiment page).
+/// "Open a trained model": a model trained elsewhere (a Hugging Face token-classification
+/// checkpoint, a saved model folder, a run on another disk) evaluated on a corpus, then listed
+/// read-only beside the runs, where every panel and the tagger work on it.
+fn inspect_ui(s: &mut LauncherState, ui: &mut Ui, theme: theme::Theme, actions: &mut Vec<Action>) {
+    ui.collapsing(
+        "Open a trained model (a Hugging Face token-classification checkpoint, a model folder, \
+         another run) and evaluate it",
+        |ui| {
+            egui::Grid::new("inspect-grid")
+                .num_columns(2)
+                .spacing([12.0, 6.0])
+                .show(ui, |ui| {
+                    let l = ui.label("Trained model").on_hover_text(
+                        "A folder with config.json (architectures: *ForTokenClassification, \
+                         id2label), hf:<repo>[@revision] from the Hub cache, or a run / model folder",
+                    );
+                    ui.add(
+                        egui::TextEdit::singleline(&mut s.inspect_model)
+                            .desired_width(420.0)
+                            .id_salt("inspect-model"),
+                    )
+                    .labelled_by(l.id);
+                    ui.end_row();
+                    let l = ui.label("Evaluate on");
+                    ui.add(
+                        egui::TextEdit::singleline(&mut s.inspect_data)
+                            .desired_width(420.0)
+                            .id_salt("inspect-data"),
+                    )
+                    .labelled_by(l.id);
+                    ui.end_row();
+                    let l = ui.label("Label map").on_hover_text(
+                        "FROM=TO pairs, comma-separated: types (PER=PS, MISC=O) or whole labels \
+                         (LABEL_3=B-PS). KLUE <-> CoNLL-style types match without any.",
+                    );
+                    ui.add(
+                        egui::TextEdit::singleline(&mut s.inspect_map)
+                            .desired_width(420.0)
+                            .hint_text("PER=PS, MISC=O")
+                            .id_salt("inspect-map"),
+                    )
+                    .labelled_by(l.id);
+                    ui.end_row();
+                });
+            let mut labels = crate::data::label_map::LabelMap::default();
+            let mut problem = None;
+            for pair in s.inspect_map.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                if let Err(e) = labels.add_pair(pair) {
+                    problem = Some(e.to_string());
+                }
+            }
+            if let Some(p) = &problem {
+                error_text_ui(ui, p, theme);
+            }
+            let ready = problem.is_none()
+                && !s.inspect_model.trim().is_empty()
+                && !s.inspect_data.trim().is_empty();
+            if ui
+                .add_enabled(ready, egui::Button::new("Open and evaluate"))
+                .clicked()
+            {
+                let model = s.inspect_model.trim().to_string();
+                actions.push(Action::Send(Command::OpenModel {
+                    model: model.clone(),
+                    data: s.inspect_data.trim().to_string(),
+                    labels,
+                    torch: Default::default(),
+                }));
+                actions.push(Action::Select(opened_name(&model)));
+            }
+        },
+    );
+}
+
+/// The name an opened model is listed under: its folder's name (as runs are).
+pub fn opened_name(model: &str) -> String {
+    std::path::Path::new(model)
+        .file_name()
+        .map_or_else(|| model.to_string(), |n| n.to_string_lossy().into_owned())
+}
+
 fn experiment_ui(
     s: &mut LauncherState,
     ui: &mut Ui,
