@@ -645,3 +645,23 @@ fn a_checkpoint_opened_from_the_launcher_fills_the_confusion_panel() {
     drop(h);
     std::fs::remove_dir_all(runs).unwrap();
 }
+
+/// A model being opened is listed at once (queued, with a note); a failure takes the entry away
+/// and leaves the reason in a banner.
+#[test]
+fn an_opening_placeholder_goes_when_the_model_cannot_be_opened() {
+    use nerlab::ui::store::Phase;
+    let mut store = RunStore::default();
+    store.opening("/x/broken-model");
+    assert_eq!(store.runs.len(), 1);
+    assert_eq!(store.runs[0].name, "broken-model");
+    assert_eq!(store.runs[0].phase, Phase::Queued);
+    assert!(store.runs[0].messages[0].contains("opening"));
+    store.apply(Event::Failed {
+        id: None,
+        message: "opening /x/broken-model: no config.json".into(),
+        files: None,
+    });
+    assert!(store.runs.is_empty());
+    assert_eq!(store.banners, ["opening /x/broken-model: no config.json"]);
+}

@@ -85,13 +85,23 @@ impl Opened {
     /// (empty when there is nothing to say).
     pub fn note(&self) -> String {
         let mut parts = Vec::new();
-        if let Some(dir) = &self.checkpoint {
-            parts.push(format!(
+        match &self.checkpoint {
+            Some(file) if file.is_file() => parts.push(format!(
+                "PyTorch state dict {} ({} outputs, {} head)",
+                file.display(),
+                self.model.labels.len(),
+                serde_json::to_value(self.model.spec.head)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default()
+            )),
+            Some(dir) => parts.push(format!(
                 "token-classification checkpoint {} ({} outputs; a word's tag is its first \
                  sub-word's)",
                 dir.display(),
                 self.model.labels.len()
-            ));
+            )),
+            None => {}
         }
         if !self.renamed.is_empty() {
             let r: Vec<String> = self

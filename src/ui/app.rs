@@ -102,13 +102,14 @@ impl NerlabApp {
         }
         app.scan_runs();
         if let (Some(model), Some(data)) = (&launch.open_model, &launch.model_data) {
+            app.store.opening(model);
             app.send(Command::OpenModel {
                 model: model.clone(),
                 data: data.clone(),
                 labels: launch.model_labels.clone(),
                 torch: launch.model_torch.clone(),
             });
-            app.state.selected = Some(launcher::opened_name(model));
+            app.state.selected = Some(super::store::opened_name(model));
         }
         app
     }
@@ -452,7 +453,12 @@ impl NerlabApp {
                 });
                 self.state.selected = Some(name);
             }
-            Action::Send(cmd) => self.send(cmd),
+            Action::Send(cmd) => {
+                if let Command::OpenModel { model, .. } = &cmd {
+                    self.store.opening(model);
+                }
+                self.send(cmd);
+            }
             Action::Select(name) => {
                 if let Some(dir) = self
                     .store

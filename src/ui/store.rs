@@ -40,6 +40,14 @@ fn ended_badly(state: RunState) -> bool {
     matches!(state, RunState::Failed | RunState::Interrupted)
 }
 
+/// The name a model opened from elsewhere is listed under: its folder's (or file's) name, as runs
+/// are listed by their folder's.
+pub fn opened_name(model: &str) -> String {
+    Path::new(model)
+        .file_name()
+        .map_or_else(|| model.to_string(), |n| n.to_string_lossy().into_owned())
+}
+
 /// One run: launched in this session, or found on disk.
 #[derive(Debug, Clone)]
 pub struct RunEntry {
@@ -207,6 +215,14 @@ impl RunStore {
                     r.error = Some(message.clone());
                     self.banners.push(format!("run failed: {message}"));
                 } else {
+                    // A model that could not be opened takes its placeholder with it.
+                    self.runs.retain(|r| {
+                        !(r.id.is_none()
+                            && r.phase == Phase::Queued
+                            && r.dir.as_ref().is_some_and(|d| {
+                                message.starts_with(&format!("opening {}:", d.display()))
+                            }))
+                    });
                     self.banners.push(message);
                 }
             }
@@ -313,6 +329,20 @@ impl RunStore {
             .collect()
     }
 
+    /// A model being opened from elsewhere (`Command::OpenModel`): listed at once as queued, so the
+    /// user sees it is on its way; its `RunLoaded` answer fills the entry, a failure removes it.
+    pub fn opening(&mut self, model: &str) {
+        let dir = PathBuf::from(model);
+        if self.runs.iter().any(|r| r.dir.as_ref() == Some(&dir)) {
+            return;
+        }
+        let mut entry = RunEntry::new(None, opened_name(model), Some(dir), Phase::Queued);
+        entry
+            .messages
+            .push("opening and evaluating on the worker…".into());
+        self.runs.push(entry);
+    }
+
     /// A run read from disk: added, or merged into the session's entry for the same directory.
     fn loaded(&mut self, run: LoadedRun) {
         let idx = match self
@@ -336,6 +366,10 @@ impl RunStore {
             }
         };
         let r = &mut self.runs[idx];
+        if r.id.is_none() && r.phase == Phase::Queued {
+            // An opened model's placeholder: its "opening" note is done with.
+            r.messages.clear();
+        }
         r.files = run.files;
         if r.id.is_none() || !r.phase.is_live() {
             r.phase = Phase::Active(run.state);

@@ -688,17 +688,10 @@ fn inspect_ui(s: &mut LauncherState, ui: &mut Ui, theme: theme::Theme, actions: 
                     labels,
                     torch: Default::default(),
                 }));
-                actions.push(Action::Select(opened_name(&model)));
+                actions.push(Action::Select(super::super::store::opened_name(&model)));
             }
         },
     );
-}
-
-/// The name an opened model is listed under: its folder's name (as runs are).
-pub fn opened_name(model: &str) -> String {
-    std::path::Path::new(model)
-        .file_name()
-        .map_or_else(|| model.to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 fn experiment_ui(
