@@ -124,6 +124,22 @@ pub struct EvalPoint {
     pub per_type: Vec<(String, f64)>,
 }
 
+impl EvalPoint {
+    /// The headline numbers of a report, at `step`.
+    pub fn of(step: usize, report: &ScoreReport) -> Self {
+        Self {
+            step,
+            micro_f1: report.micro.f1,
+            macro_f1: report.macro_avg.f1,
+            per_type: report
+                .per_type
+                .iter()
+                .map(|(t, s)| (t.clone(), s.f1))
+                .collect(),
+        }
+    }
+}
+
 /// Dev sentences for display: the corpus tokens, and gold and predicted tags in the scoring view
 /// (where spans and error cases are), with the map between the two.
 #[derive(Debug, Clone, Default)]

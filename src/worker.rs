@@ -334,17 +334,7 @@ impl Worker {
                 data,
                 labels,
                 torch,
-            } => match open_and_evaluate(&model, &data, labels.clone(), torch.clone()) {
-                Ok(r) => {
-                    self.opened.insert(PathBuf::from(&model), (labels, torch));
-                    self.send(Event::RunLoaded(Box::new(r)));
-                }
-                Err(e) => self.send(Event::Failed {
-                    id: None,
-                    message: format!("opening {model}: {e:#}"),
-                    files: None,
-                }),
-            },
+            } => self.open_model(model, &data, labels, torch),
             Command::LoadRun { dir } => match load_run(&dir) {
                 Ok(r) => self.send(Event::RunLoaded(Box::new(r))),
                 Err(e) => self.send(Event::Failed {
@@ -353,6 +343,28 @@ impl Worker {
                     files: None,
                 }),
             },
+        }
+    }
+
+    /// Opens and evaluates a model from elsewhere ([`Command::OpenModel`]), remembering how it was
+    /// opened for the tagging and attention requests that follow.
+    fn open_model(
+        &mut self,
+        model: String,
+        data: &str,
+        labels: LabelMap,
+        torch: crate::infer::TorchOptions,
+    ) {
+        match open_and_evaluate(&model, data, labels.clone(), torch.clone()) {
+            Ok(r) => {
+                self.opened.insert(PathBuf::from(&model), (labels, torch));
+                self.send(Event::RunLoaded(Box::new(r)));
+            }
+            Err(e) => self.send(Event::Failed {
+                id: None,
+                message: format!("opening {model}: {e:#}"),
+                files: None,
+            }),
         }
     }
 
@@ -598,16 +610,7 @@ pub fn open_and_evaluate(
         step: 0,
         total_steps: 0,
         curve: Vec::new(),
-        evals: vec![EvalPoint {
-            step: 0,
-            micro_f1: report.micro.f1,
-            macro_f1: report.macro_avg.f1,
-            per_type: report
-                .per_type
-                .iter()
-                .map(|(t, s)| (t.clone(), s.f1))
-                .collect(),
-        }],
+        evals: vec![EvalPoint::of(0, &report)],
         report: Some(Box::new(report)),
         dev: Some(dev),
         message: format!(

@@ -285,8 +285,8 @@ pub struct Exported {
 /// Writes `model` to `out` as a transformers token-classification folder: `config.json`
 /// (`architectures`, `id2label`, `label2id` and the encoder's fields), `model.safetensors` under
 /// transformers' names, the tokenizer files; a CRF's scores in `crf.safetensors` and a BiLSTM
-/// head in `head.safetensors` (PyTorch's `nn.LSTM`/`nn.Linear` names). The model card is the
-/// caller's ([`crate::cli`] writes `README.md`).
+/// head in `head.safetensors` (PyTorch's `nn.LSTM`/`nn.Linear` names). The model card
+/// (`README.md`) is the caller's to write.
 pub fn export(model: &NerModel, out: &Path) -> anyhow::Result<Exported> {
     if model.spec.prompt || model.spec.marker != Marker::None {
         bail!(

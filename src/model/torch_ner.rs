@@ -181,17 +181,16 @@ impl Part<'_> {
     }
 }
 
-/// Opens a state dict as a model: the encoder from `spec.encoder`'s config with the state dict's
-/// weights, a BiLSTM when the layout's LSTM keys are there, the emission layer, a CRF when its keys
-/// are there. Outputs are reordered so that `O` comes first (every class-indexed tensor with them).
-pub fn open(
-    weights: &Path,
-    spec: &TorchSpec,
-    dtype: DType,
-    device: &Device,
-) -> anyhow::Result<NerModel> {
-    let config = EncoderConfig::from_file(&spec.encoder.join("config.json"))?;
-    let l = &spec.layout;
+/// A state dict split by the layout: the encoder's tensors (canonical names) and the rest of
+/// each part (prefix stripped).
+struct Split {
+    encoder: HashMap<String, Tensor>,
+    lstm: HashMap<String, Tensor>,
+    classifier: HashMap<String, Tensor>,
+    crf: HashMap<String, Tensor>,
+}
+
+fn split(weights: &Path, l: &KeyLayout) -> anyhow::Result<Split> {
     let mut encoder = HashMap::new();
     let mut parts: [HashMap<String, Tensor>; 3] = Default::default();
     let prefixes = [l.lstm.as_str(), l.classifier.as_str(), l.crf.as_str()];
@@ -228,55 +227,64 @@ pub fn open(
             l.encoder
         );
     }
-    let [lstm_t, cls_t, crf_t] = parts;
-    let n = spec.labels.len();
-    let h = config.hidden_size;
-    let has_lstm = !lstm_t.is_empty();
-    let has_crf = !crf_t.is_empty();
-    let mut tensors: HashMap<String, Tensor> = encoder;
-    let lstm_hidden = match lstm_t.get("weight_hh_l0") {
-        Some(t) if has_lstm => t.dims().get(1).copied().unwrap_or(0),
-        _ if has_lstm => bail!(
-            "{}: missing key {}weight_hh_l0 (the LSTM's other keys are there)",
-            weights.display(),
-            l.lstm
-        ),
-        _ => 0,
+    let [lstm, classifier, crf] = parts;
+    Ok(Split {
+        encoder,
+        lstm,
+        classifier,
+        crf,
+    })
+}
+
+/// The BiLSTM's tensors under nerlab's names, into `out`; returns its width per direction.
+fn lstm_tensors(
+    weights: &Path,
+    prefix: &str,
+    tensors: HashMap<String, Tensor>,
+    input: usize,
+    out: &mut HashMap<String, Tensor>,
+) -> anyhow::Result<usize> {
+    let Some(hidden) = tensors
+        .get("weight_hh_l0")
+        .and_then(|t| t.dims().get(1).copied())
+    else {
+        bail!(
+            "{}: missing key {prefix}weight_hh_l0 (the LSTM's other keys are there)",
+            weights.display()
+        );
     };
-    if has_lstm {
-        let mut part = Part {
-            file: weights,
-            prefix: &l.lstm,
-            tensors: lstm_t,
-        };
-        let g = 4 * lstm_hidden;
-        for (suffix, dir) in [("", "forward"), ("_reverse", "backward")] {
-            for (name, shape) in [
-                ("weight_ih", vec![g, h]),
-                ("weight_hh", vec![g, lstm_hidden]),
-                ("bias_ih", vec![g]),
-                ("bias_hh", vec![g]),
-            ] {
-                let t = part.take(&format!("{name}_l0{suffix}"), &shape)?;
-                tensors.insert(format!("ner.lstm.{dir}.{name}"), t);
-            }
-        }
-        part.finish()?;
-    }
-    let features = if has_lstm { 2 * lstm_hidden } else { h };
-    let mut cls = Part {
+    let mut part = Part {
         file: weights,
-        prefix: &l.classifier,
-        tensors: cls_t,
+        prefix,
+        tensors,
     };
-    let w = cls
-        .take("weight", &[n, features])
-        .with_context(|| format!("{n} labels were given ({})", spec.labels.join(" ")))?;
-    let b = cls.take("bias", &[n])?;
-    cls.finish()?;
-    let Some(order) = output_order(&spec.labels) else {
-        bail!("the labels have no O ({})", spec.labels.join(" "));
-    };
+    let g = 4 * hidden;
+    for (suffix, dir) in [("", "forward"), ("_reverse", "backward")] {
+        for (name, shape) in [
+            ("weight_ih", vec![g, input]),
+            ("weight_hh", vec![g, hidden]),
+            ("bias_ih", vec![g]),
+            ("bias_hh", vec![g]),
+        ] {
+            let t = part.take(&format!("{name}_l0{suffix}"), &shape)?;
+            out.insert(format!("ner.lstm.{dir}.{name}"), t);
+        }
+    }
+    part.finish()?;
+    Ok(hidden)
+}
+
+/// The emission layer and the CRF under nerlab's names, into `out`, their outputs reordered by
+/// `order` (output `order[i]` becomes class `i`).
+fn head_tensors(
+    weights: &Path,
+    l: &KeyLayout,
+    split: (HashMap<String, Tensor>, HashMap<String, Tensor>),
+    (n, features): (usize, usize),
+    order: &[usize],
+    out: &mut HashMap<String, Tensor>,
+) -> anyhow::Result<()> {
+    let (cls_t, crf_t) = split;
     let idx = Tensor::new(
         order
             .iter()
@@ -285,24 +293,84 @@ pub fn open(
             .as_slice(),
         &Device::Cpu,
     )?;
-    tensors.insert("ner.proj.weight".into(), w.index_select(&idx, 0)?);
-    tensors.insert("ner.proj.bias".into(), b.index_select(&idx, 0)?);
-    if has_crf {
-        let mut crf = Part {
-            file: weights,
-            prefix: &l.crf,
-            tensors: crf_t,
-        };
-        let start = crf.take("start_transitions", &[n])?;
-        let end = crf.take("end_transitions", &[n])?;
-        let trans = crf.take("transitions", &[n, n])?;
-        crf.finish()?;
-        tensors.insert("ner.crf.start".into(), start.index_select(&idx, 0)?);
-        tensors.insert("ner.crf.end".into(), end.index_select(&idx, 0)?);
-        tensors.insert(
-            "ner.crf.transitions".into(),
-            trans.index_select(&idx, 0)?.index_select(&idx, 1)?,
-        );
+    let mut cls = Part {
+        file: weights,
+        prefix: &l.classifier,
+        tensors: cls_t,
+    };
+    let w = cls
+        .take("weight", &[n, features])
+        .with_context(|| format!("{n} labels were given"))?;
+    let b = cls.take("bias", &[n])?;
+    cls.finish()?;
+    out.insert("ner.proj.weight".into(), w.index_select(&idx, 0)?);
+    out.insert("ner.proj.bias".into(), b.index_select(&idx, 0)?);
+    if crf_t.is_empty() {
+        return Ok(());
+    }
+    let mut crf = Part {
+        file: weights,
+        prefix: &l.crf,
+        tensors: crf_t,
+    };
+    let start = crf.take("start_transitions", &[n])?;
+    let end = crf.take("end_transitions", &[n])?;
+    let trans = crf.take("transitions", &[n, n])?;
+    crf.finish()?;
+    out.insert("ner.crf.start".into(), start.index_select(&idx, 0)?);
+    out.insert("ner.crf.end".into(), end.index_select(&idx, 0)?);
+    out.insert(
+        "ner.crf.transitions".into(),
+        trans.index_select(&idx, 0)?.index_select(&idx, 1)?,
+    );
+    Ok(())
+}
+
+/// Opens a state dict as a model: the encoder from `spec.encoder`'s config with the state dict's
+/// weights, a BiLSTM when the layout's LSTM keys are there, the emission layer, a CRF when its keys
+/// are there. Outputs are reordered so that `O` comes first (every class-indexed tensor with them).
+pub fn open(
+    weights: &Path,
+    spec: &TorchSpec,
+    dtype: DType,
+    device: &Device,
+) -> anyhow::Result<NerModel> {
+    let config = EncoderConfig::from_file(&spec.encoder.join("config.json"))?;
+    let l = &spec.layout;
+    let parts = split(weights, l)?;
+    let (has_lstm, has_crf) = (!parts.lstm.is_empty(), !parts.crf.is_empty());
+    let mut tensors = parts.encoder;
+    let lstm_hidden = if has_lstm {
+        lstm_tensors(
+            weights,
+            &l.lstm,
+            parts.lstm,
+            config.hidden_size,
+            &mut tensors,
+        )?
+    } else {
+        0
+    };
+    // Shapes are checked first (a wrong label count says so); the missing O after.
+    let order = output_order(&spec.labels);
+    let has_o = order.is_some();
+    let order = order.unwrap_or_else(|| (0..spec.labels.len()).collect());
+    let features = if has_lstm {
+        2 * lstm_hidden
+    } else {
+        config.hidden_size
+    };
+    head_tensors(
+        weights,
+        l,
+        (parts.classifier, parts.crf),
+        (spec.labels.len(), features),
+        &order,
+        &mut tensors,
+    )
+    .with_context(|| format!("the labels: {}", spec.labels.join(" ")))?;
+    if !has_o {
+        bail!("the labels have no O ({})", spec.labels.join(" "));
     }
     let labels: Vec<String> = order.iter().map(|&i| spec.labels[i].clone()).collect();
     let checkpoint = Checkpoint {

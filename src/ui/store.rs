@@ -208,24 +208,7 @@ impl RunStore {
                     r.messages.push(message);
                 }
             }
-            Event::Failed { id, message, files } => {
-                if let Some(r) = id.and_then(|id| self.by_id_mut(id)) {
-                    r.files = files.unwrap_or(r.files);
-                    r.phase = Phase::Active(RunState::Failed);
-                    r.error = Some(message.clone());
-                    self.banners.push(format!("run failed: {message}"));
-                } else {
-                    // A model that could not be opened takes its placeholder with it.
-                    self.runs.retain(|r| {
-                        !(r.id.is_none()
-                            && r.phase == Phase::Queued
-                            && r.dir.as_ref().is_some_and(|d| {
-                                message.starts_with(&format!("opening {}:", d.display()))
-                            }))
-                    });
-                    self.banners.push(message);
-                }
-            }
+            Event::Failed { id, message, files } => self.failed(id, message, files),
             Event::Tagged {
                 request,
                 text,
@@ -285,16 +268,7 @@ impl RunStore {
     ) {
         if let Some(r) = self.by_id_mut(id) {
             r.files = files;
-            r.evals.push(EvalPoint {
-                step,
-                micro_f1: report.micro.f1,
-                macro_f1: report.macro_avg.f1,
-                per_type: report
-                    .per_type
-                    .iter()
-                    .map(|(t, s)| (t.clone(), s.f1))
-                    .collect(),
-            });
+            r.evals.push(EvalPoint::of(step, &report));
             if best {
                 r.best_f1 = Some(report.micro.f1);
             }
@@ -327,6 +301,26 @@ impl RunStore {
             .filter(|r| r.id.is_none() && r.phase.is_live())
             .filter_map(|r| r.dir.clone())
             .collect()
+    }
+
+    /// A run that failed (its entry marked, a banner), or a worker failure outside any run (a
+    /// banner; a model that could not be opened takes its placeholder with it).
+    fn failed(&mut self, id: Option<RunId>, message: String, files: Option<RunFiles>) {
+        if let Some(r) = id.and_then(|id| self.by_id_mut(id)) {
+            r.files = files.unwrap_or(r.files);
+            r.phase = Phase::Active(RunState::Failed);
+            r.error = Some(message.clone());
+            self.banners.push(format!("run failed: {message}"));
+            return;
+        }
+        self.runs.retain(|r| {
+            !(r.id.is_none()
+                && r.phase == Phase::Queued
+                && r.dir
+                    .as_ref()
+                    .is_some_and(|d| message.starts_with(&format!("opening {}:", d.display()))))
+        });
+        self.banners.push(message);
     }
 
     /// A model being opened from elsewhere (`Command::OpenModel`): listed at once as queued, so the
