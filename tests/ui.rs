@@ -665,3 +665,48 @@ fn an_opening_placeholder_goes_when_the_model_cannot_be_opened() {
     assert!(store.runs.is_empty());
     assert_eq!(store.banners, ["opening /x/broken-model: no config.json"]);
 }
+
+/// A PyTorch state dict alone in its folder opens from the launcher once its encoder and labels
+/// are given in the box.
+#[test]
+fn a_state_dict_opens_from_the_launcher_with_its_encoder_and_labels() {
+    let runs = temp_dir("open-state-dict");
+    let lone = runs.join("lone");
+    std::fs::create_dir_all(&lone).unwrap();
+    std::fs::copy(
+        common::fixture("models/tiny-korean-ner/model.pt"),
+        lone.join("model.pt"),
+    )
+    .unwrap();
+    let mut state = UiState {
+        runs_dir: Some(runs.clone()),
+        ..UiState::default()
+    };
+    state.launcher.inspect_model = lone.join("model.pt").to_string_lossy().into_owned();
+    state.launcher.inspect_data = "builtin:demo/dev".into();
+    state.launcher.inspect_encoder = common::fixture("models/tiny-korean-ner")
+        .to_string_lossy()
+        .into_owned();
+    state.launcher.inspect_labels = "klue".into();
+    let worker = WorkerHandle::spawn(Some(1)).unwrap();
+    let app = NerlabApp::with_parts(state, RunStore::default(), Some(worker));
+    let mut h = harness(app);
+    settle(&mut h);
+    h.get_by_label_contains("Open a trained model").click();
+    settle(&mut h);
+    h.get_by_label("Open and evaluate").click();
+    step_until(&mut h, 120, "the opened state dict", |h| {
+        h.state()
+            .store
+            .runs
+            .iter()
+            .any(|r| r.name == "model.pt" && r.report.is_some())
+    });
+    assert!(
+        h.state().store.banners.is_empty(),
+        "{:?}",
+        h.state().store.banners
+    );
+    drop(h);
+    std::fs::remove_dir_all(runs).unwrap();
+}

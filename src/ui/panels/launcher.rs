@@ -43,6 +43,10 @@ pub struct LauncherState {
     pub inspect_model: String,
     pub inspect_data: String,
     pub inspect_map: String,
+    /// For a PyTorch state dict: its encoder (folder or hf:) and labels (klue, a file, A,B,C);
+    /// empty takes what lies beside the file.
+    pub inspect_encoder: String,
+    pub inspect_labels: String,
 }
 
 /// The research method, as the launcher offers it.
@@ -96,6 +100,8 @@ impl Default for LauncherState {
             inspect_model: String::new(),
             inspect_data: "klue-ner/dev".into(),
             inspect_map: String::new(),
+            inspect_encoder: String::new(),
+            inspect_labels: String::new(),
         };
         s.sync_text_from_config();
         s
@@ -663,6 +669,30 @@ fn inspect_ui(s: &mut LauncherState, ui: &mut Ui, theme: theme::Theme, actions: 
                     )
                     .labelled_by(l.id);
                     ui.end_row();
+                    let l = ui.label("State dict: encoder").on_hover_text(
+                        "For a PyTorch state dict (model.pt): the folder or hf:<repo> with its \
+                         encoder's config.json and tokenizer (empty: the file's own folder)",
+                    );
+                    ui.add(
+                        egui::TextEdit::singleline(&mut s.inspect_encoder)
+                            .desired_width(420.0)
+                            .hint_text("hf:monologg/koelectra-base-v3-discriminator")
+                            .id_salt("inspect-encoder"),
+                    )
+                    .labelled_by(l.id);
+                    ui.end_row();
+                    let l = ui.label("State dict: labels").on_hover_text(
+                        "Its outputs in order: klue (KLUE's 13 in korean_ner's order), a file \
+                         with one per line, or A,B,C (empty: labels.txt beside the file)",
+                    );
+                    ui.add(
+                        egui::TextEdit::singleline(&mut s.inspect_labels)
+                            .desired_width(420.0)
+                            .hint_text("klue")
+                            .id_salt("inspect-labels"),
+                    )
+                    .labelled_by(l.id);
+                    ui.end_row();
                 });
             let mut labels = crate::data::label_map::LabelMap::default();
             let mut problem = None;
@@ -686,7 +716,13 @@ fn inspect_ui(s: &mut LauncherState, ui: &mut Ui, theme: theme::Theme, actions: 
                     model: model.clone(),
                     data: s.inspect_data.trim().to_string(),
                     labels,
-                    torch: Default::default(),
+                    torch: crate::infer::TorchOptions {
+                        encoder: Some(s.inspect_encoder.trim().to_string())
+                            .filter(|e| !e.is_empty()),
+                        labels: Some(s.inspect_labels.trim().to_string())
+                            .filter(|l| !l.is_empty()),
+                        ..Default::default()
+                    },
                 }));
                 actions.push(Action::Select(super::super::store::opened_name(&model)));
             }
