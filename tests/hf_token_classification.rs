@@ -437,6 +437,15 @@ fn an_exported_run_has_what_transformers_needs_and_opens_to_the_same_tags() {
     for f in ["tokenizer.json", "tokenizer_config.json", "README.md"] {
         assert!(export.join(f).exists(), "{f}");
     }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(export.join("model.safetensors"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o044, 0o044, "others can read the weights: {mode:o}");
+    }
     let card = std::fs::read_to_string(export.join("README.md")).unwrap();
     assert!(
         card.contains("builtin:demo/train") && card.contains("micro F1"),

@@ -334,15 +334,16 @@ pub fn export(model: &NerModel, out: &Path) -> anyhow::Result<Exported> {
         crf.insert("end_transitions".to_string(), end);
         crf.insert("transitions".to_string(), transitions);
     }
-    let mut files = vec!["config.json".to_string(), "model.safetensors".to_string()];
-    candle_core::safetensors::save(&encoder, out.join("model.safetensors"))?;
-    if !head.is_empty() {
-        candle_core::safetensors::save(&head, out.join("head.safetensors"))?;
-        files.push("head.safetensors".into());
-    }
-    if !crf.is_empty() {
-        candle_core::safetensors::save(&crf, out.join("crf.safetensors"))?;
-        files.push("crf.safetensors".into());
+    let mut files = vec!["config.json".to_string()];
+    for (name, tensors) in [
+        ("model.safetensors", &encoder),
+        ("head.safetensors", &head),
+        ("crf.safetensors", &crf),
+    ] {
+        if name == "model.safetensors" || !tensors.is_empty() {
+            save_shared(tensors, &out.join(name))?;
+            files.push(name.into());
+        }
     }
     let config = hf_config(model, architecture, lstm)?;
     std::fs::write(
@@ -359,6 +360,19 @@ pub fn export(model: &NerModel, out: &Path) -> anyhow::Result<Exported> {
         files,
         transformers_alone: model.spec.head == HeadKind::Softmax,
     })
+}
+
+/// Writes tensors for others to read: safetensors' writer leaves the file readable by its owner
+/// only (mode 0600), which a folder meant for sharing should not be.
+fn save_shared(tensors: &HashMap<String, Tensor>, path: &Path) -> anyhow::Result<()> {
+    candle_core::safetensors::save(tensors, path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))?;
+    }
+    Ok(())
 }
 
 /// PyTorch's `nn.LSTM(bidirectional=True)` name of a nerlab LSTM tensor
