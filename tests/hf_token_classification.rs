@@ -587,3 +587,102 @@ fn a_checkpoint_opens_from_the_hub_cache_offline() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("nerlab/absent"), "{}", stderr(&o));
 }
+
+/// transformers' pipeline aggregations over a word's sub-words, computed here from the fixture's
+/// logits at every sub-word: `average` (mean softmax, then argmax) and `max` (the sub-word with
+/// the highest score gives the class). Returns (words of several sub-words, how many of them
+/// `average` reads otherwise than `first`).
+fn check_aggregation(name: &str, map: &LabelMap) -> (usize, usize) {
+    use nerlab::model::ner::Aggregation;
+    let fx = load_fixture(name);
+    let (mut model, mapped) =
+        hf::open(&model_dir(name), map, None, DType::F32, &Device::Cpu).unwrap();
+    let logits: Vec<Vec<Vec<f32>>> = fx.tensors["logits"].to_vec3().unwrap();
+    let softmax = |r: &[f32]| -> Vec<f32> {
+        let m = r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let e: Vec<f32> = r.iter().map(|x| (x - m).exp()).collect();
+        let z: f32 = e.iter().sum();
+        e.into_iter().map(|x| x / z).collect()
+    };
+    let argmax = |p: &[f32]| {
+        p.iter().enumerate().fold(
+            (0, f32::NEG_INFINITY),
+            |b, (i, &x)| if x > b.1 { (i, x) } else { b },
+        )
+    };
+    let (mut multi, mut differs) = (0, 0);
+    for how in [Aggregation::Average, Aggregation::Max] {
+        model.set_aggregation(how).unwrap();
+        let tagged = model.tag(&fx.sentences, 8).unwrap();
+        for (s, words) in fx.sentences.iter().enumerate() {
+            for w in 0..words.len() {
+                let rows: Vec<Vec<f32>> = fx.word_ids[s]
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, x)| **x == w as i64)
+                    .map(|(t, _)| softmax(&logits[s][t]))
+                    .collect();
+                let out = match how {
+                    Aggregation::Average => {
+                        let mean: Vec<f32> = (0..rows[0].len())
+                            .map(|c| rows.iter().map(|r| r[c]).sum::<f32>() / rows.len() as f32)
+                            .collect();
+                        argmax(&mean).0
+                    }
+                    _ => {
+                        rows.iter()
+                            .map(|r| argmax(r))
+                            .fold((0, f32::NEG_INFINITY), |b, x| if x.1 > b.1 { x } else { b })
+                            .0
+                    }
+                };
+                assert_eq!(
+                    tagged[s].tags[w], mapped.tags[out],
+                    "{name} {how:?}: sentence {s} word {w}"
+                );
+                if how == Aggregation::Average && rows.len() > 1 {
+                    multi += 1;
+                    differs += usize::from(out != argmax(&rows[0]).0);
+                }
+            }
+        }
+    }
+    eprintln!("{name}: {multi} words of several sub-words, {differs} read otherwise by average");
+    (multi, differs)
+}
+
+#[test]
+fn average_and_max_aggregations_read_every_sub_word_as_transformers_pipeline_does() {
+    use nerlab::model::ner::Aggregation;
+    let (m1, d1) = check_aggregation("tiny-bert-ner", &LabelMap::default());
+    let (m2, d2) = check_aggregation("tiny-xlmr-ner", &xlmr_map());
+    assert!(m1 + m2 >= 5, "the fixtures have words of several sub-words");
+    assert!(
+        d1 + d2 >= 1,
+        "some word is read otherwise than at its first sub-word"
+    );
+    // A CRF decodes one path over the words: no aggregation there.
+    let backbone = nerlab::model::backbone::Backbone::pretrained(
+        &model_dir("tiny-bert-ner"),
+        DType::F32,
+        &Device::Cpu,
+        1,
+    )
+    .unwrap();
+    let spec = nerlab::model::ner::ModelSpec {
+        head: nerlab::model::ner::HeadKind::Crf,
+        ..Default::default()
+    };
+    let mut crf = nerlab::model::ner::NerModel::new(
+        backbone,
+        spec,
+        vec!["O".into(), "B-PER".into(), "I-PER".into()],
+        nerlab::model::align::AlignMode::Words,
+    )
+    .unwrap();
+    let err = crf
+        .set_aggregation(Aggregation::Average)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("needs a softmax head"), "{err}");
+}

@@ -12,7 +12,7 @@ use crate::data::Format;
 use crate::data::hub::Hub;
 use crate::data::label_map::LabelMap;
 use crate::infer::{OpenOptions, evaluate, open_model};
-use crate::model::ner::Confidence;
+use crate::model::ner::{Aggregation, Confidence};
 use crate::train::sources::load_corpus;
 
 /// How a model's outputs are matched to a corpus's tags, shared by `eval` and `tag`.
@@ -103,6 +103,10 @@ pub struct EvalArgs {
     /// or softmax (of the emission scores alone).
     #[arg(long, default_value = "marginal", value_parser = |s: &str| s.parse::<Confidence>())]
     pub confidence: Confidence,
+    /// How a word's tag is read from its sub-words: first (as nerlab and transformers' run_ner
+    /// train), average or max (transformers' pipeline aggregations); softmax heads only.
+    #[arg(long, default_value = "first", value_parser = |s: &str| s.parse::<Aggregation>())]
+    pub aggregation: Aggregation,
 }
 
 pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
@@ -120,6 +124,7 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
         eprintln!("nerlab eval: {note}");
     }
     opened.model.confidence = a.confidence;
+    opened.model.set_aggregation(a.aggregation)?;
     let model = &opened.model;
     let (report, pred) = evaluate(model, &corpus, 64)?;
     if let Some(p) = &a.predictions {

@@ -19,6 +19,9 @@ pub struct TagArgs {
     pub torch: super::eval::TorchArgs,
     #[arg(long)]
     pub offline: bool,
+    /// How a word's tag is read from its sub-words: first, average or max (softmax heads).
+    #[arg(long, default_value = "first", value_parser = |s: &str| s.parse::<crate::model::ner::Aggregation>())]
+    pub aggregation: crate::model::ner::Aggregation,
     /// Text to tag; `-` or nothing reads lines from standard input.
     pub text: Option<String>,
 }
@@ -30,7 +33,8 @@ pub fn run(a: &TagArgs) -> anyhow::Result<()> {
         offline: a.offline,
         torch: a.torch.options(),
     };
-    let opened = open_model(&a.model, &options)?;
+    let mut opened = open_model(&a.model, &options)?;
+    opened.model.set_aggregation(a.aggregation)?;
     let lines = super::texts_arg(a.text.as_deref())?;
     for t in tag_texts(&opened.model, &lines)? {
         println!("{}", serde_json::to_string(&t)?);

@@ -432,6 +432,74 @@ impl std::str::FromStr for Confidence {
     }
 }
 
+/// How a word's tag is read from its sub-words when it has several (transformers' pipeline's
+/// `aggregation_strategy`): the first sub-word's (what nerlab trains), the class with the highest
+/// softmax score averaged over the sub-words, or the class of the sub-word with the single
+/// highest score. Applies to softmax heads on word-level input (not a CRF's path, prompt label
+/// words, MANER's markers or KLUE's sub-word scheme, where `first` is used).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregation {
+    #[default]
+    First,
+    Average,
+    Max,
+}
+
+impl std::str::FromStr for Aggregation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "first" => Ok(Self::First),
+            "average" => Ok(Self::Average),
+            "max" => Ok(Self::Max),
+            _ => Err(format!("{s:?}: the aggregation is first, average or max")),
+        }
+    }
+}
+
+/// A word's class and confidence from its sub-words' class scores, as `how` aggregates them.
+fn aggregate(rows: &[&[f32]], how: Aggregation) -> (u32, f32) {
+    let probs: Vec<Vec<f32>> = rows
+        .iter()
+        .map(|r| {
+            let m = r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let e: Vec<f32> = r.iter().map(|x| (x - m).exp()).collect();
+            let z: f32 = e.iter().sum();
+            e.into_iter().map(|x| x / z).collect()
+        })
+        .collect();
+    let argmax = |p: &[f32]| {
+        p.iter()
+            .enumerate()
+            .fold((0u32, f32::NEG_INFINITY), |best, (i, &x)| {
+                if x > best.1 { (i as u32, x) } else { best }
+            })
+    };
+    match how {
+        Aggregation::Average => {
+            let n = probs.len().max(1) as f32;
+            let width = probs.first().map_or(0, Vec::len);
+            let mean: Vec<f32> = (0..width)
+                .map(|c| probs.iter().map(|p| p[c]).sum::<f32>() / n)
+                .collect();
+            argmax(&mean)
+        }
+        Aggregation::Max | Aggregation::First => probs
+            .iter()
+            .take(if how == Aggregation::First {
+                1
+            } else {
+                usize::MAX
+            })
+            .map(|p| argmax(p))
+            .fold(
+                (0, f32::NEG_INFINITY),
+                |best, x| if x.1 > best.1 { x } else { best },
+            ),
+    }
+}
+
 /// The class scores of a window's units: (unit, scores).
 type UnitScores = Vec<(usize, Vec<f32>)>;
 
@@ -445,6 +513,8 @@ pub struct NerModel {
     pub spec: ModelSpec,
     /// The confidence tagging reports for a CRF head (not saved: a choice of analysis).
     pub confidence: Confidence,
+    /// How a word's tag is read from its sub-words at tagging (not saved; see [`Aggregation`]).
+    pub aggregation: Aggregation,
     /// The BIO tag set (`O` first).
     pub labels: Vec<String>,
     /// What the head predicts: `labels`, or with prompt label words `O` and the entity types.
@@ -577,6 +647,7 @@ impl NerModel {
         Ok(Self {
             spec,
             confidence: Confidence::Marginal,
+            aggregation: Aggregation::First,
             labels,
             classes,
             align,
@@ -588,6 +659,21 @@ impl NerModel {
             marker_id,
             prompt_offset,
         })
+    }
+
+    /// Chooses how a word's tag is read from its sub-words ([`Aggregation`]); other than `first`,
+    /// only for a softmax head without MANER's markers or prompt label words.
+    pub fn set_aggregation(&mut self, how: Aggregation) -> anyhow::Result<()> {
+        if how != Aggregation::First
+            && (self.crf.is_some() || self.mlm.is_some() || self.marker_id.is_some())
+        {
+            bail!(
+                "aggregating over sub-words ({how:?}) needs a softmax head without MANER markers \
+                 or prompt label words: a CRF decodes one path over the words' units"
+            );
+        }
+        self.aggregation = how;
+        Ok(())
     }
 
     pub fn encoder(&self) -> &Encoder {
@@ -953,10 +1039,34 @@ impl NerModel {
         mode: AlignMode,
         keep_logits: bool,
     ) -> anyhow::Result<(Vec<Tagged>, Option<TokenLogits>)> {
+        // Aggregating over sub-words scores every sub-word: each one is a unit of its own.
+        let pieces = self.aggregation != Aggregation::First
+            && mode == AlignMode::Words
+            && self.crf.is_none()
+            && self.mlm.is_none()
+            && self.marker_id.is_none();
+        let keep_logits = keep_logits || pieces;
         let mut aligned = Vec::with_capacity(sentences.len());
         let mut all = Vec::new();
         for (i, tokens) in sentences.iter().enumerate() {
             let (a, ex) = self.encode_as(i, tokens, None, mode)?;
+            let ex = if pieces {
+                let every = Alignment {
+                    ids: a.ids.clone(),
+                    units: (0..a.ids.len()).collect(),
+                    unit_tags: vec![None; a.ids.len()],
+                    sources: Vec::new(),
+                };
+                examples(
+                    i,
+                    &every,
+                    &vec![None; a.ids.len()],
+                    self.tokenizer().specials(),
+                    self.max_tokens(),
+                )
+            } else {
+                ex
+            };
             aligned.push(a);
             all.extend(ex);
         }
@@ -988,16 +1098,34 @@ impl NerModel {
             let wins = windows(a.ids.len(), content);
             let mut unit_pred = vec![(0u32, 1.0f32); a.units.len()];
             let mut unit_scores: Vec<Option<Vec<f32>>> = vec![None; a.units.len()];
+            // Units of the examples: `a`'s units, or every sub-word when aggregating.
+            let position = |k: usize| if pieces { k } else { a.units[k] };
+            let mut piece_scores: Vec<Option<Vec<f32>>> = vec![None; a.ids.len()];
             for (w, _) in wins.iter().enumerate() {
                 for &(k, pred) in by_window.get(&(i, w)).map(Vec::as_slice).unwrap_or(&[]) {
-                    if best_window(&wins, a.units[k]) == w {
+                    if !pieces && best_window(&wins, a.units[k]) == w {
                         unit_pred[k] = pred;
                     }
                 }
                 for (k, row) in scores_by_window.remove(&(i, w)).unwrap_or_default() {
-                    if best_window(&wins, a.units[k]) == w {
-                        unit_scores[k] = Some(row);
+                    if best_window(&wins, position(k)) == w {
+                        match pieces {
+                            true => piece_scores[k] = Some(row),
+                            false => unit_scores[k] = Some(row),
+                        }
                     }
+                }
+            }
+            if pieces {
+                for (u, &start) in a.units.iter().enumerate() {
+                    let end = a.units.get(u + 1).copied().unwrap_or(a.ids.len());
+                    let rows: Vec<&[f32]> = piece_scores[start..end]
+                        .iter()
+                        .flatten()
+                        .map(Vec::as_slice)
+                        .collect();
+                    unit_pred[u] = aggregate(&rows, self.aggregation);
+                    unit_scores[u] = piece_scores[start].clone();
                 }
             }
             if keep_logits {
