@@ -450,5 +450,8 @@ fn an_opened_checkpoint_is_a_read_only_run_that_tags_and_shows_attention() {
     let Some(Event::Failed { message, .. }) = ev.last() else {
         unreachable!()
     };
-    assert!(message.contains("/nonexistent/model"), "{message}");
+    assert!(
+        message.contains("/nonexistent/model: no such file or folder"),
+        "{message}"
+    );
 }

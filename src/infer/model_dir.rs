@@ -169,6 +169,12 @@ pub fn open_model(source: &str, options: &OpenOptions) -> anyhow::Result<Opened>
         Some(dir) => dir,
         None => anyhow::bail!("{source}: the character model must be trained first (a run)"),
     };
+    if !dir.exists() {
+        anyhow::bail!(
+            "{source}: no such file or folder (give a run, a model folder, a token-classification \
+             checkpoint's folder, hf:<repo>, or a PyTorch state dict such as model.pt)"
+        );
+    }
     let (mut model, mapped) = crate::model::hf::open(
         &dir,
         &options.labels,
