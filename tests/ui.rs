@@ -710,3 +710,31 @@ fn a_state_dict_opens_from_the_launcher_with_its_encoder_and_labels() {
     drop(h);
     std::fs::remove_dir_all(runs).unwrap();
 }
+
+/// A listed run opened again as a model keeps its curves and evaluations; only the report and
+/// sentences the panels show are the new evaluation's.
+#[test]
+fn a_listed_run_opened_as_a_model_keeps_its_history() {
+    let dir = temp_dir("reopen").join("canned-run");
+    let mut store = RunStore::default();
+    store.apply(Event::RunLoaded(Box::new(canned_run(&dir))));
+    let before = store.runs[0].clone();
+    assert!(before.config.is_some() && !before.evals.is_empty());
+    let mut opened = canned_run(&dir);
+    opened.config = None;
+    opened.curve.clear();
+    opened.evals = vec![EvalPoint {
+        step: 0,
+        micro_f1: 0.1,
+        macro_f1: 0.1,
+        per_type: Vec::new(),
+    }];
+    opened.message = "opened read-only and evaluated on x".into();
+    store.apply(Event::RunLoaded(Box::new(opened)));
+    assert_eq!(store.runs.len(), 1);
+    let r = &store.runs[0];
+    assert_eq!(r.evals, before.evals);
+    assert_eq!(r.curve, before.curve);
+    assert!(r.config.is_some());
+    assert!(r.messages.iter().any(|m| m.contains("evaluated on x")));
+}

@@ -360,6 +360,15 @@ impl RunStore {
             }
         };
         let r = &mut self.runs[idx];
+        if run.config.is_none() && r.config.is_some() {
+            // A listed run opened again as a model (evaluated on another corpus): its history
+            // stays; the panels show the new evaluation.
+            r.report = run.report.or(r.report.take());
+            r.dev = run.dev.or(r.dev.take());
+            r.messages.push(run.message);
+            r.revision += 1;
+            return;
+        }
         if r.id.is_none() && r.phase == Phase::Queued {
             // An opened model's placeholder: its "opening" note is done with.
             r.messages.clear();
