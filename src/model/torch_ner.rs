@@ -398,7 +398,18 @@ pub fn open(
         char_units: spec.char_units,
         ..ModelSpec::default()
     };
-    let model = NerModel::new(backbone, model_spec, labels, AlignMode::Words)?;
+    // Free text is read as the model was trained: a KLUE model (every type one of KLUE's) one
+    // character per token or in KLUE's sub-word scheme, as `char_units` says; others by words.
+    let klue = labels
+        .iter()
+        .filter_map(|l| crate::data::scheme::tag_type(l))
+        .all(|t| KLUE_LABELS.iter().any(|k| k.ends_with(&format!("-{t}"))));
+    let align = if klue {
+        AlignMode::for_format(crate::data::Format::Klue, spec.char_units)
+    } else {
+        AlignMode::Words
+    };
+    let model = NerModel::new(backbone, model_spec, labels, align)?;
     let fresh = model.params().initialized();
     if !fresh.is_empty() {
         bail!(
