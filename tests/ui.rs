@@ -599,6 +599,26 @@ fn the_experiment_page_shows_the_plan_and_results_and_a_cell_opens_its_runs() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Clicks "Open and evaluate" in the launcher's "Open a trained model" box (as `state` fills it),
+/// with a live worker, and waits until the entry `name` has its evaluation.
+fn open_from_launcher<'a>(state: UiState, name: &str) -> Harness<'a, NerlabApp> {
+    let worker = WorkerHandle::spawn(Some(1)).unwrap();
+    let app = NerlabApp::with_parts(state, RunStore::default(), Some(worker));
+    let mut h = harness(app);
+    settle(&mut h);
+    h.get_by_label_contains("Open a trained model").click();
+    settle(&mut h);
+    h.get_by_label("Open and evaluate").click();
+    step_until(&mut h, 120, name, |h| {
+        h.state()
+            .store
+            .runs
+            .iter()
+            .any(|r| r.name == name && r.report.is_some())
+    });
+    h
+}
+
 /// "Open a trained model" in the launcher: a transformers token-classification checkpoint,
 /// evaluated on a corpus through the worker, becomes a read-only entry the confusion panel shows.
 #[test]
@@ -612,20 +632,7 @@ fn a_checkpoint_opened_from_the_launcher_fills_the_confusion_panel() {
         .to_string_lossy()
         .into_owned();
     state.launcher.inspect_data = "builtin:demo/dev".into();
-    let worker = WorkerHandle::spawn(Some(1)).unwrap();
-    let app = NerlabApp::with_parts(state, RunStore::default(), Some(worker));
-    let mut h = harness(app);
-    settle(&mut h);
-    h.get_by_label_contains("Open a trained model").click();
-    settle(&mut h);
-    h.get_by_label("Open and evaluate").click();
-    step_until(&mut h, 120, "the opened model", |h| {
-        h.state()
-            .store
-            .runs
-            .iter()
-            .any(|r| r.name == "tiny-electra-ner" && r.report.is_some())
-    });
+    let mut h = open_from_launcher(state, "tiny-electra-ner");
     assert_eq!(
         h.state().state.selected.as_deref(),
         Some("tiny-electra-ner")
@@ -688,20 +695,7 @@ fn a_state_dict_opens_from_the_launcher_with_its_encoder_and_labels() {
         .to_string_lossy()
         .into_owned();
     state.launcher.inspect_labels = "klue".into();
-    let worker = WorkerHandle::spawn(Some(1)).unwrap();
-    let app = NerlabApp::with_parts(state, RunStore::default(), Some(worker));
-    let mut h = harness(app);
-    settle(&mut h);
-    h.get_by_label_contains("Open a trained model").click();
-    settle(&mut h);
-    h.get_by_label("Open and evaluate").click();
-    step_until(&mut h, 120, "the opened state dict", |h| {
-        h.state()
-            .store
-            .runs
-            .iter()
-            .any(|r| r.name == "model.pt" && r.report.is_some())
-    });
+    let h = open_from_launcher(state, "model.pt");
     assert!(
         h.state().store.banners.is_empty(),
         "{:?}",

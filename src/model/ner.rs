@@ -1051,19 +1051,7 @@ impl NerModel {
         for (i, tokens) in sentences.iter().enumerate() {
             let (a, ex) = self.encode_as(i, tokens, None, mode)?;
             let ex = if pieces {
-                let every = Alignment {
-                    ids: a.ids.clone(),
-                    units: (0..a.ids.len()).collect(),
-                    unit_tags: vec![None; a.ids.len()],
-                    sources: Vec::new(),
-                };
-                examples(
-                    i,
-                    &every,
-                    &vec![None; a.ids.len()],
-                    self.tokenizer().specials(),
-                    self.max_tokens(),
-                )
+                self.piece_examples(i, &a)
             } else {
                 ex
             };
@@ -1119,12 +1107,7 @@ impl NerModel {
             if pieces {
                 for (u, &start) in a.units.iter().enumerate() {
                     let end = a.units.get(u + 1).copied().unwrap_or(a.ids.len());
-                    let rows: Vec<&[f32]> = piece_scores[start..end]
-                        .iter()
-                        .flatten()
-                        .map(Vec::as_slice)
-                        .collect();
-                    unit_pred[u] = aggregate(&rows, self.aggregation);
+                    unit_pred[u] = self.aggregate_word(&piece_scores[start..end]);
                     unit_scores[u] = piece_scores[start].clone();
                 }
             }
@@ -1154,6 +1137,29 @@ impl NerModel {
             out.push(Tagged { tags, confidence });
         }
         Ok((out, keep_logits.then_some(logits)))
+    }
+
+    /// A sentence's examples with every sub-word a unit (for aggregating over a word's sub-words).
+    fn piece_examples(&self, sentence: usize, a: &Alignment) -> Vec<Example> {
+        let every = Alignment {
+            ids: a.ids.clone(),
+            units: (0..a.ids.len()).collect(),
+            unit_tags: vec![None; a.ids.len()],
+            sources: Vec::new(),
+        };
+        examples(
+            sentence,
+            &every,
+            &vec![None; a.ids.len()],
+            self.tokenizer().specials(),
+            self.max_tokens(),
+        )
+    }
+
+    /// A word's class and confidence from its sub-words' scores, as [`Self::aggregation`] says.
+    fn aggregate_word(&self, pieces: &[Option<Vec<f32>>]) -> UnitPrediction {
+        let rows: Vec<&[f32]> = pieces.iter().flatten().map(Vec::as_slice).collect();
+        aggregate(&rows, self.aggregation)
     }
 
     /// Every layer's attention over a sentence's subwords (its first window), with each subword's
