@@ -14,7 +14,7 @@ use crate::model::device::DeviceSpec;
 use crate::model::ner::{HeadKind, InitHead, MsdAverage};
 use crate::train::config::{FinetuneConfig, RdropKl, RunConfig, Schedule, Shots};
 use crate::train::sources::apply_preset;
-use crate::train::{Control, Observer, TrainEvent, train};
+use crate::train::{Amend, Control, Observer, TrainEvent, amend_for_resume, train};
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -27,10 +27,11 @@ pub struct TrainArgs {
     pub preset: Option<String>,
     /// Continue the run in this directory from its last checkpoint, exactly as it was configured:
     /// flags that would change the run (its data, model or optimization) are refused with it
-    /// rather than silently ignored; only --threads and --quiet go along.
+    /// rather than silently ignored. --epochs and --max-steps may lengthen it (the schedule then
+    /// runs to the new end), --keep-checkpoints changes what is kept; --threads and --quiet go along.
     #[arg(long, conflicts_with_all = [
-        "config", "preset", "train", "dev", "eval", "format", "model", "head", "epochs",
-        "max_steps", "batch_size", "grad_accum", "lr", "head_lr", "weight_decay", "warmup",
+        "config", "preset", "train", "dev", "eval", "format", "model", "head", "batch_size",
+        "grad_accum", "lr", "head_lr", "weight_decay", "warmup",
         "schedule", "clip", "fgm", "rdrop", "msd", "maner", "word_mask", "prompt", "k_shot",
         "max_sentences", "patience", "eval_every", "no_bucket", "dense_embedding", "finetune",
         "finetune_epochs", "finetune_lr", "finetune_k_shot", "init_from", "init_head",
@@ -159,6 +160,10 @@ pub struct TrainArgs {
     pub name: Option<String>,
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Checkpoints kept on disk, newest first (default 1; the best model is kept besides). More let
+    /// a resume fall back past a damaged checkpoint; each e5-small one is about 1.4 GB.
+    #[arg(long)]
+    pub keep_checkpoints: Option<usize>,
     #[arg(long, value_parser = |s: &str| s.parse::<DeviceSpec>())]
     pub device: Option<DeviceSpec>,
     /// Use only cached Hub models and datasets.
@@ -256,6 +261,7 @@ pub fn config_from_args(a: &TrainArgs) -> anyhow::Result<RunConfig> {
     set!(c.out, a.out.clone());
     set!(c.name, a.name.clone().map(Some));
     set!(c.threads, a.threads.map(Some));
+    set!(c.train.keep_checkpoints, a.keep_checkpoints);
     set!(c.device, a.device);
     if a.prompt {
         c.model.prompt = true;
@@ -365,7 +371,17 @@ impl Observer for Terminal {
 
 pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
     let config = match &a.resume {
-        Some(_) => RunConfig::default(),
+        Some(dir) => {
+            let amend = Amend {
+                epochs: a.epochs,
+                max_steps: a.max_steps,
+                keep_checkpoints: a.keep_checkpoints,
+            };
+            for note in amend_for_resume(dir, &amend)? {
+                eprintln!("{note}");
+            }
+            RunConfig::default()
+        }
         None => config_from_args(a)?,
     };
     let bar = (!a.quiet).then(|| {

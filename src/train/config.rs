@@ -259,6 +259,9 @@ pub struct TrainConfig {
     pub sparse_embedding: bool,
     /// Write a resumable checkpoint every N steps (0 = at evaluations only).
     pub checkpoint_every: usize,
+    /// Checkpoints kept on disk, newest first (the best model is kept besides, in `best/`). One is
+    /// enough to resume; more let a resume fall back past a damaged one.
+    pub keep_checkpoints: usize,
     /// A `metrics.jsonl` line every N steps.
     pub log_every: usize,
     /// Testing aid: makes the loss NaN at this step, to exercise the failure path.
@@ -290,6 +293,7 @@ impl Default for TrainConfig {
             bucket: true,
             sparse_embedding: true,
             checkpoint_every: 100,
+            keep_checkpoints: 1,
             log_every: 10,
             inject_nan_at_step: None,
             inject_panic_at_step: None,
@@ -413,6 +417,9 @@ impl RunConfig {
             err("model.source", reason);
         }
         let t = &self.train;
+        if t.keep_checkpoints == 0 {
+            err("train.keep_checkpoints", "must be at least 1".into());
+        }
         if t.batch_size == 0 {
             err("train.batch_size", "must be at least 1".into());
         }

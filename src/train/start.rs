@@ -4,12 +4,12 @@
 
 use std::path::Path;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use candle_core::DType;
 
 use super::config::RunConfig;
 use super::data::{Prepared, build_model, prepare};
-use super::events::{Control, Observer, RunOutcome, panic_message};
+use super::events::{Control, Observer, RunOutcome, TrainEvent, panic_message};
 use super::run_dir::files::{CHECKPOINT_OPTIMIZER, CHECKPOINT_STATE};
 use super::run_dir::{RunDir, RunLock, RunState, Status};
 use super::step::TrainStep;
@@ -165,7 +165,8 @@ fn train_claimed(
 }
 
 /// The model and optimizer to train, and the trainer's position: from the latest checkpoint
-/// when resuming (then `true`), else new.
+/// that reads when resuming (then `true`), else new. A damaged checkpoint is passed over, said
+/// so, for the one before it (`--keep-checkpoints` keeps them); when none reads, nothing starts.
 fn model_and_state(
     config: &RunConfig,
     hub: &Hub,
@@ -174,46 +175,152 @@ fn model_and_state(
     resume: Option<&Path>,
     obs: &mut dyn Observer,
 ) -> anyhow::Result<(TrainStep, TrainState, bool)> {
-    let dtype = config.device.compute_dtype();
-    let checkpoint = resume.and_then(|_| run.latest_checkpoint());
-    let (model, state) = match &checkpoint {
-        Some(ck) => {
-            let device = config.device.device()?;
-            let model = NerModel::load(ck, dtype, &device)?;
-            let state: TrainState =
-                serde_json::from_str(&std::fs::read_to_string(ck.join(CHECKPOINT_STATE))?)?;
-            model.encoder().dropout_rng().set_state(state.dropout_rng);
-            run.truncate_metrics_after(state.step)?;
-            (model, state)
-        }
-        None => {
-            let model = build_model(config, hub, prepared, dtype, obs)?;
-            let state = TrainState {
-                dropout_rng: model.encoder().dropout_rng().state(),
-                mask_rng: config.seed ^ 0x4D41_534B,
-                ..TrainState::default()
-            };
-            if resume.is_some() {
-                // Killed before the first checkpoint: start over in the same directory.
-                run.truncate_metrics_after(0)?;
-            }
-            (model, state)
-        }
+    let candidates = if resume.is_some() {
+        run.resumable_checkpoints()
+    } else {
+        Vec::new()
     };
-    let mut step = train_step(model, config)?;
-    if let Some(ck) = &checkpoint {
-        let st = candle_core::safetensors::load(ck.join(CHECKPOINT_OPTIMIZER), &step.device())?;
-        // Each stage starts a fresh optimizer: it has taken the stage's steps.
-        step.load_optimizer_state(&st, state.stage_step)?;
+    let mut damaged = Vec::new();
+    for ck in &candidates {
+        match from_checkpoint(config, ck) {
+            Ok((step, state)) => {
+                for (name, why) in &damaged {
+                    obs.on(TrainEvent::Message(format!(
+                        "checkpoint {name} cannot be read ({why}); resuming from {} instead",
+                        ck.display()
+                    )));
+                }
+                run.truncate_metrics_after(state.step)?;
+                return Ok((step, state, true));
+            }
+            Err(e) => damaged.push((ck.display().to_string(), format!("{e:#}"))),
+        }
     }
-    Ok((step, state, checkpoint.is_some()))
+    if !damaged.is_empty() {
+        let list: Vec<String> = damaged
+            .iter()
+            .map(|(n, why)| format!("{n}: {why}"))
+            .collect();
+        bail!(
+            "no checkpoint of {} can be read, so it cannot resume:\n  {}\n(train it again \
+             from the start, or copy a good checkpoint back)",
+            run.path.display(),
+            list.join("\n  ")
+        );
+    }
+    let model = build_model(config, hub, prepared, config.device.compute_dtype(), obs)?;
+    let state = TrainState {
+        dropout_rng: model.encoder().dropout_rng().state(),
+        mask_rng: config.seed ^ 0x4D41_534B,
+        ..TrainState::default()
+    };
+    if resume.is_some() {
+        // Killed before the first checkpoint: start over in the same directory.
+        run.truncate_metrics_after(0)?;
+    }
+    Ok((train_step(model, config)?, state, false))
+}
+
+/// The model, optimizer and position saved in checkpoint `ck`.
+fn from_checkpoint(config: &RunConfig, ck: &Path) -> anyhow::Result<(TrainStep, TrainState)> {
+    let device = config.device.device()?;
+    let model = NerModel::load(ck, config.device.compute_dtype(), &device)?;
+    let state_file = ck.join(CHECKPOINT_STATE);
+    let text = std::fs::read_to_string(&state_file)
+        .with_context(|| format!("reading {}", state_file.display()))?;
+    let state: TrainState =
+        serde_json::from_str(&text).with_context(|| format!("reading {}", state_file.display()))?;
+    model.encoder().dropout_rng().set_state(state.dropout_rng);
+    let mut step = train_step(model, config)?;
+    let optimizer = ck.join(CHECKPOINT_OPTIMIZER);
+    let st = candle_core::safetensors::load(&optimizer, &step.device())
+        .with_context(|| format!("reading {}", optimizer.display()))?;
+    // Each stage starts a fresh optimizer: it has taken the stage's steps.
+    step.load_optimizer_state(&st, state.stage_step)?;
+    Ok((step, state))
 }
 
 /// The training step over `model`, with a fresh optimizer (a new run, or a new stage).
 pub(super) fn train_step(mut model: NerModel, config: &RunConfig) -> anyhow::Result<TrainStep> {
     // Row-sparse embedding updates on the CPU (see `Encoder::set_sparse_embedding`).
-    let sparse =
-        config.train.sparse_embedding && model.device().is_cpu() && model.dtype() == DType::F32;
+    let sparse = config.train.sparse_embedding
+        && model.device().is_cpu()
+        && model.dtype() == DType::F32
+        && crate::model::device::gpu_path().is_none();
     model.backbone.encoder.set_sparse_embedding(sparse);
     TrainStep::new(model, config.train.weight_decay)
+}
+
+/// What a resume may change: how long the run goes and what it keeps, never what it learns on
+/// the way (the command line refuses every other flag with `--resume`).
+#[derive(Debug, Clone, Default)]
+pub struct Amend {
+    pub epochs: Option<usize>,
+    pub max_steps: Option<usize>,
+    pub keep_checkpoints: Option<usize>,
+}
+
+/// Writes `a` into the configuration of the run in `dir` before it resumes, and returns what
+/// changed, in words; a change that would shorten the run is refused. A finished run made longer
+/// becomes resumable (it goes on from its last checkpoint).
+pub fn amend_for_resume(dir: &Path, a: &Amend) -> anyhow::Result<Vec<String>> {
+    if a.epochs.is_none() && a.max_steps.is_none() && a.keep_checkpoints.is_none() {
+        return Ok(Vec::new());
+    }
+    let run = RunDir::open(dir)?;
+    let _claim = run.claim()?;
+    let mut c = run.config()?;
+    let mut notes = Vec::new();
+    if let Some(e) = a.epochs {
+        anyhow::ensure!(
+            e >= c.train.epochs,
+            "--epochs {e} with --resume: the run was set to {} epochs; a resume may lengthen a run, \
+             never shorten it",
+            c.train.epochs
+        );
+        if e != c.train.epochs {
+            notes.push(format!(
+                "--epochs {e}: the run goes on to {e} epochs (it was set to {}); the learning-rate \
+                 schedule now ends there",
+                c.train.epochs
+            ));
+            c.train.epochs = e;
+        }
+    }
+    if let Some(m) = a.max_steps {
+        let old = c.train.max_steps;
+        anyhow::ensure!(
+            m == old || (old != 0 && (m == 0 || m >= old)),
+            "--max-steps {m} with --resume: the run {}; a resume may lengthen a run, never shorten it",
+            if old == 0 {
+                "has no step limit".to_string()
+            } else {
+                format!("stops at step {old}")
+            }
+        );
+        if m != old {
+            notes.push(format!(
+                "--max-steps {m}: the run goes on to step {m} (it stopped at {old})"
+            ));
+            c.train.max_steps = m;
+        }
+    }
+    if let Some(k) = a.keep_checkpoints {
+        anyhow::ensure!(
+            k >= 1,
+            "--keep-checkpoints {k}: at least one checkpoint is kept"
+        );
+        c.train.keep_checkpoints = k;
+    }
+    run.write_config(&c)?;
+    // A finished run made longer goes on from its last checkpoint.
+    let status = run.status();
+    if !notes.is_empty() && status.state == RunState::Finished {
+        run.write_status(&Status {
+            state: RunState::Stopped,
+            message: "lengthened; resuming".into(),
+            ..status
+        })?;
+    }
+    Ok(notes)
 }

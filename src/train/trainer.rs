@@ -20,6 +20,7 @@ use super::tricks::Tricks;
 use crate::infer::evaluate;
 use crate::metrics::ScoreReport;
 use crate::model::batch::Example;
+use crate::model::ner::NerModel;
 use crate::rng::SplitMix64;
 
 pub use super::data::epoch_batches;
@@ -73,6 +74,8 @@ pub(super) struct Trainer<'a> {
     /// The best evaluation's dev report (the final report reuses it instead of evaluating the
     /// same model again; a resumed run, which lacks it, recomputes the same numbers).
     pub(super) best_report: Option<ScoreReport>,
+    /// Whether the run has said that some dev sentences are longer than the model's positions.
+    said_windowed: bool,
 }
 
 impl<'a> Trainer<'a> {
@@ -103,6 +106,7 @@ impl<'a> Trainer<'a> {
             },
             total_steps: 0,
             best_report: None,
+            said_windowed: false,
         }
     }
 
@@ -211,6 +215,16 @@ impl<'a> Trainer<'a> {
     /// The epochs of one stage; `true` when the run was stopped.
     fn run_stage(&mut self, stage: &Stage, last_epoch: &mut f64) -> anyhow::Result<bool> {
         let lengths: Vec<usize> = stage.examples.iter().map(|e| e.ids.len()).collect();
+        // The largest batch the stage can form: its longest sentences together.
+        let batch = self.config.train.batch_size.min(lengths.len());
+        let longest = lengths.iter().copied().max().unwrap_or(0);
+        let encoder = self.step.synced()?.encoder().config().clone();
+        super::memory::check(
+            batch,
+            longest,
+            super::memory::activation_bytes(&encoder, batch, longest),
+            super::memory::available_bytes(),
+        )?;
         while self.state.epoch < stage.epochs
             && self.state.stage_step < stage.total_steps
             && !self.state.early_stopped
@@ -354,7 +368,13 @@ impl<'a> Trainer<'a> {
         let optimizer = self.step.optimizer_state()?;
         let model = self.step.synced()?;
         let state = serde_json::to_string_pretty(&self.state)?;
-        self.run.write_checkpoint(self.state.step, |dir| {
+        // Weights, the two moments (and f32 masters of half-precision weights), plus the
+        // tokenizer: about three times the weights.
+        let weights = model.params().count() as u64 * model.dtype().size_in_bytes() as u64;
+        self.run
+            .ensure_space("a checkpoint", 3 * weights + (16 << 20))?;
+        let keep = self.config.train.keep_checkpoints;
+        self.run.write_checkpoint(self.state.step, keep, |dir| {
             model.save(dir)?;
             candle_core::safetensors::save(&optimizer, dir.join(CHECKPOINT_OPTIMIZER))?;
             std::fs::write(dir.join(CHECKPOINT_STATE), state)?;
@@ -370,15 +390,24 @@ impl<'a> Trainer<'a> {
         let model = self.step.synced()?;
         let Some(dev) = &self.prepared.dev else {
             // Without dev data the last model is the best one.
-            self.run.publish_best(step, |dir| model.save(dir))?;
+            save_best(&self.run, step, model)?;
             self.state.best.best_step = Some(step);
             return self.checkpoint();
         };
         let (report, pred) = evaluate(model, dev, eval_batch)?;
+        let windowed = model.take_windowed();
+        if windowed > 0 && !self.said_windowed {
+            self.said_windowed = true;
+            self.obs.on(TrainEvent::Message(format!(
+                "{windowed} dev sentence(s) are longer than the model's {} positions: each is read \
+                 in overlapping windows, every token from the window where it is most central",
+                model.max_tokens()
+            )));
+        }
         let patience = self.config.train.patience;
         let verdict = self.state.best.observe(report.micro.f1, step, patience);
         if verdict.best {
-            self.run.publish_best(step, |dir| model.save(dir))?;
+            save_best(&self.run, step, model)?;
             self.run.write_dev_predictions(dev, pred)?;
             // Predicted tags alone cannot give calibration back; keep it beside them.
             if let Some(c) = &report.calibration {
@@ -446,4 +475,11 @@ fn eval_line(report: &ScoreReport, step: usize, epoch: f64, best: bool, stage: u
         char_f1_with_o: report.char.as_ref().map(|c| c.macro_f1_with_o),
         ece: report.calibration.as_ref().map(|c| c.ece),
     }
+}
+
+/// Publishes `model` as the run's best, after checking it fits on the disk.
+fn save_best(run: &RunDir, step: usize, model: &NerModel) -> anyhow::Result<()> {
+    let weights = model.params().count() as u64 * model.dtype().size_in_bytes() as u64;
+    run.ensure_space("the best model", weights + (16 << 20))?;
+    run.publish_best(step, |dir| model.save(dir))
 }

@@ -21,6 +21,7 @@ mod best;
 pub mod files;
 mod lock;
 mod metrics;
+pub mod space;
 mod status;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,25 @@ pub use best::read_model;
 pub use lock::{Claim, RunBusy, RunLock};
 pub use metrics::{EvalLine, MetricsLine, TrainLine};
 pub use status::{PROGRESS_EVERY, RunState, Status};
+
+/// Why a run folder cannot be made in `out`, in words a researcher acts on.
+fn not_writable(out: &Path, path: &Path, e: &std::io::Error) -> anyhow::Error {
+    use std::io::ErrorKind as K;
+    let why = match e.kind() {
+        K::PermissionDenied | K::ReadOnlyFilesystem => {
+            "it is read-only for this user (or on a read-only file system)".to_string()
+        }
+        K::NotADirectory => "a part of that path is a file, not a folder".to_string(),
+        K::StorageFull => "the disk is full".to_string(),
+        _ => e.to_string(),
+    };
+    anyhow::anyhow!(
+        "cannot write the run folder {}: {why}; choose another output folder (--out, or `out` in \
+         the configuration) than {}",
+        path.display(),
+        out.display()
+    )
+}
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
@@ -74,7 +94,12 @@ impl RunDir {
                 path.display()
             );
         }
-        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        std::fs::create_dir_all(&path).map_err(|e| not_writable(out, &path, &e))?;
+        // A folder that exists but cannot be written (read-only, or another user's) fails here,
+        // before any work, rather than at the first save.
+        let probe = path.join(".nerlab-write-test");
+        std::fs::write(&probe, b"").map_err(|e| not_writable(out, &path, &e))?;
+        let _ = std::fs::remove_file(&probe);
         Ok(Self::at(path))
     }
 
@@ -123,14 +148,21 @@ impl RunDir {
 
     /// Writes a checkpoint for `step` with `write` (into an empty folder it is given), then
     /// makes it the current one: a crash while writing leaves the previous checkpoint current.
+    /// The `keep` newest checkpoints stay (at least one).
     pub fn write_checkpoint(
         &self,
         step: usize,
+        keep: usize,
         write: impl FnOnce(&Path) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let dir = self.checkpoint_dir(step);
         self.write_folder(&dir, write)?;
-        self.publish_checkpoint(&dir)
+        self.publish_checkpoint(&dir, keep)
+    }
+
+    /// Fails before a save of about `needed` bytes that would not fit (see `space.rs`).
+    pub fn ensure_space(&self, what: &str, needed: u64) -> anyhow::Result<()> {
+        space::check(&self.path, what, needed, space::free_bytes(&self.path))
     }
 
     /// Writes the folder `dest` whole: `write` fills an empty `.tmp-<name>` beside it, which is
@@ -153,8 +185,9 @@ impl RunDir {
             .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))
     }
 
-    /// Makes `dir` the current checkpoint and removes older ones.
-    pub fn publish_checkpoint(&self, dir: &Path) -> anyhow::Result<()> {
+    /// Makes `dir` the current checkpoint and removes all but the `keep` newest (the current one
+    /// always stays; folders of later steps, left by a run that went back, go).
+    pub fn publish_checkpoint(&self, dir: &Path, keep: usize) -> anyhow::Result<()> {
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -163,21 +196,67 @@ impl RunDir {
             &self.path.join(files::CHECKPOINT_POINTER),
             serde_json::json!({ "dir": name }).to_string().as_bytes(),
         )?;
-        for entry in std::fs::read_dir(&self.path)?.flatten() {
-            let n = entry.file_name().to_string_lossy().into_owned();
-            if n.starts_with(files::CHECKPOINT_PREFIX) && n != name {
-                let _ = std::fs::remove_dir_all(entry.path());
+        // Newest first: the current one, then `keep - 1` older ones stay.
+        let mut kept = 1;
+        for p in self.checkpoint_folders() {
+            let n = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            match n.as_deref() {
+                Some(n) if n == name => continue,
+                Some(n) if n < name.as_str() && kept < keep => kept += 1,
+                _ => {
+                    let _ = std::fs::remove_dir_all(&p);
+                }
             }
         }
         Ok(())
     }
 
+    /// Checkpoint folders (`checkpoint-<step>/`), newest step first.
+    fn checkpoint_folders(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = std::fs::read_dir(&self.path)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .starts_with(files::CHECKPOINT_PREFIX)
+                            && e.path().is_dir()
+                    })
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default();
+        // Step numbers are zero-padded: names sort as steps do.
+        out.sort_by(|a, b| b.file_name().cmp(&a.file_name()));
+        out
+    }
+
     /// The current checkpoint, if one was published.
     pub fn latest_checkpoint(&self) -> Option<PathBuf> {
+        self.current_checkpoint()
+            .filter(|dir| dir.join(files::CHECKPOINT_STATE).exists())
+    }
+
+    fn current_checkpoint(&self) -> Option<PathBuf> {
         let text = std::fs::read_to_string(self.path.join(files::CHECKPOINT_POINTER)).ok()?;
         let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-        let dir = self.path.join(v["dir"].as_str()?);
-        dir.join(files::CHECKPOINT_STATE).exists().then_some(dir)
+        Some(self.path.join(v["dir"].as_str()?))
+    }
+
+    /// The checkpoints a resume may start from, in the order to try them: the current one, then
+    /// the older ones kept (`--keep-checkpoints`), newest first. Folders newer than the current
+    /// one were never made current (a save cut off) and are not offered.
+    pub fn resumable_checkpoints(&self) -> Vec<PathBuf> {
+        let Some(current) = self.current_checkpoint() else {
+            return Vec::new();
+        };
+        let mut out = vec![current.clone()];
+        out.extend(
+            self.checkpoint_folders()
+                .into_iter()
+                .filter(|p| p.file_name() < current.file_name()),
+        );
+        out
     }
 
     /// The best model's dev predictions, written in the dev corpus's own format.
@@ -346,11 +425,73 @@ mod tests {
             let d = run.checkpoint_dir(step);
             std::fs::create_dir_all(&d).unwrap();
             std::fs::write(d.join(files::CHECKPOINT_STATE), "{}").unwrap();
-            run.publish_checkpoint(&d).unwrap();
+            run.publish_checkpoint(&d, 1).unwrap();
         }
         assert_eq!(run.latest_checkpoint(), Some(run.checkpoint_dir(20)));
         assert!(!run.checkpoint_dir(10).exists());
         assert_eq!(list_runs(out).len(), 1);
+    }
+
+    /// `--keep-checkpoints 3`: the three newest stay, and a resume is offered them newest first
+    /// (never a folder newer than the current one, which was never made current).
+    #[test]
+    fn an_output_folder_that_cannot_be_written_is_named_with_the_reason() {
+        let tmp = TempRun::new("ro");
+        let file = tmp.out.join("a-file");
+        std::fs::write(&file, "x").unwrap();
+        let e = RunDir::create(&file, "r").unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "cannot write the run folder {}/r: a part of that path is a file, not a folder; \
+                 choose another output folder",
+                file.display()
+            )),
+            "{e}"
+        );
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let e = not_writable(Path::new("/data"), Path::new("/data/r"), &denied).to_string();
+        assert!(
+            e.starts_with(
+                "cannot write the run folder /data/r: it is read-only for this user (or on a \
+                 read-only file system)"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_newest_checkpoints_are_kept_and_offered_newest_first() {
+        let tmp = TempRun::new("keep");
+        let run = &tmp.run;
+        for step in [10, 20, 30, 40, 50] {
+            let d = run.checkpoint_dir(step);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(files::CHECKPOINT_STATE), "{}").unwrap();
+            run.publish_checkpoint(&d, 3).unwrap();
+        }
+        let left = |run: &RunDir| -> Vec<usize> {
+            run.checkpoint_folders()
+                .iter()
+                .map(|p| {
+                    p.to_string_lossy()
+                        .rsplit('-')
+                        .next()
+                        .unwrap()
+                        .parse()
+                        .unwrap()
+                })
+                .collect()
+        };
+        assert_eq!(left(run), [50, 40, 30]);
+        std::fs::create_dir_all(run.checkpoint_dir(60)).unwrap();
+        let offered = run.resumable_checkpoints();
+        assert_eq!(
+            offered,
+            [50, 40, 30].map(|s| run.checkpoint_dir(s)).to_vec()
+        );
+        // Publishing an older step (a resume from a fallback) drops the newer folders.
+        run.publish_checkpoint(&run.checkpoint_dir(40), 3).unwrap();
+        assert_eq!(left(run), [40, 30]);
     }
 
     #[test]
