@@ -65,6 +65,10 @@ pub enum Command {
     },
     /// Stop everything and end the thread.
     Shutdown,
+    /// Testing aid: the worker panics with this message while answering, to exercise its recovery
+    /// (a panic while loading or tagging becomes a `Failed` event and the worker goes on).
+    #[doc(hidden)]
+    InjectPanic(String),
 }
 
 /// What to train: a new run from its configuration, or the run in a directory, continued from its

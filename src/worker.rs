@@ -259,6 +259,7 @@ impl Worker {
                     .queue
                     .retain(|q| !matches!(q, Command::Train { id: qid, .. } if *qid == id)),
             },
+            Command::InjectPanic(message) => panic!("{message}"),
             Command::Shutdown => {
                 self.shutting_down = true;
                 if let Some((c, _)) = control {
@@ -371,6 +372,14 @@ impl Worker {
     /// A cached model for a run directory or model folder (loaded on first use, and again when its
     /// files change: a training run rewrites `best/` whenever dev F1 improves).
     fn model(&mut self, path: &Path) -> anyhow::Result<&NerModel> {
+        if !path.exists() {
+            self.models.remove(path);
+            anyhow::bail!(
+                "{}: the folder is gone (removed or moved while shown); its curves and scores stay \
+                 on screen until the window closes, but it cannot tag any more",
+                path.display()
+            );
+        }
         let stamp = ModelStamp::of(&model_dir(path));
         if self.models.get(path).is_none_or(|(s, _)| *s != stamp) {
             self.models.remove(path);

@@ -83,6 +83,64 @@ fn points(file: &Path) -> Vec<serde_json::Value> {
     serde_json::from_str(&stdout(&o)).unwrap()
 }
 
+/// SIGTERM (what `kill`, systemd and Slurm's end of time send) stops `experiment run` as Ctrl-C
+/// does: the running point checkpoints and its run reads `stopped` (the point `interrupted`), the
+/// points not started stay planned, and the next run resumes it.
+#[test]
+fn sigterm_stops_an_experiment_resumably() {
+    let dir = fresh_dir("sigterm");
+    let out = dir.join("runs");
+    // Long runs (30 epochs), so the signal lands inside one.
+    let text = common::tiny_grid("long-heads", &out.display().to_string(), 30, "[1]", "");
+    let file = dir.join("long-heads.toml");
+    std::fs::write(&file, text).unwrap();
+    let mut child = spawn_run(&file);
+    let start = Instant::now();
+    let running = loop {
+        let p = points(&file).into_iter().find(|p| {
+            p["state"] == "running"
+                && Path::new(p["dir"].as_str().unwrap())
+                    .join("checkpoint.json")
+                    .exists()
+        });
+        if let Some(p) = p {
+            break p;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the runner ended too soon"
+        );
+        assert!(start.elapsed() < Duration::from_secs(600), "no run started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let o = child.wait_with_output().unwrap();
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
+    assert_eq!(summary(&stdout(&o)).0, 0, "{}", stdout(&o));
+    let run_dir = Path::new(running["dir"].as_str().unwrap());
+    let status: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("status.json")).unwrap())
+            .unwrap();
+    assert_eq!(status["state"], "stopped");
+    let states: Vec<String> = points(&file)
+        .iter()
+        .map(|p| p["state"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(states, ["interrupted", "planned"]);
+    let o = run(&file);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (trained, resumed, _, busy) = summary(&stdout(&o));
+    assert_eq!((trained, resumed, busy), (1, 1, 0), "{}", stdout(&o));
+    assert!(points(&file).iter().all(|p| p["state"] == "done"));
+}
+
 #[test]
 fn a_killed_experiment_finishes_only_what_is_missing_and_reports_by_hand_numbers() {
     let dir = fresh_dir("kill");

@@ -455,3 +455,95 @@ fn an_opened_checkpoint_is_a_read_only_run_that_tags_and_shows_attention() {
         "{message}"
     );
 }
+
+/// A model folder removed while the window shows it: asking it to tag is a clear failure (the
+/// folder is gone), the run stays listed with what it showed, and the worker goes on serving.
+#[test]
+fn a_folder_removed_while_shown_fails_clearly_and_the_worker_goes_on() {
+    let dir = common::TempDir::new("removed-while-shown");
+    let copy = dir.path("tiny-bert-ner");
+    std::fs::create_dir_all(&copy).unwrap();
+    let fixture = common::fixture("models/tiny-bert-ner");
+    for f in std::fs::read_dir(&fixture).unwrap().flatten() {
+        std::fs::copy(f.path(), copy.join(f.file_name())).unwrap();
+    }
+    let w = WorkerHandle::spawn(Some(1)).unwrap();
+    let mut labels = nerlab::data::label_map::LabelMap::default();
+    labels.add_pair("MISC=O").unwrap();
+    w.send(Command::OpenModel {
+        model: copy.to_string_lossy().into_owned(),
+        data: "builtin:demo/dev".into(),
+        labels,
+        torch: Default::default(),
+    })
+    .unwrap();
+    let mut store = RunStore::default();
+    for e in wait_for(&w, "the opened model", |e| matches!(e, Event::RunLoaded(_))) {
+        store.apply(e);
+    }
+    std::fs::remove_dir_all(&copy).unwrap();
+    w.send(Command::Tag {
+        request: 1,
+        model: copy.clone(),
+        text: "Seoul".into(),
+    })
+    .unwrap();
+    let ev = wait_for(&w, "the failure", |e| matches!(e, Event::Failed { .. }));
+    let Some(Event::Failed { message, .. }) = ev.last() else {
+        unreachable!()
+    };
+    assert_eq!(
+        message,
+        &format!(
+            "tagging: {}: the folder is gone (removed or moved while shown); its curves and \
+             scores stay on screen until the window closes, but it cannot tag any more",
+            copy.display()
+        )
+    );
+    for e in ev {
+        store.apply(e);
+    }
+    assert!(
+        store
+            .runs
+            .iter()
+            .any(|r| r.name == "tiny-bert-ner" && r.report.is_some()),
+        "still listed with its evaluation"
+    );
+    w.send(Command::Tag {
+        request: 2,
+        model: fixture,
+        text: "Seoul".into(),
+    })
+    .unwrap();
+    wait_for(&w, "tags from another model", |e| {
+        matches!(e, Event::Tagged { request: 2, .. })
+    });
+}
+
+/// A panic while answering a command (here injected; in life a bug while loading or tagging)
+/// becomes one `Failed` event with its message, and the worker answers the next command.
+#[test]
+fn a_panic_while_answering_becomes_an_error_and_the_worker_serves_on() {
+    let w = WorkerHandle::spawn(Some(1)).unwrap();
+    w.send(Command::InjectPanic("tokenizer exploded".into()))
+        .unwrap();
+    let ev = wait_for(&w, "the failure", |e| matches!(e, Event::Failed { .. }));
+    let Some(Event::Failed { id, message, .. }) = ev.last() else {
+        unreachable!()
+    };
+    assert_eq!(*id, None);
+    assert_eq!(
+        message,
+        "the worker recovered from a panic: tokenizer exploded"
+    );
+    w.send(Command::Tag {
+        request: 3,
+        model: common::fixture("models/tiny-bert-ner"),
+        text: "Seoul".into(),
+    })
+    .unwrap();
+    wait_for(&w, "tags after the panic", |e| {
+        matches!(e, Event::Tagged { request: 3, .. })
+    });
+}

@@ -127,6 +127,7 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
     opened.model.set_aggregation(a.aggregation)?;
     let model = &opened.model;
     let (report, pred) = evaluate(model, &corpus, 64)?;
+    super::say_windowed("nerlab eval", model);
     if let Some(p) = &a.predictions {
         crate::data::write(&corpus.with_tags(pred), p)?;
     }

@@ -211,8 +211,21 @@ pub(crate) fn read_corpus(
     std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes).map_err(|source| {
         crate::data::error::DataError::Io {
             path: name.to_path_buf(),
-            source,
+            error: source,
         }
     })?;
     crate::data::parse(&bytes, name, opts)
+}
+
+/// Says once, after tagging, how many sentences were longer than the model reads at a time.
+fn say_windowed(who: &str, model: &crate::model::ner::NerModel) {
+    let n = model.take_windowed();
+    if n > 0 {
+        eprintln!(
+            "{who}: {n} sentence{} longer than the model's {} positions; each was read in \
+             overlapping windows, every token from the window where it is most central",
+            if n == 1 { " was" } else { "s were" },
+            model.max_tokens()
+        );
+    }
 }

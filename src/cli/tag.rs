@@ -36,7 +36,9 @@ pub fn run(a: &TagArgs) -> anyhow::Result<()> {
     let mut opened = open_model(&a.model, &options)?;
     opened.model.set_aggregation(a.aggregation)?;
     let lines = super::texts_arg(a.text.as_deref())?;
-    for t in tag_texts(&opened.model, &lines)? {
+    let tagged = tag_texts(&opened.model, &lines)?;
+    super::say_windowed("nerlab tag", &opened.model);
+    for t in tagged {
         println!("{}", serde_json::to_string(&t)?);
     }
     Ok(())

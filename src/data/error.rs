@@ -30,11 +30,11 @@ impl fmt::Display for Location {
 /// Everything that can be wrong with a corpus file, each kind with what was expected instead.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("{}: {source}", path.display())]
+    // The I/O error is part of the message, not a source: printed as a chain it would repeat.
+    #[error("{}: {}", path.display(), friendly_io(error))]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     #[error("{}: is a directory, expected a corpus file (only KMOU corpora are read as folders)", .0.display())]
@@ -48,6 +48,13 @@ pub enum DataError {
 
     #[error("{at}: invalid UTF-8 at byte {column} of the line, expected UTF-8 text")]
     InvalidUtf8 { at: Location, column: usize },
+
+    /// A NUL byte: no corpus has one; the file is binary, or was cut or padded by a crash.
+    #[error(
+        "{at}: a NUL byte at byte {column} of the line; a corpus is text, so the file is binary \
+         or damaged (a crash while writing can pad a file with NUL bytes)"
+    )]
+    NulByte { at: Location, column: usize },
 
     /// Not UTF-8, and the bytes say which encoding it is (a byte-order mark, or the byte
     /// patterns of CP949 or Latin-1).
@@ -182,6 +189,7 @@ impl DataError {
             | Self::UnknownFormat { path, .. }
             | Self::Invalid { path, .. } => path,
             Self::InvalidUtf8 { at, .. }
+            | Self::NulByte { at, .. }
             | Self::WrongEncoding { at, .. }
             | Self::UnknownTag { at, .. }
             | Self::TagWithoutToken { at, .. }
@@ -194,5 +202,15 @@ impl DataError {
                 &pred_at.path
             }
         }
+    }
+}
+
+/// An I/O error in plain words: `no such file or folder` rather than `No such file or directory
+/// (os error 2)`.
+fn friendly_io(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or folder".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
     }
 }

@@ -120,7 +120,7 @@ pub fn read_folder(dir: &Path, opts: &ReadOptions) -> Result<Corpus, DataError> 
     }
     let io = |source| DataError::Io {
         path: dir.to_path_buf(),
-        source,
+        error: source,
     };
     let entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(io)?
@@ -156,7 +156,7 @@ pub fn read_folder(dir: &Path, opts: &ReadOptions) -> Result<Corpus, DataError> 
     for file in &files {
         let bytes = std::fs::read(file).map_err(|source| DataError::Io {
             path: file.clone(),
-            source,
+            error: source,
         })?;
         let part = super::parse(&bytes, file, &file_opts)?;
         match corpus.as_mut() {

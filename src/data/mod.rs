@@ -217,14 +217,14 @@ impl ReadOptions {
 pub fn read(path: &Path, opts: &ReadOptions) -> Result<Corpus, DataError> {
     let meta = std::fs::metadata(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
-        source,
+        error: source,
     })?;
     if meta.is_dir() {
         return kmou::read_folder(path, opts);
     }
     let bytes = std::fs::read(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
-        source,
+        error: source,
     })?;
     parse(&bytes, path, opts)
 }

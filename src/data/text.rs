@@ -167,6 +167,17 @@ pub fn decode(path: &Path, bytes: Vec<u8>) -> Result<Decoded, DataError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(DataError::EmptyFile(path.to_path_buf()));
     }
+    if let Some(at) = body.iter().position(|&b| b == 0) {
+        let line = body[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = body[..at]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+        return Err(DataError::NulByte {
+            at: Location::new(path, line),
+            column: at - line_start + 1,
+        });
+    }
     match String::from_utf8(body) {
         Ok(text) => Ok(Decoded { text, bom }),
         Err(err) => {

@@ -14,7 +14,7 @@ use super::{Corpus, Format, Sentence};
 pub fn write(corpus: &Corpus, path: &Path) -> Result<(), DataError> {
     let io = |source| DataError::Io {
         path: path.to_path_buf(),
-        source,
+        error: source,
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;

@@ -159,6 +159,20 @@ pub fn open_model(source: &str, options: &OpenOptions) -> anyhow::Result<Opened>
                 .unwrap_or_default(),
         });
     }
+    if crate::train::RunDir::is_run(path) {
+        let run = crate::train::RunDir::open(path)?;
+        let hint = match run.latest_checkpoint() {
+            Some(ck) => format!(
+                "its latest checkpoint is a model too: --model {}",
+                ck.display()
+            ),
+            None => "it has no checkpoint either; train it again".to_string(),
+        };
+        anyhow::bail!(
+            "{source}: this run has no best model (best/ was deleted, or the run never reached an \
+             evaluation); {hint}"
+        );
+    }
     if path.is_dir() && !path.join("config.json").exists() {
         anyhow::bail!(
             "{source}: no trained model here (expected a run directory with best/, a nerlab model \

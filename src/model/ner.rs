@@ -13,6 +13,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, bail};
 use candle_core::{D, DType, Device, Tensor};
@@ -528,6 +530,9 @@ pub struct NerModel {
     marker_id: Option<u32>,
     /// Index of the first prompt token among the added tokens.
     prompt_offset: usize,
+    /// Sentences tagged in several windows (longer than the model's positions) since the count
+    /// was last taken: callers say so once ([`take_windowed`](Self::take_windowed)).
+    windowed: Arc<AtomicUsize>,
 }
 
 /// The BIO tag set of some tags: `O`, then `B-X`, `I-X` for every type, sorted by type.
@@ -658,6 +663,7 @@ impl NerModel {
             crf,
             marker_id,
             prompt_offset,
+            windowed: Arc::default(),
         })
     }
 
@@ -1004,6 +1010,12 @@ impl NerModel {
         }
     }
 
+    /// How many sentences were longer than the model's positions, and so tagged in overlapping
+    /// windows (each token read from the window where it is most central), since last asked.
+    pub fn take_windowed(&self) -> usize {
+        self.windowed.swap(0, Ordering::Relaxed)
+    }
+
     /// Tags sentences (token lists), batching by length; returns one tag and confidence per token.
     pub fn tag(&self, sentences: &[Vec<String>], batch_size: usize) -> anyhow::Result<Vec<Tagged>> {
         self.tag_as(sentences, batch_size, self.align)
@@ -1084,6 +1096,9 @@ impl NerModel {
         let mut logits: TokenLogits = Vec::new();
         for (i, a) in aligned.iter().enumerate() {
             let wins = windows(a.ids.len(), content);
+            if wins.len() > 1 {
+                self.windowed.fetch_add(1, Ordering::Relaxed);
+            }
             let mut unit_pred = vec![(0u32, 1.0f32); a.units.len()];
             let mut unit_scores: Vec<Option<Vec<f32>>> = vec![None; a.units.len()];
             // Units of the examples: `a`'s units, or every sub-word when aggregating.

@@ -86,12 +86,23 @@ impl Checkpoint {
         let safetensors = dir.join("model.safetensors");
         let bin = dir.join("pytorch_model.bin");
         let (path, raw): (PathBuf, Vec<(String, Tensor)>) = if safetensors.exists() {
-            let map = candle_core::safetensors::load(&safetensors, &Device::Cpu)
-                .with_context(|| format!("reading {}", safetensors.display()))?;
+            let map = candle_core::safetensors::load(&safetensors, &Device::Cpu).with_context(|| {
+                format!(
+                    "reading {} ({} bytes): the file is cut short or damaged (a copy or download \
+                     that did not finish?); copy it again",
+                    safetensors.display(),
+                    std::fs::metadata(&safetensors).map_or(0, |m| m.len())
+                )
+            })?;
             (safetensors, map.into_iter().collect())
         } else if bin.exists() {
-            let list = candle_core::pickle::read_all(&bin)
-                .with_context(|| format!("reading {}", bin.display()))?;
+            let list = candle_core::pickle::read_all(&bin).with_context(|| {
+                format!(
+                    "reading {}: not a PyTorch state dict as torch.save writes it (a zip archive \
+                     of tensors), or one cut short",
+                    bin.display()
+                )
+            })?;
             (bin, list)
         } else {
             bail!(

@@ -17,8 +17,10 @@ use super::run_dir::read_model;
 use super::sources::{load_corpus, resolve_model};
 use super::step::TrainStep;
 use crate::data::Corpus;
+use crate::data::Scheme;
 use crate::data::hub::Hub;
 use crate::data::sample::{k_shot, random_subset};
+use crate::data::scheme::{convert, tag_type};
 use crate::model::align::AlignMode;
 use crate::model::backbone::Backbone;
 use crate::model::batch::Example;
@@ -113,6 +115,18 @@ fn training_corpus(
             repairs.tags, repairs.sentences, repairs.by_kind
         )));
     }
+    // The model's labels are IOB2 (`bio_labels`): a corpus in another scheme (BIOES, IOB1) is
+    // trained on the same entities in IOB2, so corpora of different schemes mix.
+    if c.scheme != Scheme::Iob2 {
+        for s in &mut c.sentences {
+            s.tags = convert(&s.tags, Scheme::Iob2);
+        }
+        obs.on(TrainEvent::Message(format!(
+            "{src}: read as {}, trained as IOB2 (the same entities)",
+            c.scheme.name()
+        )));
+        c.scheme = Scheme::Iob2;
+    }
     let record = sampled.then(|| CorpusSample {
         stage: how.stage,
         corpus: src.to_string(),
@@ -133,7 +147,21 @@ pub(super) fn prepare(
     obs: &mut dyn Observer,
 ) -> anyhow::Result<Prepared> {
     let load = |s: &String| {
-        load_corpus(s, config.data.format, hub).with_context(|| format!("loading {s}"))
+        load_corpus(s, config.data.format, hub).map_err(|e| {
+            // A path the configuration names that is not here: most often a run folder copied
+            // from another machine, whose corpora live elsewhere.
+            let missing = e.downcast_ref::<crate::data::DataError>().is_some_and(|d| {
+                matches!(d, crate::data::DataError::Io { error, .. }
+                    if error.kind() == std::io::ErrorKind::NotFound)
+            });
+            let hint = if missing {
+                " (a run copied from another machine needs its corpora at the same paths, or \
+                 its config.toml changed to where they are)"
+            } else {
+                ""
+            };
+            e.context(format!("loading {s}{hint}"))
+        })
     };
     let d = &config.data;
     let mut samples = Vec::new();
@@ -161,7 +189,21 @@ pub(super) fn prepare(
         Some(f) => stage(2, &f.train, f.k_shot, 0, obs)?,
         None => Vec::new(),
     };
+    for stage in [&train, &finetune] {
+        check_has_entities(stage)?;
+    }
     let dev = d.dev.as_ref().map(load).transpose()?;
+    if let Some(dev) = &dev {
+        let unseen = types_not_trained(dev, train.iter().chain(&finetune));
+        if !unseen.is_empty() && !train.is_empty() {
+            obs.on(TrainEvent::Message(format!(
+                "{}: the dev corpus has types the training data lacks ({}); the model cannot \
+                 predict them, so each of their entities counts as missed",
+                dev.path.display(),
+                unseen.join(", ")
+            )));
+        }
+    }
     let eval = d
         .eval
         .iter()
@@ -174,6 +216,40 @@ pub(super) fn prepare(
         eval,
         samples,
     })
+}
+
+/// Refuses a stage's training data without a single entity (every tag `O`): a model trained on
+/// it learns to say `O`, and its F1 of 0 would look like a result.
+fn check_has_entities(stage: &[Corpus]) -> anyhow::Result<()> {
+    let mut sentences = stage.iter().flat_map(|c| &c.sentences).peekable();
+    if sentences.peek().is_none() {
+        return Ok(());
+    }
+    if sentences.any(|s| s.tags.iter().any(|t| t != "O")) {
+        return Ok(());
+    }
+    let names: Vec<String> = stage.iter().map(|c| c.path.display().to_string()).collect();
+    anyhow::bail!(
+        "{}: no entity in the training data (every tag is O); a model trained on it learns to \
+         say O and scores an F1 of 0 (the wrong file, or a wrong column?)",
+        names.join(", ")
+    )
+}
+
+/// The entity types of `dev` that no training corpus has, sorted.
+fn types_not_trained<'a>(dev: &Corpus, train: impl Iterator<Item = &'a Corpus>) -> Vec<String> {
+    let types = |c: &Corpus| -> std::collections::BTreeSet<String> {
+        c.sentences
+            .iter()
+            .flat_map(|s| s.tags.iter().filter_map(|t| tag_type(t)))
+            .map(str::to_string)
+            .collect()
+    };
+    let known: std::collections::BTreeSet<String> = train.flat_map(types).collect();
+    types(dev)
+        .into_iter()
+        .filter(|t| !known.contains(t))
+        .collect()
 }
 
 /// The batches of one epoch, as example indices: a seeded shuffle, then (with `bucket`) groups of

@@ -354,7 +354,18 @@ pub fn apply_preset(name: &str, c: &mut RunConfig) -> anyhow::Result<()> {
         }
         other => {
             let names: Vec<&str> = RUN_PRESETS.iter().map(|(n, _)| *n).collect();
-            anyhow::bail!("unknown preset {other:?}: {}", names.join(", "))
+            let nearest = names
+                .iter()
+                .map(|n| (strsim::levenshtein(n, other), *n))
+                .min()
+                .filter(|(d, _)| *d <= (other.chars().count() / 3).max(2));
+            match nearest {
+                Some((_, n)) => anyhow::bail!("unknown preset {other:?}; did you mean {n}?"),
+                None => anyhow::bail!(
+                    "unknown preset {other:?}: the presets are {}",
+                    names.join(", ")
+                ),
+            }
         }
     }
     Ok(())
