@@ -38,16 +38,17 @@ def main():
     ap.add_argument("--bucket", default="false", help="length-bucketed batches (both sides get the same batches)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--extra", default="", help="more nerlab bench flags")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda:N, for both sides")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     work = os.path.join(tempfile.mkdtemp(prefix="nerlab-compare-"), "work.json")
     nerlab_cmd = [
         args.nerlab, "bench", "--model", args.model, "--task", args.task, "--data", args.data,
         "--batch-size", str(args.batch_size), "--threads", str(args.threads), "--steps", str(args.steps),
-        "--bucket", args.bucket, "--json", "--dump-batches", work,
+        "--bucket", args.bucket, "--device", args.device, "--json", "--dump-batches", work,
     ] + args.extra.split()
     ref_cmd = [sys.executable, os.path.join(HERE, "reference.py"), "--model", args.model, "--work", work,
-               "--threads", str(args.threads)]
+               "--threads", str(args.threads), "--device", args.device]
     runs = {"nerlab": [], "pytorch": []}
     run_json(nerlab_cmd)  # writes the work file (and warms the page cache)
     for r in range(args.repeats):

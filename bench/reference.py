@@ -48,7 +48,18 @@ def main():
     ap.add_argument("--model", required=True)
     ap.add_argument("--work", required=True, help="the JSON written by nerlab bench --dump-batches")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda:N (bf16 autocast there, as nerlab computes in bf16)")
     args = ap.parse_args()
+    device = torch.device(args.device)
+    gpu = device.type == "cuda"
+
+    def sync():
+        # CUDA work is asynchronous: time only what has finished.
+        if gpu:
+            torch.cuda.synchronize(device)
+
+    def autocast():
+        return torch.autocast("cuda", dtype=torch.bfloat16) if gpu else torch.autocast("cpu", enabled=False)
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     torch.manual_seed(0)
@@ -62,6 +73,7 @@ def main():
                 raise SystemExit(f"reference.py runs the softmax head only; nerlab's head has {name}")
             target = classifier[name]
             target.copy_(torch.tensor(p["data"], dtype=torch.float32).reshape(p["shape"]))
+    model.to(device)
     if not work.get("dropout", True):
         for m in model.modules():
             if isinstance(m, torch.nn.Dropout):
@@ -83,16 +95,22 @@ def main():
         )
         losses = []
         for k, b in enumerate(work["batches"]):
+            sync()
             start = time.perf_counter()
             ids, mask = pad(b["ids"], pad_id)
             labels, _ = pad(b["labels"], -100)
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
+            with autocast():
+                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            sync()
             t_forward = time.perf_counter()
             loss.backward()
+            sync()
             t_backward = time.perf_counter()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             opt.zero_grad(set_to_none=True)
+            sync()
             end = time.perf_counter()
             losses.append(loss.item())
             if k >= warmup:
@@ -106,11 +124,13 @@ def main():
         model.eval()
         with torch.inference_mode():
             for k, b in enumerate(work["batches"]):
+                sync()
                 start = time.perf_counter()
                 ids, mask = pad(b["ids"], pad_id)
-                logits = model(input_ids=ids, attention_mask=mask).logits
-                probs = logits.softmax(-1)
-                _ = probs.max(-1)
+                with autocast():
+                    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+                probs = logits.float().softmax(-1)
+                _ = probs.max(-1)[1].cpu()
                 end = time.perf_counter()
                 if k >= warmup:
                     elapsed += end - start
@@ -118,10 +138,12 @@ def main():
                     tokens += sum(len(r) for r in b["ids"])
             times = []
             for r in work["latency"]:
+                sync()
                 start = time.perf_counter()
                 ids, mask = pad([r], pad_id)
-                logits = model(input_ids=ids, attention_mask=mask).logits
-                _ = logits.softmax(-1).max(-1)
+                with autocast():
+                    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+                _ = logits.float().softmax(-1).max(-1)[1].cpu()
                 times.append((time.perf_counter() - start) * 1e3)
             times.sort()
             latency = {"p50": percentile(times, 50), "p99": percentile(times, 99)}
@@ -130,6 +152,7 @@ def main():
         "model": args.model,
         "task": work["task"],
         "threads": args.threads,
+        "device": args.device,
         "steps": len(work["batches"]) - warmup,
         "sentences_per_sec": sentences / max(elapsed, 1e-9),
         "tokens_per_sec": tokens / max(elapsed, 1e-9),

@@ -83,13 +83,37 @@ impl DeviceSpec {
         }
     }
 
-    /// Compute dtype: f32 on CPU, bf16 on GPUs (f32 master weights are the trainer's business).
+    /// Compute dtype: f32 on CPU, bf16 on GPUs (f32 master weights are the trainer's business);
+    /// on the CPU, the GPU path's dtype when [`GPU_PATH`] asks for it.
     pub fn compute_dtype(self) -> DType {
         match self {
-            Self::Cpu => DType::F32,
+            Self::Cpu => gpu_path().unwrap_or(DType::F32),
             Self::Cuda(_) => DType::BF16,
         }
     }
+}
+
+/// `NERLAB_GPU_PATH=f32` or `=bf16`: on the CPU, take the path CUDA takes (candle's ops and
+/// autograd instead of the fused kernels and their taped backward, tensor AdamW instead of the
+/// host loops, dense embedding updates), in that dtype, with f32 master weights under bf16. It
+/// is how the GPU path is tested without a GPU (docs/RELIABILITY.md); read once per process.
+pub const GPU_PATH: &str = "NERLAB_GPU_PATH";
+
+/// The dtype [`GPU_PATH`] asks for, if it is set (an unknown value is refused at once: a typo
+/// must not silently test the fast path).
+pub fn gpu_path() -> Option<DType> {
+    static PATH: std::sync::OnceLock<Option<DType>> = std::sync::OnceLock::new();
+    *PATH.get_or_init(|| {
+        let v = std::env::var(GPU_PATH).ok()?;
+        match v.as_str() {
+            "f32" => Some(DType::F32),
+            "bf16" => Some(DType::BF16),
+            other => {
+                eprintln!("error: {GPU_PATH}={other:?}: expected f32 or bf16");
+                std::process::exit(2)
+            }
+        }
+    })
 }
 
 /// Threads for tensor work: `requested`, or all cores but one (left for the UI), at least one.

@@ -39,6 +39,10 @@ pub struct BenchArgs {
     pub batch_size: usize,
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Where the train and tag tasks run: cpu, or cuda:N with a `--features cuda` build (bf16
+    /// compute, as training there does).
+    #[arg(long, default_value = "cpu", value_parser = |s: &str| s.parse::<crate::model::device::DeviceSpec>())]
+    pub device: crate::model::device::DeviceSpec,
     /// Timed steps (batches), after two warm-up steps.
     #[arg(long, default_value_t = 20)]
     pub steps: usize,

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use anyhow::Context;
-use candle_core::{DType, Device};
+use candle_core::DType;
 
 use super::{
     BENCH_LR, BENCH_WEIGHT_DECAY, BenchArgs, BenchResult, Latency, Phases, peak_rss_bytes,
@@ -30,8 +30,9 @@ fn bench_model(a: &BenchArgs, corpus: &Corpus, mode: AlignMode) -> anyhow::Resul
             .iter()
             .flat_map(|s| s.tags.iter().map(String::as_str)),
     );
+    let (device, dtype) = (a.device.device()?, a.device.compute_dtype());
     let mut backbone = match resolve_model(&a.model, &Hub::from_env(true))? {
-        Some(dir) => Backbone::pretrained(&dir, DType::F32, &Device::Cpu, 0)?,
+        Some(dir) => Backbone::pretrained(&dir, dtype, &device, 0)?,
         None => {
             let vocab = CharVocab::build(
                 corpus
@@ -40,7 +41,7 @@ fn bench_model(a: &BenchArgs, corpus: &Corpus, mode: AlignMode) -> anyhow::Resul
                     .flat_map(|s| s.tokens.iter().map(String::as_str)),
                 1,
             );
-            Backbone::char(vocab, CharModelSize::default(), DType::F32, &Device::Cpu, 0)?
+            Backbone::char(vocab, CharModelSize::default(), dtype, &device, 0)?
         }
     };
     let mut spec = ModelSpec {
@@ -56,7 +57,7 @@ fn bench_model(a: &BenchArgs, corpus: &Corpus, mode: AlignMode) -> anyhow::Resul
     model
         .backbone
         .encoder
-        .set_sparse_embedding(a.sparse_embedding);
+        .set_sparse_embedding(a.sparse_embedding && device.is_cpu() && dtype == DType::F32);
     Ok(model)
 }
 

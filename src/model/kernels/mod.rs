@@ -138,9 +138,12 @@ pub fn fast_erf(x: f32) -> f32 {
     x * p / q
 }
 
-/// Whether the fused kernels apply to `t` (CPU, f32 or f64).
+/// Whether the fused kernels apply to `t` (CPU, f32 or f64, unless the GPU path is asked for:
+/// [`crate::model::device::GPU_PATH`]).
 pub fn applies(t: &Tensor) -> bool {
-    matches!(t.device(), Device::Cpu) && matches!(t.dtype(), DType::F32 | DType::F64)
+    matches!(t.device(), Device::Cpu)
+        && matches!(t.dtype(), DType::F32 | DType::F64)
+        && crate::model::device::gpu_path().is_none()
 }
 
 fn contiguous<'a, T: Real>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [T]> {
