@@ -13,6 +13,7 @@
 pub mod cli;
 pub mod data;
 pub mod experiment;
+pub mod fuzz;
 pub mod infer;
 pub mod metrics;
 pub mod model;

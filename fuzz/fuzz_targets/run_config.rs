@@ -1,0 +1,6 @@
+//! `nerlab::fuzz::run_config`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| nerlab::fuzz::run_config(data));
