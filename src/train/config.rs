@@ -804,8 +804,17 @@ mod tests {
         c.train.lr = 5.0;
         c.model.prompt = true;
         c.model.head = HeadKind::Crf;
+        c.train.keep_checkpoints = 0;
         let fields: Vec<&str> = c.validate().iter().map(|e| e.field).collect();
-        assert_eq!(fields, ["train.batch_size", "train.lr", "model.head"]);
+        assert_eq!(
+            fields,
+            [
+                "train.keep_checkpoints",
+                "train.batch_size",
+                "train.lr",
+                "model.head"
+            ]
+        );
         assert!(RunConfig::default().validate().is_empty());
     }
 }
