@@ -164,7 +164,7 @@ fn a_dev_type_the_training_data_lacks_is_said() {
         "dev.tsv",
         "## 1\t<서울:CITY>에 <김:PS>\n서\tB-CITY\n울\tI-CITY\n에\tO\n \tO\n김\tB-PS\n\n".as_bytes(),
     );
-    let config = dir.write("run.toml", RUN.as_bytes());
+    let config = dir.write("run.toml", run_config().as_bytes());
     let (_, err) = succeeds(&[
         "train",
         "--quiet",
@@ -198,7 +198,7 @@ fn corpora_in_different_schemes_train_together() {
         "bioes.tsv",
         b"New\tB-LOC\nYork\tE-LOC\nis\tO\nbig\tO\n\nKim\tS-PER\nsaid\tO\n\n",
     );
-    let config = dir.write("run.toml", RUN.as_bytes());
+    let config = dir.write("run.toml", run_config().as_bytes());
     succeeds(&[
         "train",
         "--quiet",
@@ -241,31 +241,14 @@ fn a_misspelt_preset_gets_the_nearest_name() {
     );
 }
 
-const RUN: &str = r#"
-seed = 3
-threads = 1
-[data]
-train = ["builtin:demo/train"]
-dev = "builtin:demo/dev"
-[model]
-source = "char"
-head = "softmax"
-[model.char]
-hidden = 16
-layers = 1
-heads = 2
-intermediate = 32
-max_positions = 256
-[train]
-epochs = 1
-batch_size = 16
-lr = 0.003
-checkpoint_every = 4
-"#;
+/// A small run: one epoch of a 16-wide character model, a checkpoint every 4 steps.
+fn run_config() -> String {
+    common::demo_char_run(3, 16, 1, 0.003, 4)
+}
 
 /// Trains the small run `name` under `dir/runs`, `extra` flags added; its folder.
 fn train_small(dir: &TempDir, name: &str, extra: &[&str]) -> PathBuf {
-    let config = dir.write("run.toml", RUN.as_bytes());
+    let config = dir.write("run.toml", run_config().as_bytes());
     let out = dir.path("runs");
     let mut args = vec![
         "train",
@@ -318,96 +301,109 @@ fn resume_applies_more_epochs_and_refuses_fewer() {
 
 // ---- model folders ----
 
+/// Breaks a copy of the tiny classifier with `break_it`; `nerlab tag` on it must fail with the
+/// message `expected` gives for the copy's folder.
+fn a_broken_model_says(
+    name: &str,
+    break_it: impl FnOnce(&Path),
+    expected: impl FnOnce(&Path) -> String,
+) {
+    let dir = TempDir::new(name);
+    let m = model_copy(&dir, "m");
+    break_it(&m);
+    let err = fails(&["tag", "--model", s(&m), "Seoul"]);
+    let want = expected(&m);
+    assert!(err.contains(&want), "expected {want:?} in:\n{err}");
+}
+
 #[test]
 fn a_truncated_safetensors_file_is_named_as_cut_short() {
-    let dir = TempDir::new("bad-truncated-weights");
-    let m = model_copy(&dir, "m");
-    let w = m.join("model.safetensors");
-    let bytes = std::fs::read(&w).unwrap();
-    std::fs::write(&w, &bytes[..20_000]).unwrap();
-    let err = fails(&["tag", "--model", s(&m), "Seoul"]);
-    assert!(
-        err.contains(&format!(
-            "reading {} (20000 bytes): the file is cut short or damaged",
-            w.display()
-        )),
-        "{err}"
+    a_broken_model_says(
+        "bad-truncated-weights",
+        |m| {
+            let w = m.join("model.safetensors");
+            let bytes = std::fs::read(&w).unwrap();
+            std::fs::write(&w, &bytes[..20_000]).unwrap();
+        },
+        |m| {
+            format!(
+                "reading {} (20000 bytes): the file is cut short or damaged",
+                m.join("model.safetensors").display()
+            )
+        },
     );
 }
 
 #[test]
 fn a_bin_that_is_not_a_state_dict_is_named() {
-    let dir = TempDir::new("bad-bin");
-    let m = model_copy(&dir, "m");
-    std::fs::remove_file(m.join("model.safetensors")).unwrap();
-    std::fs::write(m.join("pytorch_model.bin"), b"not a pickle").unwrap();
-    let err = fails(&["tag", "--model", s(&m), "Seoul"]);
-    assert!(
-        err.contains(&format!(
-            "reading {}: not a PyTorch state dict as torch.save writes it",
-            m.join("pytorch_model.bin").display()
-        )),
-        "{err}"
+    a_broken_model_says(
+        "bad-bin",
+        |m| {
+            std::fs::remove_file(m.join("model.safetensors")).unwrap();
+            std::fs::write(m.join("pytorch_model.bin"), b"not a pickle").unwrap();
+        },
+        |m| {
+            format!(
+                "reading {}: not a PyTorch state dict as torch.save writes it",
+                m.join("pytorch_model.bin").display()
+            )
+        },
     );
 }
 
 #[test]
 fn an_unknown_model_type_is_named_with_the_supported_ones() {
-    let dir = TempDir::new("bad-model-type");
-    let m = model_copy(&dir, "m");
-    let c = std::fs::read_to_string(m.join("config.json")).unwrap();
-    std::fs::write(
-        m.join("config.json"),
-        c.replace("\"model_type\": \"bert\"", "\"model_type\": \"mamba\""),
-    )
-    .unwrap();
-    let err = fails(&["tag", "--model", s(&m), "Seoul"]);
-    assert!(
-        err.contains("config.json: model_type \"mamba\" is not supported (bert, electra, roberta, xlm-roberta)"),
-        "{err}"
+    a_broken_model_says(
+        "bad-model-type",
+        |m| {
+            let c = std::fs::read_to_string(m.join("config.json")).unwrap();
+            let c = c.replace("\"model_type\": \"bert\"", "\"model_type\": \"mamba\"");
+            std::fs::write(m.join("config.json"), c).unwrap();
+        },
+        |m| {
+            format!(
+                "{}: model_type \"mamba\" is not supported (bert, electra, roberta, xlm-roberta)",
+                m.join("config.json").display()
+            )
+        },
     );
 }
 
 #[test]
 fn a_folder_without_config_json_is_no_model() {
-    let dir = TempDir::new("bad-no-config");
-    let m = model_copy(&dir, "m");
-    std::fs::remove_file(m.join("config.json")).unwrap();
-    let err = fails(&["tag", "--model", s(&m), "Seoul"]);
-    assert!(
-        err.contains(&format!(
-            "{}: no trained model here (expected a run directory with best/, a nerlab model \
-             folder, or a Hugging Face token-classification checkpoint with config.json)",
-            m.display()
-        )),
-        "{err}"
+    a_broken_model_says(
+        "bad-no-config",
+        |m| std::fs::remove_file(m.join("config.json")).unwrap(),
+        |m| {
+            format!(
+                "{}: no trained model here (expected a run directory with best/, a nerlab model \
+                 folder, or a Hugging Face token-classification checkpoint with config.json)",
+                m.display()
+            )
+        },
     );
 }
 
 #[test]
 fn a_config_json_that_is_not_json_is_named() {
-    let dir = TempDir::new("bad-config-json");
-    let m = model_copy(&dir, "m");
-    std::fs::write(m.join("config.json"), "{").unwrap();
-    let err = fails(&["tag", "--model", s(&m), "Seoul"]);
-    assert!(
-        err.contains(&format!(
-            "{}: not a model config: EOF while parsing an object",
-            m.join("config.json").display()
-        )),
-        "{err}"
+    a_broken_model_says(
+        "bad-config-json",
+        |m| std::fs::write(m.join("config.json"), "{").unwrap(),
+        |m| {
+            format!(
+                "{}: not a model config: EOF while parsing an object",
+                m.join("config.json").display()
+            )
+        },
     );
 }
 
 #[test]
 fn a_model_without_a_tokenizer_is_named() {
-    let dir = TempDir::new("bad-no-tokenizer");
-    let m = model_copy(&dir, "m");
-    std::fs::remove_file(m.join("tokenizer.json")).unwrap();
-    let err = fails(&["tag", "--model", s(&m), "Seoul"]);
-    assert!(
-        err.contains(&format!("{}: no tokenizer.json or vocab.txt", m.display())),
-        "{err}"
+    a_broken_model_says(
+        "bad-no-tokenizer",
+        |m| std::fs::remove_file(m.join("tokenizer.json")).unwrap(),
+        |m| format!("{}: no tokenizer.json or vocab.txt", m.display()),
     );
 }
 

@@ -13,33 +13,15 @@ use std::process::Command;
 
 use candle_core::{DType, Device};
 
-const CONFIG: &str = r#"
-seed = 5
-threads = 1
-[data]
-train = ["builtin:demo/train"]
-dev = "builtin:demo/dev"
-[model]
-source = "char"
-head = "softmax"
-[model.char]
-hidden = 64
-layers = 1
-heads = 2
-intermediate = 128
-max_positions = 256
-dropout = 0.1
-[train]
-epochs = 12
-batch_size = 16
-lr = 0.005
-checkpoint_every = 0
-"#;
+/// The recipe: the character model on the built-in corpus, 12 epochs.
+fn config() -> String {
+    common::demo_char_run(5, 64, 12, 0.005, 0)
+}
 
 /// Trains the recipe as run `name` with `NERLAB_GPU_PATH` set to `path` (or unset) and `extra`
 /// flags; its dev F1.
 fn best_f1(dir: &common::TempDir, name: &str, path: Option<&str>, extra: &[&str]) -> f64 {
-    let config = dir.write("run.toml", CONFIG.as_bytes());
+    let config = dir.write("run.toml", config().as_bytes());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nerlab"));
     cmd.args(["train", "--quiet", "--config"])
         .arg(&config)

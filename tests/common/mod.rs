@@ -187,3 +187,39 @@ metric = "dev.micro.f1"
 {report}"#
     )
 }
+
+/// A run configuration of the small character model (one layer, two heads, softmax head) on the
+/// built-in demo corpus, one thread: `hidden` wide (its feed-forward twice that), `epochs` at
+/// learning rate `lr`, a checkpoint every `checkpoint_every` steps (0: at evaluations).
+pub fn demo_char_run(
+    seed: u64,
+    hidden: usize,
+    epochs: usize,
+    lr: f64,
+    checkpoint_every: usize,
+) -> String {
+    format!(
+        r#"seed = {seed}
+threads = 1
+[data]
+train = ["builtin:demo/train"]
+dev = "builtin:demo/dev"
+[model]
+source = "char"
+head = "softmax"
+[model.char]
+hidden = {hidden}
+layers = 1
+heads = 2
+intermediate = {}
+max_positions = 256
+dropout = 0.1
+[train]
+epochs = {epochs}
+batch_size = 16
+lr = {lr}
+checkpoint_every = {checkpoint_every}
+"#,
+        2 * hidden
+    )
+}
