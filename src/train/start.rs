@@ -268,6 +268,11 @@ pub fn amend_for_resume(dir: &Path, a: &Amend) -> anyhow::Result<Vec<String>> {
         return Ok(Vec::new());
     }
     let run = RunDir::open(dir)?;
+    let state = run.status().state;
+    if !state.resumable() && state != RunState::Finished {
+        // Early-stopped: its end is in its state, not its length; leave its configuration be.
+        bail!("{} is {}: nothing to resume", dir.display(), state.name());
+    }
     let _claim = run.claim()?;
     let mut c = run.config()?;
     let mut notes = Vec::new();
