@@ -219,13 +219,7 @@ pub(crate) fn read_corpus(
 
 /// Says once, after tagging, how many sentences were longer than the model reads at a time.
 fn say_windowed(who: &str, model: &crate::model::ner::NerModel) {
-    let n = model.take_windowed();
-    if n > 0 {
-        eprintln!(
-            "{who}: {n} sentence{} longer than the model's {} positions; each was read in \
-             overlapping windows, every token from the window where it is most central",
-            if n == 1 { " was" } else { "s were" },
-            model.max_tokens()
-        );
+    if let Some(note) = model.windowed_note() {
+        eprintln!("{who}: {note}");
     }
 }

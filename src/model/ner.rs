@@ -1016,6 +1016,25 @@ impl NerModel {
         self.windowed.swap(0, Ordering::Relaxed)
     }
 
+    /// What [`take_windowed`](Self::take_windowed) counted, in words (`None` when nothing was
+    /// windowed): the one wording the command line and the trainer say it in.
+    pub fn windowed_note(&self) -> Option<String> {
+        let n = self.take_windowed();
+        (n > 0).then(|| {
+            format!(
+                "{n} sentence{} longer than the model's {} positions; each was read in \
+                 overlapping windows, every token from the window where it is most central",
+                if n == 1 { " was" } else { "s were" },
+                self.max_tokens()
+            )
+        })
+    }
+
+    /// Bytes of the weights (what a saved model takes on disk, besides its tokenizer).
+    pub fn weight_bytes(&self) -> u64 {
+        self.params().count() as u64 * self.dtype().size_in_bytes() as u64
+    }
+
     /// Tags sentences (token lists), batching by length; returns one tag and confidence per token.
     pub fn tag(&self, sentences: &[Vec<String>], batch_size: usize) -> anyhow::Result<Vec<Tagged>> {
         self.tag_as(sentences, batch_size, self.align)

@@ -370,9 +370,8 @@ impl<'a> Trainer<'a> {
         let state = serde_json::to_string_pretty(&self.state)?;
         // Weights, the two moments (and f32 masters of half-precision weights), plus the
         // tokenizer: about three times the weights.
-        let weights = model.params().count() as u64 * model.dtype().size_in_bytes() as u64;
         self.run
-            .ensure_space("a checkpoint", 3 * weights + (16 << 20))?;
+            .ensure_space("a checkpoint", 3 * model.weight_bytes() + (16 << 20))?;
         let keep = self.config.train.keep_checkpoints;
         self.run.write_checkpoint(self.state.step, keep, |dir| {
             model.save(dir)?;
@@ -395,14 +394,11 @@ impl<'a> Trainer<'a> {
             return self.checkpoint();
         };
         let (report, pred) = evaluate(model, dev, eval_batch)?;
-        let windowed = model.take_windowed();
-        if windowed > 0 && !self.said_windowed {
+        if let Some(note) = model.windowed_note()
+            && !self.said_windowed
+        {
             self.said_windowed = true;
-            self.obs.on(TrainEvent::Message(format!(
-                "{windowed} dev sentence(s) are longer than the model's {} positions: each is read \
-                 in overlapping windows, every token from the window where it is most central",
-                model.max_tokens()
-            )));
+            self.obs.on(TrainEvent::Message(format!("dev: {note}")));
         }
         let patience = self.config.train.patience;
         let verdict = self.state.best.observe(report.micro.f1, step, patience);
@@ -479,7 +475,6 @@ fn eval_line(report: &ScoreReport, step: usize, epoch: f64, best: bool, stage: u
 
 /// Publishes `model` as the run's best, after checking it fits on the disk.
 fn save_best(run: &RunDir, step: usize, model: &NerModel) -> anyhow::Result<()> {
-    let weights = model.params().count() as u64 * model.dtype().size_in_bytes() as u64;
-    run.ensure_space("the best model", weights + (16 << 20))?;
+    run.ensure_space("the best model", model.weight_bytes() + (16 << 20))?;
     run.publish_best(step, |dir| model.save(dir))
 }
