@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
-"""nerlab against PyTorch on the same work, side by side in one go; prints medians and ratios.
+"""nerlab against PyTorch and ONNX Runtime on the same work, side by side in one go; prints
+medians, ratios and how far the engines' answers differ.
 
-Each repeat runs `nerlab bench` (which also writes the exact batches it timed) and then
-`bench/reference.py` on those batches, alternating which goes first, so both see the same machine
-state. Ratios are nerlab / PyTorch for throughput (higher is better) and PyTorch / nerlab for
+`nerlab bench` writes the exact batches it times (length-sorted by default, `--bucket false` for
+random ones); `bench/reference.py` replays them in PyTorch and, for tagging, in ONNX Runtime (fp32,
+exported from the same weights). Each repeat runs every engine once, a different one first each
+time, so all see the same machine state. For tagging, every engine's class scores on the timed
+batches are compared with nerlab's (argmax agreement, largest difference), so speed is never
+bought with different answers. Ratios are nerlab / PyTorch for throughput (higher is better) and PyTorch / nerlab for
 latency and memory (higher is better); every number is the median over the repeats.
 
   ~/.cache/nerlab-py/bin/python bench/compare.py --task train \\
@@ -26,6 +30,19 @@ def run_json(cmd):
     return json.loads(out.strip().splitlines()[-1])
 
 
+def agreement(a, b):
+    """Argmax agreement and the largest class-score difference between two --dump-logits files."""
+    same = total = 0
+    worst = 0.0
+    for ba, bb in zip(a["batches"], b["batches"], strict=True):
+        for sa, sb in zip(ba, bb, strict=True):
+            for pa, pb, ra, rb in zip(sa["pred"], sb["pred"], sa["scores"], sb["scores"], strict=True):
+                total += 1
+                same += pa == pb
+                worst = max(worst, max(abs(x - y) for x, y in zip(ra, rb, strict=True)))
+    return same / max(total, 1), worst, total
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--nerlab", default=os.environ.get("NERLAB", "target/release/nerlab"))
@@ -35,26 +52,49 @@ def main():
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--bucket", default="false", help="length-bucketed batches (both sides get the same batches)")
+    ap.add_argument("--bucket", default="true",
+                    help="length-sorted batches, the way a careful user runs inference (true), or random ones (false); "
+                         "every engine gets the same batches")
+    ap.add_argument("--engines", default=None,
+                    help="comma-separated: nerlab,pytorch,ort (ONNX Runtime fp32; tag only). "
+                         "Default: all three for tag, nerlab,pytorch for train")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--extra", default="", help="more nerlab bench flags")
-    ap.add_argument("--device", default="cpu", help="cpu or cuda:N, for both sides")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda:N, for nerlab and PyTorch")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    work = os.path.join(tempfile.mkdtemp(prefix="nerlab-compare-"), "work.json")
+    engines = (args.engines or ("nerlab,pytorch,ort" if args.task == "tag" else "nerlab,pytorch")).split(",")
+    if engines[0] != "nerlab" or not set(engines) <= {"nerlab", "pytorch", "ort"}:
+        raise SystemExit("--engines: nerlab first, then any of pytorch, ort")
+    if "ort" in engines and args.task != "tag":
+        raise SystemExit("ONNX Runtime is timed on the tag task only")
+    tmp = tempfile.mkdtemp(prefix="nerlab-compare-")
+    work = os.path.join(tmp, "work.json")
     nerlab_cmd = [
         args.nerlab, "bench", "--model", args.model, "--task", args.task, "--data", args.data,
         "--batch-size", str(args.batch_size), "--threads", str(args.threads), "--steps", str(args.steps),
         "--bucket", args.bucket, "--device", args.device, "--json", "--dump-batches", work,
     ] + args.extra.split()
-    ref_cmd = [sys.executable, os.path.join(HERE, "reference.py"), "--model", args.model, "--work", work,
-               "--threads", str(args.threads), "--device", args.device]
-    runs = {"nerlab": [], "pytorch": []}
-    run_json(nerlab_cmd)  # writes the work file (and warms the page cache)
+    ref = [sys.executable, os.path.join(HERE, "reference.py"), "--model", args.model, "--work", work,
+           "--threads", str(args.threads), "--device", args.device]
+    cmds = {"nerlab": nerlab_cmd, "pytorch": ref + ["--engine", "torch"],
+            "ort": ref + ["--engine", "ort", "--onnx", os.path.join(tmp, "model.onnx")]}
+    logits = {}
+    # One untimed run each first: nerlab writes the work file, ONNX Runtime's side exports the
+    # model, every engine writes its answers on the timed batches, and the page cache warms.
+    for who in engines:
+        extra = []
+        if args.task == "tag":
+            logits[who] = os.path.join(tmp, f"logits-{who}.json")
+            extra = ["--dump-logits", logits[who]]
+        run_json(cmds[who] + extra)
+        print(f"  warm-up {who} done", file=sys.stderr)
+    runs = {who: [] for who in engines}
     for r in range(args.repeats):
-        order = ["nerlab", "pytorch"] if r % 2 == 0 else ["pytorch", "nerlab"]
+        # Each engine goes first in turn, so none always meets the machine in the same state.
+        order = engines[r % len(engines):] + engines[:r % len(engines)]
         for who in order:
-            runs[who].append(run_json(nerlab_cmd if who == "nerlab" else ref_cmd))
+            runs[who].append(run_json(cmds[who]))
             print(f"  repeat {r + 1} {who}: {runs[who][-1]['sentences_per_sec']:.2f} sentences/s", file=sys.stderr)
 
     def med(who, key, sub=None):
@@ -67,21 +107,33 @@ def main():
         rows += [("latency p50 ms", "latency_ms", "p50", False), ("latency p99 ms", "latency_ms", "p99", False)]
     else:
         rows += [(f"{p} ms/step", "phase_ms", p, False) for p in ("forward", "backward", "optimizer")]
+    names = {"nerlab": "nerlab", "pytorch": "PyTorch", "ort": "ORT fp32"}
+    others = engines[1:]
     summary = {"task": args.task, "model": args.model, "data": args.data, "batch_size": args.batch_size,
-               "threads": args.threads, "steps": args.steps, "repeats": args.repeats, "rows": {}}
-    print(f"{args.task}, {os.path.basename(args.model.rstrip('/'))}, batch {args.batch_size}, {args.threads} threads, "
-          f"median of {args.repeats}")
-    print(f"{'':18}{'nerlab':>12}{'PyTorch':>12}{'ratio':>9}")
+               "threads": args.threads, "steps": args.steps, "repeats": args.repeats, "bucket": args.bucket,
+               "rows": {}, "outputs": {}}
+    print(f"{args.task}, {os.path.basename(args.model.rstrip('/'))}, {os.path.basename(args.data)}, batch "
+          f"{args.batch_size}, {'length-sorted' if args.bucket == 'true' else 'random'} batches, "
+          f"{args.threads} threads, median of {args.repeats}")
+    print(f"{'':18}" + "".join(f"{names[w]:>12}" for w in engines) + "".join(f"{'vs ' + names[w]:>14}" for w in others))
     for name, key, sub, higher_better in rows:
-        a, b = med("nerlab", key, sub), med("pytorch", key, sub)
-        if a is None or b is None:
+        vals = {w: med(w, key, sub) for w in engines}
+        if any(v is None for v in vals.values()):
             continue
         if key == "peak_rss_bytes":
-            a, b = a / 2**20, b / 2**20
-        ratio = (a / b) if higher_better else (b / a if a else float("inf"))
-        summary["rows"][name] = {"nerlab": a, "pytorch": b, "ratio": ratio}
-        print(f"{name:18}{a:12.2f}{b:12.2f}{ratio:8.2f}x")
+            vals = {w: v / 2**20 for w, v in vals.items()}
+        a = vals["nerlab"]
+        ratios = {w: (a / vals[w]) if higher_better else (vals[w] / a if a else float("inf")) for w in others}
+        summary["rows"][name] = {**vals, **{f"ratio_{w}": r for w, r in ratios.items()}}
+        print(f"{name:18}" + "".join(f"{vals[w]:12.2f}" for w in engines) + "".join(f"{ratios[w]:13.2f}x" for w in others))
     print("(ratio: nerlab's advantage; above 1 means nerlab is faster, quicker or smaller)")
+    if logits:
+        ours = json.load(open(logits["nerlab"]))
+        for w in others:
+            same, worst, n = agreement(ours, json.load(open(logits[w])))
+            summary["outputs"][w] = {"argmax_agreement": same, "max_abs_logit_diff": worst, "units": n}
+            print(f"outputs vs {names[w]}: argmax agreement {same:.4%} over {n} units, "
+                  f"largest class-score difference {worst:.2e}")
     if args.json:
         print(json.dumps(summary))
 

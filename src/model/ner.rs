@@ -950,6 +950,18 @@ impl NerModel {
         Ok(self.predict_units(batch, false)?.0)
     }
 
+    /// [`predict_batch`](Self::predict_batch) with each unit's class scores (the emissions, before
+    /// any CRF; padded units included up to the batch's widest): what a benchmark compares with
+    /// another implementation's logits.
+    #[allow(clippy::type_complexity)]
+    pub fn predict_batch_scores(
+        &self,
+        batch: &Batch,
+    ) -> candle_core::Result<(Vec<Vec<(u32, f32)>>, Vec<Vec<Vec<f32>>>)> {
+        let (preds, scores) = self.predict_units(batch, true)?;
+        Ok((preds, scores.unwrap_or_default()))
+    }
+
     /// [`predict_batch`](Self::predict_batch), with each unit's class scores (the emissions,
     /// before any CRF) when `logits` asks for them.
     #[allow(clippy::type_complexity)]

@@ -68,6 +68,11 @@ pub struct BenchArgs {
     /// sentences as JSON, so `bench/reference.py` can do exactly the same work in PyTorch.
     #[arg(long)]
     pub dump_batches: Option<std::path::PathBuf>,
+    /// Tag task: after timing, write every timed unit's class scores and predicted class as JSON
+    /// (`{"batches": [[{"scores": [[f32]], "pred": [u32]}]]}`, one entry per sentence), so
+    /// `bench/compare.py` can check that the engines it times give the same answers.
+    #[arg(long)]
+    pub dump_logits: Option<std::path::PathBuf>,
     /// Train with every dropout probability at 0, so that a training run is deterministic and
     /// its per-step losses (`losses` in the JSON) can be compared with `bench/reference.py`'s on
     /// the same batches and initial weights (`bench/trajectory.sh`).

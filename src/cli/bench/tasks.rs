@@ -107,6 +107,7 @@ fn tag_task(
     warmup: usize,
     examples: &[Example],
     latency_samples: usize,
+    dump: Option<&std::path::Path>,
 ) -> anyhow::Result<Timed> {
     model.freeze()?;
     let mut t = Timed::default();
@@ -126,6 +127,9 @@ fn tag_task(
         let batch = model.batch(&[e], None)?;
         std::hint::black_box(model.predict_batch(&batch)?);
         times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    if let Some(path) = dump {
+        dump_logits(path, &model, &batches[warmup.min(batches.len())..])?;
     }
     times.sort_by(f64::total_cmp);
     t.latency = Some(Latency {
@@ -157,7 +161,14 @@ pub(super) fn bench(a: &BenchArgs, threads: usize) -> anyhow::Result<BenchResult
         .collect();
     let t = match a.task.as_str() {
         "train" => train_task(model, &timed_batches, warmup)?,
-        "tag" => tag_task(model, &timed_batches, warmup, &examples, a.latency_samples)?,
+        "tag" => tag_task(
+            model,
+            &timed_batches,
+            warmup,
+            &examples,
+            a.latency_samples,
+            a.dump_logits.as_deref(),
+        )?,
         other => anyhow::bail!("unknown task {other:?}: train, tag, ui or matmul"),
     };
     let steps = needed.saturating_sub(warmup);
@@ -179,6 +190,37 @@ pub(super) fn bench(a: &BenchArgs, threads: usize) -> anyhow::Result<BenchResult
         }),
         losses: t.losses,
     })
+}
+
+/// Every unit's class scores and predicted class, batch by batch and sentence by sentence (see
+/// `--dump-logits`), computed again after the timing so that writing them costs it nothing.
+fn dump_logits(
+    path: &std::path::Path,
+    model: &NerModel,
+    batches: &[Vec<&Example>],
+) -> anyhow::Result<()> {
+    let mut out = Vec::with_capacity(batches.len());
+    for ex in batches {
+        let (preds, scores) = model.predict_batch_scores(&model.batch(ex, None)?)?;
+        let sentences: Vec<serde_json::Value> = preds
+            .iter()
+            .zip(scores)
+            .map(|(p, s)| {
+                let n = p.len();
+                serde_json::json!({
+                    "pred": p.iter().map(|&(y, _)| y).collect::<Vec<_>>(),
+                    "scores": s.into_iter().take(n).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        out.push(sentences);
+    }
+    std::fs::write(
+        path,
+        serde_json::to_vec(&serde_json::json!({ "batches": out }))?,
+    )
+    .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 /// The work of a bench run as plain ids, for the PyTorch reference (see `--dump-batches`).
@@ -205,6 +247,7 @@ fn dump_batches(
             serde_json::json!({
                 "ids": idx.iter().map(|&i| &examples[i].ids).collect::<Vec<_>>(),
                 "labels": idx.iter().map(|&i| labels(&examples[i])).collect::<Vec<_>>(),
+                "units": idx.iter().map(|&i| &examples[i].units).collect::<Vec<_>>(),
             })
         })
         .collect();
