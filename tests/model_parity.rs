@@ -85,6 +85,18 @@ fn check(dir: &Path, fixture: &str, texts: &[&str]) {
         d_attn < TOL,
         "{fixture}: layer-1 attention differs by {d_attn}"
     );
+    // Inference without attention takes the packed path (one QKV product, attention per
+    // sentence over its own tokens), unfrozen (a trainer's evaluation) and frozen (the tagger).
+    let mut frozen = model.encoder.clone();
+    frozen.freeze().unwrap();
+    for (encoder, what) in [(&model.encoder, "unfrozen"), (&frozen, "frozen")] {
+        let quick = encoder.forward_full(&ids, &mask, false, false).unwrap();
+        let d = max_abs_diff(&quick.hidden, &want["hidden"], &per_token);
+        assert!(
+            d < TOL,
+            "{fixture}: last hidden state of the packed inference path ({what}) differs by {d}"
+        );
+    }
     let mut d_logits = None;
     if let Some(logits_want) = want.get("logits") {
         let logits = model.mlm.logits(&out.hidden, &model.encoder).unwrap();

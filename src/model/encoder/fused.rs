@@ -10,7 +10,8 @@ use candle_core::{D, Result, Tensor, Var};
 
 use super::super::config::Activation;
 use super::super::kernels::{
-    BiasDropoutAdd, BiasGelu, Dropout, LayerNorm, MergeHeads, Packing, Softmax, SplitHeads,
+    AddNorm, BiasDropoutAdd, BiasGelu, BiasGeluInPlace, Dropout, LayerNorm, MergeHeads,
+    PackedAttention, Packing, Softmax, SplitHeads,
 };
 use super::super::ops::Linear;
 use super::backward::{LayerTape, Tape, WordTape};
@@ -122,6 +123,48 @@ struct Pass {
     pack: Option<Arc<Packing>>,
 }
 
+/// A layer's weights as inference multiplies them (see [`Encoder::layer_packed`]).
+#[derive(Debug, Clone)]
+pub(super) struct InferenceWeights {
+    /// `[W_q; W_k; W_v]ᵀ`, `(hidden, 3 * hidden)`, contiguous: the three projections as one product.
+    qkv_t: Tensor,
+    /// Their biases side by side (zeros where a projection has none).
+    qkv_bias: Tensor,
+    /// `[bias; gamma; beta]` of the attention output's projection and norm, for [`AddNorm`].
+    attn_norm: Tensor,
+    /// The same for the layer's output projection and norm.
+    out_norm: Tensor,
+}
+
+impl Layer {
+    /// This layer's [`InferenceWeights`] from its current weights.
+    pub(super) fn inference_weights(&self, hidden: usize) -> Result<InferenceWeights> {
+        let parts = [&self.query, &self.key, &self.value];
+        let w: Vec<Tensor> = parts.iter().map(|l| l.weight.detach()).collect();
+        let qkv_t = Tensor::cat(&w, 0)?.t()?.contiguous()?;
+        let b = parts
+            .iter()
+            .map(|l| bias_of(l, hidden, &qkv_t))
+            .collect::<Result<Vec<_>>>()?;
+        let norm_params = |l: &Linear, n: &Norm| -> Result<Tensor> {
+            Tensor::cat(
+                &[
+                    bias_of(l, hidden, &qkv_t)?,
+                    n.weight.detach(),
+                    n.bias.detach(),
+                ],
+                0,
+            )
+        };
+        Ok(InferenceWeights {
+            qkv_bias: Tensor::cat(&b, 0)?,
+            attn_norm: norm_params(&self.attn_out, &self.attn_norm)?,
+            out_norm: norm_params(&self.output, &self.out_norm)?,
+            qkv_t,
+        })
+    }
+}
+
 impl Encoder {
     /// The forward pass on detached weights with the fused kernels. In training (dropout on) the
     /// output is a leaf variable and the pass is recorded for
@@ -177,7 +220,14 @@ impl Encoder {
         let bias = self.attention_bias(mask)?;
         let mut layers = Vec::with_capacity(self.layers.len());
         let mut attentions = Vec::new();
+        // Inference that keeps no attention: each sentence's heads multiply only its own tokens.
+        let spans = (!train && !attention)
+            .then(|| Arc::new(PackedAttention::spans(packing.map(|p| &**p), b, s)));
         for l in &self.layers {
+            if let Some(spans) = &spans {
+                hidden = self.layer_packed(l, &hidden, spans)?;
+                continue;
+            }
             let pass = Pass {
                 batch: b,
                 seq: s,
@@ -274,6 +324,61 @@ impl Encoder {
             _ => base_rows,
         };
         Ok((rows, word, extra))
+    }
+
+    /// One layer for inference over packed rows: the query, key and value projections as one
+    /// product, [`PackedAttention`] over `spans` (see `kernels/attention.rs`), and the bias,
+    /// residual, norm and GELU written over each product's own buffer (`kernels/inplace.rs`); no
+    /// tape, no dropout. Equal to [`layer_taped`](Self::layer_taped) up to rounding.
+    fn layer_packed(
+        &self,
+        l: &Layer,
+        x: &Tensor,
+        spans: &Arc<Vec<(usize, usize)>>,
+    ) -> Result<Tensor> {
+        let c = &self.config;
+        let fresh;
+        let w = match &l.inference {
+            Some(frozen) => frozen,
+            None => {
+                fresh = l.inference_weights(c.hidden_size)?;
+                &fresh
+            }
+        };
+        let ctx = x.matmul(&w.qkv_t)?.apply_op2_no_bwd(
+            &w.qkv_bias,
+            &PackedAttention {
+                heads: c.num_attention_heads,
+                scale: 1.0 / (c.head_dim() as f64).sqrt(),
+                spans: spans.clone(),
+            },
+        )?;
+        let attn = project(&ctx, &l.attn_out)?;
+        attn.inplace_op3(
+            x,
+            &w.attn_norm,
+            &AddNorm {
+                eps: l.attn_norm.eps,
+            },
+        )?;
+        let inter = project(&attn, &l.intermediate)?;
+        let b = bias_of(&l.intermediate, c.intermediate_size, &inter)?;
+        let inter = match c.hidden_act {
+            Activation::Gelu => {
+                inter.inplace_op2(&b, &BiasGeluInPlace)?;
+                inter
+            }
+            act => activate(&inter.broadcast_add(&b)?, act)?,
+        };
+        let out = project(&inter, &l.output)?;
+        out.inplace_op3(
+            &attn,
+            &w.out_norm,
+            &AddNorm {
+                eps: l.out_norm.eps,
+            },
+        )?;
+        Ok(out)
     }
 
     fn layer_taped(

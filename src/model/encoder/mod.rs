@@ -78,6 +78,9 @@ struct Layer {
     intermediate: Linear,
     output: Linear,
     out_norm: Norm,
+    /// Its weights in the layout inference uses, made by [`Encoder::freeze`]; unfrozen models
+    /// build them per pass (see `fused.rs`).
+    inference: Option<fused::InferenceWeights>,
 }
 
 /// What a forward pass returns.
@@ -138,6 +141,7 @@ impl Encoder {
                 intermediate: linear(&p.pp("intermediate.dense"), h, c.intermediate_size, std)?,
                 output: linear(&p.pp("output.dense"), c.intermediate_size, h, std)?,
                 out_norm: Norm::load(&p.pp("output.LayerNorm"), h, c.layer_norm_eps)?,
+                inference: None,
             });
         }
         Ok(Self {
@@ -166,22 +170,19 @@ impl Encoder {
     }
 
     /// Prepares for inference only: stores transposed copies of the weights (see
-    /// [`Linear::freeze`]). Training such an encoder is refused.
+    /// [`Linear::freeze`]), the query, key and value projections as one (see `fused.rs`).
+    /// Training such an encoder is refused.
     pub fn freeze(&mut self) -> anyhow::Result<()> {
         if let Some(p) = self.embeddings.project.as_mut() {
             p.freeze()?;
         }
         for l in &mut self.layers {
-            for lin in [
-                &mut l.query,
-                &mut l.key,
-                &mut l.value,
-                &mut l.attn_out,
-                &mut l.intermediate,
-                &mut l.output,
-            ] {
+            // Query, key and value are multiplied together through `inference`; only the path
+            // that keeps attention (the workbench's attention view) reads them one by one.
+            for lin in [&mut l.attn_out, &mut l.intermediate, &mut l.output] {
                 lin.freeze()?;
             }
+            l.inference = Some(l.inference_weights(self.config.hidden_size)?);
         }
         self.frozen = true;
         Ok(())

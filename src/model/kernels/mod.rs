@@ -220,16 +220,20 @@ impl Packing {
     }
 }
 
+mod attention;
 mod dropout;
 mod gelu;
 mod heads;
+mod inplace;
 mod norm;
 mod softmax;
 
+pub(crate) use attention::PackedAttention;
 pub(crate) use dropout::Dropout;
 pub use dropout::{dropout, dropout_mask_value};
 pub use gelu::gelu_erf;
 pub(crate) use heads::{BiasDropoutAdd, BiasGelu, BiasGeluBwd, MergeHeads, SplitHeads};
+pub(crate) use inplace::{AddNorm, BiasGeluInPlace};
 pub use norm::layer_norm;
 pub(crate) use norm::{LayerNorm, LayerNormBwd};
 pub(crate) use softmax::{Softmax, SoftmaxBwd};
@@ -458,6 +462,112 @@ mod tests {
             &drop(&packed, Some(pack)),
             &drop(&padded, None).index_select(&keep, 0).unwrap(),
             0.0,
+        );
+    }
+
+    #[test]
+    fn packed_attention_equals_split_product_softmax_merge() {
+        // Three sentences of up to 5 positions: lengths 5, 2 and 4.
+        let (b, s, heads, hd) = (3, 5, 2, 3);
+        let h = heads * hd;
+        let mut mask = vec![0.0f32; b * s];
+        for (bi, len) in [5, 2, 4].into_iter().enumerate() {
+            mask[bi * s..bi * s + len].fill(1.0);
+        }
+        let pack = Packing::from_mask(&mask).unwrap();
+        let rows = pack.rows.len();
+        let qkv = t(data(rows * 3 * h, 31), &[rows, 3 * h]);
+        let bias = t(data(3 * h, 32), &[3 * h]);
+        let scale = 0.7;
+        let part = |i: usize| {
+            (
+                qkv.narrow(1, i * h, h).unwrap().contiguous().unwrap(),
+                bias.narrow(0, i * h, h).unwrap(),
+            )
+        };
+        let split = |i: usize, transpose: bool| {
+            let (x, b_) = part(i);
+            split_heads(&x, &b_, (b, s, heads), transpose, Some(pack.clone()))
+        };
+        let m: Vec<f64> = mask
+            .iter()
+            .map(|&v| if v > 0.5 { 0.0 } else { f64::MIN })
+            .collect();
+        let probs = split(0, false)
+            .matmul(&split(1, true))
+            .unwrap()
+            .apply_op2_no_bwd(&t(m, &[b, 1, 1, s]), &Softmax { scale })
+            .unwrap();
+        let want = probs
+            .matmul(&split(2, false))
+            .unwrap()
+            .apply_op1_no_bwd(&MergeHeads {
+                pack: Some(pack.clone()),
+            })
+            .unwrap();
+        let spans = PackedAttention::spans(Some(&pack), b, s);
+        assert_eq!(spans, vec![(0, 5), (5, 2), (7, 4)]);
+        let got = qkv
+            .apply_op2_no_bwd(
+                &bias,
+                &PackedAttention {
+                    heads,
+                    scale,
+                    spans: std::sync::Arc::new(spans),
+                },
+            )
+            .unwrap();
+        close(&got, &want, 1e-12);
+        // Without padding every sentence is `seq` rows.
+        assert_eq!(PackedAttention::spans(None, 2, 4), vec![(0, 4), (4, 4)]);
+        // Spans that do not cover the rows are refused.
+        let short = PackedAttention {
+            heads,
+            scale,
+            spans: std::sync::Arc::new(vec![(0, 3)]),
+        };
+        assert!(qkv.apply_op2_no_bwd(&bias, &short).is_err());
+    }
+
+    #[test]
+    fn in_place_inference_kernels_equal_the_training_ops() {
+        let (n, d) = (37, 19);
+        let y = t(data(n * d, 41), &[n, d]);
+        let r = t(data(n * d, 42), &[n, d]);
+        let (b, g, beta) = (
+            t(data(d, 43), &[d]),
+            t(data(d, 44), &[d]),
+            t(data(d, 45), &[d]),
+        );
+        let summed = y
+            .apply_op3_no_bwd(
+                &b,
+                &r,
+                &BiasDropoutAdd {
+                    state: None,
+                    p: 0.0,
+                    pack: None,
+                },
+            )
+            .unwrap();
+        let want = summed
+            .apply_op3_no_bwd(&g, &beta, &LayerNorm { eps: 1e-12 })
+            .unwrap();
+        let got = y.copy().unwrap();
+        let params = Tensor::cat(&[&b, &g, &beta], 0).unwrap();
+        got.inplace_op3(&r, &params, &AddNorm { eps: 1e-12 })
+            .unwrap();
+        close(&got, &want, 1e-12);
+        let want = y.apply_op2_no_bwd(&b, &BiasGelu).unwrap();
+        let got = y.copy().unwrap();
+        got.inplace_op2(&b, &BiasGeluInPlace).unwrap();
+        close(&got, &want, 0.0);
+        // The input is what changed; a mismatched parameter row is refused.
+        assert!(
+            y.copy()
+                .unwrap()
+                .inplace_op3(&r, &b, &AddNorm { eps: 1e-12 })
+                .is_err()
         );
     }
 

@@ -1,0 +1,141 @@
+//! In-place row kernels for inference: the bias, residual and layer norm that follow a projection,
+//! and the bias and GELU that follow the intermediate one, written over the product's own fresh
+//! buffer. The training path's ops (`BiasDropoutAdd`, `LayerNorm`, `BiasGelu`) each allocate a
+//! zeroed output and make a pass over it; inference needs neither the copies nor their inputs.
+
+use candle_core::{CpuStorage, InplaceOp2, InplaceOp3, Layout, Result, bail};
+use rayon::prelude::*;
+
+use super::gelu::gelu;
+use super::*;
+
+/// Where an in-place op's destination lies in its storage (it must be contiguous).
+fn span(l: &Layout, what: &str) -> Result<std::ops::Range<usize>> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(a..b),
+        None => bail!("{what}: not contiguous"),
+    }
+}
+
+/// `x <- layer_norm(x + bias + residual) * gamma + beta` per row. The second input is the
+/// residual, `(rows, width)`; the third the `3 * width` parameters `[bias; gamma; beta]`.
+/// Equal to `BiasDropoutAdd` (dropout off) then `LayerNorm`: the same arithmetic, the statistics
+/// in f64.
+pub(crate) struct AddNorm {
+    pub eps: f64,
+}
+
+impl AddNorm {
+    fn run<T: Real>(&self, x: &mut [T], residual: &[T], params: &[T]) -> Result<()> {
+        let d = params.len() / 3;
+        if d == 0 || x.len() != residual.len() || !x.len().is_multiple_of(d) {
+            bail!("add-norm: shapes do not match");
+        }
+        let (bias, rest) = params.split_at(d);
+        let (gamma, beta) = rest.split_at(d);
+        let eps = self.eps;
+        x.par_chunks_mut(d * ROW_BLOCK)
+            .zip(residual.par_chunks(d * ROW_BLOCK))
+            .for_each(|(xb, rb)| {
+                for (row, res) in xb.chunks_mut(d).zip(rb.chunks(d)) {
+                    let mut sum = 0.0f64;
+                    for ((v, &r), &b) in row.iter_mut().zip(res).zip(bias) {
+                        *v = *v + b + r;
+                        sum += v.wide();
+                    }
+                    let mean = sum / d as f64;
+                    let var = row
+                        .iter()
+                        .map(|v| {
+                            let c = v.wide() - mean;
+                            c * c
+                        })
+                        .sum::<f64>()
+                        / d as f64;
+                    let (mean, rstd) = (T::of(mean), T::of(1.0 / (var + eps).sqrt()));
+                    for ((v, &g), &b) in row.iter_mut().zip(gamma).zip(beta) {
+                        *v = (*v - mean) * rstd * g + b;
+                    }
+                }
+            });
+        Ok(())
+    }
+}
+
+impl InplaceOp3 for AddNorm {
+    fn name(&self) -> &'static str {
+        "nerlab-add-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dst: &mut CpuStorage,
+        dst_l: &Layout,
+        res: &CpuStorage,
+        res_l: &Layout,
+        par: &CpuStorage,
+        par_l: &Layout,
+    ) -> Result<()> {
+        let at = span(dst_l, "add-norm")?;
+        if par_l.shape().elem_count() != 3 * row_width(dst_l.dims()) {
+            bail!("add-norm: the parameters are not [bias; gamma; beta] of the rows' width");
+        }
+        match dst {
+            CpuStorage::F32(x) => self.run::<f32>(
+                &mut x[at],
+                contiguous(res, res_l, "residual")?,
+                contiguous(par, par_l, "parameters")?,
+            ),
+            CpuStorage::F64(x) => self.run::<f64>(
+                &mut x[at],
+                contiguous(res, res_l, "residual")?,
+                contiguous(par, par_l, "parameters")?,
+            ),
+            _ => bail!("add-norm: f32 or f64 only"),
+        }
+    }
+}
+
+/// `x <- gelu(x + bias)` per row of `bias.len()` (erf GELU, as `BiasGelu`).
+pub(crate) struct BiasGeluInPlace;
+
+impl BiasGeluInPlace {
+    fn run<T: Real>(x: &mut [T], bias: &[T]) -> Result<()> {
+        let d = bias.len();
+        if d == 0 || !x.len().is_multiple_of(d) {
+            bail!("bias-gelu: shapes do not match");
+        }
+        x.par_chunks_mut(d * ROW_BLOCK).for_each(|blk| {
+            for row in blk.chunks_mut(d) {
+                for (v, &b) in row.iter_mut().zip(bias) {
+                    *v = gelu(*v + b);
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+impl InplaceOp2 for BiasGeluInPlace {
+    fn name(&self) -> &'static str {
+        "nerlab-bias-gelu-in-place"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dst: &mut CpuStorage,
+        dst_l: &Layout,
+        bias: &CpuStorage,
+        bias_l: &Layout,
+    ) -> Result<()> {
+        let at = span(dst_l, "bias-gelu")?;
+        if bias_l.shape().elem_count() != row_width(dst_l.dims()) {
+            bail!("bias-gelu: the bias is not as wide as the rows");
+        }
+        match dst {
+            CpuStorage::F32(x) => Self::run::<f32>(&mut x[at], contiguous(bias, bias_l, "bias")?),
+            CpuStorage::F64(x) => Self::run::<f64>(&mut x[at], contiguous(bias, bias_l, "bias")?),
+            _ => bail!("bias-gelu: f32 or f64 only"),
+        }
+    }
+}
