@@ -393,7 +393,14 @@ impl<'a> Trainer<'a> {
             self.state.best.best_step = Some(step);
             return self.checkpoint();
         };
-        let (report, pred) = evaluate(model, dev, eval_batch)?;
+        let started = std::time::Instant::now();
+        // A frozen copy (weights shared, transposed copies made once) tags dev through the
+        // inference layout instead of rebuilding it for every batch.
+        let mut frozen = model.clone();
+        frozen.freeze()?;
+        let (report, pred) = evaluate(&frozen, dev, eval_batch)?;
+        drop(frozen);
+        let eval_secs = started.elapsed().as_secs_f64();
         if let Some(note) = model.windowed_note()
             && !self.said_windowed
         {
@@ -411,13 +418,9 @@ impl<'a> Trainer<'a> {
             }
             self.best_report = Some(report.clone());
         }
-        self.run.append_metrics(&MetricsLine::Eval(eval_line(
-            &report,
-            step,
-            epoch,
-            verdict.best,
-            self.state.stage + 1,
-        )))?;
+        let mut line = eval_line(&report, step, epoch, verdict.best, self.state.stage + 1);
+        line.eval_secs = Some(eval_secs);
+        self.run.append_metrics(&MetricsLine::Eval(line))?;
         self.obs.on(TrainEvent::Evaluated {
             step,
             epoch,
@@ -470,6 +473,7 @@ fn eval_line(report: &ScoreReport, step: usize, epoch: f64, best: bool, stage: u
         best,
         char_f1_with_o: report.char.as_ref().map(|c| c.macro_f1_with_o),
         ece: report.calibration.as_ref().map(|c| c.ece),
+        eval_secs: None,
     }
 }
 

@@ -40,6 +40,10 @@ pub struct EvalLine {
     pub char_f1_with_o: Option<f64>,
     #[serde(default)]
     pub ece: Option<f64>,
+    /// Wall-clock seconds the evaluation took (tagging dev and scoring it): in a grid of small
+    /// runs, evaluation is much of the time (docs/PERFORMANCE.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_secs: Option<f64>,
 }
 
 fn first_stage() -> usize {
