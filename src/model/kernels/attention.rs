@@ -138,8 +138,8 @@ fn sentence_heads<T: Real>(
     let hd = h / heads;
     let mut kt = vec![T::ZERO; hd * len];
     let mut v = vec![T::ZERO; len * hd];
-    let mut q = vec![T::ZERO; hd];
-    let mut scores = vec![T::ZERO; len];
+    let mut q = vec![T::ZERO; QUERIES * hd];
+    let mut scores = vec![T::ZERO; QUERIES * len];
     let mut ctx = vec![T::ZERO; hd];
     for hi in 0..heads {
         let (qc, kc, vc) = (hi * hd, h + hi * hd, 2 * h + hi * hd);
@@ -155,29 +155,64 @@ fn sentence_heads<T: Real>(
                 *o = x + b;
             }
         }
-        for (i, row) in qkv.chunks_exact(w).enumerate() {
-            for ((o, &x), &b) in q.iter_mut().zip(&row[qc..qc + hd]).zip(&bias[qc..qc + hd]) {
-                *o = x + b;
+        // Queries four at a time: each key row loaded once feeds four rows of scores.
+        let rows: Vec<&[T]> = qkv.chunks_exact(w).collect();
+        for (block, chunk) in rows.chunks(QUERIES).enumerate() {
+            let nb = chunk.len();
+            for (qrow, row) in q.chunks_exact_mut(hd).zip(chunk) {
+                for ((o, &x), &b) in qrow.iter_mut().zip(&row[qc..qc + hd]).zip(&bias[qc..qc + hd]) {
+                    *o = x + b;
+                }
             }
             scores.fill(T::ZERO);
-            for (&qd, krow) in q.iter().zip(kt.chunks_exact(len)) {
-                for (s, &k) in scores.iter_mut().zip(krow) {
-                    *s += qd * k;
+            if nb == QUERIES {
+                let (s0, rest) = scores.split_at_mut(len);
+                let (s1, rest) = rest.split_at_mut(len);
+                let (s2, s3) = rest.split_at_mut(len);
+                for (d, krow) in kt.chunks_exact(len).enumerate() {
+                    let (a0, a1, a2, a3) = (q[d], q[hd + d], q[2 * hd + d], q[3 * hd + d]);
+                    for ((((x0, x1), x2), x3), &k) in s0
+                        .iter_mut()
+                        .zip(s1.iter_mut())
+                        .zip(s2.iter_mut())
+                        .zip(s3.iter_mut())
+                        .zip(krow)
+                    {
+                        *x0 += a0 * k;
+                        *x1 += a1 * k;
+                        *x2 += a2 * k;
+                        *x3 += a3 * k;
+                    }
+                }
+            } else {
+                for (qrow, srow) in q.chunks_exact(hd).zip(scores.chunks_exact_mut(len)).take(nb) {
+                    for (&qd, krow) in qrow.iter().zip(kt.chunks_exact(len)) {
+                        for (s, &k) in srow.iter_mut().zip(krow) {
+                            *s += qd * k;
+                        }
+                    }
                 }
             }
-            softmax_scaled(&mut scores, scale);
-            ctx.fill(T::ZERO);
-            for (&p, vrow) in scores.iter().zip(v.chunks_exact(hd)) {
-                for (c, &x) in ctx.iter_mut().zip(vrow) {
-                    *c += p * x;
+            for (b, srow) in scores.chunks_exact_mut(len).take(nb).enumerate() {
+                softmax_scaled(srow, scale);
+                ctx.fill(T::ZERO);
+                for (&p, vrow) in srow.iter().zip(v.chunks_exact(hd)) {
+                    for (c, &x) in ctx.iter_mut().zip(vrow) {
+                        *c += p * x;
+                    }
                 }
+                let i = block * QUERIES + b;
+                out[i * h + qc..i * h + qc + hd].copy_from_slice(&ctx);
             }
-            out[i * h + qc..i * h + qc + hd].copy_from_slice(&ctx);
         }
     }
 }
 
-/// `softmax(scale * x)` in place, as [`super::softmax`] computes it (the sum in f64).
+/// Queries whose scores are computed together (see [`sentence_heads`]).
+const QUERIES: usize = 4;
+
+/// `softmax(scale * x)` in place. The exponentials in one pass and their sum over eight lanes
+/// (both vectorize), the lanes added in f64.
 #[inline(always)]
 fn softmax_scaled<T: Real>(x: &mut [T], scale: T) {
     let mut max = T::LOWEST;
@@ -187,12 +222,17 @@ fn softmax_scaled<T: Real>(x: &mut [T], scale: T) {
             max = *v;
         }
     }
-    let mut sum = 0.0f64;
     for v in x.iter_mut() {
-        let e = (*v - max).exp();
-        *v = e;
-        sum += e.wide();
+        *v = (*v - max).exp();
     }
+    let mut lanes = [T::ZERO; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += v;
+        }
+    }
+    let sum = lanes.iter().chain(chunks.remainder()).map(|v| v.wide()).sum::<f64>();
     let inv = T::of(1.0 / sum);
     for v in x.iter_mut() {
         *v *= inv;
