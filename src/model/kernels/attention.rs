@@ -77,16 +77,17 @@ impl PackedAttention {
         blocks
             .into_par_iter()
             .zip(self.spans.par_iter())
-            .try_for_each(|(block, &(start, len))| {
-                self.sentence(&qkv[start * w..(start + len) * w], bias, len, block)
-            })?;
+            .filter(|(_, span)| span.1 > 0)
+            .for_each(|(block, &(start, len))| {
+                self.sentence(&qkv[start * w..(start + len) * w], bias, len, block);
+            });
         Ok(out)
     }
 
     /// One sentence's `len` rows of `qkv` (biases not yet added) -> its context rows in `out`.
     /// The loops are written as sums of scaled rows (no reductions across lanes) and run through
     /// `pulp`'s dispatch, which compiles them for the best vector instructions the CPU has.
-    fn sentence<T: Real>(&self, qkv: &[T], bias: &[T], len: usize, out: &mut [T]) -> Result<()> {
+    fn sentence<T: Real>(&self, qkv: &[T], bias: &[T], len: usize, out: &mut [T]) {
         pulp::Arch::new().dispatch(Sentence {
             qkv,
             bias,
@@ -95,7 +96,6 @@ impl PackedAttention {
             len,
             out,
         });
-        Ok(())
     }
 }
 
@@ -160,7 +160,11 @@ fn sentence_heads<T: Real>(
         for (block, chunk) in rows.chunks(QUERIES).enumerate() {
             let nb = chunk.len();
             for (qrow, row) in q.chunks_exact_mut(hd).zip(chunk) {
-                for ((o, &x), &b) in qrow.iter_mut().zip(&row[qc..qc + hd]).zip(&bias[qc..qc + hd]) {
+                for ((o, &x), &b) in qrow
+                    .iter_mut()
+                    .zip(&row[qc..qc + hd])
+                    .zip(&bias[qc..qc + hd])
+                {
                     *o = x + b;
                 }
             }
@@ -185,7 +189,11 @@ fn sentence_heads<T: Real>(
                     }
                 }
             } else {
-                for (qrow, srow) in q.chunks_exact(hd).zip(scores.chunks_exact_mut(len)).take(nb) {
+                for (qrow, srow) in q
+                    .chunks_exact(hd)
+                    .zip(scores.chunks_exact_mut(len))
+                    .take(nb)
+                {
                     for (&qd, krow) in qrow.iter().zip(kt.chunks_exact(len)) {
                         for (s, &k) in srow.iter_mut().zip(krow) {
                             *s += qd * k;
@@ -232,7 +240,11 @@ fn softmax_scaled<T: Real>(x: &mut [T], scale: T) {
             *l += v;
         }
     }
-    let sum = lanes.iter().chain(chunks.remainder()).map(|v| v.wide()).sum::<f64>();
+    let sum = lanes
+        .iter()
+        .chain(chunks.remainder())
+        .map(|v| v.wide())
+        .sum::<f64>();
     let inv = T::of(1.0 / sum);
     for v in x.iter_mut() {
         *v *= inv;
@@ -260,15 +272,10 @@ impl CustomOp2 for PackedAttention {
             );
         }
         let rows = l1.dims()[0];
-        let out = match s1 {
-            CpuStorage::F32(_) => f32::storage(
-                self.run::<f32>(contiguous(s1, l1, "qkv")?, contiguous(s2, l2, "bias")?)?,
-            ),
-            CpuStorage::F64(_) => f64::storage(
-                self.run::<f64>(contiguous(s1, l1, "qkv")?, contiguous(s2, l2, "bias")?)?,
-            ),
-            _ => bail!("packed attention: f32 or f64 only"),
-        };
+        let out = by_real!(s1, "packed attention", T => self.run::<T>(
+            contiguous(s1, l1, "qkv")?,
+            contiguous(s2, l2, "bias")?,
+        )?);
         Ok((out, Shape::from((rows, w / 3))))
     }
 }

@@ -7,6 +7,7 @@ use candle_core::{CpuStorage, InplaceOp2, InplaceOp3, Layout, Result, bail};
 use rayon::prelude::*;
 
 use super::gelu::gelu;
+use super::norm::row_stats;
 use super::*;
 
 /// Where an in-place op's destination lies in its storage (it must be contiguous).
@@ -38,21 +39,11 @@ impl AddNorm {
             .zip(residual.par_chunks(d * ROW_BLOCK))
             .for_each(|(xb, rb)| {
                 for (row, res) in xb.chunks_mut(d).zip(rb.chunks(d)) {
-                    let mut sum = 0.0f64;
                     for ((v, &r), &b) in row.iter_mut().zip(res).zip(bias) {
                         *v = *v + b + r;
-                        sum += v.wide();
                     }
-                    let mean = sum / d as f64;
-                    let var = row
-                        .iter()
-                        .map(|v| {
-                            let c = v.wide() - mean;
-                            c * c
-                        })
-                        .sum::<f64>()
-                        / d as f64;
-                    let (mean, rstd) = (T::of(mean), T::of(1.0 / (var + eps).sqrt()));
+                    let (mean, rstd) = row_stats(row, eps);
+                    let (mean, rstd) = (T::of(mean), T::of(rstd));
                     for ((v, &g), &b) in row.iter_mut().zip(gamma).zip(beta) {
                         *v = (*v - mean) * rstd * g + b;
                     }

@@ -5,7 +5,8 @@ use rayon::prelude::*;
 
 use super::*;
 
-fn row_stats<T: Real>(x: &[T], eps: f64) -> (f64, f64) {
+/// A row's mean and reciprocal standard deviation, in f64.
+pub(super) fn row_stats<T: Real>(x: &[T], eps: f64) -> (f64, f64) {
     let d = x.len() as f64;
     let mean = x.iter().map(|v| v.wide()).sum::<f64>() / d;
     let var = x
