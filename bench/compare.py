@@ -25,9 +25,26 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def cpu_times():
+    """(steal, total) jiffies of the whole machine, from /proc/stat (None where unreadable)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return fields[7] if len(fields) > 7 else 0, sum(fields[:8])
+
+
 def run_json(cmd):
+    """Runs one engine; its JSON, with the share of the machine's CPU time the hypervisor stole
+    meanwhile (`steal`): on a shared virtual machine a run with much steal measured the neighbours."""
+    before = cpu_times()
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    after = cpu_times()
+    result = json.loads(out.strip().splitlines()[-1])
+    if before and after and after[1] > before[1]:
+        result["steal"] = (after[0] - before[0]) / (after[1] - before[1])
+    return result
 
 
 def agreement(a, b):
@@ -95,7 +112,9 @@ def main():
         order = engines[r % len(engines):] + engines[:r % len(engines)]
         for who in order:
             runs[who].append(run_json(cmds[who]))
-            print(f"  repeat {r + 1} {who}: {runs[who][-1]['sentences_per_sec']:.2f} sentences/s", file=sys.stderr)
+            steal = runs[who][-1].get("steal")
+            note = f", {steal:.0%} of the CPU time stolen" if steal is not None else ""
+            print(f"  repeat {r + 1} {who}: {runs[who][-1]['sentences_per_sec']:.2f} sentences/s{note}", file=sys.stderr)
 
     def med(who, key, sub=None):
         vals = [(x[key][sub] if sub else x[key]) for x in runs[who] if x.get(key) is not None]
@@ -127,6 +146,11 @@ def main():
         summary["rows"][name] = {**vals, **{f"ratio_{w}": r for w, r in ratios.items()}}
         print(f"{name:18}" + "".join(f"{vals[w]:12.2f}" for w in engines) + "".join(f"{ratios[w]:13.2f}x" for w in others))
     print("(ratio: nerlab's advantage; above 1 means nerlab is faster, quicker or smaller)")
+    steals = [x["steal"] for w in engines for x in runs[w] if "steal" in x]
+    if steals:
+        summary["steal_max"] = max(steals)
+        print(f"CPU time stolen by the hypervisor during the timed runs: at most {max(steals):.0%}"
+              + ("  (over 5%: the machine was shared; rerun when it is quiet)" if max(steals) > 0.05 else ""))
     if logits:
         ours = json.load(open(logits["nerlab"]))
         for w in others:
