@@ -12,7 +12,7 @@ use crate::data::Format;
 use crate::model::align::{CharUnits, Marker};
 use crate::model::device::DeviceSpec;
 use crate::model::ner::{HeadKind, InitHead, MsdAverage};
-use crate::train::config::{FinetuneConfig, RdropKl, RunConfig, Schedule, Shots};
+use crate::train::config::{FinetuneConfig, Keep, RdropKl, RunConfig, Schedule, Shots};
 use crate::train::sources::apply_preset;
 use crate::train::{Amend, Control, Observer, TrainEvent, amend_for_resume, train};
 
@@ -36,7 +36,7 @@ pub struct TrainArgs {
         "max_sentences", "patience", "eval_every", "no_bucket", "dense_embedding", "finetune",
         "finetune_epochs", "finetune_lr", "finetune_k_shot", "init_from", "init_head",
         "label_word", "fresh_mlm_head", "msd_average", "rdrop_kl", "max_length",
-        "unconstrained_crf", "char_units", "seed", "out", "name", "device", "offline",
+        "unconstrained_crf", "char_units", "seed", "out", "name", "device", "offline", "keep",
     ])]
     pub resume: Option<PathBuf>,
     /// Training corpora (repeat for a polyglot mix): a path, builtin:demo/train, klue-ner/train,
@@ -164,6 +164,10 @@ pub struct TrainArgs {
     /// a resume fall back past a damaged checkpoint; each e5-small one is about 1.4 GB.
     #[arg(long)]
     pub keep_checkpoints: Option<usize>,
+    /// What the run keeps once it has ended: all (the best model and the last checkpoint, the
+    /// default), best (the best model only) or scores (reports and dev predictions, no model).
+    #[arg(long, value_parser = |s: &str| s.parse::<Keep>())]
+    pub keep: Option<Keep>,
     #[arg(long, value_parser = |s: &str| s.parse::<DeviceSpec>())]
     pub device: Option<DeviceSpec>,
     /// Use only cached Hub models and datasets.
@@ -262,6 +266,7 @@ pub fn config_from_args(a: &TrainArgs) -> anyhow::Result<RunConfig> {
     set!(c.name, a.name.clone().map(Some));
     set!(c.threads, a.threads.map(Some));
     set!(c.train.keep_checkpoints, a.keep_checkpoints);
+    set!(c.train.keep, a.keep);
     set!(c.device, a.device);
     if a.prompt {
         c.model.prompt = true;

@@ -96,6 +96,33 @@ impl<'de> Deserialize<'de> for Shots {
     }
 }
 
+/// What a run keeps on disk once it has ended. A grid of small runs of a large encoder would
+/// otherwise keep a model and a resumable checkpoint (about four times the weights) per run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Keep {
+    /// Everything: the best model and the last checkpoint (`--resume --epochs` can lengthen it).
+    #[default]
+    All,
+    /// The best model (and `stage<N>-best/`); the checkpoints go. Other runs can start from it.
+    Best,
+    /// Scores only: report, metrics, dev predictions and calibration; no model, no checkpoint.
+    /// Nothing can start from it or tag with it; `nerlab experiment report` reads all it needs.
+    Scores,
+}
+
+impl std::str::FromStr for Keep {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "all" => Ok(Self::All),
+            "best" => Ok(Self::Best),
+            "scores" => Ok(Self::Scores),
+            _ => Err(format!("{s:?}: keep is all, best or scores")),
+        }
+    }
+}
+
 /// Which corpora to train and evaluate on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -259,9 +286,15 @@ pub struct TrainConfig {
     pub sparse_embedding: bool,
     /// Write a resumable checkpoint every N steps (0 = at evaluations only).
     pub checkpoint_every: usize,
+    /// Whether every evaluation ends with a checkpoint (the default). Off, with
+    /// `checkpoint_every = 0`, a short run writes a checkpoint only when it is stopped: a crash
+    /// then trains it again from the start, with the same result.
+    pub checkpoint_at_eval: bool,
     /// Checkpoints kept on disk, newest first (the best model is kept besides, in `best/`). One is
     /// enough to resume; more let a resume fall back past a damaged one.
     pub keep_checkpoints: usize,
+    /// What the run keeps once it has ended (finished or early-stopped); see [`Keep`].
+    pub keep: Keep,
     /// A `metrics.jsonl` line every N steps.
     pub log_every: usize,
     /// Testing aid: makes the loss NaN at this step, to exercise the failure path.
@@ -293,7 +326,9 @@ impl Default for TrainConfig {
             bucket: true,
             sparse_embedding: true,
             checkpoint_every: 100,
+            checkpoint_at_eval: true,
             keep_checkpoints: 1,
+            keep: Keep::All,
             log_every: 10,
             inject_nan_at_step: None,
             inject_panic_at_step: None,
@@ -522,7 +557,7 @@ fn from_toml_at(text: &str, origin: &str) -> anyhow::Result<RunConfig> {
 
 /// Every key a configuration can have, dotted (`train.lr`), from a configuration with every
 /// optional field present.
-fn known_keys() -> Vec<String> {
+pub(crate) fn known_keys() -> Vec<String> {
     let mut full = RunConfig {
         name: Some(String::new()),
         threads: Some(1),
@@ -718,7 +753,7 @@ mod tests {
         );
         // Nothing close: the table's keys are listed.
         assert!(
-            err.contains("train has: batch_size, bucket, checkpoint_every"),
+            err.contains("train has: batch_size, bucket, checkpoint_at_eval, checkpoint_every"),
             "{err}"
         );
         assert!(

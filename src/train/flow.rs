@@ -15,6 +15,8 @@ pub struct Cadence {
     pub eval_every: usize,
     /// A resumable checkpoint every N steps; 0: at evaluations only.
     pub checkpoint_every: usize,
+    /// Whether an evaluation ends with a checkpoint.
+    pub checkpoint_at_eval: bool,
 }
 
 impl Cadence {
@@ -23,11 +25,13 @@ impl Cadence {
             log_every: t.log_every.max(1),
             eval_every: t.eval_every,
             checkpoint_every: t.checkpoint_every,
+            checkpoint_at_eval: t.checkpoint_at_eval,
         }
     }
 }
 
-/// What to do after an optimizer step. An evaluation always ends with a checkpoint.
+/// What to do after an optimizer step. An evaluation ends with a checkpoint unless
+/// `checkpoint_at_eval` is off (a resume then repeats the evaluation, with the same outcome).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AfterStep {
     pub log: bool,
@@ -41,7 +45,9 @@ pub fn after_step(step: usize, c: Cadence) -> AfterStep {
     AfterStep {
         log: step.is_multiple_of(c.log_every),
         evaluate,
-        checkpoint: !evaluate && c.checkpoint_every > 0 && step.is_multiple_of(c.checkpoint_every),
+        checkpoint: (!evaluate || !c.checkpoint_at_eval)
+            && c.checkpoint_every > 0
+            && step.is_multiple_of(c.checkpoint_every),
     }
 }
 
@@ -102,6 +108,7 @@ mod tests {
             log_every: 10,
             eval_every: 50,
             checkpoint_every: 20,
+            checkpoint_at_eval: true,
         };
         let at = |s| after_step(s, c);
         assert_eq!(at(7), AfterStep::default());
@@ -129,6 +136,13 @@ mod tests {
                 checkpoint: false
             }
         );
+        // Without a checkpoint at evaluations, step 100 needs its own.
+        let no_eval_ckpt = Cadence {
+            checkpoint_at_eval: false,
+            ..c
+        };
+        assert!(after_step(100, no_eval_ckpt).evaluate && after_step(100, no_eval_ckpt).checkpoint);
+        assert!(!after_step(50, no_eval_ckpt).checkpoint);
         let per_epoch = Cadence {
             eval_every: 0,
             checkpoint_every: 0,

@@ -36,6 +36,10 @@ impl Trainer<'_> {
             }
         };
         self.run.write_status(&self.status(state, &message))?;
+        if state != RunState::Stopped {
+            // After the status: a run stopped while tidying is done, with files to spare.
+            self.run.tidy(self.config.train.keep);
+        }
         Ok(RunOutcome {
             dir: self.run.path.clone(),
             state,

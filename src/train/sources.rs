@@ -98,6 +98,10 @@ pub fn parse_data_source(s: &str) -> Result<DataSource, String> {
 
 /// Why a data source cannot work, checked without reading it (for launchers).
 pub fn check_data_source(s: &str) -> Option<String> {
+    let s = match split_range(s) {
+        Ok((source, _)) => source,
+        Err(e) => return Some(e),
+    };
     match parse_data_source(s) {
         Err(e) => Some(format!("{s}: {e}")),
         Ok(DataSource::Path(p)) if !p.exists() => {
@@ -112,8 +116,87 @@ pub fn check_data_source(s: &str) -> Option<String> {
     }
 }
 
-/// Reads a corpus from any source.
+/// Sentences `start..end` of a corpus (0-based, end excluded; no end: to the last), written after
+/// any data source as `[start:end]`: `dev-ko.tsv[:1000]`, `klue-ner-v1.1_dev.tsv[4000:5000]`. A
+/// fixed rule in a configuration, so a subset is the same wherever the file is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentenceRange {
+    pub start: usize,
+    pub end: Option<usize>,
+}
+
+impl SentenceRange {
+    /// The indices it keeps of a corpus of `len` sentences; a range that reaches past the end is
+    /// refused (a subset silently smaller than written would change an experiment unnoticed).
+    pub fn indices(&self, len: usize) -> Result<std::ops::Range<usize>, String> {
+        let end = self.end.unwrap_or(len);
+        if end > len || self.start >= end {
+            return Err(format!(
+                "sentences [{}:{}] asked of a corpus of {len} sentences",
+                self.start,
+                self.end.map_or(String::new(), |e| e.to_string())
+            ));
+        }
+        Ok(self.start..end)
+    }
+}
+
+/// Splits a trailing `[start:end]` off a data source: the source itself and its range. Brackets
+/// that do not hold `digits:digits` are part of the name (a file may be called `a[1].tsv`).
+pub fn split_range(s: &str) -> Result<(&str, Option<SentenceRange>), String> {
+    let Some(body) = s.strip_suffix(']') else {
+        return Ok((s, None));
+    };
+    let Some(open) = body.rfind('[') else {
+        return Ok((s, None));
+    };
+    let inside = &body[open + 1..];
+    let Some((a, b)) = inside.split_once(':') else {
+        return Ok((s, None));
+    };
+    let digits = |x: &str| x.chars().all(|c| c.is_ascii_digit());
+    if !digits(a) || !digits(b) {
+        return Ok((s, None));
+    }
+    let number = |x: &str| -> Result<Option<usize>, String> {
+        if x.is_empty() {
+            return Ok(None);
+        }
+        x.parse()
+            .map(Some)
+            .map_err(|_| format!("{s}: {x} is not a sentence number"))
+    };
+    let (start, end) = (number(a)?.unwrap_or(0), number(b)?);
+    if end.is_some_and(|e| e <= start) {
+        return Err(format!("{s}: the range [{inside}] holds no sentence"));
+    }
+    Ok((&body[..open], Some(SentenceRange { start, end })))
+}
+
+/// The local file or folder a data source reads, if it reads one (its range taken off).
+pub fn local_path(s: &str) -> Option<PathBuf> {
+    let (source, _) = split_range(s).ok()?;
+    match parse_data_source(source) {
+        Ok(DataSource::Path(p)) => Some(p),
+        _ => None,
+    }
+}
+
+/// Reads a corpus from any source, with its sentence range (`[start:end]`) when it has one.
 pub fn load_corpus(s: &str, format: Option<Format>, hub: &Hub) -> anyhow::Result<Corpus> {
+    let (source, range) = split_range(s).map_err(anyhow::Error::msg)?;
+    let corpus = load_whole(source, format, hub)?;
+    let Some(range) = range else {
+        return Ok(corpus);
+    };
+    let keep: Vec<usize> = range
+        .indices(corpus.len())
+        .map_err(|e| anyhow::anyhow!("{s}: {e}"))?
+        .collect();
+    Ok(corpus.subset(&keep))
+}
+
+fn load_whole(s: &str, format: Option<Format>, hub: &Hub) -> anyhow::Result<Corpus> {
     match parse_data_source(s).map_err(anyhow::Error::msg)? {
         DataSource::Builtin(name) => builtin(&name),
         DataSource::Path(p) => Ok(data::read(
@@ -409,6 +492,42 @@ mod tests {
         assert_eq!(parse_model_source("char"), ModelSource::Char);
         assert!(check_model_source("/nonexistent").is_some());
         assert!(check_data_source("/nonexistent.tsv").is_some());
+    }
+
+    #[test]
+    fn a_range_after_a_source_takes_those_sentences() {
+        let r = |start, end| Some(SentenceRange { start, end });
+        assert_eq!(split_range("d.tsv[:1000]"), Ok(("d.tsv", r(0, Some(1000)))));
+        assert_eq!(split_range("d.tsv[4000:]"), Ok(("d.tsv", r(4000, None))));
+        assert_eq!(
+            split_range("wikiann:ko/dev[5:9]"),
+            Ok(("wikiann:ko/dev", r(5, Some(9))))
+        );
+        // Brackets that are not a range belong to the name.
+        assert_eq!(split_range("a[1].tsv"), Ok(("a[1].tsv", None)));
+        assert_eq!(split_range("a[x:y]"), Ok(("a[x:y]", None)));
+        assert!(
+            split_range("d.tsv[9:5]")
+                .unwrap_err()
+                .contains("holds no sentence")
+        );
+        assert_eq!(local_path("d.tsv[:3]"), Some(PathBuf::from("d.tsv")));
+        assert_eq!(local_path("builtin:demo/dev[:3]"), None);
+
+        let hub = Hub::from_env(true);
+        let all = load_corpus("builtin:demo/all", None, &hub).unwrap();
+        let some = load_corpus("builtin:demo/all[10:20]", None, &hub).unwrap();
+        assert_eq!(some.sentences, all.sentences[10..20]);
+        let tail = load_corpus("builtin:demo/all[300:]", None, &hub).unwrap();
+        assert_eq!(tail.sentences, all.sentences[300..]);
+        let past = format!("builtin:demo/all[:{}]", all.len() + 1);
+        let e = load_corpus(&past, None, &hub).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("a corpus of {} sentences", all.len())),
+            "{e}"
+        );
+        assert!(check_data_source("builtin:demo/all[3:1]").is_some());
+        assert!(check_data_source("builtin:demo/all[1:3]").is_none());
     }
 
     #[test]

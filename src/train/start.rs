@@ -317,9 +317,16 @@ pub fn amend_for_resume(dir: &Path, a: &Amend) -> anyhow::Result<Vec<String>> {
         );
         c.train.keep_checkpoints = k;
     }
+    let status = run.status();
+    anyhow::ensure!(
+        notes.is_empty() || status.state != RunState::Finished || run.latest_checkpoint().is_some(),
+        "{} kept no checkpoint once it ended (train.keep = \"{}\"), so it cannot be \
+         lengthened; train a new run instead",
+        dir.display(),
+        format!("{:?}", c.train.keep).to_lowercase()
+    );
     run.write_config(&c)?;
     // A finished run made longer goes on from its last checkpoint.
-    let status = run.status();
     if !notes.is_empty() && status.state == RunState::Finished {
         run.write_status(&Status {
             state: RunState::Stopped,

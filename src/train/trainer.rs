@@ -355,7 +355,8 @@ impl<'a> Trainer<'a> {
         self.obs.on(TrainEvent::Step(m));
         if next.evaluate {
             self.dev_eval(epoch)?;
-        } else if next.checkpoint {
+        }
+        if next.checkpoint {
             self.checkpoint()?;
         }
         self.run
@@ -381,7 +382,8 @@ impl<'a> Trainer<'a> {
         })
     }
 
-    /// Evaluates on dev, keeps the best model, updates early stopping; then checkpoints.
+    /// Evaluates on dev, keeps the best model, updates early stopping; then checkpoints (unless
+    /// `train.checkpoint_at_eval` is off).
     fn dev_eval(&mut self, epoch: f64) -> anyhow::Result<()> {
         let step = self.state.step;
         self.state.last_eval_step = Some(step);
@@ -436,7 +438,10 @@ impl<'a> Trainer<'a> {
                 self.state.best.best_step.unwrap_or(0)
             )));
         }
-        self.checkpoint()
+        if self.config.train.checkpoint_at_eval {
+            self.checkpoint()?;
+        }
+        Ok(())
     }
 
     fn wait_while_paused(&mut self) {

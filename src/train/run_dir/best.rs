@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::RunDir;
-use super::files::{BEST, BEST_VERSION_PREFIX};
+use super::files::{BEST, BEST_VERSION_PREFIX, CHECKPOINT_POINTER, CHECKPOINT_PREFIX};
 use crate::model::ner::MODEL_FILE;
+use crate::train::config::Keep;
 
 /// Reads the trained model of `path` with `read`: `path` itself when it is a model folder, else
 /// a run's best model, through [`RunDir::read_best`] when `path` is a run (never half old, half
@@ -60,13 +61,53 @@ impl RunDir {
     pub fn read_best<T>(&self, read: impl Fn(&Path) -> anyhow::Result<T>) -> anyhow::Result<T> {
         let mut attempts = 0;
         loop {
-            let dir = std::fs::canonicalize(self.best_dir())
-                .with_context(|| format!("{}: no best model yet", self.path.display()))?;
+            let dir = std::fs::canonicalize(self.best_dir()).with_context(|| {
+                let kept_none = self.config().is_ok_and(|c| c.train.keep == Keep::Scores)
+                    && !self.status().state.resumable();
+                if kept_none {
+                    format!(
+                        "{}: the run kept only its scores (train.keep = \"scores\"), no model",
+                        self.path.display()
+                    )
+                } else {
+                    format!("{}: no best model yet", self.path.display())
+                }
+            })?;
             match read(&dir) {
                 Ok(v) => return Ok(v),
                 Err(e) if dir.exists() || attempts == 3 => return Err(e),
                 Err(_) => attempts += 1,
             }
+        }
+    }
+
+    /// What an ended run keeps (`train.keep`): [`Keep::Best`] removes the checkpoints and the
+    /// previous best version (a reader still on it goes on to the newest, see
+    /// [`RunDir::read_best`]); [`Keep::Scores`] removes every model besides. Errors are ignored:
+    /// a file left behind costs space, not results.
+    pub fn tidy(&self, keep: Keep) {
+        if keep == Keep::All {
+            return;
+        }
+        let current = self.best_target();
+        for entry in std::fs::read_dir(&self.path)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let n = entry.file_name().to_string_lossy().into_owned();
+            let model = n.starts_with(BEST_VERSION_PREFIX)
+                && (keep == Keep::Scores || Some(&n) != current.as_ref());
+            let stage_model =
+                keep == Keep::Scores && n.starts_with("stage") && n.ends_with("-best");
+            if n.starts_with(CHECKPOINT_PREFIX) || model || stage_model {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let _ = std::fs::remove_file(self.path.join(CHECKPOINT_POINTER));
+        if keep == Keep::Scores {
+            let best = self.best_dir();
+            let _ = std::fs::remove_file(&best).or_else(|_| std::fs::remove_dir_all(&best));
         }
     }
 
@@ -122,6 +163,54 @@ impl RunDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ended_run_keeps_what_train_keep_says() {
+        let names = |run: &RunDir| -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(&run.path)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains("best") || n.starts_with("checkpoint"))
+                .collect();
+            v.sort();
+            v
+        };
+        for keep in [Keep::All, Keep::Best, Keep::Scores] {
+            let tmp = super::super::TempRun::new("tidy");
+            let run = &tmp.run;
+            for step in [10, 20] {
+                run.publish_best(step, |dir| Ok(std::fs::write(dir.join("model"), "m")?))
+                    .unwrap();
+                run.write_checkpoint(step, 2, |dir| Ok(std::fs::write(dir.join("s"), "s")?))
+                    .unwrap();
+            }
+            std::fs::create_dir_all(run.path.join("stage1-best")).unwrap();
+            run.tidy(keep);
+            let expected: &[&str] = match keep {
+                Keep::All => &[
+                    "best",
+                    "best-0000010",
+                    "best-0000020",
+                    "checkpoint-0000010",
+                    "checkpoint-0000020",
+                    "checkpoint.json",
+                    "stage1-best",
+                ],
+                Keep::Best => &["best", "best-0000020", "stage1-best"],
+                Keep::Scores => &[],
+            };
+            if cfg!(unix) {
+                assert_eq!(names(run), expected, "{keep:?}");
+            }
+            if keep == Keep::Best {
+                let text = run
+                    .read_best(|d| Ok(std::fs::read_to_string(d.join("model"))?))
+                    .unwrap();
+                assert_eq!(text, "m");
+            }
+        }
+    }
 
     #[test]
     fn best_switches_whole_and_keeps_one_previous_version() {
