@@ -63,6 +63,9 @@ pub struct Stage {
     /// Dotted key -> values: every combination (the seed included, if it is a key).
     #[serde(default)]
     pub grid: toml::Table,
+    /// Lists taken together, as the main `[zip]` (a naming key such as `language` included).
+    #[serde(default)]
+    pub zip: toml::Table,
 }
 
 /// How a main-stage `init_from` names a stage: `stage:NAME`.
@@ -82,6 +85,9 @@ pub struct ReportSpec {
     /// The setting others are compared with (axis -> value, e.g. `{ variant = "plain" }`): each
     /// group is compared with the group that differs from it only on these axes.
     pub baseline: BTreeMap<String, String>,
+    /// A last row in `report.md`: each column's mean over the rows' cell means (a paper's
+    /// "average over languages"), with how many rows it covers.
+    pub mean_row: bool,
 }
 
 impl Default for ReportSpec {
@@ -91,6 +97,7 @@ impl Default for ReportSpec {
             columns: Vec::new(),
             metric: "dev.micro.f1".into(),
             baseline: BTreeMap::new(),
+            mean_row: false,
         }
     }
 }

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use super::file::{ExperimentFile, STAGE_PREFIX};
+use super::report::SEED;
 use crate::train::RunConfig;
+use crate::train::config::Keep;
 
 /// One point of the plan.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,13 +67,8 @@ pub fn plan(file: &ExperimentFile) -> anyhow::Result<Plan> {
     let mut stage_points: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     let mut stage_axes: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (name, stage) in &file.stages {
-        let (axes, tables) = expand(
-            &stage.base,
-            &stage.grid,
-            &toml::Table::new(),
-            &toml::Table::new(),
-        )
-        .with_context(|| format!("stages.{name}"))?;
+        let (axes, tables) = expand(&stage.base, &stage.grid, &stage.zip, &toml::Table::new())
+            .with_context(|| format!("stages.{name}"))?;
         let prefixed = |a: &String| format!("{name}.{a}");
         stage_axes.insert(name, axes.iter().map(prefixed).collect());
         for (table, shown) in tables {
@@ -81,7 +78,14 @@ pub fn plan(file: &ExperimentFile) -> anyhow::Result<Plan> {
                 .collect();
             stage_points.entry(name).or_default().push(points.len());
             let out = file.out.join(name);
-            points.push(point(file, &out, table, shown, None, &mut seen)?.in_stage(name));
+            let p = point(file, &out, table, shown, None, &mut seen)?.in_stage(name);
+            if p.config.train.keep == Keep::Scores {
+                bail!(
+                    "stages.{name}: train.keep = \"scores\" keeps no model, and the main stage \
+                     starts from this stage's models; use \"best\""
+                );
+            }
+            points.push(p);
         }
     }
     let (main_axes, tables) = expand(&file.base, &file.grid, &file.zip, &file.variants)?;
@@ -91,14 +95,51 @@ pub fn plan(file: &ExperimentFile) -> anyhow::Result<Plan> {
             points.push(point(file, &file.out, table, shown, None, &mut seen)?);
             continue;
         };
+        // A stage axis the main stage has too pairs with it: the main point with seed s starts
+        // from the stage run of seed s (each seed its own chain), with `model.prompt = true` from
+        // the stage's prompt run; other stage axes are crossed.
+        let prefix = format!("{stage}.");
+        let paired: Vec<&String> = stage_axes[stage]
+            .iter()
+            .filter(|a| {
+                a.strip_prefix(&prefix)
+                    .is_some_and(|k| shown.contains_key(k))
+            })
+            .collect();
         for a in &stage_axes[stage] {
-            if !axes.contains(a) {
+            if !axes.contains(a) && !paired.contains(&a) {
                 axes.push(a.clone());
             }
         }
-        for &src in &stage_points[stage] {
+        let matching: Vec<usize> = stage_points[stage]
+            .iter()
+            .copied()
+            .filter(|&src| {
+                paired
+                    .iter()
+                    .all(|a| points[src].axes.get(*a) == shown.get(&a[prefix.len()..]))
+            })
+            .collect();
+        if matching.is_empty() {
+            let want: Vec<String> = paired
+                .iter()
+                .map(|a| format!("{a} = {}", shown[&a[prefix.len()..]]))
+                .collect();
+            bail!(
+                "{} at {shown:?}: no run of stage {stage} has {}",
+                file.name,
+                want.join(", ")
+            );
+        }
+        for src in matching {
+            let source_axes = &points[src].axes;
             let mut shown = shown.clone();
-            shown.extend(points[src].axes.clone());
+            shown.extend(
+                source_axes
+                    .iter()
+                    .filter(|(k, _)| !paired.contains(k))
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
             let source = (points[src].id.clone(), points[src].dir());
             let mut p = point(
                 file,
@@ -160,6 +201,21 @@ fn expand(
     variants: &toml::Table,
 ) -> anyhow::Result<(Vec<String>, Vec<(toml::Table, BTreeMap<String, String>)>)> {
     let mut axes: Vec<(String, Vec<Setting>)> = Vec::new();
+    // Zipped lists (languages, say) vary slowest, then the variants (the arms of a comparison sit
+    // together), then the grid; the seed varies fastest, so the seeds of one setting sit together.
+    let mut lists = lists_of(grid, "grid")?;
+    lists.sort_by_key(|(k, _)| k == SEED);
+    let mut zipped_seed = None;
+    if !zip.is_empty() {
+        let z = zipped(zip)?;
+        if z.0 != SEED {
+            axes.push(z);
+        } else if lists.iter().any(|(k, _)| k == SEED) {
+            bail!("seed is in [zip] and in [grid]: give it in one of them");
+        } else {
+            zipped_seed = Some(z);
+        }
+    }
     if !variants.is_empty() {
         let mut settings = Vec::new();
         for (name, v) in variants {
@@ -170,12 +226,6 @@ fn expand(
         }
         axes.push(("variant".into(), settings));
     }
-    if !zip.is_empty() {
-        axes.push(zipped(zip)?);
-    }
-    // The seed varies fastest, so the seeds of one setting sit together.
-    let mut lists = lists_of(grid, "grid")?;
-    lists.sort_by_key(|(k, _)| k == "seed");
     for (key, values) in lists {
         let settings = values
             .into_iter()
@@ -183,6 +233,7 @@ fn expand(
             .collect();
         axes.push((key, settings));
     }
+    axes.extend(zipped_seed);
     let mut out = Vec::new();
     for combo in combinations(&axes) {
         let mut table = base.clone();
@@ -206,26 +257,77 @@ fn zipped(zip: &toml::Table) -> anyhow::Result<(String, Vec<Setting>)> {
     if let Some((k, l)) = lists.iter().find(|(_, l)| l.len() != n) {
         bail!("zip: {k} has {} values but {} has {n}", l.len(), lists[0].0);
     }
-    let label = lists
+    // With `seed` among them the lists are the seed axis, each seed setting its other keys (a
+    // K-shot sample per seed: `seed = [1, 2, 3]` beside `"data.sample_seed" = [1, 2, 3]`), and
+    // the report averages over it as over any seed axis. A key that is not a run setting (no
+    // dot, not a top-level key: `language = ["gu", "jv"]`) names the axis and labels its
+    // entries, setting nothing.
+    let names = name_keys(&lists)?;
+    let with_seed = lists
         .iter()
-        .map(|(k, _)| k.as_str())
-        .collect::<Vec<_>>()
-        .join("+");
+        .position(|(k, _)| k == SEED)
+        .or(names.first().copied());
+    if names.len() > 1 {
+        bail!(
+            "zip: {} and {} both name the axis; keep one",
+            lists[names[0]].0,
+            lists[names[1]].0
+        );
+    }
+    if with_seed.is_some() && !names.is_empty() && lists.iter().any(|(k, _)| k == SEED) {
+        bail!(
+            "zip: seed is the axis; {} cannot name it",
+            lists[names[0]].0
+        );
+    }
+    let label = match with_seed {
+        Some(j) => lists[j].0.clone(),
+        None => lists
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>()
+            .join("+"),
+    };
     let settings = (0..n)
         .map(|i| {
+            let shown = match with_seed {
+                Some(j) => show(&lists[j].1[i]),
+                None => lists
+                    .iter()
+                    .map(|(_, l)| show(&l[i]))
+                    .collect::<Vec<_>>()
+                    .join("+"),
+            };
             let sets: Vec<(String, toml::Value)> = lists
                 .iter()
-                .map(|(k, l)| (k.clone(), l[i].clone()))
+                .enumerate()
+                .filter(|(j, _)| !names.contains(j))
+                .map(|(_, (k, l))| (k.clone(), l[i].clone()))
                 .collect();
-            let shown = sets
-                .iter()
-                .map(|(_, v)| show(v))
-                .collect::<Vec<_>>()
-                .join("+");
             (shown, sets)
         })
         .collect();
     Ok((label, settings))
+}
+
+/// The positions of the `[zip]` keys that name its axis rather than set a run's key: no dot,
+/// not `seed`, not a top-level key of a run (and not one misspelt: that is refused).
+fn name_keys(lists: &[(String, Vec<toml::Value>)]) -> anyhow::Result<Vec<usize>> {
+    let top: Vec<String> = crate::train::config::known_keys()
+        .into_iter()
+        .filter(|k| !k.contains('.'))
+        .collect();
+    let mut out = Vec::new();
+    for (i, (k, _)) in lists.iter().enumerate() {
+        if k.contains('.') || top.contains(k) {
+            continue;
+        }
+        if let Some(near) = top.iter().find(|t| strsim::levenshtein(t, k) <= 1) {
+            bail!("zip: {k} is neither a run's key nor a name for the axis; did you mean {near}?");
+        }
+        out.push(i);
+    }
+    Ok(out)
 }
 
 /// Every combination of the axes' settings, the last axis fastest.
@@ -320,6 +422,8 @@ fn point(
     what.out = PathBuf::new();
     what.threads = None;
     what.device = RunConfig::default().device;
+    // Nor what it keeps on disk once it has ended.
+    what.train.keep = Keep::default();
     if let Some((id, _)) = &source {
         what.init_from = Some(format!("{STAGE_PREFIX}{id}"));
     }
@@ -328,7 +432,8 @@ fn point(
         .data
         .sources()
         .chain(what.finetune.iter().flat_map(|f| &f.train))
-        .map(PathBuf::from);
+        // A range (`dev.tsv[:1000]`) is in the configuration; the file's contents are hashed.
+        .map(|s| crate::train::sources::local_path(s).unwrap_or_else(|| PathBuf::from(s)));
     // A run to start from is its trained model, not its folder (whose status changes).
     let model = what
         .init_from
@@ -542,6 +647,85 @@ train.fgm_epsilon = 1.0
         assert!(lrs.contains(&(0.002, 4)) && !lrs.contains(&(0.002, 2)));
     }
 
+    #[test]
+    fn seed_zipped_with_other_keys_is_the_seed_axis() {
+        let text = r#"
+name = "k"
+out = "runs/k"
+[base]
+model.source = "char"
+[grid]
+"data.k_shot" = [1, 2]
+[zip]
+seed = [1, 2, 3]
+"data.sample_seed" = [11, 12, 13]
+"#;
+        let p = plan(&file(text)).unwrap();
+        assert_eq!(p.axes, ["data.k_shot", "seed"]);
+        let got: Vec<(String, String, u64, u64)> = p
+            .points
+            .iter()
+            .map(|q| {
+                let c = &q.config;
+                (
+                    q.axes["data.k_shot"].clone(),
+                    q.axes["seed"].clone(),
+                    c.seed,
+                    c.data.sample_seed,
+                )
+            })
+            .collect();
+        assert_eq!(got[0], ("1".into(), "1".into(), 1, 11));
+        assert_eq!(got[2], ("1".into(), "3".into(), 3, 13));
+        assert_eq!(got[3], ("2".into(), "1".into(), 1, 11));
+        let both = text.replace("[grid]\n", "[grid]\nseed = [4]\n");
+        let e = format!("{:#}", plan(&file(&both)).unwrap_err());
+        assert!(e.contains("seed is in [zip] and in [grid]"), "{e}");
+    }
+
+    #[test]
+    fn a_zip_key_that_is_no_setting_names_the_axis() {
+        let text = r#"
+name = "langs"
+out = "runs/l"
+[base]
+model.source = "char"
+[zip]
+language = ["demo", "demo-50"]
+"data.dev" = ["builtin:demo/dev", "builtin:demo/dev[:50]"]
+[grid]
+seed = [1]
+"#;
+        let p = plan(&file(text)).unwrap();
+        assert_eq!(p.axes, ["language", "seed"]);
+        let labels: Vec<(&str, &str)> = p
+            .points
+            .iter()
+            .map(|q| {
+                (
+                    q.axes["language"].as_str(),
+                    q.config.data.dev.as_deref().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ("demo", "builtin:demo/dev"),
+                ("demo-50", "builtin:demo/dev[:50]")
+            ]
+        );
+        assert!(p.points[0].name.starts_with("language-demo_seed-1_"));
+        let e = format!(
+            "{:#}",
+            plan(&file(&text.replace("language", "sed"))).unwrap_err()
+        );
+        assert!(e.contains("did you mean seed?"), "{e}");
+        let two = text.replace("[grid]", "lang = [\"a\", \"b\"]\n[grid]");
+        let e = format!("{:#}", plan(&file(&two)).unwrap_err());
+        assert!(e.contains("both name the axis"), "{e}");
+    }
+
     const STAGED: &str = r#"
 name = "transfer"
 out = "runs/transfer"
@@ -596,6 +780,37 @@ seed = [1, 2]
             plan(&file(&STAGED.replace("stage:source", "stage:sorce"))).unwrap_err()
         );
         assert!(e.contains("no [stages.sorce] (stages: source)"), "{e}");
+        // What a run keeps once ended is not the run; a stage must keep its models.
+        let scores = STAGED.replace("[base]\n", "[base]\ntrain.keep = \"scores\"\n");
+        assert_eq!(ids(&plan(&file(&scores)).unwrap()), ids(&p));
+        let stage_scores = STAGED.replace(
+            "[stages.source.grid]",
+            "train.keep = \"scores\"\n[stages.source.grid]",
+        );
+        let e = format!("{:#}", plan(&file(&stage_scores)).unwrap_err());
+        assert!(
+            e.contains("stages.source: train.keep = \"scores\" keeps no model"),
+            "{e}"
+        );
+        // A sentence range is part of a run: another range, another run.
+        let ranged = STAGED.replace("\"builtin:demo/dev\"", "\"builtin:demo/dev[:50]\"");
+        let ranged_ids = ids(&plan(&file(&ranged)).unwrap());
+        assert!(ranged_ids.iter().all(|i| !ids(&p).contains(i)));
+    }
+
+    #[test]
+    fn a_stage_seed_axis_pairs_with_the_main_seed() {
+        let text = STAGED
+            .replace("\"train.epochs\" = [1, 2]", "seed = [1, 2]")
+            .replace("\"data.k_shot\" = [1, 2]\n", "");
+        let p = plan(&file(&text)).unwrap();
+        assert_eq!(p.axes, ["seed"]);
+        assert_eq!(p.points.len(), 2 + 2);
+        for q in p.main_points() {
+            let src = &p.points[q.needs.unwrap()];
+            assert_eq!(src.config.seed, q.config.seed);
+            assert!(!q.axes.contains_key("source.seed"));
+        }
     }
 
     #[test]

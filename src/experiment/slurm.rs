@@ -306,7 +306,7 @@ data.train = ["builtin:demo/train"]
 data.dev = "builtin:demo/dev"
 model.source = "char"
 [stages.src.grid]
-seed = [1, 2]
+"train.epochs" = [1, 2]
 [base]
 init_from = "stage:src"
 data.train = ["builtin:demo/train"]

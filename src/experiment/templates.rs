@@ -334,8 +334,9 @@ train.lr = 5e-5
 train.warmup_ratio = 0.1
 
 [stages.source.grid]
-# One source run per entry. (seed = [1, 2, 3] here would train each source once per seed and
-# cross every main-stage point with each of them.)
+# One source run per entry. (seed = [1, 2, 3] here would train each source once per seed, and
+# the main stage's seed s would fine-tune the source run of seed s: a stage axis the main stage
+# has too pairs with it.)
 "data.train" = {sources}
 
 # The main stage: every point starts from a run of stage `source` (its best model) and is
