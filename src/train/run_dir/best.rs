@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::RunDir;
-use super::files::{BEST, BEST_VERSION_PREFIX, CHECKPOINT_POINTER, CHECKPOINT_PREFIX};
+use super::files::{self, BEST, BEST_VERSION_PREFIX, CHECKPOINT_POINTER};
 use crate::model::ner::MODEL_FILE;
 use crate::train::config::Keep;
 
@@ -52,7 +52,9 @@ impl RunDir {
         self.write_folder(&version, write)?;
         let previous = self.best_target();
         self.point_best_at(&version, &name)?;
-        self.prune_best(&name, previous.as_deref());
+        let mut kept = vec![name.as_str()];
+        kept.extend(previous.as_deref());
+        self.prune_best(&kept);
         Ok(())
     }
 
@@ -89,25 +91,27 @@ impl RunDir {
         if keep == Keep::All {
             return;
         }
-        let current = self.best_target();
+        for dir in self.checkpoint_folders() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        let _ = std::fs::remove_file(self.path.join(CHECKPOINT_POINTER));
+        if keep == Keep::Best {
+            if let Some(current) = self.best_target() {
+                self.prune_best(&[current.as_str()]);
+            }
+            return;
+        }
+        let best = self.best_dir();
+        let _ = std::fs::remove_file(&best).or_else(|_| std::fs::remove_dir_all(&best));
+        self.prune_best(&[]);
         for entry in std::fs::read_dir(&self.path)
             .into_iter()
             .flatten()
             .flatten()
         {
-            let n = entry.file_name().to_string_lossy().into_owned();
-            let model = n.starts_with(BEST_VERSION_PREFIX)
-                && (keep == Keep::Scores || Some(&n) != current.as_ref());
-            let stage_model =
-                keep == Keep::Scores && n.starts_with("stage") && n.ends_with("-best");
-            if n.starts_with(CHECKPOINT_PREFIX) || model || stage_model {
+            if files::is_stage_best(&entry.file_name().to_string_lossy()) {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
-        }
-        let _ = std::fs::remove_file(self.path.join(CHECKPOINT_POINTER));
-        if keep == Keep::Scores {
-            let best = self.best_dir();
-            let _ = std::fs::remove_file(&best).or_else(|_| std::fs::remove_dir_all(&best));
         }
     }
 
@@ -145,15 +149,15 @@ impl RunDir {
             .with_context(|| format!("renaming {} to {}", version.display(), link.display()))
     }
 
-    /// Removes versions other than `current` and `previous`.
-    fn prune_best(&self, current: &str, previous: Option<&str>) {
+    /// Removes the best-model versions not named in `kept`.
+    fn prune_best(&self, kept: &[&str]) {
         for entry in std::fs::read_dir(&self.path)
             .into_iter()
             .flatten()
             .flatten()
         {
             let n = entry.file_name().to_string_lossy().into_owned();
-            if n.starts_with(BEST_VERSION_PREFIX) && n != current && Some(n.as_str()) != previous {
+            if n.starts_with(BEST_VERSION_PREFIX) && !kept.contains(&n.as_str()) {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }

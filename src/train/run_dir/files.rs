@@ -35,6 +35,12 @@ pub fn stage_report(stage: usize) -> String {
 pub fn stage_best(stage: usize) -> String {
     format!("stage{stage}-best")
 }
+/// Whether `name` is a [`stage_best`] folder.
+pub fn is_stage_best(name: &str) -> bool {
+    name.strip_prefix("stage")
+        .and_then(|rest| rest.strip_suffix("-best"))
+        .is_some_and(|n| n.parse::<usize>().is_ok())
+}
 /// The sentences each stage sampled from each corpus (K-shot, random subsets).
 pub const SAMPLES: &str = "samples.json";
 /// The single-writer claim: the process training the run (see `lock.rs`).
