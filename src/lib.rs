@@ -17,6 +17,7 @@ pub mod fuzz;
 pub mod infer;
 pub mod metrics;
 pub mod model;
+pub mod names;
 pub mod protocol;
 pub mod rng;
 pub mod train;

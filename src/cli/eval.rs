@@ -69,6 +69,30 @@ impl TorchArgs {
     }
 }
 
+/// How a model named on the command line is opened, shared by `eval`, `tag` and `import`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct OpenArgs {
+    #[command(flatten)]
+    pub labels: LabelArgs,
+    #[command(flatten)]
+    pub torch: TorchArgs,
+    /// Never reach the Hugging Face Hub: hf: models and datasets come from the local cache.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+impl OpenArgs {
+    /// The options for [`open_model`]; `target`: the corpus's labels the model's are matched to.
+    pub fn options(&self, target: Option<Vec<String>>) -> anyhow::Result<OpenOptions> {
+        Ok(OpenOptions {
+            labels: self.labels.map()?,
+            target,
+            offline: self.offline,
+            torch: self.torch.options(),
+        })
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// A run directory (its best model), a saved model folder, a Hugging Face
@@ -82,9 +106,7 @@ pub struct EvalArgs {
     #[arg(long, value_parser = |s: &str| s.parse::<Format>())]
     pub format: Option<Format>,
     #[command(flatten)]
-    pub labels: LabelArgs,
-    #[command(flatten)]
-    pub torch: TorchArgs,
+    pub open: OpenArgs,
     /// Write the predictions here, in the corpus's own format.
     #[arg(long)]
     pub predictions: Option<PathBuf>,
@@ -95,8 +117,6 @@ pub struct EvalArgs {
     /// parity checks against another implementation (scripts/check_hf_export.py).
     #[arg(long)]
     pub emissions: Option<PathBuf>,
-    #[arg(long)]
-    pub offline: bool,
     #[arg(long)]
     pub json: bool,
     /// The confidence calibration reads for a CRF head: marginal (the CRF's marginal of the tag)
@@ -110,14 +130,11 @@ pub struct EvalArgs {
 }
 
 pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
-    let hub = Hub::from_env(a.offline);
+    let hub = Hub::from_env(a.open.offline);
     let corpus = load_corpus(&a.data, a.format, &hub)?;
-    let options = OpenOptions {
-        labels: a.labels.map()?,
-        target: Some(corpus.label_set().into_iter().collect()),
-        offline: a.offline,
-        torch: a.torch.options(),
-    };
+    let options = a
+        .open
+        .options(Some(corpus.label_set().into_iter().collect()))?;
     let mut opened = open_model(&a.model, &options)?;
     let note = opened.note();
     if !note.is_empty() {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::infer::{OpenOptions, open_model};
+use crate::infer::open_model;
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
@@ -19,23 +19,11 @@ pub struct ImportArgs {
     #[arg(long)]
     pub out: PathBuf,
     #[command(flatten)]
-    pub labels: super::eval::LabelArgs,
-    #[command(flatten)]
-    pub torch: super::eval::TorchArgs,
-    #[arg(long)]
-    pub offline: bool,
+    pub open: super::eval::OpenArgs,
 }
 
 pub fn run(a: &ImportArgs) -> anyhow::Result<()> {
-    let opened = open_model(
-        &a.model,
-        &OpenOptions {
-            labels: a.labels.map()?,
-            target: None,
-            offline: a.offline,
-            torch: a.torch.options(),
-        },
-    )?;
+    let opened = open_model(&a.model, &a.open.options(None)?)?;
     let model = &opened.model;
     model.save(&a.out)?;
     println!(

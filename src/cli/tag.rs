@@ -4,7 +4,7 @@
 
 use clap::Args;
 
-use crate::infer::{OpenOptions, open_model, tag_texts};
+use crate::infer::{open_model, tag_texts};
 
 #[derive(Debug, Args)]
 pub struct TagArgs {
@@ -14,11 +14,7 @@ pub struct TagArgs {
     #[arg(long, alias = "run")]
     pub model: String,
     #[command(flatten)]
-    pub labels: super::eval::LabelArgs,
-    #[command(flatten)]
-    pub torch: super::eval::TorchArgs,
-    #[arg(long)]
-    pub offline: bool,
+    pub open: super::eval::OpenArgs,
     /// How a word's tag is read from its sub-words: first, average or max (softmax heads).
     #[arg(long, default_value = "first", value_parser = |s: &str| s.parse::<crate::model::ner::Aggregation>())]
     pub aggregation: crate::model::ner::Aggregation,
@@ -27,13 +23,7 @@ pub struct TagArgs {
 }
 
 pub fn run(a: &TagArgs) -> anyhow::Result<()> {
-    let options = OpenOptions {
-        labels: a.labels.map()?,
-        target: None,
-        offline: a.offline,
-        torch: a.torch.options(),
-    };
-    let mut opened = open_model(&a.model, &options)?;
+    let mut opened = open_model(&a.model, &a.open.options(None)?)?;
     opened.model.set_aggregation(a.aggregation)?;
     let lines = super::texts_arg(a.text.as_deref())?;
     let tagged = tag_texts(&opened.model, &lines)?;

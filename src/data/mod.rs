@@ -22,9 +22,7 @@ pub mod text;
 mod write;
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -53,6 +51,8 @@ pub enum Format {
     Kmou,
 }
 
+crate::choices!(named Format, "format": Klue = "klue" | "konec", Wikiann = "wikiann" | "xtreme" | "panx", WikiannRaw = "wikiann-raw" | "rahimi", Multiconer = "multiconer", Conll = "conll" | "masakhaner", Kmou = "kmou");
+
 impl Format {
     pub const ALL: [Format; 6] = [
         Format::Klue,
@@ -62,17 +62,6 @@ impl Format {
         Format::Conll,
         Format::Kmou,
     ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Klue => "klue",
-            Self::Wikiann => "wikiann",
-            Self::WikiannRaw => "wikiann-raw",
-            Self::Multiconer => "multiconer",
-            Self::Conll => "conll",
-            Self::Kmou => "kmou",
-        }
-    }
 
     /// A phrase for messages: "KLUE (CHAR<TAB>TAG)".
     pub fn describe(self) -> &'static str {
@@ -95,33 +84,6 @@ impl Format {
     /// Character-level formats, where KLUE's character F1 is defined.
     pub fn char_level(self) -> bool {
         matches!(self, Self::Klue)
-    }
-}
-
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Format {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let lower = s.to_ascii_lowercase();
-        Format::ALL
-            .into_iter()
-            .find(|f| f.name() == lower)
-            .or(match lower.as_str() {
-                "konec" => Some(Format::Klue),
-                "xtreme" | "panx" => Some(Format::Wikiann),
-                "rahimi" => Some(Format::WikiannRaw),
-                "masakhaner" => Some(Format::Conll),
-                _ => None,
-            })
-            .ok_or_else(|| {
-                let names: Vec<_> = Format::ALL.iter().map(|f| f.name()).collect();
-                format!("unknown format {s:?}: expected one of {}", names.join(", "))
-            })
     }
 }
 

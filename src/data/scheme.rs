@@ -2,8 +2,6 @@
 //! repairing invalid sequences (an `I-` with no entity before it) with a count of what changed.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -32,16 +30,10 @@ pub enum Scheme {
     Bioes,
 }
 
+crate::choices!(named Scheme, "scheme": Iob1 = "iob1" | "bio1", Iob2 = "iob2" | "bio" | "iob", Bioes = "bioes" | "iobes");
+
 impl Scheme {
     pub const ALL: [Scheme; 3] = [Scheme::Iob1, Scheme::Iob2, Scheme::Bioes];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Iob1 => "iob1",
-            Self::Iob2 => "iob2",
-            Self::Bioes => "bioes",
-        }
-    }
 
     /// Whether tags with this prefix may appear at all in the scheme.
     pub fn allows(self, prefix: Prefix) -> bool {
@@ -68,26 +60,6 @@ impl Scheme {
             }
         }
         Scheme::Iob2
-    }
-}
-
-impl fmt::Display for Scheme {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Scheme {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "iob1" | "bio1" => Ok(Self::Iob1),
-            "iob2" | "bio" | "iob" => Ok(Self::Iob2),
-            "bioes" | "iobes" => Ok(Self::Bioes),
-            other => Err(format!(
-                "unknown scheme {other:?}: expected iob1, iob2 or bioes"
-            )),
-        }
     }
 }
 

@@ -3,9 +3,6 @@
 //! (`seqeval.scheme.Tokens.entities` with a scheme). Both are line-for-line ports, checked against
 //! seqeval 1.2.2 on perturbed real corpora in `tests/reference_scores.rs`.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
 use super::scheme::{Prefix, Scheme};
@@ -63,33 +60,7 @@ pub enum SpanMode {
     Conlleval,
 }
 
-impl SpanMode {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Strict => "strict",
-            Self::Conlleval => "conlleval",
-        }
-    }
-}
-
-impl fmt::Display for SpanMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for SpanMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "strict" => Ok(Self::Strict),
-            "conlleval" | "lenient" | "default" => Ok(Self::Conlleval),
-            other => Err(format!(
-                "unknown mode {other:?}: expected strict or conlleval"
-            )),
-        }
-    }
-}
+crate::choices!(named SpanMode, "mode": Strict = "strict", Conlleval = "conlleval" | "lenient" | "default");
 
 /// A tag whose prefix the scheme does not allow (seqeval raises `ValueError` for these in strict mode).
 #[derive(Debug, Clone, PartialEq, Eq)]

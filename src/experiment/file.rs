@@ -53,18 +53,15 @@ pub struct ExperimentFile {
     pub report: ReportSpec,
 }
 
-/// An earlier stage (see [`ExperimentFile::stages`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// An earlier stage (see [`ExperimentFile::stages`]): every part optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Stage {
     /// The stage's run configuration (not merged with the main `[base]`).
-    #[serde(default)]
     pub base: toml::Table,
     /// Dotted key -> values: every combination (the seed included, if it is a key).
-    #[serde(default)]
     pub grid: toml::Table,
     /// Lists taken together, as the main `[zip]` (a naming key such as `language` included).
-    #[serde(default)]
     pub zip: toml::Table,
 }
 
@@ -88,6 +85,9 @@ pub struct ReportSpec {
     /// A last row in `report.md`: each column's mean over the rows' cell means (a paper's
     /// "average over languages"), with how many rows it covers.
     pub mean_row: bool,
+    /// Axes that split the plots: one heatmap, bar chart and curve per value (e.g. one heatmap
+    /// of source x K per method), all heatmaps on one colour scale. The table is not split.
+    pub plots_by: Vec<String>,
 }
 
 impl Default for ReportSpec {
@@ -98,6 +98,7 @@ impl Default for ReportSpec {
             metric: "dev.micro.f1".into(),
             baseline: BTreeMap::new(),
             mean_row: false,
+            plots_by: Vec::new(),
         }
     }
 }

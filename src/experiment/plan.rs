@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use super::file::{ExperimentFile, STAGE_PREFIX};
+use super::file::{ExperimentFile, ReportSpec, STAGE_PREFIX};
 use super::report::SEED;
 use crate::train::RunConfig;
 use crate::train::config::Keep;
@@ -154,6 +154,7 @@ pub fn plan(file: &ExperimentFile) -> anyhow::Result<Plan> {
         }
     }
     axes.extend(main_axes);
+    check_report(&file.report, &axes)?;
     let mut seen = BTreeMap::new();
     for p in &points {
         if let Some(other) = seen.insert(p.id.clone(), &p.axes) {
@@ -169,6 +170,33 @@ pub fn plan(file: &ExperimentFile) -> anyhow::Result<Plan> {
         axes,
         points,
     })
+}
+
+/// The report's axes (rows, columns, plots_by, the baseline's keys) must be axes of the plan other
+/// than the seed (results are grouped over seeds).
+fn check_report(spec: &ReportSpec, axes: &[String]) -> anyhow::Result<()> {
+    let named = (spec.rows.iter().map(|a| ("rows", a)))
+        .chain(spec.columns.iter().map(|a| ("columns", a)))
+        .chain(spec.plots_by.iter().map(|a| ("plots_by", a)))
+        .chain(spec.baseline.keys().map(|a| ("baseline", a)));
+    for (key, axis) in named {
+        if axis == SEED || !axes.contains(axis) {
+            let known: Vec<&str> = (axes.iter())
+                .filter(|a| *a != SEED)
+                .map(String::as_str)
+                .collect();
+            bail!(
+                "[report] {key} names {axis:?}, which is not an axis the results vary over \
+                 (those are: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The stage a resolved main-stage table starts from (`init_from = "stage:NAME"`), checked.
@@ -539,11 +567,16 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn file(text: &str) -> ExperimentFile {
         toml::from_str(text).unwrap()
+    }
+
+    /// An experiment file of the character model with `rest` after its `[base]`.
+    fn char_model(rest: &str) -> String {
+        format!("name = \"t\"\nout = \"runs/t\"\n[base]\nmodel.source = \"char\"\n{rest}")
     }
 
     const DEMO: &str = r#"
@@ -614,12 +647,8 @@ metric = "dev.micro.f1"
 
     #[test]
     fn variants_and_zipped_lists_set_several_keys() {
-        let f = file(
+        let f = file(&char_model(
             r#"
-name = "ablation"
-out = "runs/ab"
-[base]
-model.source = "char"
 [variants.plain]
 "model.head" = "softmax"
 [variants.all-tricks]
@@ -629,7 +658,7 @@ train.fgm_epsilon = 1.0
 "train.lr" = [0.001, 0.002]
 "train.epochs" = [2, 4]
 "#,
-        );
+        ));
         let p = plan(&f).unwrap();
         assert_eq!(p.points.len(), 4);
         let t = &p
@@ -649,18 +678,16 @@ train.fgm_epsilon = 1.0
 
     #[test]
     fn seed_zipped_with_other_keys_is_the_seed_axis() {
-        let text = r#"
-name = "k"
-out = "runs/k"
-[base]
-model.source = "char"
+        let text = char_model(
+            r#"
 [grid]
 "data.k_shot" = [1, 2]
 [zip]
 seed = [1, 2, 3]
 "data.sample_seed" = [11, 12, 13]
-"#;
-        let p = plan(&file(text)).unwrap();
+"#,
+        );
+        let p = plan(&file(&text)).unwrap();
         assert_eq!(p.axes, ["data.k_shot", "seed"]);
         let got: Vec<(String, String, u64, u64)> = p
             .points
@@ -684,19 +711,38 @@ seed = [1, 2, 3]
     }
 
     #[test]
+    fn a_report_that_names_no_axis_is_refused() {
+        for (line, bad) in [
+            ("rows = [\"model.hed\"]", "rows names \"model.hed\""),
+            ("columns = [\"seed\"]", "columns names \"seed\""),
+            ("plots_by = [\"variant\"]", "plots_by names \"variant\""),
+            (
+                "baseline = { \"train.lr\" = \"0.1\" }",
+                "baseline names \"train.lr\"",
+            ),
+        ] {
+            let text = DEMO.replace("[report]\n", &format!("[report]\n{line}\n"));
+            let text = text.replace("rows = [\"model.head\"]\n", "");
+            let e = format!("{:#}", plan(&file(&text)).unwrap_err());
+            assert!(
+                e.contains(bad) && e.contains("those are: model.head"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn a_zip_key_that_is_no_setting_names_the_axis() {
-        let text = r#"
-name = "langs"
-out = "runs/l"
-[base]
-model.source = "char"
+        let text = char_model(
+            r#"
 [zip]
 language = ["demo", "demo-50"]
 "data.dev" = ["builtin:demo/dev", "builtin:demo/dev[:50]"]
 [grid]
 seed = [1]
-"#;
-        let p = plan(&file(text)).unwrap();
+"#,
+        );
+        let p = plan(&file(&text)).unwrap();
         assert_eq!(p.axes, ["language", "seed"]);
         let labels: Vec<(&str, &str)> = p
             .points
@@ -726,7 +772,7 @@ seed = [1]
         assert!(e.contains("both name the axis"), "{e}");
     }
 
-    const STAGED: &str = r#"
+    pub(crate) const STAGED: &str = r#"
 name = "transfer"
 out = "runs/transfer"
 [stages.source.base]

@@ -21,36 +21,118 @@ const FONT: &str = "sans-serif";
 const PNG_SCALE: f32 = 2.0;
 
 /// Writes every plot that fits the report's layout into `dir` (`heatmap`, `bars`, `curve`, each
-/// `.svg` and `.png`); returns the files written.
+/// `.svg` and `.png`); with `plots_by`, one set per value of those axes (`heatmap-<axis>-<value>`),
+/// each heatmap on the colour scale of the whole report so that the parts compare. Returns the
+/// files written.
 pub fn write_plots(report: &Report, spec: &ReportSpec, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     // Plots an earlier layout drew and this one does not are stale.
-    for name in ["heatmap", "bars", "curve"] {
-        for ext in ["svg", "png"] {
-            let _ = std::fs::remove_file(dir.join(format!("{name}.{ext}")));
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        let ours = ["heatmap", "bars", "curve"]
+            .iter()
+            .any(|n| stem == *n || stem.starts_with(&format!("{n}-")));
+        let ext = path.extension().and_then(|e| e.to_str());
+        if ours && matches!(ext, Some("svg" | "png")) {
+            let _ = std::fs::remove_file(&path);
         }
     }
-    let pivot = report.pivot(spec);
-    let mut plots = Vec::new();
-    if let Some(svg) = heatmap(&pivot) {
-        plots.push(("heatmap", svg));
-    }
-    if let Some(svg) = bars(&pivot) {
-        plots.push(("bars", svg));
-    }
-    if let Some(svg) = curve(&pivot) {
-        plots.push(("curve", svg));
-    }
+    let scale = min_max(
+        &report
+            .groups
+            .iter()
+            .filter_map(|g| g.mean)
+            .collect::<Vec<_>>(),
+    );
+    let part_spec = ReportSpec {
+        rows: without(&spec.rows, &spec.plots_by),
+        columns: without(&spec.columns, &spec.plots_by),
+        ..spec.clone()
+    };
     let mut written = Vec::new();
-    for (name, svg) in plots {
-        let path = dir.join(format!("{name}.svg"));
-        std::fs::write(&path, &svg).with_context(|| format!("writing {}", path.display()))?;
-        written.push(path);
-        let path = dir.join(format!("{name}.png"));
-        std::fs::write(&path, png(&svg)?).with_context(|| format!("writing {}", path.display()))?;
-        written.push(path);
+    for (suffix, part) in split(report, &spec.plots_by) {
+        let pivot = part.pivot(&part_spec);
+        let plots = [
+            ("heatmap", scale.and_then(|s| heatmap_scaled(&pivot, s))),
+            ("bars", bars(&pivot)),
+            ("curve", curve(&pivot)),
+        ];
+        for (name, svg) in plots {
+            let Some(svg) = svg else { continue };
+            let path = dir.join(format!("{name}{suffix}.svg"));
+            std::fs::write(&path, &svg).with_context(|| format!("writing {}", path.display()))?;
+            written.push(path);
+            let path = dir.join(format!("{name}{suffix}.png"));
+            std::fs::write(&path, png(&svg)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+            written.push(path);
+        }
     }
     Ok(written)
+}
+
+/// `axes` without those in `drop`.
+fn without(axes: &[String], drop: &[String]) -> Vec<String> {
+    axes.iter().filter(|a| !drop.contains(a)).cloned().collect()
+}
+
+/// The report cut by the values of the axes `by`, in the order they first appear: each part with
+/// its file-name suffix (`-model.prompt-true`) and a title that names its values. The whole
+/// report, suffix empty, when `by` is empty.
+fn split(report: &Report, by: &[String]) -> Vec<(String, Report)> {
+    if by.is_empty() {
+        return vec![(String::new(), report.clone())];
+    }
+    let mut parts: Vec<(Vec<String>, Report)> = Vec::new();
+    for g in &report.groups {
+        let key: Vec<String> = by
+            .iter()
+            .map(|a| g.axes.get(a).cloned().unwrap_or_default())
+            .collect();
+        if let Some((_, part)) = parts.iter_mut().find(|(k, _)| *k == key) {
+            part.groups.push(g.clone());
+            continue;
+        }
+        let named: Vec<String> = by
+            .iter()
+            .zip(&key)
+            .map(|(a, v)| format!("{a} = {v}"))
+            .collect();
+        let part = Report {
+            experiment: format!("{} ({})", report.experiment, named.join(", ")),
+            metric: report.metric.clone(),
+            axes: report.axes.clone(),
+            groups: vec![g.clone()],
+            baseline: report.baseline.clone(),
+        };
+        parts.push((key, part));
+    }
+    parts
+        .into_iter()
+        .map(|(key, part)| {
+            let words: Vec<String> = by
+                .iter()
+                .zip(&key)
+                .map(|(a, v)| format!("{a}-{v}"))
+                .collect();
+            let safe: String = words
+                .join("_")
+                .chars()
+                .map(|c| {
+                    if c.is_alphanumeric() || "-_.".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            (format!("-{safe}"), part)
+        })
+        .collect()
 }
 
 /// The first group of a cell that has a result.
@@ -61,11 +143,16 @@ fn cell<'r>(p: &'r Pivot<'_>, row: &[String], column: &[String]) -> Option<&'r G
 /// The pivot table as coloured cells with their mean, standard deviation and number of seeds.
 /// None without both row and column axes.
 pub fn heatmap(p: &Pivot<'_>) -> Option<String> {
+    let means: Vec<f64> = p.report.groups.iter().filter_map(|g| g.mean).collect();
+    heatmap_scaled(p, min_max(&means)?)
+}
+
+/// [`heatmap`] with colours spread over `(lo, hi)`: the scale of a larger report that this
+/// pivot is a part of.
+pub fn heatmap_scaled(p: &Pivot<'_>, (lo, hi): (f64, f64)) -> Option<String> {
     if p.row_axes.is_empty() || p.col_axes.is_empty() {
         return None;
     }
-    let means: Vec<f64> = p.report.groups.iter().filter_map(|g| g.mean).collect();
-    let (lo, hi) = min_max(&means)?;
     let (cw, ch) = (92.0, 50.0);
     let left = 24.0
         + 7.0
@@ -588,6 +675,56 @@ mod tests {
         let p = r.pivot(&spec);
         assert!(heatmap(&p).is_none() && curve(&p).is_none());
         assert!(bars(&p).is_some());
+    }
+
+    #[test]
+    fn plots_by_draws_one_set_per_value_on_one_scale() {
+        let (mut r, mut spec) = report();
+        // A second method, 0.3 better everywhere.
+        let mut prompt = r.groups.clone();
+        for g in &mut r.groups {
+            g.axes.insert("method".into(), "plain".into());
+        }
+        for g in &mut prompt {
+            g.axes.insert("method".into(), "prompt".into());
+            g.mean = g.mean.map(|m| m + 0.3);
+        }
+        r.groups.extend(prompt);
+        r.axes.push("method".into());
+        spec.rows = vec!["method".into(), "src".into()];
+        spec.plots_by = vec!["method".into()];
+        let dir = std::env::temp_dir().join(format!("nerlab-plots-by-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("heatmap.png"), b"stale").unwrap();
+        let written = write_plots(&r, &spec, &dir).unwrap();
+        assert_eq!(
+            written.len(),
+            2 * 3 * 2,
+            "2 methods x 3 plots x svg and png"
+        );
+        assert!(
+            !dir.join("heatmap.png").exists(),
+            "a plot of the old layout stays"
+        );
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+        let (plain, better) = (
+            read("heatmap-method-plain.svg"),
+            read("heatmap-method-prompt.svg"),
+        );
+        assert!(
+            plain.contains("transfer &lt;x&gt; (method = plain)"),
+            "{plain}"
+        );
+        // Rows are the sources only; both heatmaps are on the scale of the whole report.
+        assert!(plain.contains(">en</text>") && !plain.contains(">plain / en</text>"));
+        for h in [&plain, &better] {
+            assert!(
+                h.contains(">0.800</text>") && h.contains(">0.100</text>"),
+                "{h}"
+            );
+        }
+        assert!(read("curve-method-prompt.svg").contains("<polyline"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

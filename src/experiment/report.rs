@@ -469,20 +469,16 @@ impl Report {
                 c.join(" ")
             }
         };
-        let _ = writeln!(
-            out,
-            "| {} | {} |",
-            if rows.is_empty() {
+        // A row's first cell: its labels, or "all" where nothing varies by row.
+        let label = |r: &[String]| {
+            if r.is_empty() {
                 "all".to_string()
             } else {
-                rows.join(" / ")
-            },
-            col_keys
-                .iter()
-                .map(|c| col_name(c))
-                .collect::<Vec<_>>()
-                .join(" | ")
-        );
+                r.join(" / ")
+            }
+        };
+        let header: Vec<String> = col_keys.iter().map(|c| col_name(c)).collect();
+        let _ = writeln!(out, "| {} | {} |", label(rows), header.join(" | "));
         let _ = writeln!(out, "|---|{}", "---|".repeat(col_keys.len()));
         for r in row_keys {
             let cells: Vec<String> = col_keys
@@ -492,16 +488,7 @@ impl Report {
                     hits.iter().map(|g| cell(g)).collect::<Vec<_>>().join("; ")
                 })
                 .collect();
-            let _ = writeln!(
-                out,
-                "| {} | {} |",
-                if r.is_empty() {
-                    "all".to_string()
-                } else {
-                    r.join(" / ")
-                },
-                cells.join(" | ")
-            );
+            let _ = writeln!(out, "| {} | {} |", label(r), cells.join(" | "));
         }
         if spec.mean_row && row_keys.len() > 1 {
             let cells: Vec<String> = col_keys

@@ -296,40 +296,23 @@ mod tests {
     use super::*;
     use crate::experiment::{ExperimentFile, plan};
 
+    /// The plan tests' staged experiment (a stage of 2 points, 4 main points crossed with it).
     fn demo() -> Plan {
-        let f: ExperimentFile = toml::from_str(
-            r#"
-name = "demo"
-out = "/nonexistent/nerlab-slurm-test"
-[stages.src.base]
-data.train = ["builtin:demo/train"]
-data.dev = "builtin:demo/dev"
-model.source = "char"
-[stages.src.grid]
-"train.epochs" = [1, 2]
-[base]
-init_from = "stage:src"
-data.train = ["builtin:demo/train"]
-data.dev = "builtin:demo/dev"
-model.source = "char"
-[grid]
-seed = [1, 2, 3]
-"#,
-        )
-        .unwrap();
-        plan(&f).unwrap()
+        let text = plan::tests::STAGED.replace("runs/transfer", "/nonexistent/nerlab-slurm-test");
+        let f: ExperimentFile = toml::from_str(&text).unwrap();
+        plan::plan(&f).unwrap()
     }
 
     #[test]
     fn arrays_are_split_to_fit_and_earlier_stages_come_first() {
         let p = demo();
-        assert_eq!(p.points.len(), 2 + 6);
+        assert_eq!(p.points.len(), 2 + 8);
         let a = arrays(&p, false, 4);
         let shape: Vec<(Option<&str>, usize)> =
             a.iter().map(|(s, pts)| (s.as_deref(), pts.len())).collect();
-        assert_eq!(shape, [(Some("src"), 2), (None, 4), (None, 2)]);
+        assert_eq!(shape, [(Some("source"), 2), (None, 4), (None, 4)]);
         let all: Vec<usize> = a.iter().flat_map(|(_, p)| p.clone()).collect();
-        assert_eq!(all, (0..8).collect::<Vec<_>>());
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub enum Template {
     Ablation,
 }
 
+crate::choices!(named Template, "template": TransferMatrix = "transfer-matrix", Maner = "maner", Polyglot = "polyglot", Ablation = "ablation");
+
 /// The sizes of a design: what a researcher scales to the machine at hand, the rest being the
 /// paper's. Which fields a template reads: [`Template::uses_k`], [`Template::uses_languages`].
 #[derive(Debug, Clone, PartialEq)]
@@ -47,16 +49,6 @@ impl Template {
         Self::Polyglot,
         Self::Ablation,
     ];
-
-    /// The name on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::TransferMatrix => "transfer-matrix",
-            Self::Maner => "maner",
-            Self::Polyglot => "polyglot",
-            Self::Ablation => "ablation",
-        }
-    }
 
     /// One line for `nerlab experiment new --help`.
     pub fn summary(self) -> &'static str {
@@ -155,25 +147,6 @@ impl Template {
             Self::Polyglot => polyglot(name, sizes),
             Self::Ablation => ablation(name, sizes),
         }
-    }
-}
-
-impl Display for Template {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for Template {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|t| t.name() == s.trim())
-            .ok_or_else(|| {
-                let names: Vec<&str> = Self::ALL.iter().map(|t| t.name()).collect();
-                format!("unknown template {s:?}: {}", names.join(", "))
-            })
     }
 }
 
@@ -378,6 +351,26 @@ metric = "dev.micro.f1"         # a path into each run's report.json (dev.macro.
     )
 }
 
+/// The tail the per-language designs share: dev and train corpora zipped by language, the grid,
+/// and a report of languages by variant against `baseline`.
+fn languages_and_report(dev: &str, train: &str, grid: &str, baseline: &str) -> String {
+    format!(
+        r#"[zip]
+"data.dev" = {dev}
+"data.train" = {train}
+
+[grid]
+{grid}
+
+[report]
+rows = ["data.dev+data.train"]  # the [zip] axis: its keys joined by "+", in sorted order
+columns = ["variant"]
+metric = "dev.micro.f1"
+baseline = {{ variant = "{baseline}" }}
+"#
+    )
+}
+
 fn maner(name: &str, s: &Sizes) -> String {
     let n_sizes = s.k.len().max(1);
     let n_runs = 2 * s.languages.len() * n_sizes * s.seeds;
@@ -404,6 +397,12 @@ fn maner(name: &str, s: &Sizes) -> String {
     };
     let train = lines_by_language(s, |l| format!("[{}]", wikiann(s, "train", l)));
     let dev = lines_by_language(s, |l| wikiann(s, "dev", l));
+    let tail = languages_and_report(
+        &dev,
+        &train,
+        &format!("{sizes_in_grid}seed = {}", seeds(s)),
+        "baseline",
+    );
     let epochs = s.epochs.unwrap_or(10);
     let data = s.data.display();
     format!(
@@ -470,24 +469,11 @@ train.eval_every = 0            # evaluate at every epoch's end
 # "model.word_mask_prob" = 0.15 # baseline 2: each word replaced by one mask with this probability
 #                               # (0.15 is nerlab's choice; the paper's could not be read)
 
-[zip]
-"data.dev" = {dev}
-"data.train" = {train}
-
-[grid]
-{sizes_in_grid}seed = {seeds}
-
-[report]
-rows = ["data.dev+data.train"]  # the [zip] axis: its keys joined by "+", in sorted order
-columns = ["variant"]
-metric = "dev.micro.f1"
-baseline = {{ variant = "baseline" }}
-"#,
+{tail}"#,
         run = how_to_run(name),
         name_q = q(name),
         out_q = q(&format!("runs/{name}")),
         n_lang = s.languages.len(),
-        seeds = seeds(s),
         seeds_n = s.seeds,
     )
 }
@@ -498,6 +484,7 @@ fn polyglot(name: &str, s: &Sizes) -> String {
     let all_train = lines_by_language(s, |l| wikiann(s, "train", l));
     let train = lines_by_language(s, |l| format!("[{}]", wikiann(s, "train", l)));
     let dev = lines_by_language(s, |l| wikiann(s, "dev", l));
+    let tail = languages_and_report(&dev, &train, &format!("seed = {}", seeds(s)), "monolingual");
     let first = s.languages.first().map_or("", String::as_str);
     let first_dev = wikiann(s, "dev", first);
     let epochs = s.epochs.unwrap_or(3);
@@ -575,23 +562,10 @@ init_from = "stage:polyglot"
 [variants.polyglot-ft]
 init_from = "stage:polyglot"
 
-[zip]
-"data.dev" = {dev}
-"data.train" = {train}
-
-[grid]
-seed = {seeds}
-
-[report]
-rows = ["data.dev+data.train"]  # the [zip] axis: its keys joined by "+", in sorted order
-columns = ["variant"]
-metric = "dev.micro.f1"
-baseline = {{ variant = "monolingual" }}
-"#,
+{tail}"#,
         run = how_to_run(name),
         name_q = q(name),
         out_q = q(&format!("runs/{name}")),
-        seeds = seeds(s),
         seeds_n = s.seeds,
     )
 }
@@ -786,7 +760,7 @@ mod tests {
         }
         let err = "transfer".parse::<Template>().unwrap_err();
         assert!(
-            err.contains("transfer-matrix, maner, polyglot, ablation"),
+            err.contains("expected transfer-matrix, maner, polyglot or ablation"),
             "{err}"
         );
         assert_eq!(

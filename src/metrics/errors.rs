@@ -40,8 +40,6 @@
 //! spurious predictions.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -155,6 +153,8 @@ pub enum ErrorMode {
     GoldCentred,
 }
 
+crate::choices!(named ErrorMode, "error mode": Nerlab = "nerlab", GoldCentred = "gold_centred" | "gold-centred" | "gold");
+
 impl ErrorMode {
     pub const ALL: [ErrorMode; 2] = [Self::Nerlab, Self::GoldCentred];
 
@@ -164,33 +164,6 @@ impl ErrorMode {
             .into_iter()
             .filter(|&c| self == Self::Nerlab || c != ErrorCategory::BoundaryType)
             .collect()
-    }
-
-    /// The serialized name: `nerlab` or `gold_centred`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Nerlab => "nerlab",
-            Self::GoldCentred => "gold_centred",
-        }
-    }
-}
-
-impl fmt::Display for ErrorMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for ErrorMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "nerlab" => Ok(Self::Nerlab),
-            "gold-centred" | "gold_centred" | "gold" => Ok(Self::GoldCentred),
-            other => Err(format!(
-                "unknown error mode {other:?}: expected nerlab or gold-centred"
-            )),
-        }
     }
 }
 

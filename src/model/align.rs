@@ -47,16 +47,7 @@ pub enum CharUnits {
     Characters,
 }
 
-impl std::str::FromStr for CharUnits {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "subwords" => Ok(Self::Subwords),
-            "characters" | "chars" => Ok(Self::Characters),
-            _ => Err(format!("{s:?}: character units are subwords or characters")),
-        }
-    }
-}
+crate::choices!(CharUnits, "character unit": Subwords = "subwords", Characters = "characters" | "chars");
 
 impl AlignMode {
     /// The units a corpus of `format` is tagged in: for character-level formats (KLUE) as

@@ -106,23 +106,10 @@ impl Backbone {
         device: &Device,
         seed: u64,
     ) -> anyhow::Result<Self> {
-        let config = EncoderConfig::from_file(&dir.join("config.json"))?;
-        let tokenizer = TextTokenizer::Hf(Box::new(HfTokenizer::from_dir(dir)?));
-        tokenizer
-            .check_vocab(config.vocab_size)
-            .with_context(|| format!("{}: the tokenizer does not fit the model", dir.display()))?;
-        let params = Params::new(checkpoint, dtype, device, seed);
-        let encoder = Encoder::load(&params, &config, DropoutRng::new(seed))
-            .with_context(|| format!("loading the encoder from {}", dir.display()))?;
-        Ok(Self {
-            kind: BackboneKind::Pretrained {
-                source: dir.to_path_buf(),
-            },
-            tokenizer_file: tokenizer_file(dir),
-            params,
-            encoder,
-            tokenizer,
-        })
+        let kind = BackboneKind::Pretrained {
+            source: dir.to_path_buf(),
+        };
+        Self::saved(dir, &kind, checkpoint, dtype, device, seed)
     }
 
     /// A freshly initialized character model over `vocab`.
@@ -135,14 +122,8 @@ impl Backbone {
     ) -> anyhow::Result<Self> {
         let config = size.config(vocab.len());
         let params = Params::fresh(dtype, device, seed);
-        let encoder = Encoder::load(&params, &config, DropoutRng::new(seed))?;
-        Ok(Self {
-            kind: BackboneKind::Char,
-            tokenizer_file: None,
-            params,
-            encoder,
-            tokenizer: TextTokenizer::Chars(vocab),
-        })
+        let tokenizer = TextTokenizer::Chars(vocab);
+        Self::assemble(BackboneKind::Char, None, tokenizer, &config, params, seed)
     }
 
     /// Rebuilds the backbone of a saved model: `config.json`, and `tokenizer.json` or
@@ -162,11 +143,34 @@ impl Backbone {
                 TextTokenizer::Hf(Box::new(HfTokenizer::from_dir(dir)?))
             }
         };
+        tokenizer
+            .check_vocab(config.vocab_size)
+            .with_context(|| format!("{}: the tokenizer does not fit the model", dir.display()))?;
         let params = Params::new(checkpoint, dtype, device, seed);
-        let encoder = Encoder::load(&params, &config, DropoutRng::new(seed))?;
+        Self::assemble(
+            kind.clone(),
+            tokenizer_file(dir),
+            tokenizer,
+            &config,
+            params,
+            seed,
+        )
+        .with_context(|| format!("loading the encoder from {}", dir.display()))
+    }
+
+    /// The backbone from its parts, the encoder built from `params` as `config` says.
+    fn assemble(
+        kind: BackboneKind,
+        tokenizer_file: Option<PathBuf>,
+        tokenizer: TextTokenizer,
+        config: &EncoderConfig,
+        params: Params,
+        seed: u64,
+    ) -> anyhow::Result<Self> {
+        let encoder = Encoder::load(&params, config, DropoutRng::new(seed))?;
         Ok(Self {
-            kind: kind.clone(),
-            tokenizer_file: tokenizer_file(dir),
+            kind,
+            tokenizer_file,
             params,
             encoder,
             tokenizer,

@@ -54,20 +54,7 @@ impl HeadKind {
     }
 }
 
-impl std::str::FromStr for HeadKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "softmax" | "linear" => Ok(Self::Softmax),
-            "bilstm" | "lstm" => Ok(Self::Bilstm),
-            "crf" => Ok(Self::Crf),
-            "bilstm-crf" | "lstm-crf" => Ok(Self::BilstmCrf),
-            _ => Err(format!(
-                "unknown head {s:?}: expected softmax, bilstm, crf or bilstm-crf"
-            )),
-        }
-    }
-}
+crate::choices!(HeadKind, "head": Softmax = "softmax" | "linear", Bilstm = "bilstm" | "lstm", Crf = "crf", BilstmCrf = "bilstm-crf" | "lstm-crf");
 
 /// What a model started from a saved one ([`NerModel::init_from`]) does with that model's head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -84,17 +71,7 @@ pub enum InitHead {
     Fresh,
 }
 
-impl std::str::FromStr for InitHead {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "remap" => Ok(Self::Remap),
-            "keep" => Ok(Self::Keep),
-            "fresh" => Ok(Self::Fresh),
-            _ => Err(format!("unknown head policy {s:?}: remap, keep or fresh")),
-        }
-    }
-}
+crate::choices!(InitHead, "head policy": Remap = "remap", Keep = "keep", Fresh = "fresh");
 
 /// Tensors indexed by the head's classes (rows; the CRF's transitions by rows and columns) and
 /// by the added vocabulary rows (prompt tokens, MANER's fresh marker).
@@ -263,18 +240,7 @@ pub enum MsdAverage {
     Loss,
 }
 
-impl std::str::FromStr for MsdAverage {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "logits" => Ok(Self::Logits),
-            "loss" | "losses" => Ok(Self::Loss),
-            _ => Err(format!(
-                "{s:?}: multi-sample dropout averages logits or loss"
-            )),
-        }
-    }
-}
+crate::choices!(MsdAverage, "multi-sample dropout average": Logits = "logits", Loss = "loss" | "losses");
 
 impl Default for ModelSpec {
     fn default() -> Self {
@@ -423,16 +389,7 @@ pub enum Confidence {
     Softmax,
 }
 
-impl std::str::FromStr for Confidence {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "marginal" | "crf-marginal" => Ok(Self::Marginal),
-            "softmax" | "emission-softmax" => Ok(Self::Softmax),
-            _ => Err(format!("{s:?}: the confidence is marginal or softmax")),
-        }
-    }
-}
+crate::choices!(Confidence, "confidence": Marginal = "marginal" | "crf-marginal", Softmax = "softmax" | "emission-softmax");
 
 /// How a word's tag is read from its sub-words when it has several (transformers' pipeline's
 /// `aggregation_strategy`): the first sub-word's (what nerlab trains), the class with the highest
@@ -448,17 +405,7 @@ pub enum Aggregation {
     Max,
 }
 
-impl std::str::FromStr for Aggregation {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "first" => Ok(Self::First),
-            "average" => Ok(Self::Average),
-            "max" => Ok(Self::Max),
-            _ => Err(format!("{s:?}: the aggregation is first, average or max")),
-        }
-    }
-}
+crate::choices!(Aggregation, "aggregation": First = "first", Average = "average", Max = "max");
 
 /// A word's class and confidence from its sub-words' class scores, as `how` aggregates them.
 fn aggregate(rows: &[&[f32]], how: Aggregation) -> (u32, f32) {

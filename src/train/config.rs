@@ -111,17 +111,7 @@ pub enum Keep {
     Scores,
 }
 
-impl std::str::FromStr for Keep {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "all" => Ok(Self::All),
-            "best" => Ok(Self::Best),
-            "scores" => Ok(Self::Scores),
-            _ => Err(format!("{s:?}: keep is all, best or scores")),
-        }
-    }
-}
+crate::choices!(Keep, "keep value": All = "all", Best = "best", Scores = "scores");
 
 /// Which corpora to train and evaluate on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

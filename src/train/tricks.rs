@@ -31,16 +31,7 @@ pub enum RdropKl {
     Sum,
 }
 
-impl std::str::FromStr for RdropKl {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "mean" => Ok(Self::Mean),
-            "sum" => Ok(Self::Sum),
-            _ => Err(format!("{s:?}: R-Drop's KL is mean or sum")),
-        }
-    }
-}
+crate::choices!(RdropKl, "R-Drop KL": Mean = "mean", Sum = "sum");
 
 /// Symmetric KL divergence between two passes' class distributions (the two directions halved
 /// or summed), mean over real units.

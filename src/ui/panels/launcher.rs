@@ -267,6 +267,23 @@ fn presets_ui(s: &mut LauncherState, ui: &mut Ui, actions: &mut Vec<Action>) {
     });
 }
 
+/// One grid row: a label (with `help` on hover, when there is any) and a wide one-line text field
+/// it labels, showing `hint` while empty.
+fn text_row(ui: &mut Ui, label: &str, help: &str, text: &mut String, hint: &str, salt: &str) {
+    let mut l = ui.label(label);
+    if !help.is_empty() {
+        l = l.on_hover_text(help);
+    }
+    ui.add(
+        egui::TextEdit::singleline(text)
+            .desired_width(420.0)
+            .hint_text(hint)
+            .id_salt(salt),
+    )
+    .labelled_by(l.id);
+    ui.end_row();
+}
+
 /// The grid rows of the training, dev and zero-shot evaluation corpora.
 fn corpora_rows_ui(s: &mut LauncherState, ui: &mut Ui, problems: &Problems<'_>) {
     let l = ui.label("Training corpora").on_hover_text("One per line: a path, builtin:demo/train, klue-ner/train, wikiann:ko/train, hf:<repo>:<config>/<split>. Several lines make a polyglot mix.");
@@ -276,14 +293,7 @@ fn corpora_rows_ui(s: &mut LauncherState, ui: &mut Ui, problems: &Problems<'_>) 
         problems.ui(ui, "data");
     });
     ui.end_row();
-    let l = ui.label("Dev corpus");
-    ui.add(
-        egui::TextEdit::singleline(&mut s.dev_text)
-            .desired_width(420.0)
-            .id_salt("dev-text"),
-    )
-    .labelled_by(l.id);
-    ui.end_row();
+    text_row(ui, "Dev corpus", "", &mut s.dev_text, "", "dev-text");
     let l = ui
         .label("Zero-shot evaluation")
         .on_hover_text("Corpora scored at the end (other languages), one per line");
@@ -638,61 +648,43 @@ fn inspect_ui(s: &mut LauncherState, ui: &mut Ui, theme: theme::Theme, actions: 
                 .num_columns(2)
                 .spacing([12.0, 6.0])
                 .show(ui, |ui| {
-                    let l = ui.label("Trained model").on_hover_text(
+                    text_row(
+                        ui,
+                        "Trained model",
                         "A folder with config.json (architectures: *ForTokenClassification, \
                          id2label), hf:<repo>[@revision] from the Hub cache, or a run / model folder",
+                        &mut s.inspect_model,
+                        "",
+                        "inspect-model",
                     );
-                    ui.add(
-                        egui::TextEdit::singleline(&mut s.inspect_model)
-                            .desired_width(420.0)
-                            .id_salt("inspect-model"),
-                    )
-                    .labelled_by(l.id);
-                    ui.end_row();
-                    let l = ui.label("Evaluate on");
-                    ui.add(
-                        egui::TextEdit::singleline(&mut s.inspect_data)
-                            .desired_width(420.0)
-                            .id_salt("inspect-data"),
-                    )
-                    .labelled_by(l.id);
-                    ui.end_row();
-                    let l = ui.label("Label map").on_hover_text(
+                    text_row(ui, "Evaluate on", "", &mut s.inspect_data, "", "inspect-data");
+                    text_row(
+                        ui,
+                        "Label map",
                         "FROM=TO pairs, comma-separated: types (PER=PS, MISC=O) or whole labels \
                          (LABEL_3=B-PS). KLUE <-> CoNLL-style types match without any.",
+                        &mut s.inspect_map,
+                        "PER=PS, MISC=O",
+                        "inspect-map",
                     );
-                    ui.add(
-                        egui::TextEdit::singleline(&mut s.inspect_map)
-                            .desired_width(420.0)
-                            .hint_text("PER=PS, MISC=O")
-                            .id_salt("inspect-map"),
-                    )
-                    .labelled_by(l.id);
-                    ui.end_row();
-                    let l = ui.label("State dict: encoder").on_hover_text(
+                    text_row(
+                        ui,
+                        "State dict: encoder",
                         "For a PyTorch state dict (model.pt): the folder or hf:<repo> with its \
                          encoder's config.json and tokenizer (empty: the file's own folder)",
+                        &mut s.inspect_encoder,
+                        "hf:monologg/koelectra-base-v3-discriminator",
+                        "inspect-encoder",
                     );
-                    ui.add(
-                        egui::TextEdit::singleline(&mut s.inspect_encoder)
-                            .desired_width(420.0)
-                            .hint_text("hf:monologg/koelectra-base-v3-discriminator")
-                            .id_salt("inspect-encoder"),
-                    )
-                    .labelled_by(l.id);
-                    ui.end_row();
-                    let l = ui.label("State dict: labels").on_hover_text(
+                    text_row(
+                        ui,
+                        "State dict: labels",
                         "Its outputs in order: klue (KLUE's 13 in korean_ner's order), a file \
                          with one per line, or A,B,C (empty: labels.txt beside the file)",
+                        &mut s.inspect_labels,
+                        "klue",
+                        "inspect-labels",
                     );
-                    ui.add(
-                        egui::TextEdit::singleline(&mut s.inspect_labels)
-                            .desired_width(420.0)
-                            .hint_text("klue")
-                            .id_salt("inspect-labels"),
-                    )
-                    .labelled_by(l.id);
-                    ui.end_row();
                 });
             let mut labels = crate::data::label_map::LabelMap::default();
             let mut problem = None;
