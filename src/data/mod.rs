@@ -51,7 +51,11 @@ pub enum Format {
     Kmou,
 }
 
-crate::choices!(named Format, "format": Klue = "klue" | "konec", Wikiann = "wikiann" | "xtreme" | "panx", WikiannRaw = "wikiann-raw" | "rahimi", Multiconer = "multiconer", Conll = "conll" | "masakhaner", Kmou = "kmou");
+crate::choices!(named Format, "format":
+    Klue = "klue" | "konec", Wikiann = "wikiann" | "xtreme" | "panx",
+    WikiannRaw = "wikiann-raw" | "rahimi", Multiconer = "multiconer",
+    Conll = "conll" | "masakhaner", Kmou = "kmou",
+);
 
 impl Format {
     pub const ALL: [Format; 6] = [

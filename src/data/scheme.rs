@@ -30,7 +30,9 @@ pub enum Scheme {
     Bioes,
 }
 
-crate::choices!(named Scheme, "scheme": Iob1 = "iob1" | "bio1", Iob2 = "iob2" | "bio" | "iob", Bioes = "bioes" | "iobes");
+crate::choices!(named Scheme, "scheme":
+    Iob1 = "iob1" | "bio1", Iob2 = "iob2" | "bio" | "iob", Bioes = "bioes" | "iobes",
+);
 
 impl Scheme {
     pub const ALL: [Scheme; 3] = [Scheme::Iob1, Scheme::Iob2, Scheme::Bioes];

@@ -60,7 +60,9 @@ pub enum SpanMode {
     Conlleval,
 }
 
-crate::choices!(named SpanMode, "mode": Strict = "strict", Conlleval = "conlleval" | "lenient" | "default");
+crate::choices!(named SpanMode, "mode":
+    Strict = "strict", Conlleval = "conlleval" | "lenient" | "default",
+);
 
 /// A tag whose prefix the scheme does not allow (seqeval raises `ValueError` for these in strict mode).
 #[derive(Debug, Clone, PartialEq, Eq)]

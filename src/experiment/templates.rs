@@ -20,7 +20,10 @@ pub enum Template {
     Ablation,
 }
 
-crate::choices!(named Template, "template": TransferMatrix = "transfer-matrix", Maner = "maner", Polyglot = "polyglot", Ablation = "ablation");
+crate::choices!(named Template, "template":
+    TransferMatrix = "transfer-matrix", Maner = "maner", Polyglot = "polyglot",
+    Ablation = "ablation",
+);
 
 /// The sizes of a design: what a researcher scales to the machine at hand, the rest being the
 /// paper's. Which fields a template reads: [`Template::uses_k`], [`Template::uses_languages`].

@@ -153,8 +153,6 @@ pub enum ErrorMode {
     GoldCentred,
 }
 
-crate::choices!(named ErrorMode, "error mode": Nerlab = "nerlab", GoldCentred = "gold_centred" | "gold-centred" | "gold");
-
 impl ErrorMode {
     pub const ALL: [ErrorMode; 2] = [Self::Nerlab, Self::GoldCentred];
 
@@ -166,6 +164,10 @@ impl ErrorMode {
             .collect()
     }
 }
+
+crate::choices!(named ErrorMode, "error mode":
+    Nerlab = "nerlab", GoldCentred = "gold_centred" | "gold-centred" | "gold",
+);
 
 /// Categorizes the spans of every sentence in `mode` (see the module docs); `Nerlab` is
 /// [`categorize`].

@@ -47,7 +47,9 @@ pub enum CharUnits {
     Characters,
 }
 
-crate::choices!(CharUnits, "character unit": Subwords = "subwords", Characters = "characters" | "chars");
+crate::choices!(CharUnits, "character unit":
+    Subwords = "subwords", Characters = "characters" | "chars",
+);
 
 impl AlignMode {
     /// The units a corpus of `format` is tagged in: for character-level formats (KLUE) as

@@ -54,7 +54,10 @@ impl HeadKind {
     }
 }
 
-crate::choices!(HeadKind, "head": Softmax = "softmax" | "linear", Bilstm = "bilstm" | "lstm", Crf = "crf", BilstmCrf = "bilstm-crf" | "lstm-crf");
+crate::choices!(HeadKind, "head":
+    Softmax = "softmax" | "linear", Bilstm = "bilstm" | "lstm", Crf = "crf",
+    BilstmCrf = "bilstm-crf" | "lstm-crf",
+);
 
 /// What a model started from a saved one ([`NerModel::init_from`]) does with that model's head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -240,7 +243,9 @@ pub enum MsdAverage {
     Loss,
 }
 
-crate::choices!(MsdAverage, "multi-sample dropout average": Logits = "logits", Loss = "loss" | "losses");
+crate::choices!(MsdAverage, "multi-sample dropout average":
+    Logits = "logits", Loss = "loss" | "losses",
+);
 
 impl Default for ModelSpec {
     fn default() -> Self {
@@ -389,7 +394,9 @@ pub enum Confidence {
     Softmax,
 }
 
-crate::choices!(Confidence, "confidence": Marginal = "marginal" | "crf-marginal", Softmax = "softmax" | "emission-softmax");
+crate::choices!(Confidence, "confidence":
+    Marginal = "marginal" | "crf-marginal", Softmax = "softmax" | "emission-softmax",
+);
 
 /// How a word's tag is read from its sub-words when it has several (transformers' pipeline's
 /// `aggregation_strategy`): the first sub-word's (what nerlab trains), the class with the highest
