@@ -6,7 +6,7 @@
 //! was asked for and lists the canonical names). With `named`, it also writes `name()` (the
 //! canonical name) and `Display`.
 
-/// The error for a word that is none of `names`: `unknown keep "x": expected all, best or scores`.
+/// The error for a word that is none of `names`: `unknown head "x": expected softmax, ... or crf`.
 pub fn unknown(what: &str, got: &str, names: &[&str]) -> String {
     let list = match names {
         [] => String::new(),

@@ -76,7 +76,7 @@ pub struct OpenArgs {
     pub labels: LabelArgs,
     #[command(flatten)]
     pub torch: TorchArgs,
-    /// Never reach the Hugging Face Hub: hf: models and datasets come from the local cache.
+    /// Never reach the Hugging Face Hub: hf: models (and datasets) come from the local cache.
     #[arg(long)]
     pub offline: bool,
 }

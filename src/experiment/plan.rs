@@ -154,7 +154,7 @@ pub fn plan(file: &ExperimentFile) -> anyhow::Result<Plan> {
         }
     }
     axes.extend(main_axes);
-    check_report(&file.report, &axes)?;
+    check_report(&file.report, &axes, &points)?;
     let mut seen = BTreeMap::new();
     for p in &points {
         if let Some(other) = seen.insert(p.id.clone(), &p.axes) {
@@ -173,8 +173,8 @@ pub fn plan(file: &ExperimentFile) -> anyhow::Result<Plan> {
 }
 
 /// The report's axes (rows, columns, plots_by, the baseline's keys) must be axes of the plan other
-/// than the seed (results are grouped over seeds).
-fn check_report(spec: &ReportSpec, axes: &[String]) -> anyhow::Result<()> {
+/// than the seed (results are grouped over seeds), and the baseline a setting some point has.
+fn check_report(spec: &ReportSpec, axes: &[String], points: &[Point]) -> anyhow::Result<()> {
     let named = (spec.rows.iter().map(|a| ("rows", a)))
         .chain(spec.columns.iter().map(|a| ("columns", a)))
         .chain(spec.plots_by.iter().map(|a| ("plots_by", a)))
@@ -193,6 +193,20 @@ fn check_report(spec: &ReportSpec, axes: &[String]) -> anyhow::Result<()> {
                 } else {
                     known.join(", ")
                 }
+            );
+        }
+    }
+    for (axis, value) in &spec.baseline {
+        let mut values: Vec<&str> = Vec::new();
+        for v in points.iter().filter_map(|p| p.axes.get(axis)) {
+            if !values.contains(&v.as_str()) {
+                values.push(v);
+            }
+        }
+        if !values.contains(&value.as_str()) {
+            bail!(
+                "[report] baseline {axis} = {value:?} is no run's setting; {axis} takes {}",
+                values.join(", ")
             );
         }
     }
@@ -729,6 +743,15 @@ seed = [1, 2, 3]
                 "{e}"
             );
         }
+        let typo = DEMO.replace(
+            "[report]\n",
+            "[report]\nbaseline = { \"model.head\" = \"sofmax\" }\n",
+        );
+        let e = format!("{:#}", plan(&file(&typo)).unwrap_err());
+        assert!(
+            e.contains("baseline model.head = \"sofmax\" is no run's setting; model.head takes softmax, crf"),
+            "{e}"
+        );
     }
 
     #[test]

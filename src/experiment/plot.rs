@@ -111,6 +111,7 @@ fn split(report: &Report, by: &[String]) -> Vec<(String, Report)> {
         };
         parts.push((key, part));
     }
+    let mut used: Vec<String> = Vec::new();
     parts
         .into_iter()
         .map(|(key, part)| {
@@ -119,7 +120,8 @@ fn split(report: &Report, by: &[String]) -> Vec<(String, Report)> {
                 .zip(&key)
                 .map(|(a, v)| format!("{a}-{v}"))
                 .collect();
-            let safe: String = words
+            // File-name safe, short enough for any file system, and unique among the parts.
+            let mut safe: String = words
                 .join("_")
                 .chars()
                 .map(|c| {
@@ -129,7 +131,12 @@ fn split(report: &Report, by: &[String]) -> Vec<(String, Report)> {
                         '_'
                     }
                 })
+                .take(80)
                 .collect();
+            if used.contains(&safe) {
+                safe = format!("{safe}-{}", used.len() + 1);
+            }
+            used.push(safe.clone());
             (format!("-{safe}"), part)
         })
         .collect()

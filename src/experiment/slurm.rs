@@ -296,7 +296,7 @@ mod tests {
     use super::*;
     use crate::experiment::{ExperimentFile, plan};
 
-    /// The plan tests' staged experiment (a stage of 2 points, 4 main points crossed with it).
+    /// The plan tests' staged experiment (a stage of 2 points; 4 main settings, each crossed with both: 8 points).
     fn demo() -> Plan {
         let text = plan::tests::STAGED.replace("runs/transfer", "/nonexistent/nerlab-slurm-test");
         let f: ExperimentFile = toml::from_str(&text).unwrap();
