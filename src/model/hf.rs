@@ -212,14 +212,7 @@ pub fn open(
         ..ModelSpec::default()
     };
     let model = NerModel::new(backbone, spec, labels, AlignMode::Words)?;
-    let fresh = model.params().initialized();
-    if !fresh.is_empty() {
-        bail!(
-            "{}: tensors missing from the checkpoint: {}",
-            dir.display(),
-            fresh.join(", ")
-        );
-    }
+    model.params().require_loaded(dir)?;
     Ok((model, mapped))
 }
 

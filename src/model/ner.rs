@@ -1393,14 +1393,7 @@ impl NerModel {
             ..backbone
         };
         let model = Self::new(backbone, saved.spec, saved.labels, saved.align)?;
-        let fresh = model.params().initialized();
-        if !fresh.is_empty() {
-            bail!(
-                "{}: tensors missing from the saved model: {}",
-                dir.display(),
-                fresh.join(", ")
-            );
-        }
+        model.params().require_loaded(dir)?;
         Ok(model)
     }
 }

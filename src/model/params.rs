@@ -347,6 +347,20 @@ impl Params {
             .unwrap_or_default()
     }
 
+    /// Fails, naming `source` and the tensors, where any tensor was initialized instead of read:
+    /// a model opened from files must be complete, nothing silently re-initialized.
+    pub fn require_loaded(&self, source: &Path) -> anyhow::Result<()> {
+        let fresh = self.initialized();
+        if !fresh.is_empty() {
+            bail!(
+                "{}: tensors missing: {}",
+                source.display(),
+                fresh.join(", ")
+            );
+        }
+        Ok(())
+    }
+
     /// Number of scalar parameters.
     pub fn count(&self) -> usize {
         self.vars().iter().map(|(_, v)| v.elem_count()).sum()

@@ -410,14 +410,7 @@ pub fn open(
         AlignMode::Words
     };
     let model = NerModel::new(backbone, model_spec, labels, align)?;
-    let fresh = model.params().initialized();
-    if !fresh.is_empty() {
-        bail!(
-            "{}: tensors missing: {}",
-            weights.display(),
-            fresh.join(", ")
-        );
-    }
+    model.params().require_loaded(weights)?;
     if let Some(k) = model.params().unused().first() {
         bail!(
             "{}: unexpected key {}{k}: the encoder in {} has no such weight",
