@@ -588,6 +588,11 @@ pub(crate) mod tests {
         toml::from_str(text).unwrap()
     }
 
+    /// Why planning `text` fails, with its causes.
+    fn plan_err(text: &str) -> String {
+        format!("{:#}", plan(&file(text)).unwrap_err())
+    }
+
     /// An experiment file of the character model with `rest` after its `[base]`.
     fn char_model(rest: &str) -> String {
         format!("name = \"t\"\nout = \"runs/t\"\n[base]\nmodel.source = \"char\"\n{rest}")
@@ -720,7 +725,7 @@ seed = [1, 2, 3]
         assert_eq!(got[2], ("1".into(), "3".into(), 3, 13));
         assert_eq!(got[3], ("2".into(), "1".into(), 1, 11));
         let both = text.replace("[grid]\n", "[grid]\nseed = [4]\n");
-        let e = format!("{:#}", plan(&file(&both)).unwrap_err());
+        let e = plan_err(&both);
         assert!(e.contains("seed is in [zip] and in [grid]"), "{e}");
     }
 
@@ -737,17 +742,14 @@ seed = [1, 2, 3]
         ] {
             let text = DEMO.replace("[report]\n", &format!("[report]\n{line}\n"));
             let text = text.replace("rows = [\"model.head\"]\n", "");
-            let e = format!("{:#}", plan(&file(&text)).unwrap_err());
+            let e = plan_err(&text);
             assert!(
                 e.contains(bad) && e.contains("those are: model.head"),
                 "{e}"
             );
         }
-        let typo = DEMO.replace(
-            "[report]\n",
-            "[report]\nbaseline = { \"model.head\" = \"sofmax\" }\n",
-        );
-        let e = format!("{:#}", plan(&file(&typo)).unwrap_err());
+        let typo = "[report]\nbaseline = { \"model.head\" = \"sofmax\" }\n";
+        let e = plan_err(&DEMO.replace("[report]\n", typo));
         assert!(
             e.contains("baseline model.head = \"sofmax\" is no run's setting; model.head takes softmax, crf"),
             "{e}"
@@ -785,13 +787,10 @@ seed = [1]
             ]
         );
         assert!(p.points[0].name.starts_with("language-demo_seed-1_"));
-        let e = format!(
-            "{:#}",
-            plan(&file(&text.replace("language", "sed"))).unwrap_err()
-        );
+        let e = plan_err(&text.replace("language", "sed"));
         assert!(e.contains("did you mean seed?"), "{e}");
         let two = text.replace("[grid]", "lang = [\"a\", \"b\"]\n[grid]");
-        let e = format!("{:#}", plan(&file(&two)).unwrap_err());
+        let e = plan_err(&two);
         assert!(e.contains("both name the axis"), "{e}");
     }
 
@@ -844,10 +843,7 @@ seed = [1, 2]
         let moved = plan(&file(&STAGED.replace("runs/transfer", "elsewhere"))).unwrap();
         let ids = |p: &Plan| p.points.iter().map(|q| q.id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(&moved), ids(&p));
-        let e = format!(
-            "{:#}",
-            plan(&file(&STAGED.replace("stage:source", "stage:sorce"))).unwrap_err()
-        );
+        let e = plan_err(&STAGED.replace("stage:source", "stage:sorce"));
         assert!(e.contains("no [stages.sorce] (stages: source)"), "{e}");
         // What a run keeps once ended is not the run; a stage must keep its models.
         let scores = STAGED.replace("[base]\n", "[base]\ntrain.keep = \"scores\"\n");
@@ -856,7 +852,7 @@ seed = [1, 2]
             "[stages.source.grid]",
             "train.keep = \"scores\"\n[stages.source.grid]",
         );
-        let e = format!("{:#}", plan(&file(&stage_scores)).unwrap_err());
+        let e = plan_err(&stage_scores);
         assert!(
             e.contains("stages.source: train.keep = \"scores\" keeps no model"),
             "{e}"
@@ -884,18 +880,17 @@ seed = [1, 2]
 
     #[test]
     fn bad_files_say_what_is_wrong() {
-        let err = |t: &str| format!("{:#}", plan(&file(t)).unwrap_err());
-        let e = err("name = \"x\"\nout = \"o\"\n[grid]\n\"train.epochz\" = [1]\n");
+        let e = plan_err("name = \"x\"\nout = \"o\"\n[grid]\n\"train.epochz\" = [1]\n");
         assert!(
             e.contains("unknown key train.epochz; did you mean train.epochs?"),
             "{e}"
         );
-        let e = err("name = \"x\"\nout = \"o\"\n[grid]\nseed = 3\n");
+        let e = plan_err("name = \"x\"\nout = \"o\"\n[grid]\nseed = 3\n");
         assert!(e.contains("grid.seed: expected a non-empty list"), "{e}");
-        let e = err("name = \"x\"\nout = \"o\"\n[zip]\nseed = [1, 2]\n\"train.lr\" = [0.1]\n");
+        let e = plan_err("name = \"x\"\nout = \"o\"\n[zip]\nseed = [1, 2]\n\"train.lr\" = [0.1]\n");
         assert!(e.contains("has 1 values but"), "{e}");
         // Threads change how fast a run trains, not the run: two such points are one.
-        let e = err("name = \"x\"\nout = \"o\"\n[grid]\nthreads = [1, 2]\n");
+        let e = plan_err("name = \"x\"\nout = \"o\"\n[grid]\nthreads = [1, 2]\n");
         assert!(e.contains("are the same run"), "{e}");
     }
 }
