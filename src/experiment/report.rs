@@ -589,7 +589,6 @@ impl Pivot<'_> {
     }
 }
 
-/// A group's values on `axes`.
 /// One column's mean over its rows' cell means, and how many rows have one (a cell holding
 /// several groups counts as none): `0.4213 (10 rows)`, `0.3012 (7 of 10 rows)`, `-`.
 fn mean_of_rows<'g>(cells: impl Iterator<Item = Vec<&'g Group>>) -> String {
@@ -608,6 +607,7 @@ fn mean_of_rows<'g>(cells: impl Iterator<Item = Vec<&'g Group>>) -> String {
     }
 }
 
+/// A group's values on `axes`.
 fn key_of(g: &Group, axes: &[String]) -> Vec<String> {
     axes.iter()
         .map(|a| g.axes.get(a).cloned().unwrap_or_default())

@@ -111,7 +111,7 @@ pub enum Keep {
     Scores,
 }
 
-crate::choices!(Keep, "keep value": All = "all", Best = "best", Scores = "scores");
+crate::choices!(named Keep, "keep value": All = "all", Best = "best", Scores = "scores");
 
 /// Which corpora to train and evaluate on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

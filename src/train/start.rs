@@ -323,7 +323,7 @@ pub fn amend_for_resume(dir: &Path, a: &Amend) -> anyhow::Result<Vec<String>> {
         "{} kept no checkpoint once it ended (train.keep = \"{}\"), so it cannot be \
          lengthened; train a new run instead",
         dir.display(),
-        format!("{:?}", c.train.keep).to_lowercase()
+        c.train.keep
     );
     run.write_config(&c)?;
     // A finished run made longer goes on from its last checkpoint.
