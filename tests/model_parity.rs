@@ -46,6 +46,25 @@ fn max_abs_diff(a: &Tensor, b: &Tensor, real: &Tensor) -> f32 {
         .unwrap()
 }
 
+/// The int8 path's bound on [`min_cosine`] against transformers.
+const MIN_COSINE: f32 = 0.99;
+
+/// The least cosine similarity between `a`'s and `b`'s `(batch, seq, hidden)` rows at real tokens
+/// (`mask` `(batch, seq)`, 1 at real tokens).
+fn min_cosine(a: &Tensor, b: &Tensor, mask: &Tensor) -> f32 {
+    let dot = (a * b).unwrap().sum(2).unwrap();
+    let norm = |t: &Tensor| t.sqr().unwrap().sum(2).unwrap().sqrt().unwrap();
+    let cos = (dot / (norm(a) * norm(b)).unwrap()).unwrap();
+    let cos: Vec<Vec<f32>> = cos.to_vec2().unwrap();
+    let mask: Vec<Vec<f32>> = mask.to_vec2().unwrap();
+    cos.iter()
+        .flatten()
+        .zip(mask.iter().flatten())
+        .filter(|&(_, &m)| m > 0.5)
+        .map(|(&c, _)| c)
+        .fold(f32::INFINITY, f32::min)
+}
+
 /// Loads `dir`, runs the fixture's batch through it and compares everything the fixture holds.
 fn check(dir: &Path, fixture: &str, texts: &[&str]) {
     let model = load_pretrained(dir, DType::F32, &Device::Cpu, 0).expect("model loads");
@@ -97,6 +116,22 @@ fn check(dir: &Path, fixture: &str, texts: &[&str]) {
             "{fixture}: last hidden state of the packed inference path ({what}) differs by {d}"
         );
     }
+    // Opt-in int8 inference: each real token's hidden state keeps its direction (cosine
+    // similarity to transformers' at least MIN_COSINE); only a frozen encoder is quantized.
+    assert!(model.encoder.clone().quantize_int8().is_err());
+    let mut int8 = frozen.clone();
+    int8.quantize_int8().unwrap();
+    let got = int8.forward_full(&ids, &mask, false, false).unwrap().hidden;
+    let cos = min_cosine(&got, &want["hidden"], &mask);
+    let d_int8 = max_abs_diff(&got, &want["hidden"], &per_token);
+    assert!(
+        d_int8 > 10.0 * TOL,
+        "{fixture}: the int8 path gave f32's answer ({d_int8}): was it taken?"
+    );
+    assert!(
+        cos > MIN_COSINE,
+        "{fixture}: int8 hidden states point elsewhere (cosine {cos})"
+    );
     let mut d_logits = None;
     if let Some(logits_want) = want.get("logits") {
         let logits = model.mlm.logits(&out.hidden, &model.encoder).unwrap();
@@ -117,7 +152,8 @@ fn check(dir: &Path, fixture: &str, texts: &[&str]) {
     use std::io::Write;
     let _ = writeln!(
         std::io::stderr(),
-        "{fixture}: max abs diff hidden {d_hidden:.2e}, attention {d_attn:.2e}, MLM logits {}",
+        "{fixture}: max abs diff hidden {d_hidden:.2e}, attention {d_attn:.2e}, MLM logits {}; \
+         int8 least cosine {cos:.5}, max abs diff {d_int8:.2e}",
         d_logits.map_or("-".to_string(), |d| format!("{d:.2e}"))
     );
 }

@@ -127,6 +127,11 @@ pub struct EvalArgs {
     /// train), average or max (transformers' pipeline aggregations); softmax heads only.
     #[arg(long, default_value = "first", value_parser = |s: &str| s.parse::<Aggregation>())]
     pub aggregation: Aggregation,
+    /// Tag with int8 weights: each layer's products quantized per output channel, activations
+    /// per row (opt-in; faster on CPUs with AVX-512 VNNI, F1 changes measured in
+    /// docs/PERFORMANCE.md).
+    #[arg(long)]
+    pub int8: bool,
 }
 
 pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
@@ -142,6 +147,9 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
     }
     opened.model.confidence = a.confidence;
     opened.model.set_aggregation(a.aggregation)?;
+    if a.int8 {
+        opened.model.quantize_int8()?;
+    }
     let model = &opened.model;
     let (report, pred) = evaluate(model, &corpus, 64)?;
     super::say_windowed("nerlab eval", model);

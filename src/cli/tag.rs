@@ -18,6 +18,11 @@ pub struct TagArgs {
     /// How a word's tag is read from its sub-words: first, average or max (softmax heads).
     #[arg(long, default_value = "first", value_parser = |s: &str| s.parse::<crate::model::ner::Aggregation>())]
     pub aggregation: crate::model::ner::Aggregation,
+    /// Tag with int8 weights: each layer's products quantized per output channel, activations
+    /// per row (opt-in; faster on CPUs with AVX-512 VNNI, F1 changes measured in
+    /// docs/PERFORMANCE.md).
+    #[arg(long)]
+    pub int8: bool,
     /// Text to tag; `-` or nothing reads lines from standard input.
     pub text: Option<String>,
 }
@@ -25,6 +30,9 @@ pub struct TagArgs {
 pub fn run(a: &TagArgs) -> anyhow::Result<()> {
     let mut opened = open_model(&a.model, &a.open.options(None)?)?;
     opened.model.set_aggregation(a.aggregation)?;
+    if a.int8 {
+        opened.model.quantize_int8()?;
+    }
     let lines = super::texts_arg(a.text.as_deref())?;
     let tagged = tag_texts(&opened.model, &lines)?;
     super::say_windowed("nerlab tag", &opened.model);

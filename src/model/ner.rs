@@ -819,6 +819,12 @@ impl NerModel {
         Ok(())
     }
 
+    /// Opt-in int8 inference for a frozen model: the encoder's layer products run on int8 weights
+    /// (see [`crate::model::encoder::Encoder::quantize_int8`]); heads stay f32.
+    pub fn quantize_int8(&mut self) -> anyhow::Result<()> {
+        self.backbone.encoder.quantize_int8()
+    }
+
     /// Gradients of `loss` for every parameter: candle's autograd for the heads, then the
     /// encoder's own backward pass for its taped training passes (see `encoder/backward.rs`). Always use this
     /// rather than `loss.backward()`, which stops at the encoder's output. The encoder takes part

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{D, DType, Device, Result, Tensor};
 
+use super::kernels::{QuantMatmul, QuantWeight};
 use crate::rng::SplitMix64;
 
 /// Layer normalization over the last dimension (Ba et al. 2016): the fused kernel on the CPU,
@@ -167,6 +168,24 @@ pub struct Linear {
     /// 35-token sentence through a 1536 -> 384 layer), because the view makes gemm repack the
     /// weight on every call. Made by [`Linear::freeze`]; a model that trains must not have it.
     pub weight_t: Option<Tensor>,
+    /// The weight quantized to int8 for opt-in quantized inference ([`Linear::quantize`]); when
+    /// set, products go through it (see `kernels/int8.rs`).
+    pub int8: Option<Arc<QuantWeight>>,
+}
+
+/// `x W^T` through an int8 weight, for `x` of any rank (the product runs over the last axis).
+pub fn int8_product(x: &Tensor, q: &Arc<QuantWeight>) -> Result<Tensor> {
+    let dims = x.dims();
+    let (lead, last) = dims.split_at(dims.len().saturating_sub(1));
+    let rows: usize = lead.iter().product();
+    let width = last.first().copied().unwrap_or(1);
+    let y = x
+        .reshape((rows, width))?
+        .contiguous()?
+        .apply_op1_no_bwd(&QuantMatmul { weight: q.clone() })?;
+    let mut shape = lead.to_vec();
+    shape.push(q.out_dim());
+    y.reshape(shape)
 }
 
 impl Linear {
@@ -175,7 +194,18 @@ impl Linear {
             weight,
             bias,
             weight_t: None,
+            int8: None,
         }
+    }
+
+    /// Quantizes the weight to int8 per output channel; from then on products use it, and the
+    /// f32 transposed copy is dropped. Inference only, on the CPU, f32.
+    pub fn quantize(&mut self) -> anyhow::Result<()> {
+        let (out_dim, in_dim) = self.weight.dims2()?;
+        let w: Vec<f32> = self.weight.detach().flatten_all()?.to_vec1()?;
+        self.int8 = Some(Arc::new(QuantWeight::new(&w, out_dim, in_dim)?));
+        self.weight_t = None;
+        Ok(())
     }
 
     /// Stores the transposed weight for inference (see `weight_t`).
@@ -186,6 +216,9 @@ impl Linear {
 
     /// `x W^T` for 2-D `x`, through the frozen copy when there is one.
     pub fn product(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(q) = &self.int8 {
+            return int8_product(x, q);
+        }
         match &self.weight_t {
             Some(wt) => x.matmul(wt),
             None => x.matmul(&self.weight.t()?),

@@ -78,6 +78,9 @@ pub struct BenchArgs {
     /// the same batches and initial weights (`bench/trajectory.sh`).
     #[arg(long)]
     pub no_dropout: bool,
+    /// Tag with int8 weights (`--task tag`; see `nerlab tag --int8`).
+    #[arg(long)]
+    pub int8: bool,
 }
 
 #[derive(Debug, Serialize)]

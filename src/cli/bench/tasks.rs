@@ -108,8 +108,12 @@ fn tag_task(
     examples: &[Example],
     latency_samples: usize,
     dump: Option<&std::path::Path>,
+    int8: bool,
 ) -> anyhow::Result<Timed> {
     model.freeze()?;
+    if int8 {
+        model.quantize_int8()?;
+    }
     let mut t = Timed::default();
     for (k, ex) in batches.iter().enumerate() {
         let start = Instant::now();
@@ -168,6 +172,7 @@ pub(super) fn bench(a: &BenchArgs, threads: usize) -> anyhow::Result<BenchResult
             &examples,
             a.latency_samples,
             a.dump_logits.as_deref(),
+            a.int8,
         )?,
         other => anyhow::bail!("unknown task {other:?}: train, tag, ui or matmul"),
     };

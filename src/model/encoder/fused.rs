@@ -9,17 +9,21 @@ use std::sync::Arc;
 use candle_core::{D, Result, Tensor, Var};
 
 use super::super::config::Activation;
+use super::super::kernels::QuantWeight;
 use super::super::kernels::{
     AddNorm, BiasDropoutAdd, BiasGelu, BiasGeluInPlace, Dropout, LayerNorm, MergeHeads,
     PackedAttention, Packing, Softmax, SplitHeads,
 };
-use super::super::ops::Linear;
+use super::super::ops::{Linear, int8_product};
 use super::backward::{LayerTape, Tape, WordTape};
 use super::embeddings::{SparseRows, SplitIds, distinct_rows};
 use super::{Encoder, EncoderOutput, Layer, Norm, activate};
 
 /// `x W^T`, the bias left to the op that follows.
 fn project(x: &Tensor, l: &Linear) -> Result<Tensor> {
+    if let Some(q) = &l.int8 {
+        return int8_product(x, q);
+    }
     match &l.weight_t {
         Some(wt) => x.matmul(wt),
         None => x.matmul(&l.weight.detach().t()?),
@@ -134,9 +138,22 @@ pub(super) struct InferenceWeights {
     attn_norm: Tensor,
     /// The same for the layer's output projection and norm.
     out_norm: Tensor,
+    /// `[W_q; W_k; W_v]` quantized, for opt-in int8 inference ([`Encoder::quantize_int8`]).
+    pub(super) qkv_int8: Option<Arc<QuantWeight>>,
 }
 
 impl Layer {
+    /// `[W_q; W_k; W_v]` quantized to int8 per output channel.
+    pub(super) fn qkv_int8(&self) -> anyhow::Result<Arc<QuantWeight>> {
+        let w = Tensor::cat(
+            &[&self.query, &self.key, &self.value].map(|l| l.weight.detach()),
+            0,
+        )?;
+        let (out_dim, in_dim) = w.dims2()?;
+        let data: Vec<f32> = w.flatten_all()?.to_vec1()?;
+        Ok(Arc::new(QuantWeight::new(&data, out_dim, in_dim)?))
+    }
+
     /// This layer's [`InferenceWeights`] from its current weights.
     pub(super) fn inference_weights(&self, hidden: usize) -> Result<InferenceWeights> {
         let parts = [&self.query, &self.key, &self.value];
@@ -161,6 +178,7 @@ impl Layer {
             attn_norm: norm_params(&self.attn_out, &self.attn_norm)?,
             out_norm: norm_params(&self.output, &self.out_norm)?,
             qkv_t,
+            qkv_int8: None,
         })
     }
 }
@@ -345,7 +363,11 @@ impl Encoder {
                 &fresh
             }
         };
-        let ctx = x.matmul(&w.qkv_t)?.apply_op2_no_bwd(
+        let qkv = match &w.qkv_int8 {
+            Some(q) => int8_product(x, q)?,
+            None => x.matmul(&w.qkv_t)?,
+        };
+        let ctx = qkv.apply_op2_no_bwd(
             &w.qkv_bias,
             &PackedAttention {
                 heads: c.num_attention_heads,

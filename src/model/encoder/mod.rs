@@ -188,6 +188,31 @@ impl Encoder {
         Ok(())
     }
 
+    /// Opt-in int8 inference (`--int8`): the four products of every layer (query, key and value
+    /// as one; attention output; intermediate; output) take int8 weights, quantized here per
+    /// output channel, and activations quantized per row as they arrive (`kernels/int8.rs`). The
+    /// embeddings, norms, attention itself and the heads stay f32. Only a frozen f32 model on
+    /// the CPU can be quantized.
+    pub fn quantize_int8(&mut self) -> anyhow::Result<()> {
+        if !self.frozen {
+            anyhow::bail!("int8: only a model frozen for inference can be quantized");
+        }
+        let w = &self.embeddings.word;
+        if !matches!(w.device(), candle_core::Device::Cpu) || w.dtype() != candle_core::DType::F32 {
+            anyhow::bail!("int8: quantized inference runs on the CPU in f32 only");
+        }
+        for l in &mut self.layers {
+            for lin in [&mut l.attn_out, &mut l.intermediate, &mut l.output] {
+                lin.quantize()?;
+            }
+            let qkv = l.qkv_int8()?;
+            if let Some(w) = l.inference.as_mut() {
+                w.qkv_int8 = Some(qkv);
+            }
+        }
+        Ok(())
+    }
+
     /// Whether training on the CPU uses the hand-derived backward pass of `backward.rs` (the
     /// default) or candle's autograd (the reference it is tested against). Either way gradients
     /// come from [`crate::model::ner::NerModel::backward`].

@@ -225,6 +225,7 @@ mod dropout;
 mod gelu;
 mod heads;
 mod inplace;
+mod int8;
 mod norm;
 mod softmax;
 
@@ -234,6 +235,8 @@ pub use dropout::{dropout, dropout_mask_value};
 pub use gelu::gelu_erf;
 pub(crate) use heads::{BiasDropoutAdd, BiasGelu, BiasGeluBwd, MergeHeads, SplitHeads};
 pub(crate) use inplace::{AddNorm, BiasGeluInPlace};
+pub(crate) use int8::QuantMatmul;
+pub use int8::{QuantWeight, vnni_available};
 pub use norm::layer_norm;
 pub(crate) use norm::{LayerNorm, LayerNormBwd};
 pub(crate) use softmax::{Softmax, SoftmaxBwd};
