@@ -73,18 +73,19 @@ def main():
                     help="length-sorted batches, the way a careful user runs inference (true), or random ones (false); "
                          "every engine gets the same batches")
     ap.add_argument("--engines", default=None,
-                    help="comma-separated: nerlab,pytorch,ort (ONNX Runtime fp32; tag only). "
-                         "Default: all three for tag, nerlab,pytorch for train")
+                    help="comma-separated: nerlab, then any of nerlab-int8 (nerlab bench --int8; tag only), "
+                         "pytorch, ort (ONNX Runtime fp32; tag only). "
+                         "Default: nerlab,pytorch,ort for tag, nerlab,pytorch for train")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--extra", default="", help="more nerlab bench flags")
     ap.add_argument("--device", default="cpu", help="cpu or cuda:N, for nerlab and PyTorch")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     engines = (args.engines or ("nerlab,pytorch,ort" if args.task == "tag" else "nerlab,pytorch")).split(",")
-    if engines[0] != "nerlab" or not set(engines) <= {"nerlab", "pytorch", "ort"}:
-        raise SystemExit("--engines: nerlab first, then any of pytorch, ort")
-    if "ort" in engines and args.task != "tag":
-        raise SystemExit("ONNX Runtime is timed on the tag task only")
+    if engines[0] != "nerlab" or not set(engines) <= {"nerlab", "nerlab-int8", "pytorch", "ort"}:
+        raise SystemExit("--engines: nerlab first, then any of nerlab-int8, pytorch, ort")
+    if {"ort", "nerlab-int8"} & set(engines) and args.task != "tag":
+        raise SystemExit("ONNX Runtime and nerlab's int8 path are timed on the tag task only")
     tmp = tempfile.mkdtemp(prefix="nerlab-compare-")
     work = os.path.join(tmp, "work.json")
     nerlab_cmd = [
@@ -94,7 +95,7 @@ def main():
     ] + args.extra.split()
     ref = [sys.executable, os.path.join(HERE, "reference.py"), "--model", args.model, "--work", work,
            "--threads", str(args.threads), "--device", args.device]
-    cmds = {"nerlab": nerlab_cmd, "pytorch": ref + ["--engine", "torch"],
+    cmds = {"nerlab": nerlab_cmd, "nerlab-int8": nerlab_cmd + ["--int8"], "pytorch": ref + ["--engine", "torch"],
             "ort": ref + ["--engine", "ort", "--onnx", os.path.join(tmp, "model.onnx")]}
     logits = {}
     # One untimed run each first: nerlab writes the work file, ONNX Runtime's side exports the
@@ -126,25 +127,30 @@ def main():
         rows += [("latency p50 ms", "latency_ms", "p50", False), ("latency p99 ms", "latency_ms", "p99", False)]
     else:
         rows += [(f"{p} ms/step", "phase_ms", p, False) for p in ("forward", "backward", "optimizer")]
-    names = {"nerlab": "nerlab", "pytorch": "PyTorch", "ort": "ORT fp32"}
-    others = engines[1:]
+    names = {"nerlab": "nerlab", "nerlab-int8": "nerlab int8", "pytorch": "PyTorch", "ort": "ORT fp32"}
+    # Each of nerlab's engines against each reference; the int8 path also against nerlab's f32.
+    ours = [w for w in engines if w.startswith("nerlab")]
+    others = [w for w in engines if not w.startswith("nerlab")]
+    pairs = [(a, b) for a in ours for b in others] + [("nerlab-int8", "nerlab")] * ("nerlab-int8" in engines)
+    label = lambda a, b: (f"vs {names[b]}" if a == "nerlab" else f"int8 vs {names[b]}")
     summary = {"task": args.task, "model": args.model, "data": args.data, "batch_size": args.batch_size,
                "threads": args.threads, "steps": args.steps, "repeats": args.repeats, "bucket": args.bucket,
                "rows": {}, "outputs": {}}
     print(f"{args.task}, {os.path.basename(args.model.rstrip('/'))}, {os.path.basename(args.data)}, batch "
           f"{args.batch_size}, {'length-sorted' if args.bucket == 'true' else 'random'} batches, "
           f"{args.threads} threads, median of {args.repeats}")
-    print(f"{'':18}" + "".join(f"{names[w]:>12}" for w in engines) + "".join(f"{'vs ' + names[w]:>14}" for w in others))
+    print(f"{'':18}" + "".join(f"{names[w]:>12}" for w in engines) + "".join(f"{label(a, b):>21}" for a, b in pairs))
     for name, key, sub, higher_better in rows:
         vals = {w: med(w, key, sub) for w in engines}
         if any(v is None for v in vals.values()):
             continue
         if key == "peak_rss_bytes":
             vals = {w: v / 2**20 for w, v in vals.items()}
-        a = vals["nerlab"]
-        ratios = {w: (a / vals[w]) if higher_better else (vals[w] / a if a else float("inf")) for w in others}
-        summary["rows"][name] = {**vals, **{f"ratio_{w}": r for w, r in ratios.items()}}
-        print(f"{name:18}" + "".join(f"{vals[w]:12.2f}" for w in engines) + "".join(f"{ratios[w]:13.2f}x" for w in others))
+        ratio = lambda a, b: (vals[a] / vals[b]) if higher_better else (vals[b] / vals[a] if vals[a] else float("inf"))
+        ratios = {(a, b): ratio(a, b) for a, b in pairs}
+        summary["rows"][name] = {**vals, **{("ratio_" + b if a == "nerlab" else f"ratio_{a}_{b}"): r
+                                            for (a, b), r in ratios.items()}}
+        print(f"{name:18}" + "".join(f"{vals[w]:12.2f}" for w in engines) + "".join(f"{r:20.2f}x" for r in ratios.values()))
     print("(ratio: nerlab's advantage; above 1 means nerlab is faster, quicker or smaller)")
     steals = [x["steal"] for w in engines for x in runs[w] if "steal" in x]
     if steals:
@@ -152,11 +158,11 @@ def main():
         print(f"CPU time stolen by the hypervisor during the timed runs: at most {max(steals):.0%}"
               + ("  (over 5%: the machine was shared; rerun when it is quiet)" if max(steals) > 0.05 else ""))
     if logits:
-        ours = json.load(open(logits["nerlab"]))
-        for w in others:
-            same, worst, n = agreement(ours, json.load(open(logits[w])))
-            summary["outputs"][w] = {"argmax_agreement": same, "max_abs_logit_diff": worst, "units": n}
-            print(f"outputs vs {names[w]}: argmax agreement {same:.4%} over {n} units, "
+        for a, b in pairs:
+            same, worst, n = agreement(json.load(open(logits[a])), json.load(open(logits[b])))
+            key = b if a == "nerlab" else f"{a}_{b}"
+            summary["outputs"][key] = {"argmax_agreement": same, "max_abs_logit_diff": worst, "units": n}
+            print(f"outputs, {names[a]} vs {names[b]}: argmax agreement {same:.4%} over {n} units, "
                   f"largest class-score difference {worst:.2e}")
     if args.json:
         print(json.dumps(summary))

@@ -118,34 +118,44 @@ impl QuantWeight {
         let vnni = vnni && vnni_available();
         let (blocks, _) = self.packed.as_chunks::<{ LANES * 4 }>();
         let (tiles, _) = xq.as_chunks::<{ ROWS * 4 }>();
-        out.par_chunks_mut(ROWS * self.out_dim)
-            .zip(tiles.par_chunks(self.quads))
+        // A few runs of tiles per thread; within one, each pair of blocks (at most 24 KiB) is
+        // multiplied by every tile of the run while it stays in the L1 cache.
+        let n_tiles = rows.div_ceil(ROWS);
+        let per_task = n_tiles.div_ceil(2 * rayon::current_num_threads()).max(1);
+        out.par_chunks_mut(per_task * ROWS * self.out_dim)
+            .zip(tiles.par_chunks(per_task * self.quads))
             .enumerate()
-            .for_each(|(t, (y, a))| {
+            .for_each(|(task, (y, a))| {
                 for pair in 0..self.blocks / BLOCKS {
                     let b: [&[[i8; LANES * 4]]; BLOCKS] = std::array::from_fn(|k| {
                         let blk = pair * BLOCKS + k;
                         &blocks[blk * self.quads..(blk + 1) * self.quads]
                     });
-                    let mut sums = [[0i32; LANES * BLOCKS]; ROWS];
-                    if vnni {
-                        tile_vnni_checked(a, b, &mut sums);
-                    } else {
-                        tile_plain(a, b, &mut sums);
-                    }
                     let o0 = pair * BLOCKS * LANES;
                     let width = (self.out_dim - o0).min(BLOCKS * LANES);
                     let offset = &self.offset[o0..o0 + width];
                     let scale = &self.scale[o0..o0 + width];
-                    let sx = &sx[t * ROWS..];
-                    for ((row, sums), &s) in y.chunks_mut(self.out_dim).zip(&sums).zip(sx) {
-                        for (((v, &sum), &off), &sw) in row[o0..o0 + width]
-                            .iter_mut()
-                            .zip(sums)
-                            .zip(offset)
-                            .zip(scale)
-                        {
-                            *v = (sum - off) as f32 * (s * sw);
+                    for (t, (y, a)) in y
+                        .chunks_mut(ROWS * self.out_dim)
+                        .zip(a.chunks(self.quads))
+                        .enumerate()
+                    {
+                        let mut sums = [[0i32; LANES * BLOCKS]; ROWS];
+                        if vnni {
+                            tile_vnni_checked(a, b, &mut sums);
+                        } else {
+                            tile_plain(a, b, &mut sums);
+                        }
+                        let sx = &sx[(task * per_task + t) * ROWS..];
+                        for ((row, sums), &s) in y.chunks_mut(self.out_dim).zip(&sums).zip(sx) {
+                            for (((v, &sum), &off), &sw) in row[o0..o0 + width]
+                                .iter_mut()
+                                .zip(sums)
+                                .zip(offset)
+                                .zip(scale)
+                            {
+                                *v = (sum - off) as f32 * (s * sw);
+                            }
                         }
                     }
                 }
@@ -377,8 +387,15 @@ mod tests {
 
     #[test]
     fn both_kernels_compute_the_defined_integers() {
-        // Odd sizes: rows, inputs and outputs that fill no tile, quad or block exactly.
-        for (rows, in_dim, out_dim) in [(1, 5, 3), (13, 38, 70), (17, 64, 32), (9, 387, 45)] {
+        // Odd sizes: rows, inputs and outputs that fill no tile, quad or block exactly; the last
+        // one gives each thread a run of several tiles.
+        for (rows, in_dim, out_dim) in [
+            (1, 5, 3),
+            (13, 38, 70),
+            (17, 64, 32),
+            (9, 387, 45),
+            (101, 40, 33),
+        ] {
             let w = QuantWeight::new(&data(out_dim * in_dim, 1), out_dim, in_dim).unwrap();
             let x = data(rows * in_dim, 2);
             let want = reference(&w, &x, rows);
