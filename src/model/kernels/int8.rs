@@ -234,12 +234,17 @@ impl pulp::WithSimd for QuantizeTile<'_> {
     }
 }
 
-/// `x` clamped to `[-127, 127]` and rounded half to even, without a call to `roundf` (so the loop
-/// vectorizes): adding and taking away 1.5 * 2^23 leaves no bits below the unit.
+/// `x` clamped to `[-127, 127]` (NaN to -127) and rounded half to even, in integer and float
+/// arithmetic that vectorizes (no `roundf` call, no saturating float-to-int cast): adding
+/// 1.5 * 2^23 leaves no bits below the unit, and the integer is then the float's low mantissa
+/// bits.
 #[inline(always)]
 fn round_small(x: f32) -> i32 {
     const MAGIC: f32 = 12_582_912.0;
-    ((x.clamp(-127.0, 127.0) + MAGIC) - MAGIC) as i32
+    // Not `clamp`, which keeps NaN: `max` and `min` return their other operand for it.
+    #[allow(clippy::manual_clamp)]
+    let y = x.max(-127.0).min(127.0) + MAGIC;
+    y.to_bits() as i32 - MAGIC.to_bits() as i32
 }
 
 /// Whether this CPU runs the VNNI kernel.
@@ -449,9 +454,11 @@ mod tests {
             (1.5, 2),
             (-2.5, -2),
             (2.4, 2),
+            (-0.6, -1),
             (-126.6, -127),
             (300.0, 127),
             (-1e9, -127),
+            (f32::NAN, -127),
         ] {
             assert_eq!(round_small(x), want, "{x}");
         }
