@@ -139,6 +139,11 @@ fn report<T: Serialize>(r: &T, json: bool, human: impl FnOnce(&T) -> String) -> 
 }
 
 pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
+    if a.int8 && a.task != "tag" {
+        anyhow::bail!(
+            "--int8 applies to --task tag only (training and the other tasks run in f32)"
+        );
+    }
     if a.task == "ui" {
         let s = crate::ui::bench::frame_times(a.seconds, a.threads)?;
         return report(&s, a.json, |s| {

@@ -189,7 +189,8 @@ impl Encoder {
     }
 
     /// Opt-in int8 inference (`--int8`): the four products of every layer (query, key and value
-    /// as one; attention output; intermediate; output) take int8 weights, quantized here per
+    /// as one, and one by one for the path that returns attention; attention output;
+    /// intermediate; output) take int8 weights, quantized here per
     /// output channel, and activations quantized per row as they arrive (`kernels/int8.rs`). The
     /// embeddings, norms, attention itself and the heads stay f32. Only a frozen f32 model on
     /// the CPU can be quantized.
@@ -198,11 +199,22 @@ impl Encoder {
             anyhow::bail!("int8: only a model frozen for inference can be quantized");
         }
         let w = &self.embeddings.word;
-        if !matches!(w.device(), candle_core::Device::Cpu) || w.dtype() != candle_core::DType::F32 {
-            anyhow::bail!("int8: quantized inference runs on the CPU in f32 only");
+        if !crate::model::kernels::applies(w) || w.dtype() != candle_core::DType::F32 {
+            anyhow::bail!(
+                "int8: quantized inference runs on the CPU's fast path in f32 only (not on a GPU, \
+                 not with NERLAB_GPU_PATH)"
+            );
         }
         for l in &mut self.layers {
-            for lin in [&mut l.attn_out, &mut l.intermediate, &mut l.output] {
+            // Query, key and value also one by one, for the path that returns attention.
+            for lin in [
+                &mut l.query,
+                &mut l.key,
+                &mut l.value,
+                &mut l.attn_out,
+                &mut l.intermediate,
+                &mut l.output,
+            ] {
                 lin.quantize()?;
             }
             let qkv = l.qkv_int8()?;

@@ -118,8 +118,9 @@ impl QuantWeight {
         let vnni = vnni && vnni_available();
         let (blocks, _) = self.packed.as_chunks::<{ LANES * 4 }>();
         let (tiles, _) = xq.as_chunks::<{ ROWS * 4 }>();
-        // A few runs of tiles per thread; within one, each pair of blocks (at most 24 KiB) is
-        // multiplied by every tile of the run while it stays in the L1 cache.
+        // A few runs of tiles per thread; within one, each pair of blocks (32 bytes per input:
+        // 12 KiB at 384 inputs, 48 KiB at 1,536) is multiplied by every tile of the run while it
+        // stays in a near cache.
         let n_tiles = rows.div_ceil(ROWS);
         let per_task = n_tiles.div_ceil(2 * rayon::current_num_threads()).max(1);
         out.par_chunks_mut(per_task * ROWS * self.out_dim)
@@ -392,30 +393,36 @@ mod tests {
 
     #[test]
     fn both_kernels_compute_the_defined_integers() {
-        // Odd sizes: rows, inputs and outputs that fill no tile, quad or block exactly; the last
-        // one gives each thread a run of several tiles.
-        for (rows, in_dim, out_dim) in [
-            (1, 5, 3),
-            (13, 38, 70),
-            (17, 64, 32),
-            (9, 387, 45),
-            (101, 40, 33),
-        ] {
-            let w = QuantWeight::new(&data(out_dim * in_dim, 1), out_dim, in_dim).unwrap();
-            let x = data(rows * in_dim, 2);
-            let want = reference(&w, &x, rows);
-            assert_eq!(
-                w.matmul(&x, rows, false),
-                want,
-                "plain {rows}x{in_dim}x{out_dim}"
-            );
-            // On a CPU without VNNI this runs the plain kernel again.
-            assert_eq!(
-                w.matmul(&x, rows, true),
-                want,
-                "vnni {rows}x{in_dim}x{out_dim}"
-            );
-        }
+        // Odd sizes: rows, inputs and outputs that fill no tile, quad or block exactly; on two
+        // threads the last one gives each thread a run of several tiles, the last run short.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            for (rows, in_dim, out_dim) in [
+                (1, 5, 3),
+                (13, 38, 70),
+                (17, 64, 32),
+                (9, 387, 45),
+                (101, 40, 33),
+            ] {
+                let w = QuantWeight::new(&data(out_dim * in_dim, 1), out_dim, in_dim).unwrap();
+                let x = data(rows * in_dim, 2);
+                let want = reference(&w, &x, rows);
+                assert_eq!(
+                    w.matmul(&x, rows, false),
+                    want,
+                    "plain {rows}x{in_dim}x{out_dim}"
+                );
+                // On a CPU without VNNI this runs the plain kernel again.
+                assert_eq!(
+                    w.matmul(&x, rows, true),
+                    want,
+                    "vnni {rows}x{in_dim}x{out_dim}"
+                );
+            }
+        });
     }
 
     #[test]
