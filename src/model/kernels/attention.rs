@@ -136,16 +136,19 @@ fn sentence_heads<T: Real>(
     let w = bias.len();
     let h = w / 3;
     let hd = h / heads;
-    let mut kt = vec![T::ZERO; hd * len];
+    // Keys padded to a multiple of 16 (zeros), so the score loops run whole vectors and no
+    // scalar remainder; the padded scores are never read.
+    let lp = len.next_multiple_of(16);
+    let mut kt = vec![T::ZERO; hd * lp];
     let mut v = vec![T::ZERO; len * hd];
     let mut q = vec![T::ZERO; QUERIES * hd];
-    let mut scores = vec![T::ZERO; QUERIES * len];
+    let mut scores = vec![T::ZERO; QUERIES * lp];
     let mut ctx = vec![T::ZERO; hd];
     for hi in 0..heads {
         let (qc, kc, vc) = (hi * hd, h + hi * hd, 2 * h + hi * hd);
         for (j, row) in qkv.chunks_exact(w).enumerate() {
             for d in 0..hd {
-                kt[d * len + j] = row[kc + d] + bias[kc + d];
+                kt[d * lp + j] = row[kc + d] + bias[kc + d];
             }
             for ((o, &x), &b) in v[j * hd..(j + 1) * hd]
                 .iter_mut()
@@ -170,10 +173,10 @@ fn sentence_heads<T: Real>(
             }
             scores.fill(T::ZERO);
             if nb == QUERIES {
-                let (s0, rest) = scores.split_at_mut(len);
-                let (s1, rest) = rest.split_at_mut(len);
-                let (s2, s3) = rest.split_at_mut(len);
-                for (d, krow) in kt.chunks_exact(len).enumerate() {
+                let (s0, rest) = scores.split_at_mut(lp);
+                let (s1, rest) = rest.split_at_mut(lp);
+                let (s2, s3) = rest.split_at_mut(lp);
+                for (d, krow) in kt.chunks_exact(lp).enumerate() {
                     let (a0, a1, a2, a3) = (q[d], q[hd + d], q[2 * hd + d], q[3 * hd + d]);
                     for ((((x0, x1), x2), x3), &k) in s0
                         .iter_mut()
@@ -189,19 +192,16 @@ fn sentence_heads<T: Real>(
                     }
                 }
             } else {
-                for (qrow, srow) in q
-                    .chunks_exact(hd)
-                    .zip(scores.chunks_exact_mut(len))
-                    .take(nb)
-                {
-                    for (&qd, krow) in qrow.iter().zip(kt.chunks_exact(len)) {
+                for (qrow, srow) in q.chunks_exact(hd).zip(scores.chunks_exact_mut(lp)).take(nb) {
+                    for (&qd, krow) in qrow.iter().zip(kt.chunks_exact(lp)) {
                         for (s, &k) in srow.iter_mut().zip(krow) {
                             *s += qd * k;
                         }
                     }
                 }
             }
-            for (b, srow) in scores.chunks_exact_mut(len).take(nb).enumerate() {
+            for (b, srow) in scores.chunks_exact_mut(lp).take(nb).enumerate() {
+                let srow = &mut srow[..len];
                 softmax_scaled(srow, scale);
                 ctx.fill(T::ZERO);
                 for (&p, vrow) in srow.iter().zip(v.chunks_exact(hd)) {
