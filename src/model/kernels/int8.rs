@@ -84,16 +84,13 @@ impl QuantWeight {
         })
     }
 
-    pub fn in_dim(&self) -> usize {
-        self.in_dim
-    }
-
     pub fn out_dim(&self) -> usize {
         self.out_dim
     }
 
     /// The weight as it is multiplied, `(out_dim, in_dim)`: `sw[o] * q[o, k]`.
-    pub fn dequantized(&self) -> Vec<f32> {
+    #[cfg(test)]
+    fn dequantized(&self) -> Vec<f32> {
         let mut w = Vec::with_capacity(self.out_dim * self.in_dim);
         for o in 0..self.out_dim {
             let (blk, lane) = (o / LANES, o % LANES);
@@ -103,11 +100,6 @@ impl QuantWeight {
             }
         }
         w
-    }
-
-    /// Bytes held (the packed weight and its per-channel numbers).
-    pub fn bytes(&self) -> usize {
-        self.packed.len() + 8 * self.scale.len()
     }
 
     /// `x W^T` for `x` of `rows` rows of `in_dim`, through the VNNI kernel when the CPU has it
