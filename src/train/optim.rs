@@ -64,7 +64,12 @@ impl Grads {
     ) -> candle_core::Result<()> {
         for (name, var) in params {
             if let Some(g) = store.get(var.as_tensor()) {
-                let g = (g * scale)?;
+                // `g * 1.0` is `g` to the bit: skip that pass (and its copy) in the usual case.
+                let g = if scale == 1.0 {
+                    g.clone()
+                } else {
+                    (g * scale)?
+                };
                 let entry = self.dense.remove(name);
                 self.dense.insert(
                     name.clone(),
@@ -97,16 +102,16 @@ impl Grads {
 
     /// The global L2 norm of all gradients.
     pub fn norm(&self) -> candle_core::Result<f64> {
-        let mut sum = 0.0;
-        for (name, g) in &self.dense {
-            if name != WORD_EMBEDDING {
-                sum += g
-                    .to_dtype(DType::F64)?
-                    .sqr()?
-                    .sum_all()?
-                    .to_scalar::<f64>()?;
-            }
-        }
+        use rayon::prelude::*;
+        // Each tensor's sum on its own (in parallel), then added in name order, as before.
+        let grads: Vec<&Tensor> = (self.dense.iter())
+            .filter(|(name, _)| name.as_str() != WORD_EMBEDDING)
+            .map(|(_, g)| g)
+            .collect();
+        let sums = (grads.par_iter())
+            .map(|g| tensor_squares(g))
+            .collect::<candle_core::Result<Vec<f64>>>()?;
+        let sum = sums.into_iter().fold(0.0, |s, t| s + t);
         // The word embedding last (clipping scales every gradient by the norm: a last-bit
         // difference between its dense and row-sparse forms would set the two updates apart).
         Ok(self.add_embedding_squares(sum)?.sqrt())
@@ -484,6 +489,26 @@ fn catch_up_rows(
 /// rows of zeros add exactly nothing), so both give the same norm to the last bit.
 fn row_squares(row: &[f32]) -> f64 {
     row.iter().map(|&x| f64::from(x) * f64::from(x)).sum()
+}
+
+/// The sum of squares of a gradient, in f64, element by element in order from 0: what
+/// `g.to_dtype(F64).sqr().sum_all()` computes (candle's f64 sum is that sequential loop), without
+/// its two tensor-sized copies. GPU tensors and other dtypes take candle's ops.
+fn tensor_squares(g: &Tensor) -> candle_core::Result<f64> {
+    if g.device().is_cpu() && g.dtype() == DType::F32 {
+        let (storage, layout) = g.storage_and_layout();
+        if let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(data)), Some((a, b))) =
+            (&*storage, layout.contiguous_offsets())
+        {
+            let mut sum = 0.0f64;
+            for &x in &data[a..b] {
+                let x = f64::from(x);
+                sum += x * x;
+            }
+            return Ok(sum);
+        }
+    }
+    g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()
 }
 
 /// [`row_squares`] of every row of a dense (rows, width) gradient. On the CPU exactly as for

@@ -17,6 +17,36 @@ pub fn dropout_mask_value(state: u64, i: usize, threshold: u64, keep: f32) -> f3
     }
 }
 
+/// Calls `f(j, mask value)` for the unpacked positions `start + j`, `j` in `0..len`, with the
+/// values [`dropout_mask_value`] gives them one by one, but one generator draw per four positions
+/// (that function computes the draw again for each of the four).
+#[inline(always)]
+pub(crate) fn for_each_mask(
+    state: u64,
+    start: usize,
+    len: usize,
+    threshold: u64,
+    keep: f32,
+    mut f: impl FnMut(usize, f32),
+) {
+    let mut j = 0;
+    while j < len {
+        let pos = start + j;
+        let lane = pos % 4;
+        let bits = crate::rng::SplitMix64::nth_from(state, (pos / 4) as u64) >> (16 * lane);
+        let take = (4 - lane).min(len - j);
+        for l in 0..take {
+            let m = if (bits >> (16 * l)) & 0xFFFF < threshold {
+                0.0
+            } else {
+                keep
+            };
+            f(j + l, m);
+        }
+        j += take;
+    }
+}
+
 /// `x * mask` (and, with a second input, `x * mask + r`).
 #[derive(Clone)]
 pub(crate) struct Dropout {
@@ -32,20 +62,20 @@ impl Dropout {
         let keep = (1.0 / (1.0 - self.p)) as f32;
         let mut y = vec![T::ZERO; x.len()];
         let pack = self.pack.as_deref();
-        let width = pack.map_or(1, |p| x.len() / p.rows.len().max(1));
-        // Blocks of a multiple of 4 elements, so each 64-bit draw serves one block.
+        // Segments whose unpacked positions run on without a gap: a packed row, or a block (a
+        // multiple of 4 elements). Chunks of whole segments go to the threads.
         const BLOCK: usize = 1 << 12;
-        y.par_chunks_mut(BLOCK).enumerate().for_each(|(blk, out)| {
-            let base = blk * BLOCK;
-            for (j, o) in out.iter_mut().enumerate() {
-                let i = base + j;
-                let m = T::of(f64::from(dropout_mask_value(
-                    self.state,
-                    Packing::unpacked(pack, i, width),
-                    threshold,
-                    keep,
-                )));
-                *o = x[i] * m + add.map_or(T::ZERO, |a| a[i]);
+        let width = pack.map_or(BLOCK, |p| (x.len() / p.rows.len().max(1)).max(1));
+        let chunk = width * (BLOCK / width).max(1);
+        y.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
+            for (s, seg) in out.chunks_mut(width).enumerate() {
+                let first = c * chunk + s * width;
+                let start = Packing::unpacked(pack, first, width);
+                let xs = &x[first..first + seg.len()];
+                let adds = add.map(|a| &a[first..first + seg.len()]);
+                for_each_mask(self.state, start, seg.len(), threshold, keep, |j, m| {
+                    seg[j] = xs[j] * T::of(f64::from(m)) + adds.map_or(T::ZERO, |a| a[j]);
+                });
             }
         });
         y

@@ -236,21 +236,16 @@ impl CustomOp3 for BiasDropoutAdd {
             rows_map(&mut y, w, |row, out| {
                 let base = row * w;
                 let unpacked = pack.map_or(row, |p| p.rows[row] as usize) * w;
-                for j in 0..w {
-                    let i = base + j;
-                    let v = x[i] + b[j];
-                    let v = match state {
-                        Some(st) => {
-                            v * T::of(f64::from(dropout_mask_value(
-                                st,
-                                unpacked + j,
-                                threshold,
-                                keep,
-                            )))
+                let (xs, rs) = (&x[base..base + w], &r[base..base + w]);
+                match state {
+                    Some(st) => for_each_mask(st, unpacked, w, threshold, keep, |j, m| {
+                        out[j] = (xs[j] + b[j]) * T::of(f64::from(m)) + rs[j];
+                    }),
+                    None => {
+                        for j in 0..w {
+                            out[j] = xs[j] + b[j] + rs[j];
                         }
-                        None => v,
-                    };
-                    out[j] = v + r[i];
+                    }
                 }
             });
             y

@@ -230,7 +230,7 @@ mod norm;
 mod softmax;
 
 pub(crate) use attention::PackedAttention;
-pub(crate) use dropout::Dropout;
+pub(crate) use dropout::{Dropout, for_each_mask};
 pub use dropout::{dropout, dropout_mask_value};
 pub use gelu::gelu_erf;
 pub(crate) use heads::{BiasDropoutAdd, BiasGelu, BiasGeluBwd, MergeHeads, SplitHeads};
@@ -342,6 +342,21 @@ mod tests {
         let other = crate::model::ops::DropoutRng::new(9);
         let _ = other.mask_for_test(1001, 0.1);
         assert_eq!(rng.state(), other.state());
+    }
+
+    #[test]
+    fn mask_runs_equal_the_mask_value_at_every_start_and_length() {
+        let threshold = (0.3f64 * 65536.0).round() as u64;
+        for start in 0..9 {
+            for len in 0..11 {
+                let mut got = Vec::new();
+                for_each_mask(77, start, len, threshold, 2.5, |j, m| got.push((j, m)));
+                let want: Vec<(usize, f32)> = (0..len)
+                    .map(|j| (j, dropout_mask_value(77, start + j, threshold, 2.5)))
+                    .collect();
+                assert_eq!(got, want, "start {start}, length {len}");
+            }
+        }
     }
 
     #[test]
