@@ -201,9 +201,7 @@ impl Linear {
     /// Quantizes the weight to int8 per output channel; from then on products use it, and the
     /// f32 transposed copy is dropped. Inference only, on the CPU, f32.
     pub fn quantize(&mut self) -> anyhow::Result<()> {
-        let (out_dim, in_dim) = self.weight.dims2()?;
-        let w: Vec<f32> = self.weight.detach().flatten_all()?.to_vec1()?;
-        self.int8 = Some(Arc::new(QuantWeight::new(&w, out_dim, in_dim)?));
+        self.int8 = Some(Arc::new(QuantWeight::from_tensor(&self.weight)?));
         self.weight_t = None;
         Ok(())
     }

@@ -149,9 +149,7 @@ impl Layer {
             &[&self.query, &self.key, &self.value].map(|l| l.weight.detach()),
             0,
         )?;
-        let (out_dim, in_dim) = w.dims2()?;
-        let data: Vec<f32> = w.flatten_all()?.to_vec1()?;
-        Ok(Arc::new(QuantWeight::new(&data, out_dim, in_dim)?))
+        Ok(Arc::new(QuantWeight::from_tensor(&w)?))
     }
 
     /// This layer's [`InferenceWeights`] from its current weights.

@@ -43,6 +43,16 @@ pub struct QuantWeight {
 }
 
 impl QuantWeight {
+    /// Quantizes a linear layer's `(out_dim, in_dim)` weight tensor (detached; any dtype).
+    pub fn from_tensor(w: &candle_core::Tensor) -> Result<Self> {
+        let (out_dim, in_dim) = w.dims2()?;
+        let data: Vec<f32> = (w.detach())
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1()?;
+        Self::new(&data, out_dim, in_dim)
+    }
+
     /// Quantizes `w`, `(out_dim, in_dim)` row-major as PyTorch stores a linear layer's weight.
     pub fn new(w: &[f32], out_dim: usize, in_dim: usize) -> Result<Self> {
         if w.len() != out_dim * in_dim || out_dim == 0 || in_dim == 0 {
