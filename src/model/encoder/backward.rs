@@ -26,7 +26,7 @@ use super::super::config::Activation;
 use super::super::kernels::{
     BiasGeluBwd, Dropout, LayerNormBwd, MergeHeads, Packing, SoftmaxBwd, SplitHeads,
 };
-use super::super::ops::Linear;
+use super::super::ops::{Linear, batched_matmul};
 use super::embeddings::SplitIds;
 use super::fused::bias_of;
 use super::{Encoder, Layer, Norm, activate};
@@ -312,15 +312,15 @@ impl Encoder {
         )?;
         let p_attn = c.attention_probs_dropout_prob;
         let dropped = drop_again(&t.probs, p_attn, t.probs_drop, None)?;
-        let g_v = dropped.t()?.matmul(&g_ctx)?;
-        let g_dropped = g_ctx.matmul(&t.v.t()?)?;
+        let g_v = batched_matmul(&dropped.t()?, &g_ctx)?;
+        let g_dropped = batched_matmul(&g_ctx, &t.v.t()?)?;
         let g_probs = drop_again(&g_dropped, p_attn, t.probs_drop, None)?;
         let scale = 1.0 / (hd as f64).sqrt();
         let g_scores = t
             .probs
             .apply_op2_no_bwd(&g_probs.contiguous()?, &SoftmaxBwd { scale })?;
-        let g_q = g_scores.matmul(&t.k)?;
-        let g_k = g_scores.t()?.matmul(&t.q)?;
+        let g_q = batched_matmul(&g_scores, &t.k)?;
+        let g_k = batched_matmul(&g_scores.t()?, &t.q)?;
         let merge = |x: Tensor| -> Result<Tensor> {
             x.contiguous()?.apply_op1_no_bwd(&MergeHeads {
                 pack: pack.cloned(),

@@ -14,7 +14,7 @@ use super::super::kernels::{
     AddNorm, BiasDropoutAdd, BiasGelu, BiasGeluInPlace, Dropout, LayerNorm, MergeHeads,
     PackedAttention, Packing, Softmax, SplitHeads,
 };
-use super::super::ops::{Linear, int8_product};
+use super::super::ops::{Linear, batched_matmul, int8_product};
 use super::backward::{LayerTape, Tape, WordTape};
 use super::embeddings::{SparseRows, SplitIds, distinct_rows};
 use super::{Encoder, EncoderOutput, Layer, Norm, activate};
@@ -440,9 +440,9 @@ impl Encoder {
             k_t.clone()
         };
         let scale = 1.0 / (hd as f64).sqrt();
-        let probs = q.matmul(&k_t)?.apply_op2_no_bwd(bias, &Softmax { scale })?;
+        let probs = batched_matmul(&q, &k_t)?.apply_op2_no_bwd(bias, &Softmax { scale })?;
         let (dropped, probs_drop) = drop(self, &probs, p_attn, None, None)?;
-        let ctx = dropped.matmul(&v)?.apply_op1_no_bwd(&MergeHeads {
+        let ctx = batched_matmul(&dropped, &v)?.apply_op1_no_bwd(&MergeHeads {
             pack: pack.cloned(),
         })?;
         let (attn_in, attn_drop) = project_dropout_add(self, &ctx, &l.attn_out, p_hidden, x, pack)?;
