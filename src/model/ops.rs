@@ -181,10 +181,19 @@ pub struct Linear {
 pub fn batched_matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     use rayon::prelude::*;
     let threads = rayon::current_num_threads();
-    if !a.device().is_cpu() || threads < 2 || a.rank() < 3 || a.dim(0)? < 2 {
+    let n = a.dim(0)?;
+    // Only equal leading axes, `b` not broadcast along the first (candle merges a broadcast `b`
+    // into one larger gemm call, which splitting would change).
+    let splittable = a.device().is_cpu()
+        && threads > 1
+        && a.rank() >= 3
+        && n > 1
+        && b.rank() == a.rank()
+        && b.dim(0)? == n
+        && b.stride()[0] != 0;
+    if !splittable {
         return a.matmul(b);
     }
-    let n = a.dim(0)?;
     let parts = threads.min(n);
     let outs = (0..parts)
         .into_par_iter()

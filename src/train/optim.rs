@@ -64,7 +64,8 @@ impl Grads {
     ) -> candle_core::Result<()> {
         for (name, var) in params {
             if let Some(g) = store.get(var.as_tensor()) {
-                // `g * 1.0` is `g` to the bit: skip that pass (and its copy) in the usual case.
+                // `g * 1.0` equals `g` for every use (it only turns -0.0 into +0.0, which squares and
+                // AdamW's arithmetic do not see): skip that pass and its copy in the usual case.
                 let g = if scale == 1.0 {
                     g.clone()
                 } else {

@@ -146,7 +146,7 @@ impl Layer {
     /// `[W_q; W_k; W_v]` quantized to int8 per output channel.
     pub(super) fn qkv_int8(&self) -> anyhow::Result<Arc<QuantWeight>> {
         let w = Tensor::cat(
-            &[&self.query, &self.key, &self.value].map(|l| l.weight.detach()),
+            &[&self.query, &self.key, &self.value].map(|l| l.weight.clone()),
             0,
         )?;
         Ok(Arc::new(QuantWeight::from_tensor(&w)?))

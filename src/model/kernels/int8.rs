@@ -46,7 +46,8 @@ impl QuantWeight {
     /// Quantizes a linear layer's `(out_dim, in_dim)` weight tensor (detached; any dtype).
     pub fn from_tensor(w: &candle_core::Tensor) -> Result<Self> {
         let (out_dim, in_dim) = w.dims2()?;
-        let data: Vec<f32> = (w.detach())
+        let data: Vec<f32> = w
+            .detach()
             .to_dtype(candle_core::DType::F32)?
             .flatten_all()?
             .to_vec1()?;
