@@ -368,3 +368,177 @@ fn spare_jobs_wait_for_a_source_another_job_has_just_taken() {
     assert!(pts.iter().all(|p| p["state"] == "done"), "{pts:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `nerlab experiment pack|unpack FILE --json`, into and from `results/<name>/` beside FILE.
+fn pack(verb: &str, file: &Path) -> serde_json::Value {
+    let o = nerlab(&["experiment", verb, file.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{verb}: {}", stderr(&o));
+    serde_json::from_str(&stdout(&o)).unwrap()
+}
+
+/// Runs packed as they end (`run --pack`), their folders deleted (a new machine) and unpacked
+/// again: the report is the same to the last digit (the paired bootstrap re-scores the rebuilt
+/// dev predictions, which are byte for byte the originals), `run` trains nothing, and a packed
+/// file no model went into stays small. A dev corpus other than the one a run was scored on is
+/// refused by name.
+#[test]
+fn packed_runs_unpack_into_the_same_report_on_a_new_machine() {
+    let dir = fresh_dir("pack");
+    let file = experiment(&dir, "packed", "[1]");
+    let o = Command::new(env!("CARGO_BIN_EXE_nerlab"))
+        .args(["experiment", "run", file.to_str().unwrap(), "--quiet"])
+        .args(["--threads", "1", "--pack"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let packs = dir.join("results").join("packed");
+    assert_eq!(
+        std::fs::read_dir(&packs).unwrap().count(),
+        2,
+        "{}",
+        stderr(&o)
+    );
+    let report = |file: &Path| -> serde_json::Value {
+        let o = nerlab(&["experiment", "report", file.to_str().unwrap(), "--json"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_str(&stdout(&o)).unwrap()
+    };
+    let before = report(&file);
+    assert!(
+        before["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["paired_bootstrap"].is_object()),
+        "the paired test reads the predictions: {before}"
+    );
+    let preds: Vec<(PathBuf, Vec<u8>)> = points(&file)
+        .iter()
+        .map(|p| {
+            let f = Path::new(p["dir"].as_str().unwrap()).join("dev-predictions.tsv");
+            let bytes = std::fs::read(&f).unwrap();
+            (f, bytes)
+        })
+        .collect();
+    // `pack` finds what `run --pack` wrote already there.
+    let packed = pack("pack", &file);
+    assert_eq!(packed["unchanged"], 2, "{packed}");
+    assert!(packed["bytes"].as_u64().unwrap() < 40_000, "{packed}");
+
+    std::fs::remove_dir_all(dir.join("runs")).unwrap();
+    assert!(points(&file).iter().all(|p| p["state"] == "planned"));
+    let unpacked = pack("unpack", &file);
+    assert_eq!(
+        unpacked["written"].as_array().unwrap().len(),
+        2,
+        "{unpacked}"
+    );
+    assert!(points(&file).iter().all(|p| p["state"] == "done"));
+    for (f, bytes) in &preds {
+        assert_eq!(&std::fs::read(f).unwrap(), bytes, "{}", f.display());
+    }
+    let o = run(&file);
+    assert_eq!(summary(&stdout(&o)), (0, 0, 2, 0), "{}", stdout(&o));
+    let after = report(&file);
+    assert_eq!(before["groups"], after["groups"]);
+    // A second unpack keeps the folders it finds.
+    assert_eq!(pack("unpack", &file)["kept"], 2);
+
+    // The same runs over another dev corpus: the packed predictions do not fit it.
+    std::fs::remove_dir_all(dir.join("runs")).unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let other = dir.join("other-dev.toml");
+    let dev = dir.join("dev.tsv");
+    std::fs::write(&dev, "서울 B-LOC\n에 O\n\n").unwrap();
+    std::fs::write(
+        &other,
+        text.replace(
+            "data.dev = \"builtin:demo/dev\"",
+            &format!("data.dev = \"{}\"", dev.display()),
+        ),
+    )
+    .unwrap();
+    // Their names (identities) differ with the corpus: pack the runs under the new names, as if
+    // they had been scored on it.
+    for (p, q) in points(&file).iter().zip(points(&other)) {
+        let name = |p: &serde_json::Value| {
+            Path::new(p["dir"].as_str().unwrap())
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        };
+        let gz = std::fs::read(packs.join(format!("{}.json.gz", name(p)))).unwrap();
+        let mut json = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut json)
+            .unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        v["run"] = name(&q).into();
+        v["dev"]["source"] = dev.display().to_string().into();
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut e, v.to_string().as_bytes()).unwrap();
+        std::fs::write(
+            dir.join(format!("{}.json.gz", name(&q))),
+            e.finish().unwrap(),
+        )
+        .unwrap();
+    }
+    let o = nerlab(&[
+        "experiment",
+        "unpack",
+        other.to_str().unwrap(),
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("is not the one this run was scored on"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A stage run keeps its model only in its folder, so it is unpacked only when every point that
+/// starts from it is packed too; otherwise it is left for `run` to train again, with its model,
+/// and the missing point then starts from it.
+#[test]
+fn a_stage_run_is_unpacked_only_when_every_point_it_feeds_is_packed() {
+    let dir = fresh_dir("pack-stage");
+    let file = staged(
+        &dir,
+        "packed-stage",
+        r#"[["builtin:demo/train"]]"#,
+        "[1, 2]",
+    );
+    let o = run_jobs(&file, 1);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(pack("pack", &file)["written"].as_array().unwrap().len(), 3);
+    std::fs::remove_dir_all(dir.join("runs")).unwrap();
+    let pts = points(&file);
+    let name = |p: &serde_json::Value| {
+        Path::new(p["dir"].as_str().unwrap())
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    // The second main point's packed file is lost.
+    std::fs::remove_file(
+        dir.join("results/packed-stage")
+            .join(format!("{}.json.gz", name(&pts[2]))),
+    )
+    .unwrap();
+    let u = pack("unpack", &file);
+    assert_eq!(u["written"].as_array().unwrap().len(), 1, "{u}");
+    assert_eq!(u["stages_to_train"][0], name(&pts[0]), "{u}");
+    let states: Vec<String> = points(&file)
+        .iter()
+        .map(|p| p["state"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(states, ["planned", "done", "planned"]);
+    let o = run_jobs(&file, 1);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary(&stdout(&o)), (2, 0, 1, 0), "{}", stdout(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -10,7 +10,7 @@ use super::table::Table;
 use crate::experiment::slurm::{self, SlurmOptions};
 use crate::experiment::{
     ExperimentFile, Outcome, Plan, Point, PointState, Progress, Registration, RunOptions, Template,
-    plan, report, run as run_plan, state_of,
+    archive, plan, report, run as run_plan, state_of,
 };
 use crate::model::device::DeviceSpec;
 use crate::train::Control;
@@ -40,6 +40,21 @@ pub enum Action {
     /// Write an editable experiment file with a paper's design: transfer-matrix, maner,
     /// polyglot or ablation.
     New(NewArgs),
+    /// Pack every done run's results (scores, metrics, dev predictions as tags; no model, no
+    /// corpus text) into one small file per run, to commit or copy off a cluster.
+    Pack(PackArgs),
+    /// Unpack packed runs into the run folders they came from (where none exists yet): `run`
+    /// then counts them done and `report` reads them.
+    Unpack(PackArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PackArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// Where the packed runs are (default: `results/<experiment name>/` beside the file).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -144,6 +159,10 @@ pub struct RunArgs {
     /// No progress bar (for logs).
     #[arg(long)]
     pub quiet: bool,
+    /// Pack each run's results as it finishes (`nerlab experiment pack`), into
+    /// `results/<experiment name>/` beside the file: a session or a machine that ends keeps them.
+    #[arg(long)]
+    pub pack: bool,
 }
 
 pub fn run(a: &ExperimentArgs) -> anyhow::Result<()> {
@@ -155,7 +174,67 @@ pub fn run(a: &ExperimentArgs) -> anyhow::Result<()> {
         Action::Retry(r) => train_plan(r, true),
         Action::Submit(a) => submit(a),
         Action::New(a) => new_file(a),
+        Action::Pack(a) => pack_runs(a),
+        Action::Unpack(a) => unpack_runs(a),
     }
+}
+
+fn pack_dir(a: &PackArgs, plan: &Plan) -> PathBuf {
+    a.dir
+        .clone()
+        .unwrap_or_else(|| archive::default_dir(&a.file.file, plan))
+}
+
+fn pack_runs(a: &PackArgs) -> anyhow::Result<()> {
+    let plan = load(&a.file.file)?;
+    let dir = pack_dir(a, &plan);
+    let done = archive::pack(&plan, &dir)?;
+    if a.file.json {
+        println!("{}", serde_json::to_string_pretty(&done)?);
+        return Ok(());
+    }
+    for name in &done.written {
+        println!("packed {name}");
+    }
+    println!(
+        "{}: {} packed, {} unchanged, {} not done; {} ({:.1} KB) in {}",
+        plan.name,
+        done.written.len(),
+        done.unchanged,
+        done.not_done,
+        done.written.len() + done.unchanged,
+        done.bytes as f64 / 1e3,
+        dir.display()
+    );
+    Ok(())
+}
+
+fn unpack_runs(a: &PackArgs) -> anyhow::Result<()> {
+    let plan = load(&a.file.file)?;
+    let dir = pack_dir(a, &plan);
+    let done = archive::unpack(&plan, &dir)?;
+    if a.file.json {
+        println!("{}", serde_json::to_string_pretty(&done)?);
+        return Ok(());
+    }
+    for name in &done.written {
+        println!("unpacked {name}");
+    }
+    for name in &done.stages_to_train {
+        println!(
+            "not unpacked {name}: a stage run that points not packed start from; `run` trains it \
+             again"
+        );
+    }
+    println!(
+        "{}: {} unpacked, {} kept (their run folder exists), {} to train again, {} not packed",
+        plan.name,
+        done.written.len(),
+        done.kept,
+        done.stages_to_train.len(),
+        done.missing
+    );
+    Ok(())
 }
 
 fn submit(a: &SubmitArgs) -> anyhow::Result<()> {
@@ -391,6 +470,8 @@ fn write_report(a: &ReportArgs) -> anyhow::Result<()> {
 /// A progress bar of runs: done, failed, running, and the ETA.
 struct Bar {
     bar: Option<ProgressBar>,
+    /// Packs each run that ends done (`run --pack`).
+    packer: Option<Mutex<archive::Packer>>,
     /// Done and failed so far, and the runs training now.
     counts: Mutex<(usize, usize, Vec<String>)>,
 }
@@ -432,6 +513,18 @@ impl Progress for Bar {
                 "another process trains {}; left to it",
                 point.dir().display()
             )),
+            Outcome::Trained | Outcome::Resumed | Outcome::AlreadyDone => {
+                if let Some(Ok(mut packer)) = self.packer.as_ref().map(|p| p.lock()) {
+                    match packer.pack(point) {
+                        Ok(true) => self.say(format!("packed {}", packer.path(point).display())),
+                        Ok(false) => {}
+                        Err(e) => self.say(format!(
+                            "note: {} was not packed: {e:#}",
+                            point.dir().display()
+                        )),
+                    }
+                }
+            }
             _ => {}
         }
         self.update(|c| {
@@ -476,8 +569,16 @@ fn train_plan(a: &RunArgs, retry: bool) -> anyhow::Result<()> {
         );
         b
     });
+    let packer = if a.pack {
+        Some(Mutex::new(archive::Packer::new(&archive::default_dir(
+            &a.file, &plan,
+        ))?))
+    } else {
+        None
+    };
     let progress = Bar {
         bar,
+        packer,
         counts: Mutex::new((0, 0, Vec::new())),
     };
     if let Some(&i) = a.points.iter().find(|&&i| i >= plan.points.len()) {

@@ -7,6 +7,7 @@
 //! Layers: above `train` and `infer` (it starts runs and reads their folders), below `cli`,
 //! `worker` and `ui`.
 
+pub mod archive;
 mod file;
 mod plan;
 pub mod plot;

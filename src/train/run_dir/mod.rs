@@ -362,7 +362,8 @@ pub fn list_runs(out: &Path) -> Vec<RunDir> {
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| RunDir::is_run(&e.path()))
+        // Hidden folders are work in progress (an unpack's, `experiment::archive`), not runs.
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.') && RunDir::is_run(&e.path()))
         .map(|e| {
             let t = e
                 .metadata()
