@@ -542,3 +542,26 @@ fn a_stage_run_is_unpacked_only_when_every_point_it_feeds_is_packed() {
     assert_eq!(summary(&stdout(&o)), (2, 0, 1, 0), "{}", stdout(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--start-within` starts no run once its minutes are up (here at once): every point stays
+/// planned, and the summary counts them stopped, for the next `run` to train.
+#[test]
+fn no_run_starts_after_the_start_within_deadline() {
+    let dir = fresh_dir("deadline");
+    let file = experiment(&dir, "deadline", "[1]");
+    let o = Command::new(env!("CARGO_BIN_EXE_nerlab"))
+        .args(["experiment", "run", file.to_str().unwrap(), "--quiet"])
+        .args(["--threads", "1", "--start-within", "0"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(
+            "0 trained, 0 resumed, 0 already done, 0 left to another process, 0 failed, 2 stopped"
+        ),
+        "{}",
+        stdout(&o)
+    );
+    assert!(points(&file).iter().all(|p| p["state"] == "planned"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

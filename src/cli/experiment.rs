@@ -159,6 +159,10 @@ pub struct RunArgs {
     /// No progress bar (for logs).
     #[arg(long)]
     pub quiet: bool,
+    /// Start no run after this many minutes; the runs already training finish (a session or an
+    /// allocation that ends at a known time then ends with whole runs, not checkpoints).
+    #[arg(long, value_name = "MINUTES")]
+    pub start_within: Option<f64>,
     /// Pack each run's results as it finishes (`nerlab experiment pack`), into
     /// `results/<experiment name>/` beside the file: a session or a machine that ends keeps them.
     #[arg(long)]
@@ -589,12 +593,21 @@ fn train_plan(a: &RunArgs, retry: bool) -> anyhow::Result<()> {
             plan.points.len().saturating_sub(1)
         );
     }
+    let start_before = match a.start_within {
+        Some(m) => {
+            let wait = std::time::Duration::try_from_secs_f64(m * 60.0)
+                .map_err(|_| anyhow::anyhow!("--start-within {m}: expected minutes, 0 or more"))?;
+            Some(std::time::Instant::now() + wait)
+        }
+        None => None,
+    };
     let opts = RunOptions {
         jobs: a.jobs,
         threads: a.threads,
         retry_failed: retry,
         devices: a.devices.clone(),
         only: (!a.points.is_empty()).then(|| a.points.clone()),
+        start_before,
     };
     let outcomes = run_plan(&plan, &opts, &control, &progress);
     if let Some(b) = &progress.bar {

@@ -71,6 +71,9 @@ pub struct RunOptions {
     pub devices: Vec<DeviceSpec>,
     /// Only these points (indices into the plan; none: all). A Slurm array task runs one.
     pub only: Option<Vec<usize>>,
+    /// Start no point at or after this moment; the points already training finish (a session
+    /// or an allocation that ends at a known time then ends with whole runs).
+    pub start_before: Option<std::time::Instant>,
 }
 
 /// What running did with one point.
@@ -133,7 +136,9 @@ pub fn run(
             let (queue, outcomes, wanted) = (&queue, &outcomes, &asked);
             let device = opts.devices.get(job).copied();
             scope.spawn(move || {
-                while let Some(i) = next_point(plan, wanted, queue, outcomes, control) {
+                while let Some(i) =
+                    next_point(plan, wanted, queue, outcomes, control, opts.start_before)
+                {
                     let point = &plan.points[i];
                     let outcome = match point.needs.map(|j| (j, state_of(&plan.points[j]))) {
                         Some((_, PointState::Done)) | None => {
@@ -176,16 +181,18 @@ pub fn run(
 const WAIT_FOR_STAGE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The next point to train: the first queued one that does not wait for a stage run still
-/// training (here or in another process). None when the queue is empty or on a stop.
+/// training (here or in another process). None when the queue is empty, on a stop, or from
+/// `start_before` on.
 fn next_point(
     plan: &Plan,
     wanted: &[bool],
     queue: &Mutex<VecDeque<usize>>,
     outcomes: &Mutex<Vec<Option<Outcome>>>,
     control: &Control,
+    start_before: Option<std::time::Instant>,
 ) -> Option<usize> {
     loop {
-        if control.stopped() {
+        if control.stopped() || start_before.is_some_and(|t| std::time::Instant::now() >= t) {
             return None;
         }
         {
