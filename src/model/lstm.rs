@@ -1,7 +1,9 @@
 //! A bidirectional LSTM (Hochreiter & Schmidhuber 1997; Huang et al. 2015 "BiLSTM-CRF") in
 //! PyTorch's layout (`weight_ih` (4H, in), `weight_hh` (4H, H), gate order i, f, g, o).
 //! candle's `lstm` runs one direction; the backward direction here reverses each sequence within
-//! its own length, so padding never flows into a real position.
+//! its own length, so padding never flows into a real position. On the CPU the recurrence is one
+//! fused op with its own backward pass through time (`kernels::lstm_recurrence`); elsewhere it is
+//! composed from candle ops step by step.
 
 use candle_core::{D, Device, Result as CResult, Tensor};
 
@@ -40,6 +42,9 @@ impl Direction {
             .matmul(&self.w_ih.t()?)?
             .broadcast_add(&bias)?
             .reshape((b, t, 4 * hidden))?;
+        if super::kernels::applies(&xw) {
+            return super::kernels::lstm_recurrence(&xw, &self.w_hh);
+        }
         let mut h = Tensor::zeros((b, hidden), x.dtype(), x.device())?;
         let mut c = h.clone();
         let w_hh_t = self.w_hh.t()?;

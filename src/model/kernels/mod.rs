@@ -226,6 +226,7 @@ mod gelu;
 mod heads;
 mod inplace;
 mod int8;
+mod lstm;
 mod norm;
 mod softmax;
 
@@ -237,6 +238,7 @@ pub(crate) use heads::{BiasDropoutAdd, BiasGelu, BiasGeluBwd, MergeHeads, SplitH
 pub(crate) use inplace::{AddNorm, BiasGeluInPlace};
 pub(crate) use int8::QuantMatmul;
 pub use int8::{QuantWeight, vnni_available};
+pub use lstm::lstm_recurrence;
 pub use norm::layer_norm;
 pub(crate) use norm::{LayerNorm, LayerNormBwd};
 pub(crate) use softmax::{Softmax, SoftmaxBwd};
