@@ -369,6 +369,15 @@ fn spare_jobs_wait_for_a_source_another_job_has_just_taken() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A point's run folder name (from `status --json`): what its packed file is named after.
+fn name(p: &serde_json::Value) -> String {
+    Path::new(p["dir"].as_str().unwrap())
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// `nerlab experiment pack|unpack FILE --json`, into and from `results/<name>/` beside FILE.
 fn pack(verb: &str, file: &Path) -> serde_json::Value {
     let o = nerlab(&["experiment", verb, file.to_str().unwrap(), "--json"]);
@@ -461,13 +470,6 @@ fn packed_runs_unpack_into_the_same_report_on_a_new_machine() {
     // Their names (identities) differ with the corpus: pack the runs under the new names, as if
     // they had been scored on it.
     for (p, q) in points(&file).iter().zip(points(&other)) {
-        let name = |p: &serde_json::Value| {
-            Path::new(p["dir"].as_str().unwrap())
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .into_owned()
-        };
         let gz = std::fs::read(packs.join(format!("{}.json.gz", name(p)))).unwrap();
         let mut json = String::new();
         std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut json)
@@ -516,13 +518,6 @@ fn a_stage_run_is_unpacked_only_when_every_point_it_feeds_is_packed() {
     assert_eq!(pack("pack", &file)["written"].as_array().unwrap().len(), 3);
     std::fs::remove_dir_all(dir.join("runs")).unwrap();
     let pts = points(&file);
-    let name = |p: &serde_json::Value| {
-        Path::new(p["dir"].as_str().unwrap())
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned()
-    };
     // The second main point's packed file is lost.
     std::fs::remove_file(
         dir.join("results/packed-stage")
