@@ -317,7 +317,7 @@ pub fn unpack(plan: &Plan, dir: &Path) -> anyhow::Result<Unpacked> {
             out.missing += 1;
             continue;
         }
-        if state_of(point) != PointState::Planned || point.dir().exists() {
+        if point.dir().exists() {
             out.kept += 1;
             continue;
         }
