@@ -238,6 +238,45 @@ fn a_killed_experiment_finishes_only_what_is_missing_and_reports_by_hand_numbers
         md.contains("| crf |") && md.contains("Seeds per cell: 2"),
         "{md}"
     );
+    // Another baseline from the command line: the softmax now compared with the CRF, printed
+    // only, the written report keeping the file's baseline.
+    let f = file.to_str().unwrap();
+    let o = nerlab(&["experiment", "report", f, "--baseline", "model.head=crf"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("Compared with the baseline (model.head = crf)"),
+        "{}",
+        stdout(&o)
+    );
+    let o = nerlab(&[
+        "experiment",
+        "report",
+        f,
+        "--baseline",
+        "model.head=crf",
+        "--json",
+    ]);
+    let r: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let groups = r["groups"].as_array().unwrap();
+    let of = |head: &str| groups.iter().find(|g| g["model.head"] == head).unwrap();
+    assert!(of("crf")["aso_vs_baseline"].is_null());
+    let eps = nerlab::metrics::aso::epsilon_min(
+        &by_head["softmax"],
+        &by_head["crf"],
+        0.95,
+        1,
+        1000,
+        0xA50,
+    )
+    .unwrap();
+    assert_eq!(of("softmax")["aso_vs_baseline"].as_f64(), Some(eps));
+    assert_eq!(std::fs::read_to_string(out.join("report.md")).unwrap(), md);
+    let o = nerlab(&["experiment", "report", f, "--baseline", "model.head=lstm"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("model.head takes"),
+        "{}",
+        stderr(&o)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -134,9 +134,25 @@ pub struct FileArgs {
 pub struct ReportArgs {
     #[command(flatten)]
     pub file: FileArgs,
-    /// Print only; write no files (what the workbench's live view asks for).
+    /// Print only (the table, or JSON with `--json`); write no files (what the workbench's live
+    /// view asks for).
     #[arg(long)]
     pub no_files: bool,
+    /// Compare with this setting instead of the file's `[report] baseline` (`AXIS=VALUE`,
+    /// repeatable, e.g. `--baseline source.language=fa`); prints only, so the written report keeps
+    /// the file's baseline.
+    #[arg(long, value_parser = parse_setting)]
+    pub baseline: Vec<(String, String)>,
+}
+
+/// `AXIS=VALUE`, as `--baseline` takes it.
+fn parse_setting(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((axis, value)) if !axis.trim().is_empty() => {
+            Ok((axis.trim().to_string(), value.trim().to_string()))
+        }
+        _ => Err(format!("{s:?} is not AXIS=VALUE (e.g. model.prompt=false)")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -439,7 +455,12 @@ fn summary(states: &[PointState]) -> String {
 
 fn write_report(a: &ReportArgs) -> anyhow::Result<()> {
     let f = &a.file;
-    let file = ExperimentFile::load(&f.file)?;
+    let mut file = ExperimentFile::load(&f.file)?;
+    let other_baseline = !a.baseline.is_empty();
+    if other_baseline {
+        file.report.baseline = a.baseline.iter().cloned().collect();
+    }
+    // Checks the baseline too: an axis the results vary over, a value some run has.
     let plan = plan(&file)?;
     let r = report(&plan, &file.report);
     let mut json = r.to_json();
@@ -447,8 +468,12 @@ fn write_report(a: &ReportArgs) -> anyhow::Result<()> {
     json["rows"] = serde_json::json!(file.report.rows);
     json["columns"] = serde_json::json!(file.report.columns);
     let json = serde_json::to_string_pretty(&json)?;
-    if a.no_files {
-        println!("{json}");
+    if a.no_files || other_baseline {
+        if f.json {
+            println!("{json}");
+        } else {
+            print!("{}", r.to_markdown(&file.report));
+        }
         return Ok(());
     }
     Registration::of(&f.file, &file)?.write()?;
