@@ -12,10 +12,22 @@ use anyhow::Context;
 use super::file::ReportSpec;
 use super::report::{Group, Pivot, Report};
 
-/// Colour-blind-safe series colours (Okabe & Ito).
+/// Colour-blind-safe series colours (Okabe & Ito), the pale yellow last: it reads worst on white.
 const PALETTE: [&str; 8] = [
-    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000",
+    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442",
 ];
+
+/// How the `i`-th line of a curve plot is drawn: the palette's colour, and past its eight colours
+/// a dash pattern and a square marker, so that ten source languages stay ten lines a reader can
+/// tell apart (the legend shows each line's sample).
+fn series_style(i: usize) -> (&'static str, Option<&'static str>, bool) {
+    let dash = match i / PALETTE.len() {
+        0 => None,
+        1 => Some("7 4"),
+        _ => Some("2 3"),
+    };
+    (PALETTE[i % PALETTE.len()], dash, i >= PALETTE.len())
+}
 const FONT: &str = "sans-serif";
 /// PNGs are rendered at twice the SVG's size, for screens with dense pixels.
 const PNG_SCALE: f32 = 2.0;
@@ -358,7 +370,7 @@ pub fn curve(p: &Pivot<'_>) -> Option<String> {
     let (_, hi) = min_max(&highs)?;
     let y_max = nice_ceiling(hi.max(1e-9));
     let (left, top, plot_w, plot_h) = (64.0, 64.0, 90.0 * order.len() as f64, 260.0);
-    let legend_w = 40.0 + 7.0 * longest(p.rows.iter().map(|r| Pivot::label(r))) as f64;
+    let legend_w = 54.0 + 7.0 * longest(p.rows.iter().map(|r| Pivot::label(r))) as f64;
     let width = (left + plot_w + 24.0 + legend_w).max(440.0);
     let mut s = Svg::new(width, top + plot_h + 56.0);
     s.title(&p.report.experiment, &p.report.metric);
@@ -382,8 +394,10 @@ pub fn curve(p: &Pivot<'_>) -> Option<String> {
         "middle",
         &p.col_axes.join(" / "),
     );
+    // Bands lighter as lines multiply, so ten overlapping bands do not hide the lines.
+    let band_opacity = (0.54 / p.rows.len().max(1) as f64).clamp(0.06, 0.18);
     for (i, r) in p.rows.iter().enumerate() {
-        let colour = PALETTE[i % PALETTE.len()];
+        let (colour, dash, square) = series_style(i);
         let pts: Vec<(f64, f64, f64)> = order
             .iter()
             .enumerate()
@@ -398,16 +412,24 @@ pub fn curve(p: &Pivot<'_>) -> Option<String> {
                 .rev()
                 .map(|&(x, m, sd)| (x, y_of((m - sd).max(0.0)))),
         );
-        s.polygon(&band, colour, 0.18);
+        s.polygon(&band, colour, band_opacity);
         let line: Vec<(f64, f64)> = pts.iter().map(|&(x, m, _)| (x, y_of(m))).collect();
-        s.polyline(&line, colour);
+        s.polyline(&line, colour, dash);
+        let marker = |s: &mut Svg, x: f64, y: f64| {
+            if square {
+                s.rect(x - 3.0, y - 3.0, 6.0, 6.0, colour, None);
+            } else {
+                s.circle(x, y, 3.0, colour);
+            }
+        };
         for &(x, y) in &line {
-            s.circle(x, y, 3.0, colour);
+            marker(&mut s, x, y);
         }
         let lx = left + plot_w + 24.0;
         let ly = top + 10.0 + 16.0 * i as f64;
-        s.rect(lx, ly, 10.0, 10.0, colour, None);
-        s.text(lx + 14.0, ly + 9.0, 11.0, "start", &Pivot::label(r));
+        s.polyline(&[(lx, ly + 5.0), (lx + 22.0, ly + 5.0)], colour, dash);
+        marker(&mut s, lx + 11.0, ly + 5.0);
+        s.text(lx + 28.0, ly + 9.0, 11.0, "start", &Pivot::label(r));
     }
     s.text(
         left,
@@ -538,10 +560,11 @@ impl Svg {
             .join(" ")
     }
 
-    fn polyline(&mut self, pts: &[(f64, f64)], stroke: &str) {
+    fn polyline(&mut self, pts: &[(f64, f64)], stroke: &str, dash: Option<&str>) {
+        let dash = dash.map_or(String::new(), |d| format!(r#" stroke-dasharray="{d}""#));
         let _ = write!(
             self.out,
-            r#"<polyline points="{}" fill="none" stroke="{stroke}" stroke-width="2"/>"#,
+            r#"<polyline points="{}" fill="none" stroke="{stroke}" stroke-width="2"{dash}/>"#,
             Self::points(pts)
         );
     }
@@ -651,6 +674,39 @@ mod tests {
     }
 
     #[test]
+    fn ten_curves_are_ten_different_lines() {
+        let styles: Vec<_> = (0..10).map(series_style).collect();
+        for (i, a) in styles.iter().enumerate() {
+            for b in &styles[i + 1..] {
+                assert_ne!((a.0, a.1), (b.0, b.1));
+            }
+        }
+        let groups = (0..10)
+            .flat_map(|i| {
+                [("0", 0.1), ("5", 0.3)]
+                    .map(|(k, m)| group(&format!("l{i}"), k, m + 0.01 * i as f64, Some(0.02)))
+            })
+            .collect();
+        let r = Report {
+            experiment: "ten".into(),
+            metric: "dev.micro.f1".into(),
+            axes: vec!["src".into(), "k".into()],
+            groups,
+            baseline: BTreeMap::new(),
+        };
+        let spec = ReportSpec {
+            rows: vec!["src".into()],
+            columns: vec!["k".into()],
+            ..ReportSpec::default()
+        };
+        let c = curve(&r.pivot(&spec)).unwrap();
+        // A line and a legend sample per language; the last two dashed, with square markers.
+        assert_eq!(c.matches("<polyline").count(), 20);
+        assert_eq!(c.matches("stroke-dasharray").count(), 4);
+        assert_eq!(c.matches(r#"fill-opacity="0.06""#).count(), 10);
+    }
+
+    #[test]
     fn every_plot_shows_the_numbers_of_the_report() {
         let (r, spec) = report();
         let p = r.pivot(&spec);
@@ -670,7 +726,7 @@ mod tests {
             "4 bars, 2 legend keys"
         );
         let c = curve(&p).unwrap();
-        assert_eq!(c.matches("<polyline").count(), 2);
+        assert_eq!(c.matches("<polyline").count(), 4); // a line and a legend sample per row
         // K = 1 comes before K = 10 however the columns are ordered.
         assert!(c.find(">1</text>").unwrap() < c.find(">10</text>").unwrap());
     }
