@@ -658,8 +658,13 @@ mod tests {
             group("hi", "1", 0.1, None),
             group("hi", "10", 0.4, Some(0.01)),
         ];
+        source_by_k("transfer <x>", groups)
+    }
+
+    /// A report of `groups` laid out as source (rows) x K (columns).
+    fn source_by_k(name: &str, groups: Vec<Group>) -> (Report, ReportSpec) {
         let r = Report {
-            experiment: "transfer <x>".into(),
+            experiment: name.into(),
             metric: "dev.micro.f1".into(),
             axes: vec!["src".into(), "k".into()],
             groups,
@@ -687,18 +692,7 @@ mod tests {
                     .map(|(k, m)| group(&format!("l{i}"), k, m + 0.01 * i as f64, Some(0.02)))
             })
             .collect();
-        let r = Report {
-            experiment: "ten".into(),
-            metric: "dev.micro.f1".into(),
-            axes: vec!["src".into(), "k".into()],
-            groups,
-            baseline: BTreeMap::new(),
-        };
-        let spec = ReportSpec {
-            rows: vec!["src".into()],
-            columns: vec!["k".into()],
-            ..ReportSpec::default()
-        };
+        let (r, spec) = source_by_k("ten", groups);
         let c = curve(&r.pivot(&spec)).unwrap();
         // A line and a legend sample per language; the last two dashed, with square markers.
         assert_eq!(c.matches("<polyline").count(), 20);
