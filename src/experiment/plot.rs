@@ -261,7 +261,7 @@ pub fn heatmap_scaled(p: &Pivot<'_>, (lo, hi): (f64, f64)) -> Option<String> {
         height - 10.0,
         10.0,
         "start",
-        "each cell: mean ± sample sd over seeds (n seeds) of the best dev checkpoint",
+        "each cell: mean ± sample sd over seeds (n seeds) of the best dev evaluation",
     );
     Some(s.finish())
 }

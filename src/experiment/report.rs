@@ -512,8 +512,9 @@ impl Report {
         let _ = write!(
             out,
             "\nEach cell: mean ± sample standard deviation (number of seeds) of `{}` from each \
-             run's report.json, which scores the best dev checkpoint (model selection on dev F1, \
-             nerlab's strict entity scorer, equal to seqeval's). Seeds per cell: {}. 95 % bootstrap \
+             run's report.json, which scores the model at its best dev evaluation (model selection \
+             on dev F1; a run that evaluates once, at its end, reports its last model; nerlab's \
+             strict entity scorer, equal to seqeval's). Seeds per cell: {}. 95 % bootstrap \
              intervals of the mean ({BOOTSTRAP} resamples over seeds) are in results.json and \
              results.csv.\n",
             self.metric,

@@ -633,7 +633,7 @@ fn results_ui(
         });
     ui.label(
         RichText::new(
-            "mean ± sample sd over seeds (n) of the best dev checkpoint; click a cell for its runs",
+            "mean ± sample sd over seeds (n) of the best dev evaluation; click a cell for its runs",
         )
         .weak()
         .small(),
