@@ -571,9 +571,85 @@ fn a_stage_run_is_unpacked_only_when_every_point_it_feeds_is_packed() {
         .map(|p| p["state"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(states, ["planned", "done", "planned"]);
+    // The done point alone: done already, whatever state its stage run is in.
+    let o = nerlab(&[
+        "experiment",
+        "run",
+        file.to_str().unwrap(),
+        "--quiet",
+        "--point",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary(&stdout(&o)), (0, 0, 1, 0), "{}", stdout(&o));
     let o = run_jobs(&file, 1);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(summary(&stdout(&o)), (2, 0, 1, 0), "{}", stdout(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every run packed and unpacked, stage run included (it keeps no model then); then the file
+/// grows by a seed. The new point cannot start from a stage run without a model: it fails saying
+/// so and what to do, the done points count as done, and once the stage folder is moved aside
+/// `run` trains it again and then the new point.
+#[test]
+fn a_point_added_after_unpacking_says_its_stage_run_has_no_model() {
+    let dir = fresh_dir("pack-grown");
+    let sources = r#"[["builtin:demo/train"]]"#;
+    let file = staged(&dir, "grown", sources, "[1, 2]");
+    let o = run_jobs(&file, 1);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(pack("pack", &file)["written"].as_array().unwrap().len(), 3);
+    std::fs::remove_dir_all(dir.join("runs")).unwrap();
+    assert_eq!(
+        pack("unpack", &file)["written"].as_array().unwrap().len(),
+        3
+    );
+    let file = staged(&dir, "grown", sources, "[1, 2, 3]");
+    let o = run_jobs(&file, 1);
+    assert!(!o.status.success(), "the new point cannot train");
+    let stage = points(&file)[0]["dir"].as_str().unwrap().to_string();
+    assert!(
+        stderr(&o).contains(&format!(
+            "it starts from {stage}, which is done but holds no model"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(summary(&stdout(&o)), (0, 0, 3, 0), "{}", stdout(&o));
+    std::fs::rename(&stage, format!("{stage}.aside")).unwrap();
+    let o = run_jobs(&file, 1);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary(&stdout(&o)), (2, 0, 2, 0), "{}", stdout(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A done run that cannot be packed (here its dev predictions no longer match the dev corpus)
+/// does not stop the others from being packed, and `pack` names it and fails.
+#[test]
+fn pack_names_a_run_it_cannot_pack_and_packs_the_others() {
+    let dir = fresh_dir("pack-bad");
+    let file = experiment(&dir, "bad-pack", "[1]");
+    let o = run_jobs(&file, 1);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pts = points(&file);
+    let broken = Path::new(pts[0]["dir"].as_str().unwrap());
+    let run = nerlab::train::run_dir::RunDir::open(broken).unwrap();
+    std::fs::write(run.dev_predictions().unwrap(), "엉뚱한 O\n\n").unwrap();
+    let o = nerlab(&["experiment", "pack", file.to_str().unwrap(), "--json"]);
+    assert!(!o.status.success(), "a run was not packed");
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("not packed: {}: ", name(&pts[0]))),
+        "{err}"
+    );
+    let done: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        done["written"].as_array().unwrap().len(),
+        pts.len() - 1,
+        "{done}"
+    );
+    assert_eq!(done["failed"][0][0], name(&pts[0]), "{done}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

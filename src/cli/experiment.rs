@@ -211,21 +211,36 @@ fn pack_runs(a: &PackArgs) -> anyhow::Result<()> {
     let done = archive::pack(&plan, &dir)?;
     if a.file.json {
         println!("{}", serde_json::to_string_pretty(&done)?);
-        return Ok(());
+    } else {
+        for name in &done.written {
+            println!("packed {name}");
+        }
+        println!(
+            "{}: {} packed, {} unchanged, {} not done; {} ({:.1} KB) in {}",
+            plan.name,
+            done.written.len(),
+            done.unchanged,
+            done.not_done,
+            done.written.len() + done.unchanged,
+            done.bytes as f64 / 1e3,
+            dir.display()
+        );
     }
-    for name in &done.written {
-        println!("packed {name}");
+    not_packed(&done.failed)
+}
+
+/// Names every run that could not be packed, and fails if there is one: a session that ends
+/// believing its results are saved when they are not loses them.
+fn not_packed(failed: &[(String, String)]) -> anyhow::Result<()> {
+    for (name, why) in failed {
+        eprintln!("not packed: {name}: {why}");
     }
-    println!(
-        "{}: {} packed, {} unchanged, {} not done; {} ({:.1} KB) in {}",
-        plan.name,
-        done.written.len(),
-        done.unchanged,
-        done.not_done,
-        done.written.len() + done.unchanged,
-        done.bytes as f64 / 1e3,
-        dir.display()
-    );
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "{} done run(s) could not be packed (above); `nerlab experiment pack` tries again",
+            failed.len()
+        );
+    }
     Ok(())
 }
 
@@ -501,6 +516,8 @@ struct Bar {
     bar: Option<ProgressBar>,
     /// Packs each run that ends done (`run --pack`).
     packer: Option<Mutex<archive::Packer>>,
+    /// Done runs the packer could not pack, with why.
+    not_packed: Mutex<Vec<(String, String)>>,
     /// Done and failed so far, and the runs training now.
     counts: Mutex<(usize, usize, Vec<String>)>,
 }
@@ -547,10 +564,12 @@ impl Progress for Bar {
                     match packer.pack(point) {
                         Ok(true) => self.say(format!("packed {}", packer.path(point).display())),
                         Ok(false) => {}
-                        Err(e) => self.say(format!(
-                            "note: {} was not packed: {e:#}",
-                            point.dir().display()
-                        )),
+                        Err(e) => {
+                            self.say(format!("not packed: {}: {e:#}", point.dir().display()));
+                            if let Ok(mut n) = self.not_packed.lock() {
+                                n.push((point.name.clone(), format!("{e:#}")));
+                            }
+                        }
                     }
                 }
             }
@@ -608,6 +627,7 @@ fn train_plan(a: &RunArgs, retry: bool) -> anyhow::Result<()> {
     let progress = Bar {
         bar,
         packer,
+        not_packed: Mutex::new(Vec::new()),
         counts: Mutex::new((0, 0, Vec::new())),
     };
     if let Some(&i) = a.points.iter().find(|&&i| i >= plan.points.len()) {
@@ -650,10 +670,11 @@ fn train_plan(a: &RunArgs, retry: bool) -> anyhow::Result<()> {
         count(&|o| *o == Outcome::Stopped),
     );
     let failed = count(&|o| matches!(o, Outcome::Failed(_) | Outcome::SkippedFailed));
+    let packed = not_packed(&progress.not_packed.into_inner().unwrap_or_default());
     if failed > 0 {
         anyhow::bail!(
             "{failed} run(s) failed (see `nerlab experiment status`; `nerlab experiment retry` trains them again)"
         );
     }
-    Ok(())
+    packed
 }

@@ -150,9 +150,12 @@ pub struct Packed {
     pub not_done: usize,
     /// Bytes of every packed file of the plan now in the folder.
     pub bytes: u64,
+    /// Done runs that could not be packed, with why (the others are packed all the same).
+    pub failed: Vec<(String, String)>,
 }
 
-/// Packs every done point of `plan` into `dir`.
+/// Packs every done point of `plan` into `dir`. A run that cannot be packed is listed in
+/// [`Packed::failed`] and the others are packed all the same.
 pub fn pack(plan: &Plan, dir: &Path) -> anyhow::Result<Packed> {
     let mut packer = Packer::new(dir)?;
     let mut out = Packed::default();
@@ -161,10 +164,13 @@ pub fn pack(plan: &Plan, dir: &Path) -> anyhow::Result<Packed> {
             out.not_done += 1;
             continue;
         }
-        if packer.pack(point)? {
-            out.written.push(point.name.clone());
-        } else {
-            out.unchanged += 1;
+        match packer.pack(point) {
+            Ok(true) => out.written.push(point.name.clone()),
+            Ok(false) => out.unchanged += 1,
+            Err(e) => {
+                out.failed.push((point.name.clone(), format!("{e:#}")));
+                continue;
+            }
         }
         out.bytes += std::fs::metadata(packer.path(point))
             .map(|m| m.len())

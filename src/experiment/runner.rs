@@ -140,20 +140,18 @@ pub fn run(
                     next_point(plan, wanted, queue, outcomes, control, opts.start_before)
                 {
                     let point = &plan.points[i];
-                    let outcome = match point.needs.map(|j| (j, state_of(&plan.points[j]))) {
-                        Some((_, PointState::Done)) | None => {
+                    let outcome = match stage_blocks(plan, point) {
+                        Some(why) => Outcome::Failed(why),
+                        None => {
                             let mut config = point.config.clone();
                             config.threads = Some(threads);
                             if let Some(d) = &device {
                                 config.device = *d;
                             }
-                            run_point(point, config, opts.retry_failed, control, progress)
+                            guarded(|| {
+                                run_point(point, config, opts.retry_failed, control, progress)
+                            })
                         }
-                        Some((j, state)) => Outcome::Failed(format!(
-                            "it starts from {}, which is {}",
-                            plan.points[j].dir().display(),
-                            state.name()
-                        )),
                     };
                     progress.ended(point, &outcome);
                     if let Ok(mut o) = outcomes.lock() {
@@ -175,6 +173,47 @@ pub fn run(
             })
         })
         .collect()
+}
+
+/// Why `point` cannot start from its stage's run, if it cannot: the stage run is not done, or is
+/// done without a model (unpacked from a pack, which keeps none, and the plan grew since). A point
+/// that is already done needs nothing from its stage and is never blocked.
+fn stage_blocks(plan: &Plan, point: &Point) -> Option<String> {
+    let j = point.needs?;
+    if state_of(point) == PointState::Done {
+        return None;
+    }
+    let stage = &plan.points[j];
+    match state_of(stage) {
+        PointState::Done if crate::infer::has_model(&stage.dir()) => None,
+        PointState::Done => Some(format!(
+            "it starts from {}, which is done but holds no model (an unpacked run keeps only its \
+             scores): move that folder aside and `run` trains it again",
+            stage.dir().display()
+        )),
+        state => Some(format!(
+            "it starts from {}, which is {}",
+            stage.dir().display(),
+            state.name()
+        )),
+    }
+}
+
+/// Runs one point, turning a panic inside it into a failed outcome: the run's folder already says
+/// failed (the trainer marks it before the panic goes on), and the other jobs, some of which may
+/// wait for this point, go on instead of waiting for an outcome that never comes.
+fn guarded(f: impl FnOnce() -> Outcome) -> Outcome {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(outcome) => outcome,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            Outcome::Failed(format!("panicked: {what}"))
+        }
+    }
 }
 
 /// How long a job waits before looking again for a point whose stage run is not finished.
@@ -271,5 +310,22 @@ fn move_aside(point: &Point) -> anyhow::Result<()> {
             return Ok(());
         }
         n += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_point_becomes_a_failed_outcome_with_its_message() {
+        let text = guarded(|| panic!("a {} went wrong", "kernel"));
+        let literal = guarded(|| panic!("plain"));
+        assert_eq!(
+            text,
+            Outcome::Failed("panicked: a kernel went wrong".into())
+        );
+        assert_eq!(literal, Outcome::Failed("panicked: plain".into()));
+        assert_eq!(guarded(|| Outcome::Trained), Outcome::Trained);
     }
 }
