@@ -273,7 +273,9 @@ fn a_killed_experiment_finishes_only_what_is_missing_and_reports_by_hand_numbers
     assert_eq!(std::fs::read_to_string(out.join("report.md")).unwrap(), md);
     let o = nerlab(&["experiment", "report", f, "--baseline", "model.head=lstm"]);
     assert!(
-        !o.status.success() && stderr(&o).contains("model.head takes"),
+        !o.status.success()
+            && stderr(&o).contains("--baseline model.head=lstm")
+            && stderr(&o).contains("model.head takes"),
         "{}",
         stderr(&o)
     );

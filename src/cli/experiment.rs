@@ -14,6 +14,7 @@ use crate::experiment::{
 };
 use crate::model::device::DeviceSpec;
 use crate::train::Control;
+use crate::train::run_dir::write_atomic;
 
 #[derive(Debug, Args)]
 pub struct ExperimentArgs {
@@ -476,7 +477,14 @@ fn write_report(a: &ReportArgs) -> anyhow::Result<()> {
         file.report.baseline = a.baseline.iter().cloned().collect();
     }
     // Checks the baseline too: an axis the results vary over, a value some run has.
-    let plan = plan(&file)?;
+    let plan = plan(&file).map_err(|e| {
+        if other_baseline {
+            let given: Vec<String> = a.baseline.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            e.context(format!("--baseline {}", given.join(" --baseline ")))
+        } else {
+            e
+        }
+    })?;
     let r = report(&plan, &file.report);
     let mut json = r.to_json();
     // The layout the file asks for, for readers that draw the pivot table (the workbench).
@@ -492,10 +500,10 @@ fn write_report(a: &ReportArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     Registration::of(&f.file, &file)?.write()?;
-    std::fs::write(plan.out.join("results.json"), &json)?;
-    std::fs::write(plan.out.join("results.csv"), r.to_csv())?;
+    write_atomic(&plan.out.join("results.json"), json.as_bytes())?;
+    write_atomic(&plan.out.join("results.csv"), r.to_csv().as_bytes())?;
     let md = r.to_markdown(&file.report);
-    std::fs::write(plan.out.join("report.md"), &md)?;
+    write_atomic(&plan.out.join("report.md"), md.as_bytes())?;
     let plots = crate::experiment::plot::write_plots(&r, &file.report, &plan.out.join("plots"))?;
     if f.json {
         println!("{json}");
