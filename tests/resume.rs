@@ -273,3 +273,74 @@ fn a_checkpoint_cut_off_while_written_is_passed_over_on_resume() {
     resume(&run, killed_at);
     assert_eq!(report(&run), report(&whole));
 }
+
+/// A pretrained model's tokenizer goes into every checkpoint and best model from memory, not by
+/// copying from the folder the model was loaded from: a finished run lengthened with `--resume
+/// --max-steps` loads its last checkpoint, which is deleted once a newer one is published (one
+/// checkpoint kept), and every checkpoint and best model after it must still carry the
+/// tokenizer, or the run cannot be resumed or tagged with again.
+#[test]
+fn a_lengthened_pretrained_run_keeps_its_tokenizer_in_every_later_checkpoint() {
+    let dir = common::TempDir::new("resume-tokenizer");
+    let model = common::fixture("models/tiny-xlmr");
+    let config = dir.write(
+        "run.toml",
+        format!(
+            "seed = 5\nthreads = 1\n[data]\ntrain = [\"builtin:demo/train\"]\n\
+             dev = \"builtin:demo/dev[:20]\"\n[model]\nsource = {:?}\nhead = \"softmax\"\n\
+             [train]\nepochs = 3\nbatch_size = 16\nlr = 0.001\nmax_steps = 4\n\
+             checkpoint_every = 2\neval_every = 2\n",
+            model.to_str().unwrap()
+        )
+        .as_bytes(),
+    );
+    let out = dir.path("runs");
+    let first = train(&config, &out, "lengthened")
+        .wait_with_output()
+        .unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let run = out.join("lengthened");
+    assert_eq!(checkpoint_step(&run), Some(4));
+    let longer = nerlab()
+        .args(["train", "--quiet", "--resume"])
+        .arg(&run)
+        .args(["--max-steps", "10"])
+        .output()
+        .unwrap();
+    assert!(
+        longer.status.success(),
+        "{}",
+        String::from_utf8_lossy(&longer.stderr)
+    );
+    assert_eq!(checkpoint_step(&run), Some(10));
+    assert!(run.join("report.json").exists());
+    let mut models = 0;
+    for entry in std::fs::read_dir(&run).unwrap() {
+        let path = entry.unwrap().path();
+        if path.join("model.safetensors").exists() {
+            models += 1;
+            assert!(
+                path.join("tokenizer.json").exists(),
+                "{} has no tokenizer.json",
+                path.display()
+            );
+        }
+    }
+    assert!(models >= 2, "a checkpoint and a best model at least");
+    // And the run tags, from its best model.
+    let tagged = nerlab()
+        .args(["tag", "--model"])
+        .arg(&run)
+        .arg("서울에 간다")
+        .output()
+        .unwrap();
+    assert!(
+        tagged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tagged.stderr)
+    );
+}

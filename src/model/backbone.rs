@@ -3,6 +3,7 @@
 //! its vocabulary built from the training corpus and saved with it).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use candle_core::{DType, Device};
@@ -78,8 +79,8 @@ impl CharModelSize {
 pub struct Backbone {
     /// Provenance, saved with trained models.
     pub kind: BackboneKind,
-    /// The `tokenizer.json` this backbone was loaded with (none for the character model).
-    pub tokenizer_file: Option<PathBuf>,
+    /// The tokenizer's files as this backbone read them (none for the character model).
+    pub tokenizer_files: TokenizerFiles,
     pub params: Params,
     pub encoder: Encoder,
     pub tokenizer: TextTokenizer,
@@ -123,7 +124,8 @@ impl Backbone {
         let config = size.config(vocab.len());
         let params = Params::fresh(dtype, device, seed);
         let tokenizer = TextTokenizer::Chars(vocab);
-        Self::assemble(BackboneKind::Char, None, tokenizer, &config, params, seed)
+        let files = TokenizerFiles::default();
+        Self::assemble(BackboneKind::Char, files, tokenizer, &config, params, seed)
     }
 
     /// Rebuilds the backbone of a saved model: `config.json`, and `tokenizer.json` or
@@ -146,22 +148,19 @@ impl Backbone {
         tokenizer
             .check_vocab(config.vocab_size)
             .with_context(|| format!("{}: the tokenizer does not fit the model", dir.display()))?;
+        let files = match kind {
+            BackboneKind::Char => TokenizerFiles::default(),
+            BackboneKind::Pretrained { .. } => TokenizerFiles::read(dir)?,
+        };
         let params = Params::new(checkpoint, dtype, device, seed);
-        Self::assemble(
-            kind.clone(),
-            tokenizer_file(dir),
-            tokenizer,
-            &config,
-            params,
-            seed,
-        )
-        .with_context(|| format!("loading the encoder from {}", dir.display()))
+        Self::assemble(kind.clone(), files, tokenizer, &config, params, seed)
+            .with_context(|| format!("loading the encoder from {}", dir.display()))
     }
 
     /// The backbone from its parts, the encoder built from `params` as `config` says.
     fn assemble(
         kind: BackboneKind,
-        tokenizer_file: Option<PathBuf>,
+        tokenizer_files: TokenizerFiles,
         tokenizer: TextTokenizer,
         config: &EncoderConfig,
         params: Params,
@@ -170,7 +169,7 @@ impl Backbone {
         let encoder = Encoder::load(&params, config, DropoutRng::new(seed))?;
         Ok(Self {
             kind,
-            tokenizer_file,
+            tokenizer_files,
             params,
             encoder,
             tokenizer,
@@ -186,23 +185,11 @@ impl Backbone {
         match (&self.kind, &self.tokenizer) {
             (BackboneKind::Char, TextTokenizer::Chars(v)) => v.save(&dir.join("vocab.json"))?,
             (BackboneKind::Pretrained { .. }, TextTokenizer::Hf(_)) => {
-                let source = self
-                    .tokenizer_file
-                    .as_ref()
-                    .ok_or_else(|| anyhow::anyhow!("no tokenizer file to save"))?;
-                let from = source.parent().unwrap_or(Path::new("."));
-                // vocab.txt needs tokenizer_config.json for its casing.
-                for name in [
-                    source.file_name().unwrap_or_default().to_os_string(),
-                    "tokenizer_config.json".into(),
-                ] {
-                    let (src, dst) = (from.join(&name), dir.join(&name));
-                    if src.exists() && src != dst {
-                        std::fs::copy(&src, &dst).map_err(|e| {
-                            anyhow::anyhow!("copying {} to {}: {e}", src.display(), dst.display())
-                        })?;
-                    }
-                }
+                anyhow::ensure!(
+                    !self.tokenizer_files.is_empty(),
+                    "no tokenizer file to save"
+                );
+                self.tokenizer_files.write(dir)?;
             }
             _ => anyhow::bail!("backbone kind and tokenizer disagree"),
         }
@@ -211,9 +198,49 @@ impl Backbone {
 }
 
 /// The tokenizer file of a model folder: `tokenizer.json`, else `vocab.txt`.
-fn tokenizer_file(dir: &Path) -> Option<PathBuf> {
-    ["tokenizer.json", "vocab.txt"]
-        .iter()
-        .map(|f| dir.join(f))
-        .find(|p| p.exists())
+/// A pretrained tokenizer's files (`tokenizer.json` and/or `vocab.txt`, and `tokenizer_config.json`,
+/// which `vocab.txt` needs for its casing), read once when the model is loaded and kept in memory:
+/// a model saved later writes them from here, so saving does not depend on the folder it was
+/// loaded from still being there (a resumed run loads its checkpoint, which is deleted once a
+/// newer one is published; a second stage loads a best model that is pruned later).
+#[derive(Debug, Clone, Default)]
+pub struct TokenizerFiles(Arc<Vec<(String, Vec<u8>)>>);
+
+impl TokenizerFiles {
+    /// The files a tokenizer is read from, in the order they are looked for.
+    pub const NAMES: [&str; 3] = ["tokenizer.json", "vocab.txt", "tokenizer_config.json"];
+
+    /// Those of [`NAMES`](Self::NAMES) that `dir` has.
+    pub fn read(dir: &Path) -> anyhow::Result<Self> {
+        let mut files = Vec::new();
+        for name in Self::NAMES {
+            let path = dir.join(name);
+            if path.exists() {
+                let bytes =
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                files.push((name.to_string(), bytes));
+            }
+        }
+        Ok(Self(Arc::new(files)))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether the model had a file `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(n, _)| n == name)
+    }
+
+    /// Writes every file into `dir`; their names.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for (name, bytes) in self.0.iter() {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+            names.push(name.clone());
+        }
+        Ok(names)
+    }
 }

@@ -443,22 +443,13 @@ fn write_tokenizer(model: &NerModel, out: &Path) -> anyhow::Result<Vec<String>> 
     let TextTokenizer::Hf(_) = &model.backbone.tokenizer else {
         bail!("the model has no Hugging Face tokenizer");
     };
-    let source = model
-        .backbone
-        .tokenizer_file
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("the model's tokenizer file is unknown"))?;
-    let from = source.parent().unwrap_or(Path::new("."));
-    let mut files = Vec::new();
-    for name in ["tokenizer.json", "vocab.txt", "tokenizer_config.json"] {
-        let src = from.join(name);
-        if src.exists() {
-            std::fs::copy(&src, out.join(name))
-                .with_context(|| format!("copying {} to {}", src.display(), out.display()))?;
-            files.push(name.to_string());
-        }
-    }
-    if !from.join("tokenizer_config.json").exists() {
+    let tokenizer = &model.backbone.tokenizer_files;
+    anyhow::ensure!(
+        !tokenizer.is_empty(),
+        "the model's tokenizer files are unknown"
+    );
+    let mut files = tokenizer.write(out)?;
+    if !tokenizer.has("tokenizer_config.json") {
         let tok = &model.backbone.tokenizer;
         let s = tok.specials();
         let mut config = serde_json::json!({
