@@ -59,7 +59,9 @@ fn train(config: &Path, out: &Path, name: &str) -> std::process::Child {
 fn checkpoint_step(run: &Path) -> Option<usize> {
     let text = std::fs::read_to_string(run.join("checkpoint.json")).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v["dir"].as_str()?.strip_prefix("checkpoint-")?.parse().ok()
+    // `checkpoint-<step>` or, for a step saved again, `checkpoint-<step>.<n>`.
+    let name = v["dir"].as_str()?.strip_prefix("checkpoint-")?;
+    name.split('.').next()?.parse().ok()
 }
 
 /// Starts run `name` and returns it, still training, once a checkpoint at or after `step` exists;

@@ -216,6 +216,44 @@ mod tests {
         }
     }
 
+    /// The same step saved twice (a step's checkpoint, then its evaluation's): the second goes
+    /// into a folder of its own, which becomes current, and only then is the first removed; a
+    /// resume reads the second.
+    #[test]
+    fn a_step_saved_again_never_removes_the_current_checkpoint_first() {
+        let tmp = super::super::TempRun::new("same-step");
+        let run = &tmp.run;
+        run.write_checkpoint(10, 1, |dir| {
+            Ok(std::fs::write(dir.join("state.json"), "first")?)
+        })
+        .unwrap();
+        let first = run.latest_checkpoint().unwrap();
+        run.write_checkpoint(10, 1, |dir| {
+            // While the second is written, the first is whole and current.
+            assert_eq!(run.latest_checkpoint().as_ref(), Some(&first));
+            assert_eq!(std::fs::read_to_string(first.join("state.json"))?, "first");
+            Ok(std::fs::write(dir.join("state.json"), "second")?)
+        })
+        .unwrap();
+        let second = run.latest_checkpoint().unwrap();
+        assert_ne!(second, first);
+        assert!(!first.exists(), "one checkpoint kept");
+        assert_eq!(run.resumable_checkpoints(), vec![second.clone()]);
+        assert_eq!(
+            std::fs::read_to_string(second.join("state.json")).unwrap(),
+            "second"
+        );
+        // The next step sorts after both.
+        run.write_checkpoint(12, 2, |dir| {
+            Ok(std::fs::write(dir.join("state.json"), "12")?)
+        })
+        .unwrap();
+        assert_eq!(
+            run.resumable_checkpoints(),
+            vec![run.checkpoint_dir(12), second]
+        );
+    }
+
     #[test]
     fn best_switches_whole_and_keeps_one_previous_version() {
         let tmp = super::super::TempRun::new("best");

@@ -6,7 +6,8 @@
 //! train.lock             the single writer's claim (an OS lock, see lock.rs)
 //! metrics.jsonl          one typed JSON line per logged step and per evaluation (metrics.rs)
 //! checkpoint.json        points at the latest resumable checkpoint directory
-//! checkpoint-<step>/     model, optimizer state and trainer state at that step
+//! checkpoint-<step>/     model, optimizer state and trainer state at that step (`.<n>` added
+//!                        when a step is saved again)
 //! best -> best-<step>/   the model with the best dev F1, switched whole (best.rs)
 //! dev-predictions.*      the best model's dev predictions in the dev corpus's own format
 //! dev-calibration.json   their calibration (reliability bins, ECE), which tags alone cannot give
@@ -162,9 +163,29 @@ impl RunDir {
         keep: usize,
         write: impl FnOnce(&Path) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        let dir = self.checkpoint_dir(step);
+        let dir = self.unused_checkpoint_dir(step);
         self.write_folder(&dir, write)?;
         self.publish_checkpoint(&dir, keep)
+    }
+
+    /// Where a checkpoint of `step` goes: `checkpoint-<step>/`, or, when that folder exists (the
+    /// same step saved again: a step's checkpoint and then its evaluation's at an epoch's end, a
+    /// stop right after a save), `checkpoint-<step>.<n>/`, which sorts after it. The folder the
+    /// pointer names is then never removed before the new one is published: a kill at any
+    /// moment leaves one to resume from.
+    fn unused_checkpoint_dir(&self, step: usize) -> PathBuf {
+        let dir = self.checkpoint_dir(step);
+        if !dir.exists() {
+            return dir;
+        }
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        (1..)
+            .map(|n| dir.with_file_name(format!("{name}.{n:03}")))
+            .find(|d| !d.exists())
+            .unwrap_or(dir)
     }
 
     /// Fails before a save of about `needed` bytes that would not fit (see `space.rs`).
