@@ -273,10 +273,13 @@ impl RunDir {
 
     /// The checkpoints a resume may start from, in the order to try them: the current one, then
     /// the older ones kept (`--keep-checkpoints`), newest first. Folders newer than the current
-    /// one were never made current (a save cut off) and are not offered.
+    /// one were never made current (a save cut off) and are not offered. Without a readable
+    /// `checkpoint.json` (deleted, or emptied by a power cut) every checkpoint folder is offered,
+    /// newest first: each was renamed into place whole, and starting over would throw away the
+    /// run's progress.
     pub fn resumable_checkpoints(&self) -> Vec<PathBuf> {
         let Some(current) = self.current_checkpoint() else {
-            return Vec::new();
+            return self.checkpoint_folders();
         };
         let mut out = vec![current.clone()];
         out.extend(
@@ -521,6 +524,14 @@ mod tests {
         // Publishing an older step (a resume from a fallback) drops the newer folders.
         run.publish_checkpoint(&run.checkpoint_dir(40), 3).unwrap();
         assert_eq!(left(run), [40, 30]);
+        // Without a readable pointer, every folder, newest first: not a start from zero.
+        for pointer in ["", "{\"di"] {
+            std::fs::write(run.path.join(files::CHECKPOINT_POINTER), pointer).unwrap();
+            let offered = run.resumable_checkpoints();
+            assert_eq!(offered, [40, 30].map(|s| run.checkpoint_dir(s)).to_vec());
+        }
+        std::fs::remove_file(run.path.join(files::CHECKPOINT_POINTER)).unwrap();
+        assert_eq!(run.resumable_checkpoints().len(), 2);
     }
 
     #[test]
