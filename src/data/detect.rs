@@ -78,6 +78,18 @@ pub fn detect(lines: &[(usize, &str)]) -> Result<Format, String> {
     let count = |f: Format| counts[Format::ALL.iter().position(|&x| x == f).unwrap_or(0)];
     let tab2 = count(Format::Klue) + count(Format::Wikiann) + count(Format::WikiannRaw);
     if count(Format::Kmou) > 0 && count(Format::Kmou) >= tab2 {
+        // KMOU's blocks open with `##` lines; four tab-separated columns without them are more
+        // likely a tab-separated CoNLL-2003 file (token, POS, chunk, tag), which read as KMOU
+        // would silently become Korean sentences with `-DOCSTART-` rows in them.
+        if comments == 0 {
+            return Err(format!(
+                "four tab-separated columns but no `##` header lines (first line: {:?}): not \
+                 KMOU as nerlab knows it. A tab-separated CoNLL-2003 file (token, POS, chunk, \
+                 tag)? Keep the first and last columns (token<TAB>tag); if it is KMOU without \
+                 its headers, give the format (--format kmou, or data.format = \"kmou\")",
+                sample[0].chars().take(60).collect::<String>()
+            ));
+        }
         return Ok(Format::Kmou);
     }
     if tab2 > 0 {
@@ -130,6 +142,16 @@ mod tests {
     #[test]
     fn rejects_unknown_shapes() {
         assert!(detect(&lines("a,b,c\n")).is_err());
+    }
+
+    #[test]
+    fn four_tab_columns_without_kmou_headers_are_not_taken_for_kmou() {
+        let conll = "-DOCSTART-\t-X-\t-X-\tO\n\nEU\tNNP\tB-NP\tB-ORG\nrejects\tVBZ\tB-VP\tO\n";
+        let e = detect(&lines(conll)).unwrap_err();
+        assert!(
+            e.contains("no `##` header lines") && e.contains("--format kmou"),
+            "{e}"
+        );
     }
 
     #[test]
