@@ -156,6 +156,17 @@ pub fn split_range(s: &str) -> Result<(&str, Option<SentenceRange>), String> {
     };
     let digits = |x: &str| x.chars().all(|c| c.is_ascii_digit());
     if !digits(a) || !digits(b) {
+        // Python's slices (`[-100:]`, `[::2]`) look like a range but are not one nerlab reads:
+        // say so, rather than look for a file of that name and report it missing.
+        let slice_like = inside
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, ':' | '-' | '+' | ' '));
+        if slice_like && !std::path::Path::new(s).exists() {
+            return Err(format!(
+                "{s}: [{inside}] is not a sentence range nerlab reads: only [start:end] with \
+                 whole numbers from 0, either one left out (e.g. [:100], [100:200], [4000:])"
+            ));
+        }
         return Ok((s, None));
     }
     let number = |x: &str| -> Result<Option<usize>, String> {
@@ -506,6 +517,10 @@ mod tests {
         // Brackets that are not a range belong to the name.
         assert_eq!(split_range("a[1].tsv"), Ok(("a[1].tsv", None)));
         assert_eq!(split_range("a[x:y]"), Ok(("a[x:y]", None)));
+        for python in ["d.tsv[-100:]", "d.tsv[::2]", "d.tsv[1:9:2]"] {
+            let e = split_range(python).unwrap_err();
+            assert!(e.contains("is not a sentence range nerlab reads"), "{e}");
+        }
         assert!(
             split_range("d.tsv[9:5]")
                 .unwrap_err()
