@@ -325,8 +325,10 @@ pub fn amend_for_resume(dir: &Path, a: &Amend) -> anyhow::Result<Vec<String>> {
         dir.display(),
         c.train.keep
     );
-    run.write_config(&c)?;
-    // A finished run made longer goes on from its last checkpoint.
+    // A finished run made longer goes on from its last checkpoint. The status is written before
+    // the longer configuration: a crash between the two leaves a stopped run of the old length
+    // (resuming re-finishes it, and the same command lengthens it again), never a finished run
+    // whose configuration already says longer, which no command would resume.
     if !notes.is_empty() && status.state == RunState::Finished {
         run.write_status(&Status {
             state: RunState::Stopped,
@@ -334,5 +336,6 @@ pub fn amend_for_resume(dir: &Path, a: &Amend) -> anyhow::Result<Vec<String>> {
             ..status
         })?;
     }
+    run.write_config(&c)?;
     Ok(notes)
 }
