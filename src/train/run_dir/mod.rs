@@ -207,7 +207,12 @@ impl RunDir {
         let tmp = self.path.join(format!(".tmp-{name}"));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        write(&tmp)?;
+        if let Err(e) = write(&tmp) {
+            // A half-written folder (a full disk: an encoder's is over a gigabyte) is not left
+            // to make things worse.
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e.context(format!("writing {}", dest.display())));
+        }
         let _ = std::fs::remove_dir_all(dest);
         std::fs::rename(&tmp, dest)
             .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))
