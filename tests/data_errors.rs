@@ -196,6 +196,14 @@ fn mixed_formats() {
     let raw = b"en:Seoul\tB-LOC\nBusan\tB-LOC\n";
     let e = err(raw, "test", Some(Format::WikiannRaw));
     assert!(e.to_string().contains("without its lang: prefix"), "{e}");
+    // A MultiCoNER header with no blank line before it is named as that, not as another format.
+    let mc = "# id 1\tdomain=en\neli _ _ B-PER\n# id 2\tdomain=en\nbob _ _ B-PER\n";
+    let e = err(mc.as_bytes(), "en.conll", None);
+    assert!(matches!(e, DataError::Malformed { .. }), "{e:?}");
+    assert!(
+        e.to_string().starts_with("en.conll:3:") && e.to_string().contains("a blank line before"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -150,6 +150,14 @@ fn expected_line(format: Format) -> &'static str {
 
 fn mixed_or_malformed(format: Format, path: &Path, no: usize, line: &str) -> DataError {
     let at = Location::new(path, no);
+    if format == Format::Multiconer && line.starts_with("# id") {
+        // A header inside a sentence: the blank line before it is missing.
+        return DataError::Malformed {
+            at,
+            expected: "a token _ _ tag line, or a blank line before this sentence header".into(),
+            found: line.to_string(),
+        };
+    }
     match describe_line(line) {
         Some(found) if line_format(line) != Some(format) => DataError::MixedFormat {
             at,
