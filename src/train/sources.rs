@@ -63,7 +63,11 @@ pub fn parse_data_source(s: &str) -> Result<DataSource, String> {
     if let Some(name) = s.strip_prefix("builtin:") {
         return Ok(DataSource::Builtin(name.into()));
     }
-    if let Some(split) = s.strip_prefix("klue-ner/") {
+    // `klue-ner/<split>` names the Hub's KLUE-NER only for a split name: run from a folder that
+    // has a `klue-ner/` directory (the shared corpora), `klue-ner/<file>` is that file.
+    if let Some(split) = s.strip_prefix("klue-ner/")
+        && matches!(split, "train" | "validation" | "dev" | "valid" | "test")
+    {
         return Ok(DataSource::Hub(HubDataset {
             repo: "klue/klue".into(),
             config: "ner".into(),
@@ -492,6 +496,16 @@ mod tests {
             Ok(DataSource::Path("x.tsv".into()))
         );
         assert!(parse_data_source("hf:nope").is_err());
+        assert!(matches!(
+            parse_data_source("klue-ner/dev"),
+            Ok(DataSource::Hub(HubDataset { split, .. })) if split == "validation"
+        ));
+        assert_eq!(
+            parse_data_source("klue-ner/klue-ner-v1.1_dev.tsv"),
+            Ok(DataSource::Path(PathBuf::from(
+                "klue-ner/klue-ner-v1.1_dev.tsv"
+            )))
+        );
         assert_eq!(
             parse_model_source("koelectra-base-v3"),
             ModelSource::Hub("monologg/koelectra-base-v3-discriminator".into())
