@@ -80,7 +80,8 @@ pub fn read_parquet(files: &[PathBuf], name: &str, lang: Option<&str>) -> anyhow
             .with_context(|| format!("{}: not a parquet file", path.display()))?;
         let names = tag_names(&reader, path)?;
         let origin: Arc<Path> = Arc::from(path.as_path());
-        for (row_no, row) in reader.get_row_iter(None)?.enumerate() {
+        // Rows are numbered from 1 in messages, as sentence origins are.
+        for (row_no, row) in (1..).zip(reader.get_row_iter(None)?) {
             let row = row.with_context(|| format!("{}: row {row_no}", path.display()))?;
             let mut tokens = None;
             let mut tags = None;
@@ -128,7 +129,7 @@ pub fn read_parquet(files: &[PathBuf], name: &str, lang: Option<&str>) -> anyhow
             let id = id.unwrap_or_else(|| format!("{name}-{}", sentences.len() + 1));
             let at = Origin {
                 path: origin.clone(),
-                line: row_no + 1,
+                line: row_no,
             };
             sentences.push(Sentence {
                 lang: lang.map(String::from),
