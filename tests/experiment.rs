@@ -462,6 +462,14 @@ fn packed_runs_unpack_into_the_same_report_on_a_new_machine() {
             .any(|g| g["paired_bootstrap"].is_object()),
         "the paired test reads the predictions: {before}"
     );
+    assert!(
+        before["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["aso"].is_null()),
+        "one seed a side: no ASO, which would compare two numbers: {before}"
+    );
     let preds: Vec<(PathBuf, Vec<u8>)> = points(&file)
         .iter()
         .map(|p| {

@@ -266,14 +266,29 @@ pub fn heatmap_scaled(p: &Pivot<'_>, (lo, hi): (f64, f64)) -> Option<String> {
     Some(s.finish())
 }
 
-/// Bars of the mean per row, one bar per column, with the 95 % bootstrap interval over seeds.
-/// None when no group has a result.
+/// Bars of the mean per row, one bar per column, with the 95 % t interval of the mean over
+/// seeds. None when no group has a result.
 pub fn bars(p: &Pivot<'_>) -> Option<String> {
+    // With three seeds a t interval is wide (t = 4.30) and can pass the ends of a score's range:
+    // whiskers are drawn cut at 0 and, for a metric whose every value is in [0, 1], at 1.
+    let bounded = p
+        .report
+        .groups
+        .iter()
+        .flat_map(|g| &g.values)
+        .all(|v| (0.0..=1.0).contains(&v.value));
+    let clip = |v: f64| {
+        if bounded {
+            v.clamp(0.0, 1.0)
+        } else {
+            v.max(0.0)
+        }
+    };
     let highs: Vec<f64> = p
         .report
         .groups
         .iter()
-        .filter_map(|g| g.ci95.map(|c| c[1]).or(g.mean))
+        .filter_map(|g| g.ci95.map(|c| clip(c[1])).or(g.mean))
         .collect();
     let (_, hi) = min_max(&highs)?;
     let y_max = nice_ceiling(hi.max(1e-9));
@@ -315,7 +330,7 @@ pub fn bars(p: &Pivot<'_>) -> Option<String> {
                 colour,
                 None,
             );
-            if let Some([a, b]) = g.ci95 {
+            if let Some([a, b]) = g.ci95.map(|c| c.map(clip)) {
                 let mid = x + (bar_w - 2.0) / 2.0;
                 s.line(mid, y_of(a), mid, y_of(b), "#222222", 1.2);
                 s.line(mid - 4.0, y_of(a), mid + 4.0, y_of(a), "#222222", 1.2);
@@ -339,7 +354,11 @@ pub fn bars(p: &Pivot<'_>) -> Option<String> {
         42.0,
         10.0,
         "start",
-        "bars: mean over seeds; whiskers: 95 % bootstrap interval of the mean",
+        if bounded {
+            "bars: mean over seeds; whiskers: 95 % t interval of the mean, cut at 0 and 1"
+        } else {
+            "bars: mean over seeds; whiskers: 95 % t interval of the mean, cut at 0"
+        },
     );
     Some(s.finish())
 }
@@ -636,6 +655,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::experiment::report::Value;
 
     fn group(src: &str, k: &str, mean: f64, sd: Option<f64>) -> Group {
         Group {
@@ -723,6 +743,30 @@ mod tests {
         assert_eq!(c.matches("<polyline").count(), 4); // a line and a legend sample per row
         // K = 1 comes before K = 10 however the columns are ordered.
         assert!(c.find(">1</text>").unwrap() < c.find(">10</text>").unwrap());
+    }
+
+    /// Three seeds' t intervals pass a score's ends: the whiskers are cut at 0 and 1, as if the
+    /// interval had ended there, and the axis stays on the scores' scale.
+    #[test]
+    fn whiskers_past_a_scores_range_are_cut_at_0_and_1() {
+        let with = |ci: [f64; 2]| {
+            let mut g = group("en", "1", 0.5, Some(0.3));
+            g.ci95 = Some(ci);
+            g.values = [0.2, 0.5, 0.8]
+                .iter()
+                .enumerate()
+                .map(|(i, &value)| Value {
+                    seed: (i + 1).to_string(),
+                    run: format!("r{i}"),
+                    value,
+                })
+                .collect();
+            let (r, spec) = source_by_k("cut", vec![g]);
+            bars(&r.pivot(&spec)).unwrap()
+        };
+        let wide = with([-0.245, 1.245]);
+        assert_eq!(wide, with([0.0, 1.0]));
+        assert!(wide.contains("cut at 0 and 1"));
     }
 
     #[test]

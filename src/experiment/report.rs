@@ -1,6 +1,6 @@
 //! The experiment's results: each run's metric (from its `report.json`: the best dev checkpoint's
 //! scores), grouped by every axis but the seed, with the number of seeds, the mean, the sample
-//! standard deviation and a 95 % bootstrap interval of the mean; with a baseline, each group's
+//! standard deviation and a 95 % t interval of the mean; with a baseline, each group's
 //! comparison with it by Almost Stochastic Order over the seeds and by a paired bootstrap over the
 //! dev sentences (from the runs' saved dev predictions); as JSON, CSV and a Markdown pivot table in
 //! the layout the file asks for.
@@ -19,16 +19,11 @@ use crate::infer::score_saved_predictions;
 use crate::metrics::Counts;
 use crate::metrics::aso::epsilon_min;
 use crate::metrics::paired::{self, PairedResult, paired_bootstrap, sentence_counts};
-use crate::metrics::percentile;
-use crate::rng::SplitMix64;
 use crate::train::run_dir::RunDir;
 use crate::train::sources::load_corpus;
 
 /// The axis that is averaged over.
 pub const SEED: &str = "seed";
-
-/// Bootstrap resamples of the interval of the mean.
-const BOOTSTRAP: usize = 10_000;
 
 /// One seed's value.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -47,7 +42,8 @@ pub struct Group {
     pub mean: Option<f64>,
     /// Sample standard deviation (n - 1); none under two values.
     pub sd: Option<f64>,
-    /// 95 % percentile bootstrap interval of the mean over the seeds; none under two values.
+    /// 95 % t interval of the mean over the seeds (mean ± t(n-1) · sd / √n); none under two
+    /// values.
     pub ci95: Option<[f64; 2]>,
     pub values: Vec<Value>,
     /// Points of this setting without a result yet (planned, running, failed...).
@@ -72,7 +68,7 @@ pub const ASO_TEST: &str = "Almost Stochastic Order over seeds (deepsig)";
 /// How results.json and report.md name the comparison over sentences.
 pub const PAIRED_TEST: &str = "paired bootstrap over dev sentences";
 
-/// The confidence of ASO (before the Bonferroni correction).
+/// The confidence of ASO (before deepsig's correction for the number of comparisons).
 const ASO_CONFIDENCE: f64 = 0.95;
 
 /// deepsig's recommended threshold on epsilon_min (Ulmer et al. 2022).
@@ -151,7 +147,7 @@ pub fn report(plan: &Plan, spec: &ReportSpec) -> Report {
             g.n = v.len();
             g.mean = mean(&v);
             g.sd = sd(&v);
-            g.ci95 = bootstrap_ci(&v);
+            g.ci95 = t_interval(&v);
             g
         })
         .collect();
@@ -166,7 +162,8 @@ pub fn report(plan: &Plan, spec: &ReportSpec) -> Report {
 }
 
 /// Each group's ASO epsilon_min against the group that differs from it only on the baseline's
-/// axes, set to the baseline's values (Bonferroni-corrected over all the comparisons made), and
+/// axes, set to the baseline's values (its confidence raised for all the comparisons made, as
+/// deepsig does), and
 /// the paired bootstrap of the same pair over the dev sentences.
 fn compare_with_baseline(groups: &mut [Group], plan: &Plan, baseline: &BTreeMap<String, String>) {
     if baseline.is_empty() {
@@ -181,16 +178,28 @@ fn compare_with_baseline(groups: &mut [Group], plan: &Plan, baseline: &BTreeMap<
             (j != i && groups[i].n > 0 && groups[j].n > 0).then_some((i, j))
         })
         .collect();
+    // ASO over one seed on a side compares two numbers: its bootstrap has no spread and ε comes
+    // out 0 or 1. It needs two seeds a side, as the sd does; the paired test, which resamples
+    // sentences, does not.
+    let over_seeds: Vec<bool> = pairs
+        .iter()
+        .map(|&(i, j)| groups[i].n > 1 && groups[j].n > 1)
+        .collect();
+    let aso_comparisons = over_seeds.iter().filter(|&&b| b).count();
     let mut dev = DevCounts::new(plan);
-    for &(i, j) in &pairs {
-        groups[i].aso_vs_baseline = epsilon_min(
-            &values(&groups[i]),
-            &values(&groups[j]),
-            ASO_CONFIDENCE,
-            pairs.len(),
-            ASO_ITERATIONS,
-            0xA50,
-        );
+    for (&(i, j), &over_seeds) in pairs.iter().zip(&over_seeds) {
+        groups[i].aso_vs_baseline = if over_seeds {
+            epsilon_min(
+                &values(&groups[i]),
+                &values(&groups[j]),
+                ASO_CONFIDENCE,
+                aso_comparisons,
+                ASO_ITERATIONS,
+                0xA50,
+            )
+        } else {
+            None
+        };
         groups[i].paired_vs_baseline = dev.paired(&groups[i], &groups[j]);
     }
 }
@@ -290,17 +299,30 @@ fn sd(v: &[f64]) -> Option<f64> {
         .then(|| (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt())
 }
 
-/// The 2.5th and 97.5th percentiles of the means of resamples (with replacement) of `v`.
-fn bootstrap_ci(v: &[f64]) -> Option<[f64; 2]> {
-    if v.len() < 2 {
-        return None;
+/// The 95 % interval of the mean from Student's t: mean ± t(0.975, n - 1) · sd / √n. With the
+/// three to five seeds of a grid a percentile bootstrap of the mean is far too narrow (it cannot
+/// leave [min, max], and at n = 3 it covers about three times in four, not 19 in 20).
+fn t_interval(v: &[f64]) -> Option<[f64; 2]> {
+    let (m, s) = (mean(v)?, sd(v)?);
+    let half = t_975(v.len() - 1) * s / (v.len() as f64).sqrt();
+    Some([m - half, m + half])
+}
+
+/// The 0.975 quantile of Student's t with `df` degrees of freedom (df >= 1): a table to 30, then
+/// the Cornish-Fisher expansion around the normal quantile (within 1e-4 from there on).
+fn t_975(df: usize) -> f64 {
+    const TABLE: [f64; 30] = [
+        12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281, 2.2010,
+        2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860, 2.0796, 2.0739,
+        2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423,
+    ];
+    if (1..=30).contains(&df) {
+        return TABLE[df - 1];
     }
-    let mut rng = SplitMix64::new(0x00B0_0757);
-    let mut means: Vec<f64> = (0..BOOTSTRAP)
-        .map(|_| (0..v.len()).map(|_| v[rng.below(v.len())]).sum::<f64>() / v.len() as f64)
-        .collect();
-    means.sort_by(f64::total_cmp);
-    Some([percentile(&means, 2.5), percentile(&means, 97.5)])
+    let (z, n): (f64, f64) = (1.959_963_985, df.max(1) as f64);
+    z + (z.powi(3) + z) / (4.0 * n)
+        + (5.0 * z.powi(5) + 16.0 * z.powi(3) + 3.0 * z) / (96.0 * n * n)
+        + (3.0 * z.powi(7) + 19.0 * z.powi(5) + 17.0 * z.powi(3) - 15.0 * z) / (384.0 * n.powi(3))
 }
 
 impl Report {
@@ -342,7 +364,8 @@ impl Report {
     }
 
     /// The comparisons made (one per group with a baseline group, both with values), which
-    /// ASO's Bonferroni correction counts.
+    /// The comparisons ASO's confidence is corrected for (deepsig's correction; the JSON key says
+    /// `bonferroni_comparisons`, as it always has).
     fn comparisons(&self) -> usize {
         self.groups
             .iter()
@@ -504,7 +527,8 @@ impl Report {
     /// What the cells hold and how the comparisons with the baseline were made.
     fn footer(&self, spec: &ReportSpec) -> String {
         let mut out = String::new();
-        let seeds: Vec<usize> = self.groups.iter().map(|g| g.n).collect();
+        // Settings with no finished run yet do not count (they would show "0 to 3").
+        let seeds: Vec<usize> = self.groups.iter().map(|g| g.n).filter(|&n| n > 0).collect();
         let (lo, hi) = (
             seeds.iter().min().copied().unwrap_or(0),
             seeds.iter().max().copied().unwrap_or(0),
@@ -514,8 +538,8 @@ impl Report {
             "\nEach cell: mean ± sample standard deviation (number of seeds) of `{}` from each \
              run's report.json, which scores the model at its best dev evaluation (model selection \
              on dev F1; a run that evaluates once, at its end, reports its last model; nerlab's \
-             strict entity scorer, equal to seqeval's). Seeds per cell: {}. 95 % bootstrap \
-             intervals of the mean ({BOOTSTRAP} resamples over seeds) are in results.json and \
+             strict entity scorer, equal to seqeval's). Seeds per cell: {}. 95 % t intervals of \
+             the mean over seeds (mean ± t(n - 1) · sd / √n) are in results.json and \
              results.csv.\n",
             self.metric,
             if lo == hi {
@@ -535,16 +559,20 @@ impl Report {
                 "\nCompared with the baseline ({}), the other axes equal (comparisons: {}).\n\n\
                  ε: {ASO_TEST}: Almost Stochastic Order (Dror et al. 2019) as deepsig computes it \
                  (Ulmer et al. 2022), the epsilon_min that a cell's setting is better than the \
-                 baseline over seeds, on `{}`; confidence {ASO_CONFIDENCE}, Bonferroni-corrected \
-                 over the comparisons, {ASO_ITERATIONS} bootstrap iterations. * marks ε below \
-                 {ASO_THRESHOLD} (better than the baseline); 0.5 and above is no evidence.\n\n\
+                 baseline over seeds, on `{}`; confidence {ASO_CONFIDENCE}, raised for the m \
+                 comparisons as deepsig does it, to c + (1 - c) / m (weaker than Bonferroni's \
+                 1 - (1 - c) / m from three comparisons on), {ASO_ITERATIONS} bootstrap \
+                 iterations; cells with fewer than two seeds on a side are not compared. * marks \
+                 ε below {ASO_THRESHOLD} (better than the baseline); 0.5 and above is no \
+                 evidence.\n\n\
                  Δ, p: {PAIRED_TEST}: the best checkpoints' saved dev predictions re-scored \
                  (dev micro F1, nerlab's strict entity scorer, whatever the metric above), \
                  the same sentences resampled with replacement for every run of both settings \
                  ({} resamples, seed {}); Δ is the mean over seeds of the setting's F1 minus the \
                  baseline's on all the sentences, p the one-sided share of resamples where the \
                  setting is not better, (k + 1) / (resamples + 1), not corrected for multiple \
-                 comparisons. The 95 % interval of Δ is in results.json. No Δ where the runs' dev \
+                 comparisons, and conditional on the trained runs: it resamples sentences, not seeds (ε is \
+                 the test over seeds). The 95 % interval of Δ is in results.json. No Δ where the runs' dev \
                  corpora differ or their predictions cannot be read.\n",
                 base.join(", "),
                 self.comparisons(),
@@ -659,10 +687,21 @@ mod tests {
         let v = [0.5, 0.7, 0.6];
         assert!((mean(&v).unwrap() - 0.6).abs() < 1e-12);
         assert!((sd(&v).unwrap() - 0.1).abs() < 1e-12);
-        let [lo, hi] = bootstrap_ci(&v).unwrap();
-        assert!(lo >= 0.5 && hi <= 0.7 && lo < 0.6 && hi > 0.6, "{lo} {hi}");
+        // 0.6 ± 4.3027 · 0.1 / √3 (scipy.stats.t.interval(0.95, 2, 0.6, 0.1 / 3 ** 0.5):
+        // 0.35159, 0.84841): wider than the seeds' range, as three seeds warrant.
+        let [lo, hi] = t_interval(&v).unwrap();
+        assert!(
+            (lo - 0.35159).abs() < 1e-4 && (hi - 0.84841).abs() < 1e-4,
+            "{lo} {hi}"
+        );
         assert_eq!(sd(&[0.5]), None);
-        assert_eq!(bootstrap_ci(&[0.5]), None);
+        assert_eq!(t_interval(&[0.5]), None);
+        // scipy.stats.t.ppf(0.975, df) for df past the table: 31, 60, 120, 1000.
+        for (df, want) in [(31, 2.0395), (60, 2.0003), (120, 1.9799), (1000, 1.9623)] {
+            assert!((t_975(df) - want).abs() < 2e-4, "df {df}: {}", t_975(df));
+        }
+        // The expansion meets the table's last entry.
+        assert!((t_975(30) - 2.0423).abs() < 1e-9);
     }
 
     fn group(head: &str, mean: f64, aso: Option<f64>, paired: Option<Paired>) -> Group {

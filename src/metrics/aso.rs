@@ -44,7 +44,10 @@ pub fn violation_ratio(a: &[f64], b: &[f64]) -> f64 {
 }
 
 /// deepsig's `aso`: the violation ratio corrected upwards by its bootstrap spread at
-/// `confidence` (Bonferroni-corrected over `comparisons`), clipped to [0, 1].
+/// `confidence`, clipped to [0, 1]. For `comparisons` m > 1 the confidence c becomes
+/// c + (1 - c) / m, as deepsig (1.2.4 on) computes it and calls Bonferroni: the same as
+/// Bonferroni's 1 - (1 - c) / m for two comparisons, weaker from three on (the error rate tested
+/// is (1 - c)(m - 1) / m, not (1 - c) / m). Kept so that ε equals deepsig's.
 pub fn epsilon_min(
     a: &[f64],
     b: &[f64],
@@ -56,7 +59,7 @@ pub fn epsilon_min(
     if a.is_empty() || b.is_empty() || iterations == 0 {
         return None;
     }
-    // deepsig's Bonferroni correction, applied from two comparisons on.
+    // deepsig's correction for m comparisons (see above), applied from two comparisons on.
     let confidence = if comparisons > 1 {
         confidence + (1.0 - confidence) / comparisons as f64
     } else {
