@@ -732,3 +732,35 @@ fn a_listed_run_opened_as_a_model_keeps_its_history() {
     assert!(r.config.is_some());
     assert!(r.messages.iter().any(|m| m.contains("evaluated on x")));
 }
+
+/// The runs folder field keeps what is typed over the frames it takes to type it, and applies it
+/// when it loses focus (it used to be rebuilt from the saved folder every frame, so every
+/// keystroke was lost).
+#[test]
+fn the_runs_folder_field_keeps_what_is_typed_and_applies_it_on_leaving() {
+    let (app, runs) = canned_app("runs-folder-field", PanelKind::Curves);
+    let mut h = harness(app);
+    settle(&mut h);
+    let field = h.get_by_label("folder");
+    field.focus();
+    settle(&mut h);
+    h.get_by_label("folder").type_text("-x");
+    settle(&mut h);
+    h.get_by_label("folder").type_text("y");
+    settle(&mut h);
+    let shown = h.get_by_label("folder").value().unwrap_or_default();
+    assert!(
+        shown.ends_with("-xy"),
+        "typed text kept over frames: {shown:?}"
+    );
+    assert_eq!(h.state().state.runs_dir(), runs, "not applied while typing");
+    h.get_by_label("Curves").click();
+    settle(&mut h);
+    let applied = h.state().state.runs_dir();
+    assert!(
+        applied.display().to_string().ends_with("-xy"),
+        "applied on leaving the field: {}",
+        applied.display()
+    );
+    let _ = std::fs::remove_dir_all(&runs);
+}

@@ -49,6 +49,9 @@ pub struct NerlabApp {
     copied: Option<(usize, Instant)>,
     /// CPU milliseconds of recent frames, when `--frame-stats` asked for a readout.
     pub frame_ms: Option<std::collections::VecDeque<f32>>,
+    /// The runs folder as it is being typed: applied (and the folder scanned) when the field
+    /// loses focus. Rebuilt from the state each frame, the text lost every keystroke.
+    runs_dir_edit: Option<String>,
 }
 
 impl NerlabApp {
@@ -66,6 +69,7 @@ impl NerlabApp {
             last_sent: Instant::now(),
             copied: None,
             frame_ms: None,
+            runs_dir_edit: None,
         }
     }
 
@@ -357,14 +361,21 @@ impl NerlabApp {
         });
         ui.horizontal(|ui| {
             let l = ui.label(RichText::new("folder").small());
-            let mut dir = self.state.runs_dir().display().to_string();
-            if ui
-                .add(egui::TextEdit::singleline(&mut dir).desired_width(150.0))
-                .labelled_by(l.id)
-                .lost_focus()
-            {
-                self.state.runs_dir = Some(PathBuf::from(dir));
+            let state = &self.state;
+            let dir = self
+                .runs_dir_edit
+                .get_or_insert_with(|| state.runs_dir().display().to_string());
+            let field = ui
+                .add(egui::TextEdit::singleline(dir).desired_width(150.0))
+                .labelled_by(l.id);
+            if field.lost_focus() {
+                if let Some(dir) = self.runs_dir_edit.take() {
+                    self.state.runs_dir = Some(PathBuf::from(dir));
+                }
                 self.scan_runs();
+            } else if !field.has_focus() {
+                // Not being edited: follow the state (set elsewhere, e.g. by an opened folder).
+                self.runs_dir_edit = None;
             }
         });
         ui.separator();
