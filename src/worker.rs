@@ -75,11 +75,22 @@ impl WorkerHandle {
         self.threads
     }
 
-    /// Sends a command; fails only when the worker is gone.
+    /// Sends a command, waiting while the worker's queue is full; fails only when the worker is
+    /// gone. The window uses [`try_send`](Self::try_send) instead and never waits.
     pub fn send(&self, command: Command) -> Result<(), String> {
         self.commands
             .send(command)
             .map_err(|_| "the worker has stopped".to_string())
+    }
+
+    /// Sends a command if the worker's queue has room: the command back when it is full, an
+    /// error when the worker is gone.
+    pub fn try_send(&self, command: Command) -> Result<Result<(), Command>, String> {
+        match self.commands.try_send(command) {
+            Ok(()) => Ok(Ok(())),
+            Err(TrySendError::Full(command)) => Ok(Err(command)),
+            Err(TrySendError::Disconnected(_)) => Err("the worker has stopped".to_string()),
+        }
     }
 
     /// The next event, if one is waiting.

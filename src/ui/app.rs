@@ -49,6 +49,10 @@ pub struct NerlabApp {
     copied: Option<(usize, Instant)>,
     /// CPU milliseconds of recent frames, when `--frame-stats` asked for a readout.
     pub frame_ms: Option<std::collections::VecDeque<f32>>,
+    /// Commands waiting for room in the worker's queue (256): a scan of a folder of many runs
+    /// asks for each, and the window must not wait for the worker to catch up (it froze for as
+    /// long as the worker took to read the runs beyond the 256th).
+    outbox: std::collections::VecDeque<Command>,
     /// The runs folder as it is being typed: applied (and the folder scanned) when the field
     /// loses focus. Rebuilt from the state each frame, the text lost every keystroke.
     runs_dir_edit: Option<String>,
@@ -70,6 +74,7 @@ impl NerlabApp {
             copied: None,
             frame_ms: None,
             runs_dir_edit: None,
+            outbox: std::collections::VecDeque::new(),
         }
     }
 
@@ -124,13 +129,32 @@ impl NerlabApp {
 
     fn send(&mut self, cmd: Command) {
         self.last_sent = Instant::now();
-        match &self.worker {
-            Some(w) => {
-                if let Err(e) = w.send(cmd) {
+        self.outbox.push_back(cmd);
+        self.flush_outbox();
+    }
+
+    /// Hands waiting commands to the worker, in order, as far as its queue has room; never waits.
+    fn flush_outbox(&mut self) {
+        let Some(w) = &self.worker else {
+            if !self.outbox.is_empty() {
+                self.outbox.clear();
+                self.store.banners.push("no worker is running".into());
+            }
+            return;
+        };
+        while let Some(cmd) = self.outbox.pop_front() {
+            match w.try_send(cmd) {
+                Ok(Ok(())) => {}
+                Ok(Err(full)) => {
+                    self.outbox.push_front(full);
+                    break;
+                }
+                Err(e) => {
+                    self.outbox.clear();
                     self.store.banners.push(e);
+                    break;
                 }
             }
-            None => self.store.banners.push("no worker is running".into()),
         }
     }
 
@@ -584,6 +608,10 @@ impl NerlabApp {
     /// The per-frame work besides layout: worker events (within an 8 ms budget), picked paths,
     /// and a repaint a few times a second while a run is live so curves move on their own.
     pub fn tick(&mut self, ctx: &egui::Context) {
+        self.flush_outbox();
+        if !self.outbox.is_empty() {
+            ctx.request_repaint_after(Duration::from_millis(20));
+        }
         if self.pump(Duration::from_millis(8)) > 0 {
             // Something changed: draw it, and look for more.
             ctx.request_repaint();
