@@ -233,6 +233,10 @@ pub enum Event {
         message: String,
         files: RunFiles,
     },
+    /// A run folder [`Command::CheckRuns`] asked about is gone (removed or moved while listed).
+    RunGone {
+        dir: PathBuf,
+    },
     /// The worker thread ended (after `Shutdown`).
     Stopped,
 }

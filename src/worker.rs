@@ -323,6 +323,12 @@ impl Worker {
             }
             Command::CheckRuns { dirs } => {
                 for dir in dirs {
+                    if !dir.exists() {
+                        // Said once: the window stops checking it (it used to stay "running",
+                        // checked every 3 s and redrawn 10 times a second, for good).
+                        self.send(Event::RunGone { dir });
+                        continue;
+                    }
                     if let Ok(run) = RunDir::open(&dir) {
                         let s = run.status();
                         let files = run_files(&dir);

@@ -521,6 +521,21 @@ fn a_folder_removed_while_shown_fails_clearly_and_the_worker_goes_on() {
     });
 }
 
+/// A run folder the window checks on (one another process trains) that has gone is answered
+/// once with `RunGone`, so the window stops checking it, and the worker answers on.
+#[test]
+fn a_checked_run_folder_that_is_gone_is_said_once() {
+    let dir = common::TempDir::new("gone-run");
+    let gone = dir.path("never-there");
+    let w = WorkerHandle::spawn(Some(1)).unwrap();
+    w.send(Command::CheckRuns {
+        dirs: vec![gone.clone()],
+    })
+    .unwrap();
+    let ev = wait_for(&w, "RunGone", |e| matches!(e, Event::RunGone { .. }));
+    assert!(matches!(ev.last(), Some(Event::RunGone { dir }) if *dir == gone));
+}
+
 /// A panic while answering a command (here injected; in life a bug while loading or tagging)
 /// becomes one `Failed` event with its message, and the worker answers the next command.
 #[test]

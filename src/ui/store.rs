@@ -253,6 +253,20 @@ impl RunStore {
                     r.files = files;
                 }
             }
+            Event::RunGone { dir } => {
+                if let Some(r) = self
+                    .runs
+                    .iter_mut()
+                    .find(|r| r.id.is_none() && r.dir.as_deref() == Some(dir.as_path()))
+                {
+                    r.phase = Phase::Active(RunState::Failed);
+                    r.error = Some(format!(
+                        "{}: the run folder is gone (removed or moved while listed)",
+                        dir.display()
+                    ));
+                    r.files = RunFiles::default();
+                }
+            }
             Event::RunsFound { .. } => {} // the app asks for the runs it has not read
             Event::Stopped => self.worker_stopped = true,
         }
