@@ -124,6 +124,9 @@ struct LiveData {
     done_at_results: Option<usize>,
     /// When this window started the experiment, and how many runs were done then (the ETA).
     started: Option<(Instant, usize)>,
+    /// Counts [`Live::forget`]s: a poll started before the last one (of the experiment shown
+    /// before) brings back only the list of experiments, never its points or results.
+    generation: u64,
 }
 
 /// The page's live part: shared with the polling thread, never persisted.
@@ -152,6 +155,7 @@ impl Live {
             let found = std::mem::take(&mut d.found);
             *d = LiveData {
                 found,
+                generation: d.generation + 1,
                 ..LiveData::default()
             };
         }
@@ -178,13 +182,14 @@ impl Live {
         open: Option<&Registration>,
         ctx: &egui::Context,
     ) {
-        {
+        let generation = {
             let Some(mut d) = self.data() else { return };
             if d.polling || d.polled.is_some_and(|t| t.elapsed() < POLL_EVERY) {
                 return;
             }
             d.polling = true;
-        }
+            d.generation
+        };
         let (live, dir, open, ctx) = (
             self.clone(),
             runs_dir.to_path_buf(),
@@ -205,6 +210,11 @@ impl Live {
                 });
                 if let Some(mut d) = live.data() {
                     d.found = found;
+                    if d.generation != generation {
+                        // Another experiment was opened meanwhile, and its own poll decides.
+                        ctx.request_repaint();
+                        return;
+                    }
                     d.polling = false;
                     d.polled = Some(Instant::now());
                     if let (Some(r), Some(looked)) = (open, looked) {
