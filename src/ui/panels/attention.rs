@@ -29,7 +29,14 @@ pub struct AttentionState {
     /// that would cover the sentence controls.
     #[serde(skip)]
     hovered: Option<(usize, usize)>,
+    /// When the typed text last changed: it is sent once typing pauses (every layer's and head's
+    /// weights for every keystroke would pause training and fill memory).
+    #[serde(skip)]
+    edited: Option<std::time::Instant>,
 }
+
+/// How long typing must pause before the typed text is sent (as the tagger waits).
+const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(350);
 
 /// The layer's attention for one head or the mean of all heads.
 pub fn attention_matrix(
@@ -114,16 +121,25 @@ fn text_ui(
                 s.text = sentence_text(&dev.tokens[s.dev_sentence.min(max)], dev.space_tokens);
             }
         }
-        labeled(
+        if labeled(
             ui,
             "or type",
             egui::TextEdit::singleline(&mut s.text)
                 .desired_width(360.0)
                 .id_salt("attention-text"),
-        );
+        )
+        .changed()
+        {
+            s.edited = Some(std::time::Instant::now());
+        }
         let wanted = (s.text.clone(), model.to_path_buf());
         let changed = s.sent.as_ref() != Some(&wanted);
-        if (ui.button("Show").clicked() || changed) && !s.text.trim().is_empty() {
+        let typing = s.edited.is_some_and(|t| t.elapsed() < DEBOUNCE);
+        if typing {
+            ui.ctx().request_repaint_after(DEBOUNCE);
+        }
+        let show = ui.button("Show").clicked();
+        if (show || (changed && !typing)) && !s.text.trim().is_empty() {
             s.sent = Some(wanted);
             s.request += 1;
             actions.push(Action::Send(Command::Attention {
