@@ -202,6 +202,15 @@ impl NerlabApp {
             };
             let finished_dir = match &event {
                 Event::Finished { dir, .. } => Some(dir.clone()),
+                // A run another process trains has changed state (finished, failed, stopped):
+                // read it again, or its curves and scores stay as they were when first listed.
+                Event::RunStatus { dir, state, .. } => self
+                    .store
+                    .runs
+                    .iter()
+                    .find(|r| r.id.is_none() && r.dir.as_deref() == Some(dir.as_path()))
+                    .filter(|r| r.phase != Phase::Active(*state))
+                    .map(|_| dir.clone()),
                 _ => None,
             };
             self.store.apply(event);
@@ -377,9 +386,10 @@ impl NerlabApp {
             ui.heading("Runs");
             if ui
                 .small_button("⟳")
-                .on_hover_text("look for runs on disk")
+                .on_hover_text("look for runs on disk, and read the listed ones again")
                 .clicked()
             {
+                self.requested.clear();
                 self.scan_runs();
             }
         });
