@@ -346,3 +346,59 @@ fn a_lengthened_pretrained_run_keeps_its_tokenizer_in_every_later_checkpoint() {
         String::from_utf8_lossy(&tagged.stderr)
     );
 }
+
+/// A corpus edited between a run's start and its resume is refused by name, with both counts:
+/// the rest of the run would otherwise train on other sentences without a word. Put back, the
+/// run resumes.
+#[test]
+fn a_corpus_changed_before_a_resume_is_refused_by_name() {
+    let dir = common::TempDir::new("resume-data");
+    let demo = nerlab::train::sources::builtin("demo/train").unwrap();
+    let corpus = dir.path("train.tsv");
+    let text = nerlab::data::to_text(&demo);
+    std::fs::write(&corpus, &text).unwrap();
+    let config = dir.write(
+        "run.toml",
+        format!(
+            "seed = 5\nthreads = 1\n[data]\ntrain = [{:?}]\ndev = \"builtin:demo/dev[:20]\"\n\
+             [model]\nsource = \"char\"\n[model.char]\nhidden = 32\nlayers = 1\nheads = 2\n\
+             intermediate = 64\n[train]\nepochs = 3\nbatch_size = 16\nmax_steps = 4\n\
+             checkpoint_every = 2\n",
+            corpus.to_str().unwrap()
+        )
+        .as_bytes(),
+    );
+    let out = dir.path("runs");
+    let first = train(&config, &out, "data").wait_with_output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let run = out.join("data");
+    // One sentence fewer.
+    let cut = text.split_once("\n\n").unwrap().1;
+    std::fs::write(&corpus, cut).unwrap();
+    let longer = || {
+        nerlab()
+            .args(["train", "--quiet", "--resume"])
+            .arg(&run)
+            .args(["--max-steps", "6"])
+            .output()
+            .unwrap()
+    };
+    let o = longer();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("its data changed since it started")
+            && err.contains(&format!("train {}", corpus.display()))
+            && err.contains(&format!("{} sentences, ", demo.len()))
+            && err.contains(&format!("{} sentences, ", demo.len() - 1)),
+        "{err}"
+    );
+    std::fs::write(&corpus, &text).unwrap();
+    let o = longer();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(checkpoint_step(&run), Some(6));
+}

@@ -10,7 +10,7 @@ use candle_core::DType;
 use super::config::RunConfig;
 use super::data::{Prepared, build_model, prepare};
 use super::events::{Control, Observer, RunOutcome, TrainEvent, panic_message};
-use super::run_dir::files::{CHECKPOINT_OPTIMIZER, CHECKPOINT_STATE};
+use super::run_dir::files::{self, CHECKPOINT_OPTIMIZER, CHECKPOINT_STATE};
 use super::run_dir::{RunDir, RunLock, RunState, Status};
 use super::step::TrainStep;
 use super::trainer::{TrainState, Trainer};
@@ -154,6 +154,13 @@ fn train_claimed(
 ) -> anyhow::Result<RunOutcome> {
     let hub = Hub::from_env(config.offline);
     let prepared = prepare(&config, &hub, obs)?;
+    let data = data_prints(&prepared);
+    if resume.is_some()
+        && let Some(then) = run.data()
+    {
+        check_same_data(&then, &data, &run.path)?;
+    }
+    run.write_data(&data)?;
     if !prepared.samples.is_empty() {
         run.write_samples(&prepared.samples)?;
     }
@@ -162,6 +169,61 @@ fn train_claimed(
     let mut trainer = Trainer::new(config, run.clone(), step, state, prepared, obs, control);
     let outcome = trainer.run(train_sentences, resumed);
     trainer.finish(outcome)
+}
+
+/// Each corpus the run reads, as sampled (what it trains on) and in order: its role and path,
+/// and its sentence count with a hash of its tokens and tags.
+fn data_prints(p: &Prepared) -> Vec<(String, String)> {
+    let print = |c: &Corpus| {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for s in &c.sentences {
+            for part in s.tokens.iter().chain(&s.tags) {
+                for &b in part.as_bytes().iter().chain(&[0x1f]) {
+                    h ^= u64::from(b);
+                    h = h.wrapping_mul(0x0100_0000_01b3);
+                }
+            }
+            h ^= 0x1e;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{} sentences, {h:016x}", c.len())
+    };
+    let named = |role: &str, c: &Corpus| (format!("{role} {}", c.path.display()), print(c));
+    let mut out: Vec<(String, String)> = p.train.iter().map(|c| named("train", c)).collect();
+    out.extend(p.finetune.iter().map(|c| named("fine-tune", c)));
+    out.extend(p.dev.iter().map(|c| named("dev", c)));
+    out.extend(p.eval.iter().map(|(_, c)| named("eval", c)));
+    out
+}
+
+/// A resumed run must go on with the data it started with: a corpus edited, replaced or sampled
+/// differently in between would silently train the rest of the run on something else.
+fn check_same_data(
+    then: &[(String, String)],
+    now: &[(String, String)],
+    run: &Path,
+) -> anyhow::Result<()> {
+    let changed: Vec<String> = then
+        .iter()
+        .zip(now)
+        .filter(|(a, b)| a != b)
+        .map(|((what, was), (_, is))| format!("{what}: {was} then, {is} now"))
+        .collect();
+    if changed.is_empty() && then.len() == now.len() {
+        return Ok(());
+    }
+    bail!(
+        "{}: its data changed since it started, so resuming would train the rest of the run on \
+         other sentences:\n  {}\n(put the corpora back as they were, or train a new run; {} \
+         has what it read)",
+        run.display(),
+        if changed.is_empty() {
+            format!("{} corpora then, {} now", then.len(), now.len())
+        } else {
+            changed.join("\n  ")
+        },
+        files::DATA
+    )
 }
 
 /// The model and optimizer to train, and the trainer's position: from the latest checkpoint

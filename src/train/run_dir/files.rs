@@ -43,5 +43,8 @@ pub fn is_stage_best(name: &str) -> bool {
 }
 /// The sentences each stage sampled from each corpus (K-shot, random subsets).
 pub const SAMPLES: &str = "samples.json";
+/// What the run trained and was scored on, as read when it started (sentences and a hash of
+/// tokens and tags per corpus): a resume checks its data against it.
+pub const DATA: &str = "data.json";
 /// The single-writer claim: the process training the run (see `lock.rs`).
 pub const LOCK: &str = "train.lock";

@@ -12,6 +12,7 @@
 //! dev-predictions.*      the best model's dev predictions in the dev corpus's own format
 //! dev-calibration.json   their calibration (reliability bins, ECE), which tags alone cannot give
 //! report.json            {"dev": <nerlab score --json shape>, "eval": {...}, "best_step": ...}
+//! data.json              each corpus as read at the start (sentences, a hash): resume checks it
 //! ```
 //!
 //! Every file name lives in [`files`]. Whole files are written to a temporary name and renamed
@@ -385,6 +386,19 @@ impl RunDir {
             &self.path.join(files::SAMPLES),
             serde_json::to_string_pretty(samples)?.as_bytes(),
         )
+    }
+
+    /// Records what the run trains and is scored on (see [`files::DATA`]).
+    pub fn write_data(&self, data: &[(String, String)]) -> anyhow::Result<()> {
+        write_atomic(
+            &self.path.join(files::DATA),
+            serde_json::to_string_pretty(data)?.as_bytes(),
+        )
+    }
+
+    /// What [`write_data`](Self::write_data) recorded; none for a run from before it existed.
+    pub fn data(&self) -> Option<Vec<(String, String)>> {
+        serde_json::from_str(&std::fs::read_to_string(self.path.join(files::DATA)).ok()?).ok()
     }
 
     pub fn report(&self) -> Option<serde_json::Value> {
