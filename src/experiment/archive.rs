@@ -323,7 +323,9 @@ pub fn unpack(plan: &Plan, dir: &Path) -> anyhow::Result<Unpacked> {
             out.missing += 1;
             continue;
         }
-        if point.dir().exists() {
+        // A folder left by a start killed before it wrote its configuration holds nothing: the
+        // packed run replaces it (kept, `run` would train the point again).
+        if point.dir().exists() && !RunDir::remove_if_no_run(&point.dir())? {
             out.kept += 1;
             continue;
         }

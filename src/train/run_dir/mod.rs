@@ -128,6 +128,23 @@ impl RunDir {
         path.join(files::CONFIG).exists()
     }
 
+    /// Removes a folder at `path` that holds no run (no configuration: a start killed before it
+    /// wrote one) and that no process has claimed; true when it did. A folder that holds a run,
+    /// or that a starting process holds, stays.
+    pub fn remove_if_no_run(path: &Path) -> anyhow::Result<bool> {
+        if !path.is_dir() || Self::is_run(path) {
+            return Ok(false);
+        }
+        let Ok(_claim) = Self::at(path.to_path_buf()).claim() else {
+            return Ok(false);
+        };
+        if Self::is_run(path) {
+            return Ok(false);
+        }
+        std::fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))?;
+        Ok(true)
+    }
+
     pub fn name(&self) -> String {
         self.path
             .file_name()
