@@ -295,6 +295,10 @@ pub fn bars(p: &Pivot<'_>) -> Option<String> {
     let series = p.columns.len().max(1);
     let bar_w = 22.0;
     let group_w = bar_w * series as f64 + 24.0;
+    // `[report] mean_row`: the columns' means over the rows, as a last group after a gap.
+    let row_means: Vec<Option<f64>> = p.columns.iter().map(|c| p.mean_of_rows(c)).collect();
+    let average = row_means.iter().any(Option::is_some);
+    let groups = p.rows.len() + usize::from(average);
     let (left, top, plot_h) = (64.0, 64.0, 260.0);
     let legend_w = if p.col_axes.is_empty() {
         0.0
@@ -308,7 +312,7 @@ pub fn bars(p: &Pivot<'_>) -> Option<String> {
             ) as f64
     };
     // Wide enough for the caption above the bars.
-    let width = (left + group_w * p.rows.len() as f64 + 24.0 + legend_w).max(520.0);
+    let width = (left + group_w * groups as f64 + 24.0 + legend_w).max(520.0);
     let label_h = 7.0 * longest(p.rows.iter().map(|r| Pivot::label(r))) as f64;
     let height = top + plot_h + 40.0 + label_h.min(160.0);
     let mut s = Svg::new(width, height);
@@ -340,8 +344,21 @@ pub fn bars(p: &Pivot<'_>) -> Option<String> {
         let cx = gx + bar_w * series as f64 / 2.0;
         s.text_rotated(cx, top + plot_h + 14.0, 11.0, &Pivot::label(r));
     }
+    if average {
+        // Outlined bars without whiskers: a mean of means, with no interval of its own.
+        let gx = left + 12.0 + group_w * p.rows.len() as f64;
+        for (j, m) in row_means.iter().enumerate() {
+            let Some(m) = *m else { continue };
+            let x = gx + bar_w * j as f64;
+            let colour = PALETTE[j % PALETTE.len()];
+            let h = y_of(0.0) - y_of(m);
+            s.rect(x, y_of(m), bar_w - 2.0, h, colour, Some("#222222"));
+        }
+        let cx = gx + bar_w * series as f64 / 2.0;
+        s.text_rotated(cx, top + plot_h + 14.0, 11.0, "mean of rows");
+    }
     if !p.col_axes.is_empty() {
-        let lx = left + group_w * p.rows.len() as f64 + 24.0;
+        let lx = left + group_w * groups as f64 + 24.0;
         s.text(lx, top, 11.0, "start", &p.col_axes.join(" / "));
         for (j, c) in p.columns.iter().enumerate() {
             let y = top + 10.0 + 16.0 * j as f64;
@@ -767,6 +784,24 @@ mod tests {
         let wide = with([-0.245, 1.245]);
         assert_eq!(wide, with([0.0, 1.0]));
         assert!(wide.contains("cut at 0 and 1"));
+    }
+
+    /// With `mean_row`, the bars end with the columns' means over the rows (outlined, no
+    /// whiskers), as the table's "mean of rows" line.
+    #[test]
+    fn bars_end_with_the_mean_of_rows_when_the_file_asks() {
+        let (r, mut spec) = report();
+        let without = bars(&r.pivot(&spec)).unwrap();
+        spec.mean_row = true;
+        let p = r.pivot(&spec);
+        assert_eq!(p.mean_of_rows(&["1".to_string()]), Some((0.2 + 0.1) / 2.0));
+        let with = bars(&p).unwrap();
+        assert!(with.contains(">mean of rows</text>") && !without.contains("mean of rows"));
+        assert_eq!(
+            with.matches("<rect").count(),
+            without.matches("<rect").count() + 2,
+            "one bar per column"
+        );
     }
 
     #[test]

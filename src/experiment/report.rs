@@ -478,6 +478,7 @@ impl Report {
             col_axes,
             rows,
             columns,
+            mean_row: spec.mean_row,
         }
     }
 
@@ -597,9 +598,28 @@ pub struct Pivot<'r> {
     pub col_axes: Vec<String>,
     pub rows: Vec<Vec<String>>,
     pub columns: Vec<Vec<String>>,
+    /// `[report] mean_row`: a "mean of rows" line under the table and group in the bars.
+    pub mean_row: bool,
 }
 
 impl Pivot<'_> {
+    /// Each column's mean over the rows' cell means, when every row has one group there and
+    /// there are two rows or more (the table's "mean of rows"); None otherwise.
+    pub fn mean_of_rows(&self, column: &[String]) -> Option<f64> {
+        if !self.mean_row || self.rows.len() < 2 {
+            return None;
+        }
+        let means: Option<Vec<f64>> = self
+            .rows
+            .iter()
+            .map(|r| match self.cell(r, column).as_slice() {
+                [g] => g.mean,
+                _ => None,
+            })
+            .collect();
+        mean(&means?)
+    }
+
     pub fn cell(&self, row: &[String], column: &[String]) -> Vec<&Group> {
         self.report
             .groups
