@@ -296,7 +296,15 @@ pub fn bars(p: &Pivot<'_>) -> Option<String> {
     let bar_w = 22.0;
     let group_w = bar_w * series as f64 + 24.0;
     // `[report] mean_row`: the columns' means over the rows, as a last group after a gap.
-    let row_means: Vec<Option<f64>> = p.columns.iter().map(|c| p.mean_of_rows(c)).collect();
+    let row_means: Vec<Option<f64>> = p
+        .columns
+        .iter()
+        .map(|c| {
+            p.mean_of_rows(c)
+                .filter(|&(_, k)| k == p.rows.len())
+                .map(|(m, _)| m)
+        })
+        .collect();
     let average = row_means.iter().any(Option::is_some);
     let groups = p.rows.len() + usize::from(average);
     let (left, top, plot_h) = (64.0, 64.0, 260.0);
@@ -794,7 +802,10 @@ mod tests {
         let without = bars(&r.pivot(&spec)).unwrap();
         spec.mean_row = true;
         let p = r.pivot(&spec);
-        assert_eq!(p.mean_of_rows(&["1".to_string()]), Some((0.2 + 0.1) / 2.0));
+        assert_eq!(
+            p.mean_of_rows(&["1".to_string()]),
+            Some(((0.2 + 0.1) / 2.0, 2))
+        );
         let with = bars(&p).unwrap();
         assert!(with.contains(">mean of rows</text>") && !without.contains("mean of rows"));
         assert_eq!(

@@ -515,9 +515,14 @@ impl Report {
             let _ = writeln!(out, "| {} | {} |", label(r), cells.join(" | "));
         }
         if spec.mean_row && row_keys.len() > 1 {
+            let n = row_keys.len();
             let cells: Vec<String> = col_keys
                 .iter()
-                .map(|c| mean_of_rows(row_keys.iter().map(|r| pivot.cell(r, c))))
+                .map(|c| match pivot.mean_of_rows(c) {
+                    None => "-".into(),
+                    Some((m, k)) if k == n => format!("{m:.4} ({n} rows)"),
+                    Some((m, k)) => format!("{m:.4} ({k} of {n} rows)"),
+                })
                 .collect();
             let _ = writeln!(out, "| mean of rows | {} |", cells.join(" | "));
         }
@@ -603,21 +608,23 @@ pub struct Pivot<'r> {
 }
 
 impl Pivot<'_> {
-    /// Each column's mean over the rows' cell means, when every row has one group there and
-    /// there are two rows or more (the table's "mean of rows"); None otherwise.
-    pub fn mean_of_rows(&self, column: &[String]) -> Option<f64> {
+    /// `[report] mean_row`: a column's mean over its rows' cell means, and how many rows have
+    /// one (a cell holding several groups, or none, counts as none). None without `mean_row`,
+    /// under two rows, or when no row has a mean. The table's "mean of rows" line and the bars'
+    /// last group (drawn only when every row has one) both read it.
+    pub fn mean_of_rows(&self, column: &[String]) -> Option<(f64, usize)> {
         if !self.mean_row || self.rows.len() < 2 {
             return None;
         }
-        let means: Option<Vec<f64>> = self
+        let means: Vec<f64> = self
             .rows
             .iter()
-            .map(|r| match self.cell(r, column).as_slice() {
+            .filter_map(|r| match self.cell(r, column).as_slice() {
                 [g] => g.mean,
                 _ => None,
             })
             .collect();
-        mean(&means?)
+        Some((mean(&means)?, means.len()))
     }
 
     pub fn cell(&self, row: &[String], column: &[String]) -> Vec<&Group> {
@@ -635,24 +642,6 @@ impl Pivot<'_> {
         } else {
             key.join(" / ")
         }
-    }
-}
-
-/// One column's mean over its rows' cell means, and how many rows have one (a cell holding
-/// several groups counts as none): `0.4213 (10 rows)`, `0.3012 (7 of 10 rows)`, `-`.
-fn mean_of_rows<'g>(cells: impl Iterator<Item = Vec<&'g Group>>) -> String {
-    let mut n_rows = 0;
-    let means: Vec<f64> = cells
-        .inspect(|_| n_rows += 1)
-        .filter_map(|hits| match hits.as_slice() {
-            [g] => g.mean,
-            _ => None,
-        })
-        .collect();
-    match mean(&means) {
-        None => "-".into(),
-        Some(m) if means.len() == n_rows => format!("{m:.4} ({n_rows} rows)"),
-        Some(m) => format!("{m:.4} ({} of {n_rows} rows)", means.len()),
     }
 }
 
