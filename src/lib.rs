@@ -14,6 +14,7 @@ pub mod cli;
 pub mod data;
 pub mod experiment;
 pub mod fuzz;
+pub mod hash;
 pub mod infer;
 pub mod metrics;
 pub mod model;

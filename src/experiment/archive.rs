@@ -74,21 +74,15 @@ fn packed_file(name: &str) -> bool {
 
 /// FNV-1a (64 bits) over the tokens, with separators between tokens and sentences.
 fn fingerprint(corpus: &Corpus) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for &b in bytes {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
+    let mut h = crate::hash::Fnv1a::default();
     for s in &corpus.sentences {
         for t in &s.tokens {
-            eat(t.as_bytes());
-            eat(&[0x1f]);
+            h.write(t.as_bytes());
+            h.write(&[0x1f]);
         }
-        eat(&[0x1e]);
+        h.write(&[0x1e]);
     }
-    format!("{h:016x}")
+    format!("{:016x}", h.finish())
 }
 
 /// `O O O B-PS I-PS O` -> `O*3 B-PS I-PS O`.

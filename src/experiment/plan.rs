@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 
 use super::file::{ExperimentFile, ReportSpec, STAGE_PREFIX};
 use super::report::SEED;
+use crate::hash::fnv1a;
 use crate::train::RunConfig;
 use crate::train::config::Keep;
 
@@ -568,16 +569,6 @@ fn slug(axes: &BTreeMap<String, String>) -> String {
         out.push_str(&format!("{key}-{value}_"));
     }
     out
-}
-
-/// FNV-1a, 64 bits: stable across platforms and versions, unlike `std`'s hasher.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
 }
 
 #[cfg(test)]

@@ -175,18 +175,15 @@ fn train_claimed(
 /// and its sentence count with a hash of its tokens and tags.
 fn data_prints(p: &Prepared) -> Vec<(String, String)> {
     let print = |c: &Corpus| {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut h = crate::hash::Fnv1a::default();
         for s in &c.sentences {
             for part in s.tokens.iter().chain(&s.tags) {
-                for &b in part.as_bytes().iter().chain(&[0x1f]) {
-                    h ^= u64::from(b);
-                    h = h.wrapping_mul(0x0100_0000_01b3);
-                }
+                h.write(part.as_bytes());
+                h.write(&[0x1f]);
             }
-            h ^= 0x1e;
-            h = h.wrapping_mul(0x0100_0000_01b3);
+            h.write(&[0x1e]);
         }
-        format!("{} sentences, {h:016x}", c.len())
+        format!("{} sentences, {:016x}", c.len(), h.finish())
     };
     let named = |role: &str, c: &Corpus| (format!("{role} {}", c.path.display()), print(c));
     let mut out: Vec<(String, String)> = p.train.iter().map(|c| named("train", c)).collect();
