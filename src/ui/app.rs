@@ -206,9 +206,7 @@ impl NerlabApp {
                 // read it again, or its curves and scores stay as they were when first listed.
                 Event::RunStatus { dir, state, .. } => self
                     .store
-                    .runs
-                    .iter()
-                    .find(|r| r.id.is_none() && r.dir.as_deref() == Some(dir.as_path()))
+                    .elsewhere(dir)
                     .filter(|r| r.phase != Phase::Active(*state))
                     .map(|_| dir.clone()),
                 _ => None,

@@ -241,11 +241,7 @@ impl RunStore {
                 files,
             } => {
                 // Only runs another process trains: this session's runs speak for themselves.
-                if let Some(r) = self
-                    .runs
-                    .iter_mut()
-                    .find(|r| r.id.is_none() && r.dir.as_deref() == Some(dir.as_path()))
-                {
+                if let Some(r) = self.elsewhere_mut(&dir) {
                     r.phase = Phase::Active(state);
                     r.step = step;
                     r.total_steps = total_steps;
@@ -254,11 +250,7 @@ impl RunStore {
                 }
             }
             Event::RunGone { dir } => {
-                if let Some(r) = self
-                    .runs
-                    .iter_mut()
-                    .find(|r| r.id.is_none() && r.dir.as_deref() == Some(dir.as_path()))
-                {
+                if let Some(r) = self.elsewhere_mut(&dir) {
                     r.phase = Phase::Active(RunState::Failed);
                     r.error = Some(format!(
                         "{}: the run folder is gone (removed or moved while listed)",
@@ -306,6 +298,19 @@ impl RunStore {
         if let Some(r) = self.by_id_mut(id) {
             r.phase = Phase::Active(state);
         }
+    }
+
+    /// The listed run at `dir` that another process trains (not one of this session's).
+    pub fn elsewhere(&self, dir: &Path) -> Option<&RunEntry> {
+        self.runs
+            .iter()
+            .find(|r| r.id.is_none() && r.dir.as_deref() == Some(dir))
+    }
+
+    fn elsewhere_mut(&mut self, dir: &Path) -> Option<&mut RunEntry> {
+        self.runs
+            .iter_mut()
+            .find(|r| r.id.is_none() && r.dir.as_deref() == Some(dir))
     }
 
     /// Runs shown as live that another process trains (to check that it still does).
