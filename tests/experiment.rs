@@ -204,6 +204,8 @@ fn a_killed_experiment_finishes_only_what_is_missing_and_reports_by_hand_numbers
     }
     let groups = r["groups"].as_array().unwrap();
     assert_eq!(groups.len(), 2);
+    // The baseline's table cell, made by hand: mean ± sd (n) [95 % t interval].
+    let mut softmax_cell = String::new();
     for g in groups {
         let v = &by_head[g["model.head"].as_str().unwrap()];
         let mean = v.iter().sum::<f64>() / v.len() as f64;
@@ -211,6 +213,24 @@ fn a_killed_experiment_finishes_only_what_is_missing_and_reports_by_hand_numbers
         assert_eq!(g["n"], 2);
         assert!((g["mean"].as_f64().unwrap() - mean).abs() < 1e-12, "{g}");
         assert!((g["sd"].as_f64().unwrap() - sd).abs() < 1e-12, "{g}");
+        // scipy.stats.t.ppf(0.975, 1) = 12.7062...
+        let half = 12.706_204_736 * sd / 2f64.sqrt();
+        let ci = g["ci95"].as_array().unwrap();
+        assert!(
+            (ci[0].as_f64().unwrap() - (mean - half)).abs() < 1e-6,
+            "{g}"
+        );
+        assert!(
+            (ci[1].as_f64().unwrap() - (mean + half)).abs() < 1e-6,
+            "{g}"
+        );
+        if g["model.head"] == "softmax" {
+            softmax_cell = format!(
+                "| softmax | {mean:.4} ± {sd:.4} (2) [{:.4}, {:.4}] |",
+                ci[0].as_f64().unwrap(),
+                ci[1].as_f64().unwrap()
+            );
+        }
     }
     // The CRF compared with the softmax baseline by Almost Stochastic Order over the seeds.
     let crf = groups.iter().find(|g| g["model.head"] == "crf").unwrap();
@@ -235,8 +255,8 @@ fn a_killed_experiment_finishes_only_what_is_missing_and_reports_by_hand_numbers
     }
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(
-        md.contains("| crf |") && md.contains("Seeds per cell: 2"),
-        "{md}"
+        md.contains("| crf |") && md.contains("Seeds per cell: 2") && md.contains(&softmax_cell),
+        "{softmax_cell}\n{md}"
     );
     // Another baseline from the command line: the softmax now compared with the CRF, printed
     // only, the written report keeping the file's baseline.

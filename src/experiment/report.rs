@@ -451,8 +451,6 @@ impl Report {
         out
     }
 
-    /// `report.md`: the pivot table (rows x columns as the file asks; by default one row per
-    /// group) of `mean ± sd (n)`, and a footer saying how the numbers were made.
     /// The groups laid out as the file asks: rows x columns (see [`Pivot`]).
     pub fn pivot(&self, spec: &ReportSpec) -> Pivot<'_> {
         let row_axes: Vec<String> = if spec.rows.is_empty() && spec.columns.is_empty() {
@@ -482,6 +480,8 @@ impl Report {
         }
     }
 
+    /// `report.md`: the pivot table (rows x columns as the file asks; by default one row per
+    /// group) of `mean ± sd (n) [95 % interval]`, and a footer saying how the numbers were made.
     pub fn to_markdown(&self, spec: &ReportSpec) -> String {
         let pivot = self.pivot(spec);
         let (rows, row_keys, col_keys) = (&pivot.row_axes, &pivot.rows, &pivot.columns);
@@ -541,12 +541,12 @@ impl Report {
         );
         let _ = write!(
             out,
-            "\nEach cell: mean ± sample standard deviation (number of seeds) of `{}` from each \
-             run's report.json, which scores the model at its best dev evaluation (model selection \
-             on dev F1; a run that evaluates once, at its end, reports its last model; nerlab's \
-             strict entity scorer, equal to seqeval's). Seeds per cell: {}. 95 % t intervals of \
-             the mean over seeds (mean ± t(n - 1) · sd / √n) are in results.json and \
-             results.csv.\n",
+            "\nEach cell: mean ± sample standard deviation (number of seeds) [95 % t interval of \
+             the mean over seeds: mean ± t(0.975, n - 1) · sd / √n, from two seeds on] of `{}` \
+             from each run's report.json, which scores the model at its best dev evaluation \
+             (model selection on dev F1; a run that evaluates once, at its end, reports its last \
+             model; nerlab's strict entity scorer, equal to seqeval's). Seeds per cell: {}. The \
+             same numbers are in results.json and results.csv.\n",
             self.metric,
             if lo == hi {
                 lo.to_string()
@@ -591,9 +591,6 @@ impl Report {
     }
 }
 
-/// `0.8123 ± 0.0041 (3)`, `0.8123 (1)`, or `-` while nothing is done; with a baseline, ASO's
-/// epsilon_min against it (`ε 0.04`, starred below the threshold) and the paired bootstrap's
-/// delta of dev micro F1 with its p-value (`Δ +0.0123 p 0.004`).
 /// The report as a table: one row per setting of the row axes, one column per setting of the
 /// column axes (in the order the groups come), each cell the groups that fall in it (axes
 /// outside rows and columns give a cell several groups, shown apart).
@@ -652,12 +649,19 @@ fn key_of(g: &Group, axes: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// `0.8123 ± 0.0041 (3) [0.8021, 0.8225]` (the 95 % t interval from two seeds on), `0.8123 (1)`,
+/// or `-` while nothing is done; with a baseline, ASO's epsilon_min against it (`ε 0.04`, starred
+/// below the threshold) and the paired bootstrap's delta of dev micro F1 with its p-value
+/// (`Δ +0.0123 p 0.004`).
 fn cell(g: &Group) -> String {
     let mut out = match (g.mean, g.sd) {
         (Some(m), Some(s)) => format!("{m:.4} ± {s:.4} ({})", g.n),
         (Some(m), None) => format!("{m:.4} ({})", g.n),
         _ => "-".into(),
     };
+    if let Some([lo, hi]) = g.ci95 {
+        out += &format!(" [{lo:.4}, {hi:.4}]");
+    }
     if let Some(e) = g.aso_vs_baseline {
         let star = if e < ASO_THRESHOLD { "*" } else { "" };
         out += &format!(" ε {e:.2}{star}");
