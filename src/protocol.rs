@@ -3,6 +3,7 @@
 //! worker against canned commands.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::infer::TextSpan;
 use crate::metrics::ScoreReport;
@@ -145,15 +146,17 @@ impl EvalPoint {
 }
 
 /// Dev sentences for display: the corpus tokens, and gold and predicted tags in the scoring view
-/// (where spans and error cases are), with the map between the two.
+/// (where spans and error cases are), with the map between the two. Everything but the
+/// predictions is the dev corpus's, shared by every run scored on it (a folder of 300 runs on
+/// one dev set holds one copy of its sentences, not 300).
 #[derive(Debug, Clone, Default)]
 pub struct DevView {
-    pub ids: Vec<String>,
+    pub ids: Arc<Vec<String>>,
     /// Every token of each sentence, spaces included for KLUE and KMOU.
-    pub tokens: Vec<Vec<String>>,
+    pub tokens: Arc<Vec<Vec<String>>>,
     /// `positions[s][i]`: the token index of scoring-view position `i`.
-    pub positions: Vec<Vec<usize>>,
-    pub gold: Vec<Vec<String>>,
+    pub positions: Arc<Vec<Vec<usize>>>,
+    pub gold: Arc<Vec<Vec<String>>>,
     pub pred: Vec<Vec<String>>,
     /// Space-token format (KLUE, KMOU): tokens are joined directly for display.
     pub space_tokens: bool,

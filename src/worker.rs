@@ -131,6 +131,8 @@ struct Worker {
     threads: usize,
     /// Where tensor work runs, capped at `threads` (candle's CPU kernels use the current pool).
     pool: Arc<rayon::ThreadPool>,
+    /// Dev corpora read for loaded runs, read again after each scan of the runs folder.
+    devs: DevCache,
 }
 
 impl Worker {
@@ -149,6 +151,7 @@ impl Worker {
             shutting_down: false,
             threads,
             pool,
+            devs: DevCache::default(),
         }
     }
 
@@ -344,6 +347,8 @@ impl Worker {
                 }
             }
             Command::ScanRuns { dir } => {
+                // A scan (the window's first, or ⟳) reads dev corpora afresh: one may have changed.
+                self.devs = DevCache::default();
                 let runs = list_runs(&dir).into_iter().map(|r| r.path).collect();
                 self.send(Event::RunsFound { dir, runs });
             }
@@ -353,7 +358,7 @@ impl Worker {
                 labels,
                 torch,
             } => self.open_model(model, &data, labels, torch),
-            Command::LoadRun { dir } => match load_run(&dir) {
+            Command::LoadRun { dir } => match load_run(&dir, &mut self.devs) {
                 Ok(r) => self.send(Event::RunLoaded(Box::new(r))),
                 Err(e) => self.send(Event::Failed {
                     id: None,
@@ -552,7 +557,7 @@ fn run_files(dir: &Path) -> RunFiles {
 /// Reads a run directory for display: curves, evaluations, the best model's dev report, and the
 /// dev sentences with their predictions (the report is recomputed from them, so error cases are
 /// available).
-pub fn load_run(dir: &Path) -> anyhow::Result<LoadedRun> {
+pub fn load_run(dir: &Path, devs: &mut DevCache) -> anyhow::Result<LoadedRun> {
     let run = RunDir::open(dir)?;
     let config = run.config().ok();
     let status = run.status();
@@ -577,7 +582,7 @@ pub fn load_run(dir: &Path) -> anyhow::Result<LoadedRun> {
         .as_ref()
         .and_then(|c| c.data.dev.clone().map(|d| (c, d)))
     {
-        Some((c, dev_src)) => match dev_report(dir, c, &dev_src) {
+        Some((c, dev_src)) => match dev_report(dir, c, &dev_src, devs) {
             Ok((r, v)) => (Some(Box::new(r)), Some(v)),
             Err(_) => (None, None),
         },
@@ -620,14 +625,7 @@ pub fn open_and_evaluate(
     let (report, pred) = evaluate(&opened.model, &gold, 64)?;
     let gv = gold.view();
     let pv = gold.view_of(pred.iter().map(Vec::as_slice));
-    let dev = DevView {
-        ids: gold.sentences.iter().map(|s| s.id.clone()).collect(),
-        tokens: gold.sentences.iter().map(|s| s.tokens.clone()).collect(),
-        positions: gv.positions,
-        gold: gv.tags,
-        pred: pv.tags,
-        space_tokens: gold.format.space_tokens(),
-    };
+    let dev = DevGold::of(&gold, gv).view(pv.tags);
     let note = opened.note();
     Ok(LoadedRun {
         dir: PathBuf::from(model),
@@ -660,16 +658,71 @@ fn dev_report(
     dir: &Path,
     config: &RunConfig,
     dev_src: &str,
+    devs: &mut DevCache,
 ) -> anyhow::Result<(crate::metrics::ScoreReport, DevView)> {
-    let gold = load_corpus(dev_src, config.data.format, &Hub::from_env(true))?;
-    let scored = score_saved_predictions(dir, &gold)?;
-    let view = DevView {
-        ids: gold.sentences.iter().map(|s| s.id.clone()).collect(),
-        tokens: gold.sentences.iter().map(|s| s.tokens.clone()).collect(),
-        positions: scored.gold.positions,
-        gold: scored.gold.tags,
-        pred: scored.pred.tags,
-        space_tokens: gold.format.space_tokens(),
-    };
-    Ok((scored.report, view))
+    let dev = devs.get(dev_src, config.data.format)?;
+    let scored = score_saved_predictions(dir, &dev.corpus)?;
+    Ok((scored.report, dev.gold.view(scored.pred.tags)))
+}
+
+/// The gold side of a [`DevView`], built once per dev corpus.
+#[derive(Debug, Clone)]
+struct DevGold {
+    ids: Arc<Vec<String>>,
+    tokens: Arc<Vec<Vec<String>>>,
+    positions: Arc<Vec<Vec<usize>>>,
+    tags: Arc<Vec<Vec<String>>>,
+    space_tokens: bool,
+}
+
+impl DevGold {
+    fn of(corpus: &crate::data::Corpus, view: crate::data::TagView) -> Self {
+        Self {
+            ids: Arc::new(corpus.sentences.iter().map(|s| s.id.clone()).collect()),
+            tokens: Arc::new(corpus.sentences.iter().map(|s| s.tokens.clone()).collect()),
+            positions: Arc::new(view.positions),
+            tags: Arc::new(view.tags),
+            space_tokens: corpus.format.space_tokens(),
+        }
+    }
+
+    /// The view of one run's predictions (in the scoring view) beside these sentences.
+    fn view(&self, pred: Vec<Vec<String>>) -> DevView {
+        DevView {
+            ids: Arc::clone(&self.ids),
+            tokens: Arc::clone(&self.tokens),
+            positions: Arc::clone(&self.positions),
+            gold: Arc::clone(&self.tags),
+            pred,
+            space_tokens: self.space_tokens,
+        }
+    }
+}
+
+/// A dev corpus as runs are scored on it: read once, then shared by every run that names it.
+struct CachedDev {
+    corpus: crate::data::Corpus,
+    gold: DevGold,
+}
+
+/// The dev corpora read while loading runs, by the source a run's config names and its format.
+#[derive(Default)]
+pub struct DevCache(HashMap<(String, Option<crate::data::Format>), Arc<CachedDev>>);
+
+impl DevCache {
+    fn get(
+        &mut self,
+        source: &str,
+        format: Option<crate::data::Format>,
+    ) -> anyhow::Result<Arc<CachedDev>> {
+        let key = (source.to_string(), format);
+        if let Some(d) = self.0.get(&key) {
+            return Ok(Arc::clone(d));
+        }
+        let corpus = load_corpus(source, format, &Hub::from_env(true))?;
+        let gold = DevGold::of(&corpus, corpus.view());
+        let d = Arc::new(CachedDev { corpus, gold });
+        self.0.insert(key, Arc::clone(&d));
+        Ok(d)
+    }
 }

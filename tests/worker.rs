@@ -158,6 +158,24 @@ fn a_run_streams_progress_evaluations_and_its_end() {
         matches!(ev.last(), Some(Event::RunsFound { runs, .. }) if *runs == [run_dir.clone()]),
         "{ev:?}"
     );
+    // Runs scored on one dev corpus share its sentences; a scan reads the corpus afresh.
+    let load = |w: &WorkerHandle| {
+        w.send(Command::LoadRun {
+            dir: run_dir.clone(),
+        })
+        .unwrap();
+        match wait_for(w, "the loaded run", |e| matches!(e, Event::RunLoaded(_))).pop() {
+            Some(Event::RunLoaded(r)) => r.dev.expect("dev sentences"),
+            _ => unreachable!(),
+        }
+    };
+    let (after_scan, again) = (load(&w), load(&w));
+    let first = r.dev.as_ref().unwrap();
+    assert!(std::sync::Arc::ptr_eq(&after_scan.tokens, &again.tokens));
+    assert!(std::sync::Arc::ptr_eq(&after_scan.gold, &again.gold));
+    assert!(!std::sync::Arc::ptr_eq(&first.tokens, &again.tokens));
+    assert_eq!(first.tokens, again.tokens);
+    assert_eq!(first.pred, again.pred);
     w.send(Command::Attention {
         request: 8,
         model: run_dir.clone(),

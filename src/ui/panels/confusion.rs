@@ -281,7 +281,7 @@ mod tests {
         assert_eq!(span_cell_sentences(&r, SPURIOUS, "PS")[0].sentence, 2);
         assert_eq!(span_cell_sentences(&r, "PS", "PS").len(), 1);
         let dev = DevView {
-            gold: gold.clone(),
+            gold: std::sync::Arc::new(gold.clone()),
             pred: pred.clone(),
             ..DevView::default()
         };
