@@ -9,6 +9,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use egui::Role;
@@ -79,10 +80,10 @@ fn canned_run(dir: &Path) -> LoadedRun {
             })
             .collect(),
         dev: Some(DevView {
-            ids: vec!["dev-1".into(), "dev-2".into(), "dev-3".into()],
-            positions: tokens.iter().map(|t| (0..t.len()).collect()).collect(),
-            tokens,
-            gold,
+            ids: Arc::new(vec!["dev-1".into(), "dev-2".into(), "dev-3".into()]),
+            positions: Arc::new(tokens.iter().map(|t| (0..t.len()).collect()).collect()),
+            tokens: Arc::new(tokens),
+            gold: Arc::new(gold),
             pred,
             space_tokens: false,
         }),
