@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
+use anyhow::Context;
 use serde::Serialize;
 
 use super::plan::{Plan, Point};
@@ -269,12 +270,12 @@ fn run_point(
         PointState::Done => return Outcome::AlreadyDone,
         PointState::Running => return Outcome::Busy,
         PointState::Failed if !retry_failed => return Outcome::SkippedFailed,
-        PointState::Failed => {
-            if let Err(e) = move_aside(point) {
-                return Outcome::Failed(format!("{e:#}"));
-            }
-            false
-        }
+        PointState::Failed => match move_aside(point) {
+            Ok(true) => false,
+            // Another `retry` moved it first (and may be training it again now).
+            Ok(false) => return Outcome::Busy,
+            Err(e) => return Outcome::Failed(format!("{e:#}")),
+        },
         PointState::Interrupted => true,
         PointState::Planned => false,
     };
@@ -299,15 +300,33 @@ fn run_point(
     }
 }
 
-/// Renames a failed run's folder to `<name>.failed-<n>`, keeping it for a post-mortem.
-fn move_aside(point: &Point) -> anyhow::Result<()> {
+/// Renames a failed run's folder to `<name>.failed-<n>`, keeping it for a post-mortem; false
+/// when it is no longer there to move. The rename happens under the run's claim and only while
+/// the run is still failed: two `retry`s that both found it failed move it once, and the second
+/// never moves aside the run the first has started in its place.
+fn move_aside(point: &Point) -> anyhow::Result<bool> {
     let dir = point.dir();
+    let Ok(run) = RunDir::open(&dir) else {
+        return Ok(false);
+    };
+    let _claim = match run.claim() {
+        Ok(c) => c,
+        Err(e) if e.downcast_ref::<RunBusy>().is_some() => return Ok(false),
+        // Moved (or removed) between the look and the claim.
+        Err(_) if !dir.exists() => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if state_of(point) != PointState::Failed {
+        return Ok(false);
+    }
     let mut n = 1;
     loop {
         let aside = point.config.out.join(format!("{}.failed-{n}", point.name));
         if !aside.exists() {
-            std::fs::rename(&dir, &aside)?;
-            return Ok(());
+            std::fs::rename(&dir, &aside).with_context(|| {
+                format!("moving {} aside to {}", dir.display(), aside.display())
+            })?;
+            return Ok(true);
         }
         n += 1;
     }
@@ -327,5 +346,45 @@ mod tests {
         );
         assert_eq!(literal, Outcome::Failed("panicked: plain".into()));
         assert_eq!(guarded(|| Outcome::Trained), Outcome::Trained);
+    }
+
+    #[test]
+    fn a_failed_run_is_moved_aside_once_and_never_while_claimed() {
+        let out = std::env::temp_dir().join(format!("nerlab-aside-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let text = format!(
+            "name = \"t\"\nout = {out:?}\n[base]\nmodel.source = \"char\"\n\
+             data.train = [\"builtin:demo/train\"]\n[grid]\nseed = [1]\n"
+        );
+        let plan = super::super::plan::plan(&toml::from_str(&text).unwrap()).unwrap();
+        let point = &plan.points[0];
+        let failed = |state| {
+            let run = RunDir::create(&out, &point.name).unwrap();
+            run.write_config(&point.config).unwrap();
+            run.write_status(&crate::train::run_dir::Status {
+                state,
+                ..Default::default()
+            })
+            .unwrap();
+            run
+        };
+        let run = failed(RunState::Failed);
+        assert_eq!(state_of(point), PointState::Failed);
+        // Claimed (another `retry` about to move it, or training in its place): left alone.
+        let claim = run.claim().unwrap();
+        assert!(!move_aside(point).unwrap());
+        assert!(point.dir().exists());
+        drop(claim);
+        // Free and failed: moved once; the second finds nothing to move.
+        assert!(move_aside(point).unwrap());
+        assert!(out.join(format!("{}.failed-1", point.name)).is_dir());
+        assert!(!point.dir().exists());
+        assert!(!move_aside(point).unwrap());
+        // A run that is no longer failed (the first retry's, finished) stays where it is.
+        failed(RunState::Finished);
+        assert!(!move_aside(point).unwrap());
+        assert!(point.dir().exists());
+        assert!(!out.join(format!("{}.failed-2", point.name)).exists());
+        let _ = std::fs::remove_dir_all(&out);
     }
 }
