@@ -64,6 +64,25 @@ fn tag_of_another_scheme() {
 }
 
 #[test]
+fn a_stray_bioes_tag_in_an_iob2_file_is_named_not_obeyed() {
+    // Read as BIOES, the three single-token and unclosed entities would be invalid and dropped;
+    // read as IOB2 only the S- tag is wrong, and the error says where and how to read it as BIOES.
+    let text = b"John\tB-PER\nSmith\tI-PER\nin\tO\nParis\tB-LOC\n\nBob\tB-PER\nhome\tS-LOC\n";
+    let e = err(text, "mixed.tsv", None);
+    assert_eq!(
+        e.to_string(),
+        "mixed.tsv:7: unknown tag \"S-LOC\", expected O, B-TYPE or I-TYPE (iob2; guessed from \
+         the tags: read as BIOES, more of them would need repair; --scheme bioes reads it so)"
+    );
+    let opts = ReadOptions {
+        scheme: Some(data::Scheme::Bioes),
+        ..ReadOptions::default()
+    };
+    let c = parse(text, Path::new("mixed.tsv"), &opts).unwrap();
+    assert_eq!(c.scheme, data::Scheme::Bioes);
+}
+
+#[test]
 fn tag_without_token() {
     let e = err(b"Seoul\tB-LOC\n\tO\n", "wiki.tsv", Some(Format::Wikiann));
     assert!(matches!(e, DataError::TagWithoutToken { .. }), "{e:?}");

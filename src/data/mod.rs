@@ -227,13 +227,9 @@ pub fn parse(bytes: &[u8], path: &Path, opts: &ReadOptions) -> Result<Corpus, Da
 /// Checks every tag against the scheme and label set, and sequences in strict mode. Returns the
 /// scheme (given, or detected from the tags).
 fn validate(sentences: &[Sentence], opts: &ReadOptions) -> Result<Scheme, DataError> {
-    let scheme = opts.scheme.unwrap_or_else(|| {
-        Scheme::detect(
-            sentences
-                .iter()
-                .flat_map(|s| s.tags.iter().map(String::as_str)),
-        )
-    });
+    let scheme = opts
+        .scheme
+        .unwrap_or_else(|| Scheme::detect(sentences.iter().map(|s| s.tags.as_slice())));
     for s in sentences {
         for (i, tag) in s.tags.iter().enumerate() {
             let unknown = |expected: String| DataError::UnknownTag {
@@ -243,7 +239,16 @@ fn validate(sentences: &[Sentence], opts: &ReadOptions) -> Result<Scheme, DataEr
             };
             let (prefix, ty) = scheme::parse_tag(tag).map_err(|e| unknown(e.to_string()))?;
             if !scheme.allows(prefix) {
-                return Err(unknown(format!("{} ({scheme})", scheme.expected_tags())));
+                let guessed = if opts.scheme.is_none() && matches!(prefix, Prefix::E | Prefix::S) {
+                    "; guessed from the tags: read as BIOES, more of them would need repair; \
+                     --scheme bioes reads it so"
+                } else {
+                    ""
+                };
+                return Err(unknown(format!(
+                    "{} ({scheme}{guessed})",
+                    scheme.expected_tags()
+                )));
             }
             if let Some(labels) = &opts.labels
                 && prefix != Prefix::O

@@ -148,11 +148,7 @@ pub fn read_parquet(files: &[PathBuf], name: &str, lang: Option<&str>) -> anyhow
             s.raw = Some(s.tokens.concat());
         }
     }
-    let scheme = Scheme::detect(
-        sentences
-            .iter()
-            .flat_map(|s| s.tags.iter().map(String::as_str)),
-    );
+    let scheme = Scheme::detect(sentences.iter().map(|s| s.tags.as_slice()));
     Ok(Corpus {
         path: PathBuf::from(name),
         format: if char_level {

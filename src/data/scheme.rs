@@ -53,15 +53,29 @@ impl Scheme {
         }
     }
 
-    /// Guesses the scheme from the prefixes used: any `E-`/`S-` means BIOES, otherwise IOB2.
-    /// IOB1 cannot be told from a sloppy IOB2 file by its tags alone, so it is never guessed.
-    pub fn detect<'a>(tags: impl IntoIterator<Item = &'a str>) -> Scheme {
-        for tag in tags {
-            if let Ok((Prefix::E | Prefix::S, _)) = parse_tag(tag) {
-                return Scheme::Bioes;
-            }
+    /// Guesses a corpus's scheme from its sentences' tags: IOB2 unless `E-`/`S-` tags occur, and
+    /// then BIOES only when reading the corpus so leaves no more tags to repair than reading it
+    /// as IOB2 (where every `E-`/`S-` tag counts as one). One stray `S-` in an IOB2 file thus
+    /// keeps it IOB2, and its reader names that tag, instead of turning the file BIOES, where
+    /// every single-token `B-` entity would be invalid and dropped by strict scoring. IOB1
+    /// cannot be told from a sloppy IOB2 file by its tags alone, so it is never guessed.
+    pub fn detect<'a>(sentences: impl IntoIterator<Item = &'a [String]> + Clone) -> Scheme {
+        let bioes_prefix = |t: &String| matches!(parse_tag(t), Ok((Prefix::E | Prefix::S, _)));
+        if !sentences.clone().into_iter().flatten().any(bioes_prefix) {
+            return Scheme::Iob2;
         }
-        Scheme::Iob2
+        let to_repair = |scheme| -> usize {
+            sentences
+                .clone()
+                .into_iter()
+                .map(|tags| repair(tags, scheme).1.tags)
+                .sum()
+        };
+        if to_repair(Scheme::Bioes) <= to_repair(Scheme::Iob2) {
+            Scheme::Bioes
+        } else {
+            Scheme::Iob2
+        }
     }
 }
 
@@ -302,7 +316,22 @@ mod tests {
 
     #[test]
     fn detects_bioes() {
-        assert_eq!(Scheme::detect(["O", "B-PER", "E-PER"]), Scheme::Bioes);
-        assert_eq!(Scheme::detect(["O", "B-PER", "I-PER"]), Scheme::Iob2);
+        let detect = |docs: &[&str]| {
+            let tags = tag_docs(docs);
+            Scheme::detect(tags.iter().map(Vec::as_slice))
+        };
+        assert_eq!(detect(&["O B-PER E-PER", "S-LOC O"]), Scheme::Bioes);
+        assert_eq!(detect(&["O B-PER I-PER", "B-LOC O"]), Scheme::Iob2);
+        // A BIOES file with one sloppy entity (B- I- without E-) is still BIOES.
+        assert_eq!(
+            detect(&["B-PER I-PER E-PER O S-LOC", "B-ORG I-ORG O", "S-PER"]),
+            Scheme::Bioes
+        );
+        // An IOB2 file with one stray S-: as BIOES three tags would need repair (the two
+        // single-token B- entities and the I- that ends one), as IOB2 one.
+        assert_eq!(
+            detect(&["B-PER I-PER O B-LOC", "B-PER O S-LOC"]),
+            Scheme::Iob2
+        );
     }
 }
