@@ -177,6 +177,16 @@ impl ReadOptions {
             ..Self::default()
         }
     }
+
+    /// How to read predictions over `gold`: in its format and its scheme (a weak model's tags
+    /// are no evidence of a scheme).
+    pub fn for_predictions(gold: &Corpus) -> Self {
+        Self {
+            format: Some(gold.format),
+            scheme: Some(gold.scheme),
+            ..Self::default()
+        }
+    }
 }
 
 /// Reads a corpus file, or a folder of KMOU files as one corpus.

@@ -234,7 +234,7 @@ fn pack_run(point: &Point, gold: &mut Gold) -> anyhow::Result<PackedRun> {
             let corpus = gold.get(source, point)?;
             let pred = crate::data::read(
                 &pred_file,
-                &crate::data::ReadOptions::with_format(corpus.format),
+                &crate::data::ReadOptions::for_predictions(corpus),
             )?;
             corpus.check_same_tokens(&pred)?;
             Some(PackedPredictions {

@@ -49,7 +49,7 @@ pub fn score_saved_predictions(run_dir: &Path, gold: &Corpus) -> anyhow::Result<
     let pred_file = run
         .dev_predictions()
         .ok_or_else(|| anyhow::anyhow!("no dev predictions yet"))?;
-    let pred = crate::data::read(&pred_file, &ReadOptions::with_format(gold.format))?;
+    let pred = crate::data::read(&pred_file, &ReadOptions::for_predictions(gold))?;
     gold.check_same_tokens(&pred)?;
     let gv = gold.view();
     let pv = gold.view_of(pred.sentences.iter().map(|s| s.tags.as_slice()));
