@@ -8,7 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,9 @@ pub struct WorkerHandle {
     events: Receiver<Event>,
     thread: Option<JoinHandle<()>>,
     threads: usize,
+    /// Set when the handle shuts the worker down: the commands still waiting (a scan's hundreds
+    /// of run loads) are dropped, not answered, so closing the window never waits on them.
+    closing: Arc<AtomicBool>,
 }
 
 impl WorkerHandle {
@@ -49,11 +52,13 @@ impl WorkerHandle {
         let threads = crate::model::device::default_threads(threads);
         let (ctx, crx) = bounded(256);
         let (etx, erx) = bounded(4096);
+        let closing = Arc::new(AtomicBool::new(false));
+        let closing_seen = Arc::clone(&closing);
         let thread = std::thread::Builder::new()
             .name("nerlab-worker".into())
             .spawn(move || match crate::model::device::thread_pool(threads) {
                 // The loop stays on this thread; each command's work runs in the pool.
-                Ok(pool) => Worker::new(crx, etx, threads, Arc::new(pool)).run(),
+                Ok(pool) => Worker::new(crx, etx, threads, Arc::new(pool), closing_seen).run(),
                 Err(e) => {
                     let _ = etx.send(Event::Failed {
                         id: None,
@@ -67,7 +72,20 @@ impl WorkerHandle {
             events: erx,
             thread: Some(thread),
             threads,
+            closing,
         })
+    }
+
+    /// Stops the worker and waits for its thread: a run in training stops (writing its
+    /// resumable checkpoint), waiting commands are dropped, and the last event is
+    /// [`Event::Stopped`]. Events sent before it stay readable. Dropping the handle does this.
+    pub fn shut_down(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        self.closing.store(true, Ordering::Relaxed);
+        let _ = self.commands.send(Command::Shutdown);
+        let _ = thread.join();
     }
 
     /// The CPU threads the worker's tensor work runs on (and runs launched without a count get).
@@ -111,10 +129,7 @@ impl WorkerHandle {
 
 impl Drop for WorkerHandle {
     fn drop(&mut self) {
-        let _ = self.commands.send(Command::Shutdown);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.shut_down();
     }
 }
 
@@ -133,6 +148,8 @@ struct Worker {
     pool: Arc<rayon::ThreadPool>,
     /// Dev corpora read for loaded runs, read again after each scan of the runs folder.
     devs: DevCache,
+    /// The handle is shutting the worker down (see [`WorkerHandle::shut_down`]).
+    closing: Arc<AtomicBool>,
 }
 
 impl Worker {
@@ -141,6 +158,7 @@ impl Worker {
         events: Sender<Event>,
         threads: usize,
         pool: Arc<rayon::ThreadPool>,
+        closing: Arc<AtomicBool>,
     ) -> Self {
         Self {
             commands,
@@ -152,7 +170,12 @@ impl Worker {
             threads,
             pool,
             devs: DevCache::default(),
+            closing,
         }
+    }
+
+    fn closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
     }
 
     fn send(&self, e: Event) {
@@ -169,7 +192,7 @@ impl Worker {
                     Err(_) => break,
                 },
             };
-            if matches!(cmd, Command::Shutdown) {
+            if matches!(cmd, Command::Shutdown) || self.closing() {
                 break;
             }
             let pool = Arc::clone(&self.pool);
@@ -494,6 +517,12 @@ impl WorkerObserver<'_> {
     }
 
     fn poll(&mut self) {
+        if self.worker.closing() && !self.worker.shutting_down {
+            let control = self.control.clone();
+            self.worker
+                .answer(Command::Shutdown, Some((&control, self.id)));
+            return;
+        }
         while let Ok(cmd) = self.worker.commands.try_recv() {
             let control = self.control.clone();
             self.worker.answer(cmd, Some((&control, self.id)));
@@ -724,5 +753,47 @@ impl DevCache {
         let d = Arc::new(CachedDev { corpus, gold });
         self.0.insert(key, Arc::clone(&d));
         Ok(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The events of a worker run over `commands` (then a shutdown), with `closing` as the
+    /// handle would have set it.
+    fn events_of(commands: Vec<Command>, closing: bool) -> Vec<Event> {
+        let (ctx, crx) = bounded(commands.len() + 1);
+        let (etx, erx) = bounded(commands.len() + 2);
+        for c in commands {
+            ctx.send(c).unwrap();
+        }
+        ctx.send(Command::Shutdown).unwrap();
+        let pool = Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .unwrap(),
+        );
+        Worker::new(crx, etx, 1, pool, Arc::new(AtomicBool::new(closing))).run();
+        erx.try_iter().collect()
+    }
+
+    #[test]
+    fn closing_drops_the_commands_still_waiting() {
+        let loads = || {
+            (0..50)
+                .map(|i| Command::LoadRun {
+                    dir: PathBuf::from(format!("/nonexistent/nerlab-run-{i}")),
+                })
+                .collect::<Vec<_>>()
+        };
+        // Shut down by a command alone: everything before it is answered.
+        let answered = events_of(loads(), false);
+        assert_eq!(answered.len(), 51);
+        assert!(matches!(answered.last(), Some(Event::Stopped)));
+        // Closed by the handle: nothing more is answered.
+        let closed = events_of(loads(), true);
+        assert!(matches!(closed.as_slice(), [Event::Stopped]), "{closed:?}");
     }
 }

@@ -82,7 +82,12 @@ fn a_stray_bioes_tag_in_an_iob2_file_is_named_not_obeyed() {
     assert_eq!(c.scheme, data::Scheme::Bioes);
     // A weak model's predictions over a BIOES corpus look like that file; they are read in the
     // gold's scheme, not guessed.
-    let pred = parse(text, Path::new("pred.tsv"), &ReadOptions::for_predictions(&c)).unwrap();
+    let pred = parse(
+        text,
+        Path::new("pred.tsv"),
+        &ReadOptions::for_predictions(&c),
+    )
+    .unwrap();
     assert_eq!(pred.scheme, data::Scheme::Bioes);
 }
 
