@@ -96,6 +96,8 @@ struct Cell {
     n: usize,
     mean: Option<f64>,
     sd: Option<f64>,
+    /// The 95 % t interval of the mean over seeds (none under two).
+    ci95: Option<[f64; 2]>,
     runs: Vec<String>,
 }
 
@@ -326,6 +328,7 @@ fn look(exe: &Path, r: &Registration, done_before: Option<usize>) -> Result<Look
                 n: g["n"].as_u64().unwrap_or(0) as usize,
                 mean: g["mean"].as_f64(),
                 sd: g["sd"].as_f64(),
+                ci95: interval(&g["ci95"]),
                 runs: g["values"]
                     .as_array()
                     .into_iter()
@@ -699,14 +702,24 @@ fn cell_ui(
             egui::StrokeKind::Inside,
         );
     }
-    if response
-        .on_hover_text(format!("{} runs: {}", c.runs.len(), c.runs.join(", ")))
-        .clicked()
-    {
+    if response.on_hover_text(cell_hover(c)).clicked() {
         actions.push(Action::ShowRuns(
             c.runs.iter().map(|r| out.join(r)).collect(),
         ));
     }
+}
+
+/// `[lo, hi]` from the report's JSON (null under two seeds).
+fn interval(v: &serde_json::Value) -> Option<[f64; 2]> {
+    Some([v.get(0)?.as_f64()?, v.get(1)?.as_f64()?])
+}
+
+/// A heatmap cell's hover: its 95 % interval (from two seeds on) and its runs.
+fn cell_hover(c: &Cell) -> String {
+    let interval = c.ci95.map_or(String::new(), |[lo, hi]| {
+        format!("95 % t interval of the mean: [{lo:.4}, {hi:.4}]\n")
+    });
+    format!("{interval}{} runs: {}", c.runs.len(), c.runs.join(", "))
 }
 
 fn plan_ui(d: &LiveData, ui: &mut Ui, cx: &PanelCtx<'_>, actions: &mut Vec<Action>) {
@@ -751,4 +764,25 @@ fn plan_ui(d: &LiveData, ui: &mut Ui, cx: &PanelCtx<'_>, actions: &mut Vec<Actio
                 ui.end_row();
             }
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cells_hover_gives_its_interval_from_two_seeds_on() {
+        let group = serde_json::json!({"ci95": [0.25, 0.75]});
+        let mut c = Cell {
+            ci95: interval(&group["ci95"]),
+            runs: vec!["a".into(), "b".into()],
+            ..Cell::default()
+        };
+        assert_eq!(
+            cell_hover(&c),
+            "95 % t interval of the mean: [0.2500, 0.7500]\n2 runs: a, b"
+        );
+        c.ci95 = interval(&serde_json::json!({"ci95": null})["ci95"]);
+        assert_eq!(cell_hover(&c), "2 runs: a, b");
+    }
 }
