@@ -179,7 +179,12 @@ impl Worker {
     }
 
     fn send(&self, e: Event) {
-        let _ = self.events.send(e);
+        // Closing, nobody may read events any more: never wait for room.
+        if self.closing() {
+            let _ = self.events.try_send(e);
+        } else {
+            let _ = self.events.send(e);
+        }
     }
 
     fn run(mut self) {
@@ -517,10 +522,14 @@ impl WorkerObserver<'_> {
     }
 
     fn poll(&mut self) {
-        if self.worker.closing() && !self.worker.shutting_down {
-            let control = self.control.clone();
-            self.worker
-                .answer(Command::Shutdown, Some((&control, self.id)));
+        // Closing: stop the run (once) and leave every waiting command unanswered, in this poll
+        // and in those of the run's last steps.
+        if self.worker.closing() {
+            if !self.worker.shutting_down {
+                let control = self.control.clone();
+                self.worker
+                    .answer(Command::Shutdown, Some((&control, self.id)));
+            }
             return;
         }
         while let Ok(cmd) = self.worker.commands.try_recv() {

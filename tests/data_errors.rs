@@ -65,14 +65,15 @@ fn tag_of_another_scheme() {
 
 #[test]
 fn a_stray_bioes_tag_in_an_iob2_file_is_named_not_obeyed() {
-    // Read as BIOES, the three single-token and unclosed entities would be invalid and dropped;
-    // read as IOB2 only the S- tag is wrong, and the error says where and how to read it as BIOES.
+    // One S- among three B-: read as BIOES, the three single-token and unclosed entities would
+    // be invalid and dropped; read as IOB2 only the S- tag is wrong, and the error says where.
     let text = b"John\tB-PER\nSmith\tI-PER\nin\tO\nParis\tB-LOC\n\nBob\tB-PER\nhome\tS-LOC\n";
     let e = err(text, "mixed.tsv", None);
     assert_eq!(
         e.to_string(),
         "mixed.tsv:7: unknown tag \"S-LOC\", expected O, B-TYPE or I-TYPE (iob2; guessed from \
-         the tags: read as BIOES, more of them would need repair; --scheme bioes reads it so)"
+         the tags: fewer E-/S- tags than half the B- tags; a stray tag to fix, or a BIOES file \
+         to read with --scheme bioes)"
     );
     let opts = ReadOptions {
         scheme: Some(data::Scheme::Bioes),

@@ -254,6 +254,7 @@ fn a_killed_experiment_finishes_only_what_is_missing_and_reports_by_hand_numbers
         assert!(out.join(f).exists(), "{f}");
     }
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(!softmax_cell.is_empty());
     assert!(
         md.contains("| crf |") && md.contains("Seeds per cell: 2") && md.contains(&softmax_cell),
         "{softmax_cell}\n{md}"

@@ -135,8 +135,8 @@ pub struct CorpusArgs {
     /// Corpus format (detected from the content when omitted).
     #[arg(long, value_parser = parse_format)]
     pub format: Option<Format>,
-    /// Label scheme (detected when omitted: BIOES if E-/S- tags occur and reading the file as
-    /// BIOES needs no more repairs than as IOB2, else IOB2).
+    /// Label scheme (detected when omitted: BIOES if E-/S- tags are at least half as many as
+    /// B- tags, else IOB2).
     #[arg(long, value_parser = parse_scheme)]
     pub scheme: Option<Scheme>,
 }

@@ -250,8 +250,8 @@ fn validate(sentences: &[Sentence], opts: &ReadOptions) -> Result<Scheme, DataEr
             let (prefix, ty) = scheme::parse_tag(tag).map_err(|e| unknown(e.to_string()))?;
             if !scheme.allows(prefix) {
                 let guessed = if opts.scheme.is_none() && matches!(prefix, Prefix::E | Prefix::S) {
-                    "; guessed from the tags: read as BIOES, more of them would need repair; \
-                     --scheme bioes reads it so"
+                    "; guessed from the tags: fewer E-/S- tags than half the B- tags; a \
+                     stray tag to fix, or a BIOES file to read with --scheme bioes"
                 } else {
                     ""
                 };

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field;
 
-use super::{Corpus, Format, Layout, Origin, ReadNotes, Scheme, Sentence};
+use super::{Corpus, Format, Layout, Origin, ReadNotes, Sentence};
 
 /// The tag names of the `ner_tags` column, from the file's `huggingface` metadata.
 fn tag_names(
@@ -148,7 +148,8 @@ pub fn read_parquet(files: &[PathBuf], name: &str, lang: Option<&str>) -> anyhow
             s.raw = Some(s.tokens.concat());
         }
     }
-    let scheme = Scheme::detect(sentences.iter().map(|s| s.tags.as_slice()));
+    // Every tag checked against the detected scheme, as files are (row and tag named).
+    let scheme = super::validate(&sentences, &super::ReadOptions::default())?;
     Ok(Corpus {
         path: PathBuf::from(name),
         format: if char_level {

@@ -54,24 +54,22 @@ impl Scheme {
     }
 
     /// Guesses a corpus's scheme from its sentences' tags: IOB2 unless `E-`/`S-` tags occur, and
-    /// then BIOES only when reading the corpus so leaves no more tags to repair than reading it
-    /// as IOB2 (where every `E-`/`S-` tag counts as one). One stray `S-` in an IOB2 file thus
-    /// keeps it IOB2, and its reader names that tag, instead of turning the file BIOES, where
-    /// every single-token `B-` entity would be invalid and dropped by strict scoring. IOB1
-    /// cannot be told from a sloppy IOB2 file by its tags alone, so it is never guessed.
-    pub fn detect<'a>(sentences: impl IntoIterator<Item = &'a [String]> + Clone) -> Scheme {
-        let bioes_prefix = |t: &String| matches!(parse_tag(t), Ok((Prefix::E | Prefix::S, _)));
-        if !sentences.clone().into_iter().flatten().any(bioes_prefix) {
-            return Scheme::Iob2;
+    /// then BIOES only when they are at least half as many as the `B-` tags (a BIOES corpus has
+    /// an `E-` or an `S-` for nearly every entity, however sloppy its other tags). One stray `S-`
+    /// in an IOB2 file thus keeps it IOB2, and its reader names that tag, instead of turning the
+    /// file BIOES, where every single-token `B-` entity would be invalid and dropped by strict
+    /// scoring. IOB1 cannot be told from a sloppy IOB2 file by its tags alone, so it is never
+    /// guessed.
+    pub fn detect<'a>(sentences: impl IntoIterator<Item = &'a [String]>) -> Scheme {
+        let (mut begins, mut ends) = (0usize, 0usize);
+        for tag in sentences.into_iter().flatten() {
+            match parse_tag(tag) {
+                Ok((Prefix::B, _)) => begins += 1,
+                Ok((Prefix::E | Prefix::S, _)) => ends += 1,
+                _ => {}
+            }
         }
-        let to_repair = |scheme| -> usize {
-            sentences
-                .clone()
-                .into_iter()
-                .map(|tags| repair(tags, scheme).1.tags)
-                .sum()
-        };
-        if to_repair(Scheme::Bioes) <= to_repair(Scheme::Iob2) {
+        if ends > 0 && 2 * ends >= begins {
             Scheme::Bioes
         } else {
             Scheme::Iob2
@@ -322,13 +320,19 @@ mod tests {
         };
         assert_eq!(detect(&["O B-PER E-PER", "S-LOC O"]), Scheme::Bioes);
         assert_eq!(detect(&["O B-PER I-PER", "B-LOC O"]), Scheme::Iob2);
-        // A BIOES file with one sloppy entity (B- I- without E-) is still BIOES.
+        // A sloppy BIOES file (entities B- I- without E-, more of them than its S- tags) is
+        // still BIOES: E- and S- tags at least half as many as B-.
         assert_eq!(
-            detect(&["B-PER I-PER E-PER O S-LOC", "B-ORG I-ORG O", "S-PER"]),
+            detect(&[
+                "B-PER I-PER E-PER O S-LOC",
+                "B-ORG I-ORG O",
+                "B-LOC I-LOC",
+                "B-PER"
+            ]),
             Scheme::Bioes
         );
-        // An IOB2 file with one stray S-: as BIOES three tags would need repair (the two
-        // single-token B- entities and the I- that ends one), as IOB2 one.
+        assert_eq!(detect(&["S-PER O S-LOC"]), Scheme::Bioes);
+        // An IOB2 file with one stray S- among three B-: IOB2.
         assert_eq!(
             detect(&["B-PER I-PER O B-LOC", "B-PER O S-LOC"]),
             Scheme::Iob2

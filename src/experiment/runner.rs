@@ -309,14 +309,16 @@ fn move_aside(point: &Point) -> anyhow::Result<bool> {
     let Ok(run) = RunDir::open(&dir) else {
         return Ok(false);
     };
-    let _claim = match run.claim() {
+    let claim = match run.claim() {
         Ok(c) => c,
         Err(e) if e.downcast_ref::<RunBusy>().is_some() => return Ok(false),
         // Moved (or removed) between the look and the claim.
         Err(_) if !dir.exists() => return Ok(false),
         Err(e) => return Err(e),
     };
-    if state_of(point) != PointState::Failed {
+    // The claim must be of the folder now at `dir` (another retry may have moved the one this
+    // process opened, and started a run in its place), and that run still failed.
+    if !claim.is_of(&dir) || state_of(point) != PointState::Failed {
         return Ok(false);
     }
     let mut n = 1;

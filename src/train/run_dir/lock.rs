@@ -16,7 +16,28 @@ use super::files::LOCK;
 /// Held while a run trains; dropping it releases the run folder.
 #[derive(Debug)]
 pub struct RunLock {
-    _file: File,
+    file: File,
+}
+
+impl RunLock {
+    /// Whether this claim is on the lock file now at `dir`: a folder renamed after its claim
+    /// was opened (moved aside, another run created in its place) holds the claimed file
+    /// elsewhere, and the claim says nothing of the run at `dir`.
+    pub fn is_of(&self, dir: &std::path::Path) -> bool {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            match (self.file.metadata(), std::fs::metadata(dir.join(LOCK))) {
+                (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+                _ => false,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = dir;
+            true
+        }
+    }
 }
 
 /// Whether a lock is held, and by whom (the process id its holder wrote, when readable).
@@ -54,7 +75,7 @@ impl RunDir {
                     file.rewind()?;
                     write!(file, "{}", std::process::id())?;
                     file.flush()?;
-                    return Ok(RunLock { _file: file });
+                    return Ok(RunLock { file });
                 }
                 Err(TryLockError::WouldBlock) if attempt < 19 => {
                     std::thread::sleep(Duration::from_millis(10));
@@ -103,6 +124,21 @@ fn read_pid(file: &mut File) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_claim_knows_when_its_folder_was_moved_and_replaced() {
+        let tmp = super::super::TempRun::new("lock-moved");
+        let claim = tmp.run.claim().unwrap();
+        assert!(claim.is_of(&tmp.run.path));
+        let aside = tmp.out.join("r.failed-1");
+        std::fs::rename(&tmp.run.path, &aside).unwrap();
+        assert!(claim.is_of(&aside));
+        assert!(!claim.is_of(&tmp.run.path), "nothing at the old path");
+        let again = RunDir::create(&tmp.out, "r").unwrap();
+        let other = again.claim().unwrap();
+        assert!(!claim.is_of(&again.path), "another folder in its place");
+        assert!(other.is_of(&again.path));
+    }
 
     #[test]
     fn one_claim_at_a_time_and_a_dead_holder_is_taken_over() {
