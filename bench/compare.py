@@ -74,6 +74,8 @@ def main():
                          "every engine gets the same batches")
     ap.add_argument("--engines", default=None,
                     help="comma-separated: nerlab, then any of nerlab-int8 (nerlab bench --int8; tag only), "
+                         "nerlab-serial (nerlab bench --lanes 1: one batch after another on every thread, "
+                         "the tagging path before batches ran in lanes; tag only), "
                          "pytorch, ort (ONNX Runtime fp32; tag only). "
                          "Default: nerlab,pytorch,ort for tag, nerlab,pytorch for train")
     ap.add_argument("--repeats", type=int, default=3)
@@ -82,10 +84,10 @@ def main():
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     engines = (args.engines or ("nerlab,pytorch,ort" if args.task == "tag" else "nerlab,pytorch")).split(",")
-    if engines[0] != "nerlab" or not set(engines) <= {"nerlab", "nerlab-int8", "pytorch", "ort"}:
-        raise SystemExit("--engines: nerlab first, then any of nerlab-int8, pytorch, ort")
-    if {"ort", "nerlab-int8"} & set(engines) and args.task != "tag":
-        raise SystemExit("ONNX Runtime and nerlab's int8 path are timed on the tag task only")
+    if engines[0] != "nerlab" or not set(engines) <= {"nerlab", "nerlab-int8", "nerlab-serial", "pytorch", "ort"}:
+        raise SystemExit("--engines: nerlab first, then any of nerlab-int8, nerlab-serial, pytorch, ort")
+    if {"ort", "nerlab-int8", "nerlab-serial"} & set(engines) and args.task != "tag":
+        raise SystemExit("ONNX Runtime and nerlab's int8 and serial paths are timed on the tag task only")
     tmp = tempfile.mkdtemp(prefix="nerlab-compare-")
     work = os.path.join(tmp, "work.json")
     nerlab_cmd = [
@@ -95,7 +97,8 @@ def main():
     ] + args.extra.split()
     ref = [sys.executable, os.path.join(HERE, "reference.py"), "--model", args.model, "--work", work,
            "--threads", str(args.threads), "--device", args.device]
-    cmds = {"nerlab": nerlab_cmd, "nerlab-int8": nerlab_cmd + ["--int8"], "pytorch": ref + ["--engine", "torch"],
+    cmds = {"nerlab": nerlab_cmd, "nerlab-int8": nerlab_cmd + ["--int8"],
+            "nerlab-serial": nerlab_cmd + ["--lanes", "1"], "pytorch": ref + ["--engine", "torch"],
             "ort": ref + ["--engine", "ort", "--onnx", os.path.join(tmp, "model.onnx")]}
     logits = {}
     # One untimed run each first: nerlab writes the work file, ONNX Runtime's side exports the
@@ -127,12 +130,15 @@ def main():
         rows += [("latency p50 ms", "latency_ms", "p50", False), ("latency p99 ms", "latency_ms", "p99", False)]
     else:
         rows += [(f"{p} ms/step", "phase_ms", p, False) for p in ("forward", "backward", "optimizer")]
-    names = {"nerlab": "nerlab", "nerlab-int8": "nerlab int8", "pytorch": "PyTorch", "ort": "ORT fp32"}
-    # Each of nerlab's engines against each reference; the int8 path also against nerlab's f32.
+    names = {"nerlab": "nerlab", "nerlab-int8": "nerlab int8", "nerlab-serial": "serial",
+             "pytorch": "PyTorch", "ort": "ORT fp32"}
+    # Each of nerlab's engines against each reference; the int8 and serial paths also against
+    # nerlab's default.
     ours = [w for w in engines if w.startswith("nerlab")]
     others = [w for w in engines if not w.startswith("nerlab")]
-    pairs = [(a, b) for a in ours for b in others] + [("nerlab-int8", "nerlab")] * ("nerlab-int8" in engines)
-    label = lambda a, b: (f"vs {names[b]}" if a == "nerlab" else f"int8 vs {names[b]}")
+    pairs = [(a, b) for a in ours for b in others] + [(w, "nerlab") for w in ("nerlab-int8", "nerlab-serial")
+                                                       if w in engines]
+    label = lambda a, b: (f"vs {names[b]}" if a == "nerlab" else f"{names[a].split()[-1]} vs {names[b]}")
     summary = {"task": args.task, "model": args.model, "data": args.data, "batch_size": args.batch_size,
                "threads": args.threads, "steps": args.steps, "repeats": args.repeats, "bucket": args.bucket,
                "rows": {}, "outputs": {}}

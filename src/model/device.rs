@@ -137,6 +137,67 @@ pub fn thread_pool(threads: usize) -> anyhow::Result<rayon::ThreadPool> {
         .build()?)
 }
 
+/// `f` over `items` in `lanes` at once, each lane a one-thread pool that takes the next item as
+/// it finishes one; the results in `items`' order. Independent batches of inference run this
+/// way instead of one after another with every thread on each: a batch's ops then need no
+/// barriers between threads, and while one lane is in a serial stretch (batching, a row
+/// kernel, decoding) the other computes. Each item's numbers are those of a serial run (the
+/// kernels split work across threads, never a sum). One lane, or one item, runs serially on
+/// the current pool, as before.
+pub fn in_lanes<T: Sync, R: Send>(
+    items: &[T],
+    lanes: usize,
+    f: impl Fn(&T) -> anyhow::Result<R> + Sync,
+) -> anyhow::Result<Vec<R>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Mutex, PoisonError};
+    let lanes = lanes.min(items.len());
+    if lanes <= 1 {
+        return items.iter().map(&f).collect();
+    }
+    let pools = (0..lanes)
+        .map(|_| thread_pool(1))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let next = AtomicUsize::new(0);
+    let done: Mutex<Vec<Option<R>>> = Mutex::new(items.iter().map(|_| None).collect());
+    let failed: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for pool in &pools {
+            let (next, done, failed, f) = (&next, &done, &failed, &f);
+            scope.spawn(move || {
+                pool.install(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        match f(item) {
+                            Ok(r) => {
+                                done.lock().unwrap_or_else(PoisonError::into_inner)[i] = Some(r)
+                            }
+                            Err(e) => {
+                                failed
+                                    .lock()
+                                    .unwrap_or_else(PoisonError::into_inner)
+                                    .get_or_insert(e);
+                                // The other lanes stop at their next item.
+                                next.store(items.len(), Ordering::Relaxed);
+                                break;
+                            }
+                        }
+                    }
+                });
+            });
+        }
+    });
+    if let Some(e) = failed.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        return Err(e);
+    }
+    done.into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
+        .into_iter()
+        .map(|r| r.ok_or_else(|| anyhow::anyhow!("a lane left an item undone")))
+        .collect()
+}
+
 /// Runs `f` with candle's CPU work limited to `threads` (candle's matmul runs on the current rayon
 /// pool, so a pool of that size caps it without touching the process environment). Already inside
 /// a pool of that size (the worker's), `f` runs there: the cap is not built twice.
@@ -179,5 +240,36 @@ mod tests {
             )
         });
         assert_eq!(outer, inner);
+    }
+}
+
+#[cfg(test)]
+mod lane_tests {
+    use super::*;
+
+    #[test]
+    fn lanes_keep_the_order_and_stop_at_an_error() {
+        let items: Vec<usize> = (0..50).collect();
+        let threads = |_: &usize| -> anyhow::Result<usize> { Ok(rayon::current_num_threads()) };
+        for lanes in [1, 2, 3, 64] {
+            let squares = in_lanes(&items, lanes, |&i| Ok(i * i)).unwrap();
+            assert_eq!(squares, items.iter().map(|i| i * i).collect::<Vec<_>>());
+        }
+        // Several lanes: each item on a one-thread pool.
+        assert!(
+            in_lanes(&items, 2, threads)
+                .unwrap()
+                .iter()
+                .all(|&n| n == 1)
+        );
+        let err = in_lanes(&items, 2, |&i| {
+            if i == 7 {
+                anyhow::bail!("item {i} failed")
+            }
+            Ok(i)
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "item 7 failed");
+        assert!(in_lanes(&[] as &[usize], 2, |&i| Ok(i)).unwrap().is_empty());
     }
 }

@@ -1066,9 +1066,16 @@ impl NerModel {
         // (sentence, window) -> per-unit predictions of that window
         let mut by_window: BTreeMap<(usize, usize), Vec<(usize, UnitPrediction)>> = BTreeMap::new();
         let mut scores_by_window: BTreeMap<(usize, usize), UnitScores> = BTreeMap::new();
-        for chunk in order.chunks(batch_size.max(1)) {
+        // Batches in lanes (one per thread of the current pool, see `in_lanes`); each batch's
+        // numbers are those of a serial run.
+        let chunks: Vec<&[usize]> = order.chunks(batch_size.max(1)).collect();
+        let outputs =
+            crate::model::device::in_lanes(&chunks, rayon::current_num_threads(), |chunk| {
+                let ex: Vec<&Example> = chunk.iter().map(|&i| &all[i]).collect();
+                Ok(self.predict_units(&self.batch(&ex, None)?, keep_logits)?)
+            })?;
+        for (chunk, (preds, scores)) in chunks.iter().zip(outputs) {
             let ex: Vec<&Example> = chunk.iter().map(|&i| &all[i]).collect();
-            let (preds, scores) = self.predict_units(&self.batch(&ex, None)?, keep_logits)?;
             for (e, p) in ex.iter().zip(preds) {
                 by_window.insert(
                     (e.sentence, e.window),

@@ -81,6 +81,11 @@ pub struct BenchArgs {
     /// Tag with int8 weights (`--task tag`; see `nerlab tag --int8`).
     #[arg(long)]
     pub int8: bool,
+    /// Batches tagged at once, each on one thread (`--task tag`; default: the thread count, as
+    /// `nerlab eval`, `tag` and a run's dev evaluation do); 1: one batch after another on every
+    /// thread.
+    #[arg(long)]
+    pub lanes: Option<usize>,
 }
 
 #[derive(Debug, Serialize)]
@@ -94,6 +99,8 @@ pub struct BenchResult {
     pub model: String,
     pub task: String,
     pub threads: usize,
+    /// Batches tagged at once (tag task; 1 otherwise).
+    pub lanes: usize,
     pub batch_size: usize,
     pub steps: usize,
     pub sentences_per_sec: f64,

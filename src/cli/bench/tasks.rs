@@ -109,22 +109,26 @@ fn tag_task(
     latency_samples: usize,
     dump: Option<&std::path::Path>,
     int8: bool,
+    lanes: usize,
 ) -> anyhow::Result<Timed> {
     model.freeze()?;
     if int8 {
         model.quantize_int8()?;
     }
     let mut t = Timed::default();
-    for (k, ex) in batches.iter().enumerate() {
-        let start = Instant::now();
-        let batch = model.batch(ex, None)?;
-        std::hint::black_box(model.predict_batch(&batch)?);
-        if k >= warmup {
-            t.elapsed_secs += start.elapsed().as_secs_f64();
-            t.sentences += ex.len();
-            t.tokens += ex.iter().map(|e| e.ids.len()).sum::<usize>();
-        }
+    let warmup = warmup.min(batches.len());
+    for ex in &batches[..warmup] {
+        std::hint::black_box(model.predict_batch(&model.batch(ex, None)?)?);
     }
+    let timed = &batches[warmup..];
+    let start = Instant::now();
+    // As `nerlab eval` and `tag` run a corpus: `lanes` batches at once (see `in_lanes`).
+    std::hint::black_box(crate::model::device::in_lanes(timed, lanes, |ex| {
+        Ok(model.predict_batch(&model.batch(ex, None)?)?)
+    })?);
+    t.elapsed_secs = start.elapsed().as_secs_f64();
+    t.sentences = timed.iter().map(Vec::len).sum();
+    t.tokens = timed.iter().flatten().map(|e| e.ids.len()).sum();
     let mut times = Vec::new();
     for e in examples.iter().take(latency_samples) {
         let start = Instant::now();
@@ -133,7 +137,7 @@ fn tag_task(
         times.push(start.elapsed().as_secs_f64() * 1e3);
     }
     if let Some(path) = dump {
-        dump_logits(path, &model, &batches[warmup.min(batches.len())..])?;
+        dump_logits(path, &model, &batches[warmup.min(batches.len())..], lanes)?;
     }
     times.sort_by(f64::total_cmp);
     t.latency = Some(Latency {
@@ -163,6 +167,11 @@ pub(super) fn bench(a: &BenchArgs, threads: usize) -> anyhow::Result<BenchResult
         .iter()
         .map(|idx| idx.iter().map(|&i| &examples[i]).collect())
         .collect();
+    let lanes = if a.task == "tag" {
+        a.lanes.unwrap_or(threads).max(1)
+    } else {
+        1
+    };
     let t = match a.task.as_str() {
         "train" => train_task(model, &timed_batches, warmup)?,
         "tag" => tag_task(
@@ -173,6 +182,7 @@ pub(super) fn bench(a: &BenchArgs, threads: usize) -> anyhow::Result<BenchResult
             a.latency_samples,
             a.dump_logits.as_deref(),
             a.int8,
+            lanes,
         )?,
         other => anyhow::bail!("unknown task {other:?}: train, tag, ui or matmul"),
     };
@@ -182,6 +192,7 @@ pub(super) fn bench(a: &BenchArgs, threads: usize) -> anyhow::Result<BenchResult
         model: a.model.clone(),
         task: a.task.clone(),
         threads,
+        lanes,
         batch_size: a.batch_size,
         steps,
         sentences_per_sec: t.sentences as f64 / t.elapsed_secs.max(1e-9),
@@ -203,10 +214,14 @@ fn dump_logits(
     path: &std::path::Path,
     model: &NerModel,
     batches: &[Vec<&Example>],
+    lanes: usize,
 ) -> anyhow::Result<()> {
+    // In lanes as timed, so the comparison with the other engines covers that path.
+    let scored = crate::model::device::in_lanes(batches, lanes, |ex| {
+        Ok(model.predict_batch_scores(&model.batch(ex, None)?)?)
+    })?;
     let mut out = Vec::with_capacity(batches.len());
-    for ex in batches {
-        let (preds, scores) = model.predict_batch_scores(&model.batch(ex, None)?)?;
+    for (preds, scores) in scored {
         let sentences: Vec<serde_json::Value> = preds
             .iter()
             .zip(scores)
