@@ -136,8 +136,8 @@ def main():
     # nerlab's default.
     ours = [w for w in engines if w.startswith("nerlab")]
     others = [w for w in engines if not w.startswith("nerlab")]
-    pairs = [(a, b) for a in ours for b in others] + [(w, "nerlab") for w in ("nerlab-int8", "nerlab-serial")
-                                                       if w in engines]
+    pairs = ([(a, b) for a in ours for b in others] + [("nerlab-int8", "nerlab")] * ("nerlab-int8" in engines)
+             + [("nerlab", "nerlab-serial")] * ("nerlab-serial" in engines))
     label = lambda a, b: (f"vs {names[b]}" if a == "nerlab" else f"{names[a].split()[-1]} vs {names[b]}")
     summary = {"task": args.task, "model": args.model, "data": args.data, "batch_size": args.batch_size,
                "threads": args.threads, "steps": args.steps, "repeats": args.repeats, "bucket": args.bucket,

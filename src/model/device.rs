@@ -137,16 +137,28 @@ pub fn thread_pool(threads: usize) -> anyhow::Result<rayon::ThreadPool> {
         .build()?)
 }
 
-/// `f` over `items` in `lanes` at once, each lane a one-thread pool that takes the next item as
-/// it finishes one; the results in `items`' order. Independent batches of inference run this
-/// way instead of one after another with every thread on each: a batch's ops then need no
-/// barriers between threads, and while one lane is in a serial stretch (batching, a row
-/// kernel, decoding) the other computes. Each item's numbers are those of a serial run (the
-/// kernels split work across threads, never a sum). One lane, or one item, runs serially on
-/// the current pool, as before.
+/// At most this many lanes (each holds one batch's activations at a time).
+pub const MAX_LANES: usize = 8;
+
+/// How many lanes `threads` threads make for `items` independent batches: one per thread, at
+/// least two batches a lane (fewer batches run one after another on every thread, as before),
+/// at most [`MAX_LANES`].
+pub fn lanes_for(threads: usize, items: usize) -> usize {
+    threads.min(items / 2).clamp(1, MAX_LANES)
+}
+
+/// `f` over `items` in `lanes` at once, the lanes sharing `threads` threads (one each on this
+/// 2-core machine), each lane a pool that takes the next item as it finishes one; the results in
+/// `items`' order. Independent batches of inference run this way instead of one after another
+/// with every thread on each: a batch's ops then need fewer barriers between threads, and while
+/// one lane is in a serial stretch (batching, a row kernel, decoding) another computes. Each
+/// item's numbers are those of a serial run (the kernels split work across threads, never a
+/// sum). One lane runs everything on the current pool, as before. An error or a panic in a lane
+/// stops the others at their next item and is returned (the panic resumed, with its message).
 pub fn in_lanes<T: Sync, R: Send>(
     items: &[T],
     lanes: usize,
+    threads: usize,
     f: impl Fn(&T) -> anyhow::Result<R> + Sync,
 ) -> anyhow::Result<Vec<R>> {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -155,12 +167,14 @@ pub fn in_lanes<T: Sync, R: Send>(
     if lanes <= 1 {
         return items.iter().map(&f).collect();
     }
+    let threads = threads.max(lanes);
     let pools = (0..lanes)
-        .map(|_| thread_pool(1))
+        .map(|l| thread_pool(threads / lanes + usize::from(l < threads % lanes)))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let next = AtomicUsize::new(0);
     let done: Mutex<Vec<Option<R>>> = Mutex::new(items.iter().map(|_| None).collect());
-    let failed: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    type Panic = Box<dyn std::any::Any + Send>;
+    let failed: Mutex<Option<Result<anyhow::Error, Panic>>> = Mutex::new(None);
     std::thread::scope(|scope| {
         for pool in &pools {
             let (next, done, failed, f) = (&next, &done, &failed, &f);
@@ -169,27 +183,32 @@ pub fn in_lanes<T: Sync, R: Send>(
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(item) = items.get(i) else { break };
-                        match f(item) {
-                            Ok(r) => {
-                                done.lock().unwrap_or_else(PoisonError::into_inner)[i] = Some(r)
+                        let result =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(item)));
+                        let failure = match result {
+                            Ok(Ok(r)) => {
+                                done.lock().unwrap_or_else(PoisonError::into_inner)[i] = Some(r);
+                                continue;
                             }
-                            Err(e) => {
-                                failed
-                                    .lock()
-                                    .unwrap_or_else(PoisonError::into_inner)
-                                    .get_or_insert(e);
-                                // The other lanes stop at their next item.
-                                next.store(items.len(), Ordering::Relaxed);
-                                break;
-                            }
-                        }
+                            Ok(Err(e)) => Ok(e),
+                            Err(panic) => Err(panic),
+                        };
+                        failed
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .get_or_insert(failure);
+                        // The other lanes stop at their next item.
+                        next.store(items.len(), Ordering::Relaxed);
+                        break;
                     }
                 });
             });
         }
     });
-    if let Some(e) = failed.into_inner().unwrap_or_else(PoisonError::into_inner) {
-        return Err(e);
+    match failed.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        Some(Ok(e)) => return Err(e),
+        Some(Err(panic)) => std::panic::resume_unwind(panic),
+        None => {}
     }
     done.into_inner()
         .unwrap_or_else(PoisonError::into_inner)
@@ -248,21 +267,27 @@ mod lane_tests {
     use super::*;
 
     #[test]
-    fn lanes_keep_the_order_and_stop_at_an_error() {
+    fn lanes_keep_the_order_share_the_threads_and_stop_at_an_error() {
         let items: Vec<usize> = (0..50).collect();
-        let threads = |_: &usize| -> anyhow::Result<usize> { Ok(rayon::current_num_threads()) };
-        for lanes in [1, 2, 3, 64] {
-            let squares = in_lanes(&items, lanes, |&i| Ok(i * i)).unwrap();
+        for (lanes, threads) in [(1, 1), (2, 2), (3, 3), (2, 5), (64, 64)] {
+            let squares = in_lanes(&items, lanes, threads, |&i| Ok(i * i)).unwrap();
             assert_eq!(squares, items.iter().map(|i| i * i).collect::<Vec<_>>());
         }
-        // Several lanes: each item on a one-thread pool.
+        // Two lanes of two threads: each item on a one-thread pool; five threads in two lanes:
+        // pools of three and two.
+        let threads = |_: &usize| -> anyhow::Result<usize> { Ok(rayon::current_num_threads()) };
         assert!(
-            in_lanes(&items, 2, threads)
+            in_lanes(&items, 2, 2, threads)
                 .unwrap()
                 .iter()
                 .all(|&n| n == 1)
         );
-        let err = in_lanes(&items, 2, |&i| {
+        let seen: std::collections::BTreeSet<usize> = in_lanes(&items, 2, 5, threads)
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert!(seen.is_subset(&[2, 3].into()), "{seen:?}");
+        let err = in_lanes(&items, 2, 2, |&i| {
             if i == 7 {
                 anyhow::bail!("item {i} failed")
             }
@@ -270,6 +295,38 @@ mod lane_tests {
         })
         .unwrap_err();
         assert_eq!(err.to_string(), "item 7 failed");
-        assert!(in_lanes(&[] as &[usize], 2, |&i| Ok(i)).unwrap().is_empty());
+        assert!(
+            in_lanes(&[] as &[usize], 2, 2, |&i| Ok(i))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_panic_in_a_lane_comes_back_with_its_message() {
+        let items: Vec<usize> = (0..20).collect();
+        let panic = std::panic::catch_unwind(|| {
+            in_lanes(&items, 2, 2, |&i| {
+                assert!(i != 5, "batch {i} went wrong");
+                Ok(i)
+            })
+        })
+        .unwrap_err();
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        assert_eq!(message, "batch 5 went wrong");
+    }
+
+    #[test]
+    fn lanes_need_two_batches_each() {
+        assert_eq!(lanes_for(2, 1), 1);
+        assert_eq!(lanes_for(2, 3), 1);
+        assert_eq!(lanes_for(2, 4), 2);
+        assert_eq!(lanes_for(15, 4), 2);
+        assert_eq!(lanes_for(32, 1000), MAX_LANES);
+        assert_eq!(lanes_for(1, 1000), 1);
     }
 }

@@ -1066,14 +1066,21 @@ impl NerModel {
         // (sentence, window) -> per-unit predictions of that window
         let mut by_window: BTreeMap<(usize, usize), Vec<(usize, UnitPrediction)>> = BTreeMap::new();
         let mut scores_by_window: BTreeMap<(usize, usize), UnitScores> = BTreeMap::new();
-        // Batches in lanes (one per thread of the current pool, see `in_lanes`); each batch's
-        // numbers are those of a serial run.
-        let chunks: Vec<&[usize]> = order.chunks(batch_size.max(1)).collect();
-        let outputs =
-            crate::model::device::in_lanes(&chunks, rayon::current_num_threads(), |chunk| {
-                let ex: Vec<&Example> = chunk.iter().map(|&i| &all[i]).collect();
-                Ok(self.predict_units(&self.batch(&ex, None)?, keep_logits)?)
-            })?;
+        // Batches in lanes on the CPU (see `in_lanes`; a GPU runs one batch at a time), the
+        // longest first so that no long batch is left alone at the end; each batch's numbers
+        // are those of a serial run, and the predictions are keyed by window, not by order.
+        let mut chunks: Vec<&[usize]> = order.chunks(batch_size.max(1)).collect();
+        chunks.reverse();
+        let threads = rayon::current_num_threads();
+        let lanes = if self.device().is_cpu() {
+            crate::model::device::lanes_for(threads, chunks.len())
+        } else {
+            1
+        };
+        let outputs = crate::model::device::in_lanes(&chunks, lanes, threads, |chunk| {
+            let ex: Vec<&Example> = chunk.iter().map(|&i| &all[i]).collect();
+            Ok(self.predict_units(&self.batch(&ex, None)?, keep_logits)?)
+        })?;
         for (chunk, (preds, scores)) in chunks.iter().zip(outputs) {
             let ex: Vec<&Example> = chunk.iter().map(|&i| &all[i]).collect();
             for (e, p) in ex.iter().zip(preds) {

@@ -71,6 +71,8 @@ struct Timed {
     phases: [f64; 3],
     losses: Vec<f64>,
     latency: Option<Latency>,
+    /// Batches tagged at once (tag task).
+    lanes: usize,
 }
 
 /// Training steps through the trainer's own [`TrainStep`] (AdamW, clipping at 1).
@@ -109,7 +111,7 @@ fn tag_task(
     latency_samples: usize,
     dump: Option<&std::path::Path>,
     int8: bool,
-    lanes: usize,
+    lanes: Option<usize>,
 ) -> anyhow::Result<Timed> {
     model.freeze()?;
     if int8 {
@@ -123,9 +125,15 @@ fn tag_task(
     let timed = &batches[warmup..];
     let start = Instant::now();
     // As `nerlab eval` and `tag` run a corpus: `lanes` batches at once (see `in_lanes`).
-    std::hint::black_box(crate::model::device::in_lanes(timed, lanes, |ex| {
-        Ok(model.predict_batch(&model.batch(ex, None)?)?)
-    })?);
+    let threads = rayon::current_num_threads();
+    let lanes = lanes.unwrap_or_else(|| crate::model::device::lanes_for(threads, timed.len()));
+    t.lanes = lanes;
+    std::hint::black_box(crate::model::device::in_lanes(
+        timed,
+        lanes,
+        threads,
+        |ex| Ok(model.predict_batch(&model.batch(ex, None)?)?),
+    )?);
     t.elapsed_secs = start.elapsed().as_secs_f64();
     t.sentences = timed.iter().map(Vec::len).sum();
     t.tokens = timed.iter().flatten().map(|e| e.ids.len()).sum();
@@ -137,7 +145,7 @@ fn tag_task(
         times.push(start.elapsed().as_secs_f64() * 1e3);
     }
     if let Some(path) = dump {
-        dump_logits(path, &model, &batches[warmup.min(batches.len())..], lanes)?;
+        dump_logits(path, &model, &batches[warmup.min(batches.len())..], t.lanes)?;
     }
     times.sort_by(f64::total_cmp);
     t.latency = Some(Latency {
@@ -167,11 +175,6 @@ pub(super) fn bench(a: &BenchArgs, threads: usize) -> anyhow::Result<BenchResult
         .iter()
         .map(|idx| idx.iter().map(|&i| &examples[i]).collect())
         .collect();
-    let lanes = if a.task == "tag" {
-        a.lanes.unwrap_or(threads).max(1)
-    } else {
-        1
-    };
     let t = match a.task.as_str() {
         "train" => train_task(model, &timed_batches, warmup)?,
         "tag" => tag_task(
@@ -182,7 +185,7 @@ pub(super) fn bench(a: &BenchArgs, threads: usize) -> anyhow::Result<BenchResult
             a.latency_samples,
             a.dump_logits.as_deref(),
             a.int8,
-            lanes,
+            a.lanes.map(|l| l.max(1)),
         )?,
         other => anyhow::bail!("unknown task {other:?}: train, tag, ui or matmul"),
     };
@@ -192,7 +195,7 @@ pub(super) fn bench(a: &BenchArgs, threads: usize) -> anyhow::Result<BenchResult
         model: a.model.clone(),
         task: a.task.clone(),
         threads,
-        lanes,
+        lanes: t.lanes.max(1),
         batch_size: a.batch_size,
         steps,
         sentences_per_sec: t.sentences as f64 / t.elapsed_secs.max(1e-9),
@@ -217,9 +220,10 @@ fn dump_logits(
     lanes: usize,
 ) -> anyhow::Result<()> {
     // In lanes as timed, so the comparison with the other engines covers that path.
-    let scored = crate::model::device::in_lanes(batches, lanes, |ex| {
-        Ok(model.predict_batch_scores(&model.batch(ex, None)?)?)
-    })?;
+    let scored =
+        crate::model::device::in_lanes(batches, lanes, rayon::current_num_threads(), |ex| {
+            Ok(model.predict_batch_scores(&model.batch(ex, None)?)?)
+        })?;
     let mut out = Vec::with_capacity(batches.len());
     for (preds, scores) in scored {
         let sentences: Vec<serde_json::Value> = preds
