@@ -352,28 +352,7 @@ impl Worker {
                     }),
                 }
             }
-            Command::CheckRuns { dirs } => {
-                for dir in dirs {
-                    if !dir.exists() {
-                        // Said once: the window stops checking it (it used to stay "running",
-                        // checked every 3 s and redrawn 10 times a second, for good).
-                        self.send(Event::RunGone { dir });
-                        continue;
-                    }
-                    if let Ok(run) = RunDir::open(&dir) {
-                        let s = run.status();
-                        let files = run_files(&dir);
-                        self.send(Event::RunStatus {
-                            dir,
-                            state: s.state,
-                            step: s.step,
-                            total_steps: s.total_steps,
-                            message: s.message,
-                            files,
-                        });
-                    }
-                }
-            }
+            Command::CheckRuns { dirs } => self.check_runs(dirs),
             Command::ScanRuns { dir } => {
                 // A scan (the window's first, or ⟳) reads dev corpora afresh: one may have changed.
                 self.devs = DevCache::default();
@@ -394,6 +373,30 @@ impl Worker {
                     files: None,
                 }),
             },
+        }
+    }
+
+    /// The state of runs another process trains, read from their folders.
+    fn check_runs(&self, dirs: Vec<PathBuf>) {
+        for dir in dirs {
+            if !dir.exists() {
+                // Said once: the window stops checking it (it used to stay "running", checked
+                // every 3 s and redrawn 10 times a second, for good).
+                self.send(Event::RunGone { dir });
+                continue;
+            }
+            if let Ok(run) = RunDir::open(&dir) {
+                let s = run.status();
+                let files = run_files(&dir);
+                self.send(Event::RunStatus {
+                    dir,
+                    state: s.state,
+                    step: s.step,
+                    total_steps: s.total_steps,
+                    message: s.message,
+                    files,
+                });
+            }
         }
     }
 

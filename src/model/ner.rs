@@ -1035,6 +1035,28 @@ impl NerModel {
         Ok((tagged, logits.unwrap_or_default()))
     }
 
+    /// The unit predictions (and with `logits` the class scores) of each batch of `chunks`
+    /// (indices into `examples`), in lanes on the CPU (see `in_lanes`; a GPU runs one batch at
+    /// a time); each batch's numbers are those of a serial run.
+    #[allow(clippy::type_complexity)]
+    fn predict_in_lanes(
+        &self,
+        examples: &[Example],
+        chunks: &[&[usize]],
+        logits: bool,
+    ) -> anyhow::Result<Vec<(Vec<Vec<(u32, f32)>>, Option<Vec<Vec<Vec<f32>>>>)>> {
+        let threads = rayon::current_num_threads();
+        let lanes = if self.device().is_cpu() {
+            crate::model::device::lanes_for(threads, chunks.len())
+        } else {
+            1
+        };
+        crate::model::device::in_lanes(chunks, lanes, threads, |chunk| {
+            let ex: Vec<&Example> = chunk.iter().map(|&i| &examples[i]).collect();
+            Ok(self.predict_units(&self.batch(&ex, None)?, logits)?)
+        })
+    }
+
     fn tag_with(
         &self,
         sentences: &[Vec<String>],
@@ -1066,21 +1088,11 @@ impl NerModel {
         // (sentence, window) -> per-unit predictions of that window
         let mut by_window: BTreeMap<(usize, usize), Vec<(usize, UnitPrediction)>> = BTreeMap::new();
         let mut scores_by_window: BTreeMap<(usize, usize), UnitScores> = BTreeMap::new();
-        // Batches in lanes on the CPU (see `in_lanes`; a GPU runs one batch at a time), the
-        // longest first so that no long batch is left alone at the end; each batch's numbers
-        // are those of a serial run, and the predictions are keyed by window, not by order.
+        // The longest batches first, so that no long one is left alone at the end of the lanes;
+        // the predictions are keyed by window, not by order.
         let mut chunks: Vec<&[usize]> = order.chunks(batch_size.max(1)).collect();
         chunks.reverse();
-        let threads = rayon::current_num_threads();
-        let lanes = if self.device().is_cpu() {
-            crate::model::device::lanes_for(threads, chunks.len())
-        } else {
-            1
-        };
-        let outputs = crate::model::device::in_lanes(&chunks, lanes, threads, |chunk| {
-            let ex: Vec<&Example> = chunk.iter().map(|&i| &all[i]).collect();
-            Ok(self.predict_units(&self.batch(&ex, None)?, keep_logits)?)
-        })?;
+        let outputs = self.predict_in_lanes(&all, &chunks, keep_logits)?;
         for (chunk, (preds, scores)) in chunks.iter().zip(outputs) {
             let ex: Vec<&Example> = chunk.iter().map(|&i| &all[i]).collect();
             for (e, p) in ex.iter().zip(preds) {
