@@ -1035,6 +1035,16 @@ impl NerModel {
         Ok((tagged, logits.unwrap_or_default()))
     }
 
+    /// How many of `batches` independent batches this model tags at once with the current
+    /// pool's threads: [`lanes_for`](crate::model::device::lanes_for) on the CPU, one on a GPU.
+    pub fn lanes(&self, batches: usize) -> usize {
+        if self.device().is_cpu() {
+            crate::model::device::lanes_for(rayon::current_num_threads(), batches)
+        } else {
+            1
+        }
+    }
+
     /// The unit predictions (and with `logits` the class scores) of each batch of `chunks`
     /// (indices into `examples`), in lanes on the CPU (see `in_lanes`; a GPU runs one batch at
     /// a time); each batch's numbers are those of a serial run.
@@ -1046,12 +1056,7 @@ impl NerModel {
         logits: bool,
     ) -> anyhow::Result<Vec<(Vec<Vec<(u32, f32)>>, Option<Vec<Vec<Vec<f32>>>>)>> {
         let threads = rayon::current_num_threads();
-        let lanes = if self.device().is_cpu() {
-            crate::model::device::lanes_for(threads, chunks.len())
-        } else {
-            1
-        };
-        crate::model::device::in_lanes(chunks, lanes, threads, |chunk| {
+        crate::model::device::in_lanes(chunks, self.lanes(chunks.len()), threads, |chunk| {
             let ex: Vec<&Example> = chunk.iter().map(|&i| &examples[i]).collect();
             Ok(self.predict_units(&self.batch(&ex, None)?, logits)?)
         })

@@ -81,9 +81,9 @@ pub struct BenchArgs {
     /// Tag with int8 weights (`--task tag`; see `nerlab tag --int8`).
     #[arg(long)]
     pub int8: bool,
-    /// Batches tagged at once, each on one thread (`--task tag`; default: the thread count, as
-    /// `nerlab eval`, `tag` and a run's dev evaluation do); 1: one batch after another on every
-    /// thread.
+    /// Batches tagged at once, the threads shared among them (`--task tag`; default: as
+    /// `nerlab eval`, `tag` and a run's dev evaluation do, `NerModel::lanes`); 1: one batch
+    /// after another on every thread.
     #[arg(long)]
     pub lanes: Option<usize>,
 }

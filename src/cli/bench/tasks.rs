@@ -126,7 +126,7 @@ fn tag_task(
     let start = Instant::now();
     // As `nerlab eval` and `tag` run a corpus: `lanes` batches at once (see `in_lanes`).
     let threads = rayon::current_num_threads();
-    let lanes = lanes.unwrap_or_else(|| crate::model::device::lanes_for(threads, timed.len()));
+    let lanes = lanes.unwrap_or_else(|| model.lanes(timed.len()));
     t.lanes = lanes;
     std::hint::black_box(crate::model::device::in_lanes(
         timed,
