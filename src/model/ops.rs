@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{D, DType, Device, Result, Tensor};
 
-use super::kernels::{QuantMatmul, QuantWeight};
+use super::kernels::{QuantMatmul, QuantWeight, matmul as product};
 use crate::rng::SplitMix64;
 
 /// Layer normalization over the last dimension (Ba et al. 2016): the fused kernel on the CPU,
@@ -177,7 +177,9 @@ pub struct Linear {
 /// candle runs a batched product as one gemm call per matrix, one after another, and gemm
 /// threads only products above about 590k multiply-adds: attention's per-head products (a few
 /// tens of thousands) all ran on one core while the others waited. Each matrix's product here is
-/// the same gemm call as before, so the result is the same to the bit.
+/// the same gemm call as before, so the result is the same to the bit. For f32 on the CPU it goes
+/// through [`kernels::matmul`](super::kernels::matmul) (no zero fill, and no backward pass: the
+/// fused encoder passes that use it derive theirs by hand).
 pub fn batched_matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     use rayon::prelude::*;
     let threads = rayon::current_num_threads();
@@ -192,15 +194,17 @@ pub fn batched_matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         && b.dim(0)? == n
         && b.stride()[0] != 0;
     if !splittable {
-        return a.matmul(b);
+        return product(a, b);
     }
     let parts = threads.min(n);
     let outs = (0..parts)
         .into_par_iter()
         .map(|i| {
             let (start, end) = (i * n / parts, (i + 1) * n / parts);
-            a.narrow(0, start, end - start)?
-                .matmul(&b.narrow(0, start, end - start)?)
+            product(
+                &a.narrow(0, start, end - start)?,
+                &b.narrow(0, start, end - start)?,
+            )
         })
         .collect::<Result<Vec<_>>>()?;
     Tensor::cat(&outs, 0)
@@ -251,7 +255,7 @@ impl Linear {
             return int8_product(x, q);
         }
         match &self.weight_t {
-            Some(wt) => x.matmul(wt),
+            Some(wt) => product(x, wt),
             None => x.matmul(&self.weight.t()?),
         }
     }

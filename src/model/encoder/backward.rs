@@ -23,6 +23,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{D, Result, Tensor, Var};
 
 use super::super::config::Activation;
+use super::super::kernels::matmul as product;
 use super::super::kernels::{
     BiasGeluBwd, Dropout, LayerNormBwd, MergeHeads, Packing, SoftmaxBwd, SplitHeads,
 };
@@ -94,17 +95,15 @@ pub(super) struct LayerTape {
 
 /// (dx, dW, db) of `y = x W^T + b` given dy.
 fn linear_bwd(g: &Tensor, x: &Tensor, l: &Linear) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-    let dw = g.t()?.matmul(x)?;
+    let dw = product(&g.t()?, x)?;
     let db = match &l.bias {
         // Column sums as a product with ones: one pass through gemm.
-        Some(_) => Some(
-            Tensor::ones((1, g.dim(0)?), g.dtype(), g.device())?
-                .matmul(g)?
-                .squeeze(0)?,
-        ),
+        Some(_) => {
+            Some(product(&Tensor::ones((1, g.dim(0)?), g.dtype(), g.device())?, g)?.squeeze(0)?)
+        }
         None => None,
     };
-    let dx = g.matmul(&l.weight.detach())?;
+    let dx = product(g, &l.weight.detach())?;
     Ok((dx, dw, db))
 }
 

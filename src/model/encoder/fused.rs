@@ -9,11 +9,11 @@ use std::sync::Arc;
 use candle_core::{D, Result, Tensor, Var};
 
 use super::super::config::Activation;
-use super::super::kernels::QuantWeight;
 use super::super::kernels::{
     AddNorm, BiasDropoutAdd, BiasGelu, BiasGeluInPlace, Dropout, LayerNorm, MergeHeads,
     PackedAttention, Packing, Softmax, SplitHeads,
 };
+use super::super::kernels::{QuantWeight, matmul as product};
 use super::super::ops::{Linear, batched_matmul, int8_product};
 use super::backward::{LayerTape, Tape, WordTape};
 use super::embeddings::{SparseRows, SplitIds, distinct_rows};
@@ -25,8 +25,8 @@ fn project(x: &Tensor, l: &Linear) -> Result<Tensor> {
         return int8_product(x, q);
     }
     match &l.weight_t {
-        Some(wt) => x.matmul(wt),
-        None => x.matmul(&l.weight.detach().t()?),
+        Some(wt) => product(x, wt),
+        None => product(x, &l.weight.detach().t()?),
     }
 }
 
@@ -363,7 +363,7 @@ impl Encoder {
         };
         let qkv = match &w.qkv_int8 {
             Some(q) => int8_product(x, q)?,
-            None => x.matmul(&w.qkv_t)?,
+            None => product(x, &w.qkv_t)?,
         };
         let ctx = qkv.apply_op2_no_bwd(
             &w.qkv_bias,

@@ -228,6 +228,7 @@ mod inplace;
 mod int8;
 mod lstm;
 mod norm;
+mod product;
 mod softmax;
 
 pub(crate) use attention::PackedAttention;
@@ -241,6 +242,7 @@ pub use int8::{QuantWeight, vnni_available};
 pub use lstm::lstm_recurrence;
 pub use norm::layer_norm;
 pub(crate) use norm::{LayerNorm, LayerNormBwd};
+pub use product::matmul;
 pub(crate) use softmax::{Softmax, SoftmaxBwd};
 pub use softmax::{masked_softmax, softmax};
 

@@ -1,0 +1,204 @@
+//! `a @ b` for f32 on the CPU as candle computes it, without zero-filling the output first.
+//!
+//! candle's CPU matmul allocates its output with `vec![0.0; m * n]` and then calls gemm with
+//! `read_dst = false`, which overwrites every element without reading it: the zero fill is a pass
+//! over memory that nothing uses (about 5% of an e5-small training step in `perf`, and the first
+//! touch of fresh pages). [`matmul`] makes the same gemm call (the same sizes, strides, batch
+//! steps and threads), so the result is the same to the bit, into an uninitialized buffer. It has
+//! no backward pass: it serves the fused encoder passes, whose weights are detached and whose
+//! backward is derived by hand, and frozen (inference) layers. Anything else (another dtype or
+//! device, shapes candle would refuse) goes to candle's matmul.
+
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, bail};
+
+/// See the module documentation.
+pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (ad, bd) = (a.dims(), b.dims());
+    let rank = ad.len();
+    let plain = a.device().is_cpu()
+        && b.device().is_cpu()
+        && a.dtype() == DType::F32
+        && b.dtype() == DType::F32
+        && rank >= 2
+        && bd.len() == rank;
+    if !plain {
+        return a.matmul(b);
+    }
+    let (m, k, k2, n) = (ad[rank - 2], ad[rank - 1], bd[rank - 2], bd[rank - 1]);
+    let batch: usize = ad[..rank - 2].iter().product();
+    let batch_b: usize = bd[..rank - 2].iter().product();
+    if k != k2 || batch != batch_b || m * n * batch == 0 || k == 0 {
+        return a.matmul(b);
+    }
+    let out = a.apply_op2_no_bwd(
+        b,
+        &Product {
+            bmnk: (batch, m, n, k),
+        },
+    )?;
+    let mut shape = ad[..rank - 2].to_vec();
+    shape.extend([m, n]);
+    out.reshape(shape)
+}
+
+/// The op behind [`matmul`]: candle's `MatMul` for f32, the output left uninitialized for gemm.
+struct Product {
+    bmnk: (usize, usize, usize, usize),
+}
+
+impl Product {
+    /// candle's `MatMul::ab_skip`: the distance between consecutive matrices of each operand.
+    fn skips(&self, a: &Layout, b: &Layout) -> Result<(usize, usize)> {
+        let (_, m, n, k) = self.bmnk;
+        let skip = |l: &Layout, own: usize| -> Result<usize> {
+            let stride = l.stride();
+            let dims = l.dims();
+            Ok(match stride[..stride.len() - 2] {
+                [s1, s] if s1 == s * dims[1] => s,
+                [_, s] if dims[0] == 1 => s,
+                [s, _] if dims[1] == 1 => s,
+                [s] => s,
+                [] => own,
+                _ => bail!("product: an operand's batch axes are not contiguous"),
+            })
+        };
+        Ok((skip(a, m * k)?, skip(b, n * k)?))
+    }
+}
+
+impl CustomOp2 for Product {
+    fn name(&self) -> &'static str {
+        "nerlab-product"
+    }
+
+    #[allow(unsafe_code)]
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(lhs), CpuStorage::F32(rhs)) = (s1, s2) else {
+            bail!("product: f32 only");
+        };
+        let (b, m, n, k) = self.bmnk;
+        let (lhs, rhs) = (&lhs[l1.start_offset()..], &rhs[l2.start_offset()..]);
+        let (ls, rs) = (l1.stride(), l2.stride());
+        let rank = ls.len();
+        let (lhs_cs, lhs_rs) = (ls[rank - 1] as isize, ls[rank - 2] as isize);
+        let (rhs_cs, rhs_rs) = (rs[rank - 1] as isize, rs[rank - 2] as isize);
+        let (a_skip, b_skip) = self.skips(l1, l2)?;
+        let c_skip = m * n;
+        let threads = candle_core::utils::get_num_threads();
+        let parallelism = if threads > 1 {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
+        // candle merges a batch that shares one right operand into a single taller product.
+        let (b, m) = if b_skip == 0 && a_skip == m * k {
+            (1, b * m)
+        } else {
+            (b, m)
+        };
+        // The last element each operand's reads reach, checked before gemm reads them.
+        let reach = |rs: isize, cs: isize, rows: usize, cols: usize, skip: usize| {
+            (b - 1) * skip + (rows - 1) * rs as usize + (cols - 1) * cs as usize
+        };
+        if reach(lhs_rs, lhs_cs, m, k, a_skip) >= lhs.len()
+            || reach(rhs_rs, rhs_cs, k, n, b_skip) >= rhs.len()
+        {
+            bail!("product: an operand is shorter than its layout");
+        }
+        let len = b * m * n;
+        let mut dst: Vec<f32> = Vec::with_capacity(len);
+        for step in 0..b {
+            // SAFETY: the operands hold every element gemm reads (checked above), and
+            // `dst` has capacity for the `m * n` elements of step `step`, which gemm writes
+            // without reading (`read_dst = false`, as candle calls it).
+            unsafe {
+                gemm::gemm(
+                    m,
+                    n,
+                    k,
+                    dst.as_mut_ptr().add(step * c_skip),
+                    1,
+                    n as isize,
+                    false,
+                    lhs.as_ptr().add(step * a_skip),
+                    lhs_cs,
+                    lhs_rs,
+                    rhs.as_ptr().add(step * b_skip),
+                    rhs_cs,
+                    rhs_rs,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    parallelism,
+                );
+            }
+        }
+        // SAFETY: every element of `0..len` was written by gemm above.
+        unsafe { dst.set_len(len) };
+        Ok((CpuStorage::F32(dst), Shape::from((b * m, n))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor};
+
+    fn vals(n: usize, k: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(k) % 1000) as f32 / 997.0 - 0.5
+            })
+            .collect()
+    }
+
+    fn bits(t: &Tensor) -> Vec<u32> {
+        let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        v.into_iter().map(f32::to_bits).collect()
+    }
+
+    /// The same bits as candle's matmul for every layout the encoder uses: plain, a transposed
+    /// right or left operand, batched (4-D, with transposed views), a shared right operand, a
+    /// narrowed (offset) operand, k larger than gemm's block, and a single row.
+    #[test]
+    fn product_equals_candle_matmul_to_the_bit() {
+        let dev = &Device::Cpu;
+        let t =
+            |n: usize, k: u32, shape: &[usize]| Tensor::from_vec(vals(n, k), shape, dev).unwrap();
+        let mut cases: Vec<(Tensor, Tensor)> = Vec::new();
+        for (m, k, n) in [(33, 384, 40), (1, 70, 9), (17, 1536, 24), (5, 3, 2)] {
+            let a = t(m * k, 1, &[m, k]);
+            let b = t(k * n, 2, &[k, n]);
+            let w = t(n * k, 3, &[n, k]);
+            let at = t(k * m, 4, &[k, m]);
+            cases.push((a.clone(), b));
+            cases.push((a.clone(), w.t().unwrap()));
+            cases.push((at.t().unwrap(), w.t().unwrap()));
+            cases.push((at.t().unwrap(), t(k * n, 5, &[k, n])));
+        }
+        let q = t(2 * 3 * 7 * 4, 6, &[2, 3, 7, 4]);
+        let kk = t(2 * 3 * 7 * 4, 7, &[2, 3, 7, 4]);
+        cases.push((q.clone(), kk.t().unwrap()));
+        cases.push((
+            q.clone().matmul(&kk.t().unwrap()).unwrap().t().unwrap(),
+            q.clone(),
+        ));
+        let shared = t(4 * 5, 8, &[1, 4, 5]).broadcast_as((3, 4, 5)).unwrap();
+        cases.push((t(3 * 6 * 4, 9, &[3, 6, 4]), shared));
+        let big = t(10 * 8, 10, &[10, 8]);
+        cases.push((big.narrow(0, 3, 5).unwrap(), t(8 * 6, 11, &[8, 6])));
+        for (a, b) in cases {
+            let want = a.matmul(&b).unwrap();
+            let got = super::matmul(&a, &b).unwrap();
+            assert_eq!(got.dims(), want.dims(), "{:?} x {:?}", a.dims(), b.dims());
+            assert_eq!(bits(&got), bits(&want), "{:?} x {:?}", a.dims(), b.dims());
+        }
+    }
+}
