@@ -103,16 +103,36 @@ impl Grads {
 
     /// The global L2 norm of all gradients.
     pub fn norm(&self) -> candle_core::Result<f64> {
-        use rayon::prelude::*;
-        // Each tensor's sum on its own (in parallel), then added in name order, as before.
+        // Each tensor's sum on its own, then added in name order, as before.
         let grads: Vec<&Tensor> = (self.dense.iter())
             .filter(|(name, _)| name.as_str() != WORD_EMBEDDING)
             .map(|(_, g)| g)
             .collect();
-        let sums = (grads.par_iter())
-            .map(|g| tensor_squares(g))
-            .collect::<candle_core::Result<Vec<f64>>>()?;
-        let sum = sums.into_iter().fold(0.0, |s, t| s + t);
+        // Host f32 gradients read in place, several at once (see `squares_interleaved`); any
+        // other through candle.
+        let guards: Vec<_> = grads.iter().map(|g| g.storage_and_layout()).collect();
+        let host: Vec<Option<&[f32]>> = guards
+            .iter()
+            .map(
+                |(storage, layout)| match (&**storage, layout.contiguous_offsets()) {
+                    (
+                        candle_core::Storage::Cpu(candle_core::CpuStorage::F32(data)),
+                        Some((a, b)),
+                    ) => Some(&data[a..b]),
+                    _ => None,
+                },
+            )
+            .collect();
+        let slices: Vec<&[f32]> = host.iter().flatten().copied().collect();
+        let mut host_sums = squares_interleaved(&slices).into_iter();
+        let mut sum = 0.0;
+        for (g, h) in grads.iter().zip(&host) {
+            sum += match h {
+                Some(_) => host_sums.next().unwrap_or(0.0),
+                None => tensor_squares(g)?,
+            };
+        }
+        drop(guards);
         // The word embedding last (clipping scales every gradient by the norm: a last-bit
         // difference between its dense and row-sparse forms would set the two updates apart).
         Ok(self.add_embedding_squares(sum)?.sqrt())
@@ -512,6 +532,52 @@ fn tensor_squares(g: &Tensor) -> candle_core::Result<f64> {
     g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()
 }
 
+/// The sum of squares of each slice, in f64, each element by element in order from 0 (what
+/// [`tensor_squares`] computes, to the bit), eight slices at a time in one loop. One slice's sum
+/// is a chain of dependent additions, each waiting for the last (about four cycles): summed one
+/// after another the 21M dense gradients of e5-small took about 14 ms of a 350 ms training step
+/// on two threads. Eight independent chains advance together in the time of one. Slices of
+/// similar length are grouped (sorted by length); each group runs to its shortest slice's end
+/// together and the rest of each slice alone, in order; groups run in parallel.
+fn squares_interleaved(slices: &[&[f32]]) -> Vec<f64> {
+    use rayon::prelude::*;
+    const LANES: usize = 8;
+    let mut order: Vec<usize> = (0..slices.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(slices[i].len()));
+    let groups: Vec<&[usize]> = order.chunks(LANES).collect();
+    let group_sums: Vec<Vec<f64>> = groups
+        .par_iter()
+        .map(|group| {
+            let together = group.iter().map(|&i| slices[i].len()).min().unwrap_or(0);
+            // Lanes past a short last group repeat its first slice (their sums are dropped).
+            let heads: [&[f32]; LANES] =
+                std::array::from_fn(|l| &slices[group[l.min(group.len() - 1)]][..together]);
+            let mut acc = [0.0f64; LANES];
+            for j in 0..together {
+                for (a, h) in acc.iter_mut().zip(&heads) {
+                    let x = f64::from(h[j]);
+                    *a += x * x;
+                }
+            }
+            (acc.iter().zip(group.iter()))
+                .map(|(&a, &i)| {
+                    slices[i][together..].iter().fold(a, |a, &x| {
+                        let x = f64::from(x);
+                        a + x * x
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    let mut sums = vec![0.0; slices.len()];
+    for (group, got) in groups.iter().zip(group_sums) {
+        for (&i, s) in group.iter().zip(got) {
+            sums[i] = s;
+        }
+    }
+    sums
+}
+
 /// [`row_squares`] of every row of a dense (rows, width) gradient. On the CPU exactly as for
 /// row-sparse rows; elsewhere (GPU, dense updates only) on the device, so that one number per
 /// row crosses to the host rather than the whole matrix.
@@ -562,6 +628,40 @@ pub fn warmup_steps(total: usize, ratio: f64) -> usize {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    /// Each slice's sum equal to the sequential one to the bit (candle's f64 `sum_all` of the
+    /// squares), whatever the lengths, including empty slices and groups of fewer than eight.
+    #[test]
+    fn interleaved_squares_equal_sequential_sums_to_the_bit() {
+        let data: Vec<Vec<f32>> = (0..21usize)
+            .map(|i| {
+                let len = [0, 1, 7, 384, 385, 1000, 4096][i % 7] + i / 7;
+                (0..len)
+                    .map(|j| ((j * 7919 + i * 104_729) % 2003) as f32 / 37.0 - 27.0)
+                    .collect()
+            })
+            .collect();
+        for count in [1, 3, 8, 9, 21] {
+            let slices: Vec<&[f32]> = data[..count].iter().map(Vec::as_slice).collect();
+            let got = squares_interleaved(&slices);
+            for (s, g) in slices.iter().zip(&got) {
+                let t = Tensor::from_slice(s, s.len(), &Device::Cpu).unwrap();
+                let want = if s.is_empty() {
+                    0.0
+                } else {
+                    t.to_dtype(DType::F64)
+                        .unwrap()
+                        .sqr()
+                        .unwrap()
+                        .sum_all()
+                        .unwrap()
+                        .to_scalar::<f64>()
+                        .unwrap()
+                };
+                assert_eq!(g.to_bits(), want.to_bits(), "length {}", s.len());
+            }
+        }
+    }
 
     #[test]
     fn groups_and_decay() {
