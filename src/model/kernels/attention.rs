@@ -6,7 +6,9 @@
 //! batched product, which calls gemm once per (sentence, head), one after another, over padded
 //! blocks (each call asking for the thread count), and in the passes that pad and unpad. Here
 //! sentences run in parallel, each over its real tokens only, in loops compiled for the CPU's
-//! vector instructions.
+//! vector instructions. For the common head widths (32: e5-small, MiniLM; 64: BERT-base,
+//! KoELECTRA) four queries' scores and contexts are summed in registers (`scores_block`,
+//! `context_block`), in the same order as the general loops, so with the same bits.
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, bail};
 use rayon::prelude::*;
@@ -48,7 +50,9 @@ impl PackedAttention {
         spans
     }
 
-    fn run<T: Real>(&self, qkv: &[T], bias: &[T]) -> Result<Vec<T>> {
+    /// `fixed`: the register-blocked loops for head widths 32 and 64 (same bits; off only in
+    /// the test that shows it).
+    fn run<T: Real>(&self, qkv: &[T], bias: &[T], fixed: bool) -> Result<Vec<T>> {
         let w = bias.len();
         let h = w / 3;
         let rows = qkv.len() / w.max(1);
@@ -79,7 +83,7 @@ impl PackedAttention {
             .zip(self.spans.par_iter())
             .filter(|(_, span)| span.1 > 0)
             .for_each(|(block, &(start, len))| {
-                self.sentence(&qkv[start * w..(start + len) * w], bias, len, block);
+                self.sentence(&qkv[start * w..(start + len) * w], bias, len, block, fixed);
             });
         Ok(out)
     }
@@ -87,7 +91,7 @@ impl PackedAttention {
     /// One sentence's `len` rows of `qkv` (biases not yet added) -> its context rows in `out`.
     /// The loops are written as sums of scaled rows (no reductions across lanes) and run through
     /// `pulp`'s dispatch, which compiles them for the best vector instructions the CPU has.
-    fn sentence<T: Real>(&self, qkv: &[T], bias: &[T], len: usize, out: &mut [T]) {
+    fn sentence<T: Real>(&self, qkv: &[T], bias: &[T], len: usize, out: &mut [T], fixed: bool) {
         pulp::Arch::new().dispatch(Sentence {
             qkv,
             bias,
@@ -95,6 +99,7 @@ impl PackedAttention {
             scale: T::of(self.scale),
             len,
             out,
+            fixed,
         });
     }
 }
@@ -108,6 +113,7 @@ struct Sentence<'a, T> {
     scale: T,
     len: usize,
     out: &'a mut [T],
+    fixed: bool,
 }
 
 impl<T: Real> pulp::WithSimd for Sentence<'_, T> {
@@ -116,7 +122,7 @@ impl<T: Real> pulp::WithSimd for Sentence<'_, T> {
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
         sentence_heads(
-            self.qkv, self.bias, self.heads, self.scale, self.len, self.out,
+            self.qkv, self.bias, self.heads, self.scale, self.len, self.out, self.fixed,
         );
     }
 }
@@ -132,6 +138,7 @@ fn sentence_heads<T: Real>(
     scale: T,
     len: usize,
     out: &mut [T],
+    fixed: bool,
 ) {
     let w = bias.len();
     let h = w / 3;
@@ -143,7 +150,9 @@ fn sentence_heads<T: Real>(
     let mut v = vec![T::ZERO; len * hd];
     let mut q = vec![T::ZERO; QUERIES * hd];
     let mut scores = vec![T::ZERO; QUERIES * lp];
-    let mut ctx = vec![T::ZERO; hd];
+    let mut ctx = vec![T::ZERO; QUERIES * hd];
+    // Head widths with register-blocked loops (e5-small and MiniLM 32, BERT-base 64).
+    let fixed = fixed && matches!(hd, 32 | 64);
     for hi in 0..heads {
         let (qc, kc, vc) = (hi * hd, h + hi * hd, 2 * h + hi * hd);
         for (j, row) in qkv.chunks_exact(w).enumerate() {
@@ -172,7 +181,12 @@ fn sentence_heads<T: Real>(
                 }
             }
             scores.fill(T::ZERO);
-            if nb == QUERIES {
+            if nb == QUERIES && fixed {
+                match hd {
+                    32 => scores_block::<T, 32>(&q, &kt, &mut scores, lp),
+                    _ => scores_block::<T, 64>(&q, &kt, &mut scores, lp),
+                }
+            } else if nb == QUERIES {
                 let (s0, rest) = scores.split_at_mut(lp);
                 let (s1, rest) = rest.split_at_mut(lp);
                 let (s2, s3) = rest.split_at_mut(lp);
@@ -200,19 +214,86 @@ fn sentence_heads<T: Real>(
                     }
                 }
             }
-            for (b, srow) in scores.chunks_exact_mut(lp).take(nb).enumerate() {
-                let srow = &mut srow[..len];
-                softmax_scaled(srow, scale);
-                ctx.fill(T::ZERO);
-                for (&p, vrow) in srow.iter().zip(v.chunks_exact(hd)) {
-                    for (c, &x) in ctx.iter_mut().zip(vrow) {
+            for srow in scores.chunks_exact_mut(lp).take(nb) {
+                softmax_scaled(&mut srow[..len], scale);
+            }
+            let first = block * QUERIES;
+            if nb == QUERIES && fixed {
+                let ctx4 = &mut ctx[..QUERIES * hd];
+                match hd {
+                    32 => context_block::<T, 32>(&scores, lp, &v, len, ctx4),
+                    _ => context_block::<T, 64>(&scores, lp, &v, len, ctx4),
+                }
+                for (b, c) in ctx4.chunks_exact(hd).enumerate() {
+                    let i = first + b;
+                    out[i * h + qc..i * h + qc + hd].copy_from_slice(c);
+                }
+                continue;
+            }
+            for (b, srow) in scores.chunks_exact(lp).take(nb).enumerate() {
+                let c = &mut ctx[..hd];
+                c.fill(T::ZERO);
+                for (&p, vrow) in srow[..len].iter().zip(v.chunks_exact(hd)) {
+                    for (c, &x) in c.iter_mut().zip(vrow) {
                         *c += p * x;
                     }
                 }
-                let i = block * QUERIES + b;
-                out[i * h + qc..i * h + qc + hd].copy_from_slice(&ctx);
+                let i = first + b;
+                out[i * h + qc..i * h + qc + hd].copy_from_slice(c);
             }
         }
+    }
+}
+
+/// Four queries' scores against every key (`q kᵀ`, keys in blocks of 16) for a head width
+/// known at compile time: each block's 4 x 16 sums stay in registers across the `HD` steps, where
+/// the general loop loads and stores its score rows at every step. Each score is still summed
+/// over `d` in order from 0, with a separate multiply and add, so the result is the same to the
+/// bit.
+#[inline(always)]
+fn scores_block<T: Real, const HD: usize>(q: &[T], kt: &[T], scores: &mut [T], lp: usize) {
+    const KEYS: usize = 16;
+    let q: &[T] = &q[..QUERIES * HD];
+    let kt: &[T] = &kt[..HD * lp];
+    for start in (0..lp).step_by(KEYS) {
+        let mut acc = [[T::ZERO; KEYS]; QUERIES];
+        for d in 0..HD {
+            let k: &[T] = &kt[d * lp + start..d * lp + start + KEYS];
+            for (b, row) in acc.iter_mut().enumerate() {
+                let a = q[b * HD + d];
+                for (x, &kk) in row.iter_mut().zip(k) {
+                    *x += a * kk;
+                }
+            }
+        }
+        for (b, row) in acc.iter().enumerate() {
+            scores[b * lp + start..b * lp + start + KEYS].copy_from_slice(row);
+        }
+    }
+}
+
+/// Four queries' contexts (`p v`, a sum over keys of `p_ij v_j`) for a head width known at compile
+/// time, the 4 x `HD` sums in registers; each in key order from 0 as in the general loop, so the
+/// result is the same to the bit.
+#[inline(always)]
+fn context_block<T: Real, const HD: usize>(
+    scores: &[T],
+    lp: usize,
+    v: &[T],
+    len: usize,
+    ctx: &mut [T],
+) {
+    let mut acc = [[T::ZERO; HD]; QUERIES];
+    for (j, vrow) in v.chunks_exact(HD).take(len).enumerate() {
+        for (b, row) in acc.iter_mut().enumerate() {
+            let p = scores[b * lp + j];
+            for (c, &x) in row.iter_mut().zip(vrow) {
+                *c += p * x;
+            }
+        }
+    }
+    for (c, row) in ctx.chunks_exact_mut(HD).zip(&acc) {
+        c.copy_from_slice(row);
     }
 }
 
@@ -275,7 +356,62 @@ impl CustomOp2 for PackedAttention {
         let out = by_real!(s1, "packed attention", T => self.run::<T>(
             contiguous(s1, l1, "qkv")?,
             contiguous(s2, l2, "bias")?,
+            true,
         )?);
         Ok((out, Shape::from((rows, w / 3))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The register-blocked loops for head widths 32 and 64 give the general loops' bits, for
+    /// sentences shorter and longer than a key block, a ragged last query block, f32 and f64.
+    #[test]
+    fn fixed_width_loops_equal_the_general_ones_to_the_bit() {
+        for (heads, hd) in [(3, 32), (2, 64)] {
+            let h = heads * hd;
+            let lens = [1usize, 4, 7, 16, 17, 38, 53];
+            let rows: usize = lens.iter().sum();
+            let vals = |n: usize, k: usize| -> Vec<f64> {
+                (0..n)
+                    .map(|i| ((i * 7919 + k * 104_729) % 2003) as f64 / 1001.0 - 1.0)
+                    .collect()
+            };
+            let mut spans = Vec::new();
+            let mut start = 0;
+            for &len in &lens {
+                spans.push((start, len));
+                start += len;
+            }
+            let op = PackedAttention {
+                heads,
+                scale: 1.0 / (hd as f64).sqrt(),
+                spans: std::sync::Arc::new(spans),
+            };
+            let (qkv, bias) = (vals(rows * 3 * h, 1), vals(3 * h, 2));
+            let general = op.run::<f64>(&qkv, &bias, false).unwrap();
+            let fixed = op.run::<f64>(&qkv, &bias, true).unwrap();
+            assert!(
+                general
+                    .iter()
+                    .zip(&fixed)
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+            );
+            let (qkv, bias): (Vec<f32>, Vec<f32>) = (
+                qkv.iter().map(|&x| x as f32).collect(),
+                bias.iter().map(|&x| x as f32).collect(),
+            );
+            let general = op.run::<f32>(&qkv, &bias, false).unwrap();
+            let fixed = op.run::<f32>(&qkv, &bias, true).unwrap();
+            assert_eq!(general.len(), rows * h);
+            assert!(
+                general
+                    .iter()
+                    .zip(&fixed)
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+            );
+        }
     }
 }
