@@ -109,27 +109,40 @@ impl Grads {
             .map(|(_, g)| g)
             .collect();
         // Host f32 gradients read in place, several at once (see `squares_interleaved`); any
-        // other through candle.
-        let guards: Vec<_> = grads.iter().map(|g| g.storage_and_layout()).collect();
-        let host: Vec<Option<&[f32]>> = guards
+        // other through candle, before any storage is locked here.
+        let on_host = |g: &Tensor| {
+            g.device().is_cpu()
+                && g.dtype() == DType::F32
+                && g.layout().contiguous_offsets().is_some()
+        };
+        let other: Vec<Option<f64>> = grads
+            .iter()
+            .map(|g| (!on_host(g)).then(|| tensor_squares(g)).transpose())
+            .collect::<candle_core::Result<_>>()?;
+        let guards: Vec<_> = (grads.iter())
+            .filter(|g| on_host(g))
+            .map(|g| g.storage_and_layout())
+            .collect();
+        let slices = guards
             .iter()
             .map(
                 |(storage, layout)| match (&**storage, layout.contiguous_offsets()) {
                     (
                         candle_core::Storage::Cpu(candle_core::CpuStorage::F32(data)),
                         Some((a, b)),
-                    ) => Some(&data[a..b]),
-                    _ => None,
+                    ) => Ok(&data[a..b]),
+                    _ => Err(candle_core::Error::Msg(
+                        "gradient norm: not host f32".into(),
+                    )),
                 },
             )
-            .collect();
-        let slices: Vec<&[f32]> = host.iter().flatten().copied().collect();
+            .collect::<candle_core::Result<Vec<&[f32]>>>()?;
         let mut host_sums = squares_interleaved(&slices).into_iter();
         let mut sum = 0.0;
-        for (g, h) in grads.iter().zip(&host) {
-            sum += match h {
-                Some(_) => host_sums.next().unwrap_or(0.0),
-                None => tensor_squares(g)?,
+        for o in &other {
+            sum += match o {
+                Some(s) => *s,
+                None => host_sums.next().unwrap_or(0.0),
             };
         }
         drop(guards);
@@ -549,7 +562,8 @@ fn squares_interleaved(slices: &[&[f32]]) -> Vec<f64> {
         .par_iter()
         .map(|group| {
             let together = group.iter().map(|&i| slices[i].len()).min().unwrap_or(0);
-            // Lanes past a short last group repeat its first slice (their sums are dropped).
+            // Lanes past a short last group repeat its last (shortest) slice; their sums are
+            // dropped.
             let heads: [&[f32]; LANES] =
                 std::array::from_fn(|l| &slices[group[l.min(group.len() - 1)]][..together]);
             let mut acc = [0.0f64; LANES];
@@ -871,6 +885,49 @@ mod tests {
 
     /// A dense word-embedding gradient and its row-sparse form have the same norm to the last bit
     /// (the clipping factor of a step depends on it).
+    /// The norm adds each tensor's sequential f64 sum of squares in name order, whether the
+    /// tensor is read in place (host f32, contiguous) or through candle (f64, a transposed view),
+    /// mixed in one store: the same bits as that sum written out.
+    #[test]
+    fn the_norm_adds_sequential_sums_in_name_order() {
+        let dev = &Device::Cpu;
+        let vals = |n: usize, k: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i * 7919 + k * 104_729) % 2003) as f32 / 37.0 - 27.0)
+                .collect()
+        };
+        let mut g = Grads::default();
+        let mut want = Vec::new();
+        for (k, n) in [700usize, 3, 384, 1, 700, 0, 12, 384, 5, 9, 700]
+            .into_iter()
+            .enumerate()
+        {
+            let v = vals(n, k);
+            let t = match k % 3 {
+                0 => Tensor::from_vec(v.clone(), n, dev).unwrap(),
+                1 => Tensor::from_vec(v.clone(), n, dev)
+                    .unwrap()
+                    .to_dtype(DType::F64)
+                    .unwrap(),
+                _ if n % 3 == 0 && n > 0 => {
+                    // A transposed (non-contiguous) view of the same values.
+                    let m = Tensor::from_vec(v.clone(), (n / 3, 3), dev).unwrap();
+                    let tt = m.t().unwrap().contiguous().unwrap().t().unwrap();
+                    assert!(!tt.is_contiguous());
+                    tt
+                }
+                _ => Tensor::from_vec(v.clone(), n, dev).unwrap(),
+            };
+            g.dense.insert(format!("p{k:02}"), t);
+            want.push(
+                v.iter()
+                    .fold(0.0f64, |s, &x| s + f64::from(x) * f64::from(x)),
+            );
+        }
+        let want = want.into_iter().fold(0.0, |s, t| s + t).sqrt();
+        assert_eq!(g.norm().unwrap().to_bits(), want.to_bits());
+    }
+
     #[test]
     fn dense_and_row_sparse_gradients_have_the_same_norm() {
         let (rows, width) = (300usize, 384usize);

@@ -6,8 +6,8 @@
 //! touch of fresh pages). [`matmul`] makes the same gemm call (the same sizes, strides, batch
 //! steps and threads), so the result is the same to the bit, into an uninitialized buffer. It has
 //! no backward pass: it serves the fused encoder passes, whose weights are detached and whose
-//! backward is derived by hand, and frozen (inference) layers. Anything else (another dtype or
-//! device, shapes candle would refuse) goes to candle's matmul.
+//! backward is derived by hand, and frozen (inference) layers. Anything else (an operand autograd
+//! tracks, another dtype or device, shapes candle would refuse) goes to candle's matmul.
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, bail};
 
@@ -20,7 +20,10 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         && a.dtype() == DType::F32
         && b.dtype() == DType::F32
         && rank >= 2
-        && bd.len() == rank;
+        && bd.len() == rank
+        // An operand that autograd tracks keeps candle's op, which has a backward pass.
+        && !a.track_op()
+        && !b.track_op();
     if !plain {
         return a.matmul(b);
     }
@@ -194,6 +197,11 @@ mod tests {
         cases.push((t(3 * 6 * 4, 9, &[3, 6, 4]), shared));
         let big = t(10 * 8, 10, &[10, 8]);
         cases.push((big.narrow(0, 3, 5).unwrap(), t(8 * 6, 11, &[8, 6])));
+        // An operand autograd tracks keeps candle's op, and with it the gradient.
+        let var = candle_core::Var::from_tensor(&t(6, 12, &[2, 3])).unwrap();
+        let y = super::matmul(var.as_tensor(), &t(12, 13, &[3, 4])).unwrap();
+        let grads = y.sum_all().unwrap().backward().unwrap();
+        assert!(grads.get(var.as_tensor()).is_some());
         for (a, b) in cases {
             let want = a.matmul(&b).unwrap();
             let got = super::matmul(&a, &b).unwrap();
