@@ -525,28 +525,16 @@ fn row_squares(row: &[f32]) -> f64 {
     row.iter().map(|&x| f64::from(x) * f64::from(x)).sum()
 }
 
-/// The sum of squares of a gradient, in f64, element by element in order from 0: what
-/// `g.to_dtype(F64).sqr().sum_all()` computes (candle's f64 sum is that sequential loop), without
-/// its two tensor-sized copies. GPU tensors and other dtypes take candle's ops.
+/// The sum of squares of a gradient that is not a contiguous host f32 tensor (GPU, another dtype,
+/// a strided view), through candle: `g.to_dtype(F64).sqr().sum_all()`, whose f64 sum runs element
+/// by element in order from 0 on the CPU, as [`squares_interleaved`] does for host slices.
 fn tensor_squares(g: &Tensor) -> candle_core::Result<f64> {
-    if g.device().is_cpu() && g.dtype() == DType::F32 {
-        let (storage, layout) = g.storage_and_layout();
-        if let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(data)), Some((a, b))) =
-            (&*storage, layout.contiguous_offsets())
-        {
-            let mut sum = 0.0f64;
-            for &x in &data[a..b] {
-                let x = f64::from(x);
-                sum += x * x;
-            }
-            return Ok(sum);
-        }
-    }
     g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()
 }
 
 /// The sum of squares of each slice, in f64, each element by element in order from 0 (what
-/// [`tensor_squares`] computes, to the bit), eight slices at a time in one loop. One slice's sum
+/// candle's f64 `sum_all` of the squares computes, to the bit), eight slices at a time in one
+/// loop. One slice's sum
 /// is a chain of dependent additions, each waiting for the last (about four cycles): summed one
 /// after another the 21M dense gradients of e5-small took about 14 ms of a 350 ms training step
 /// on two threads. Eight independent chains advance together in the time of one. Slices of
