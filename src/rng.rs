@@ -4,6 +4,7 @@
 
 const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
+#[inline(always)]
 fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -38,6 +39,7 @@ impl SplitMix64 {
     /// The `k`-th number (from 0) that `next_u64` would return from `state`, without drawing the
     /// ones before it: SplitMix64 is a counter, so any draw can be computed directly (fused
     /// dropout kernels use this to build masks in parallel, identical to sequential draws).
+    #[inline(always)]
     pub fn nth_from(state: u64, k: u64) -> u64 {
         mix(state.wrapping_add(GAMMA.wrapping_mul(k.wrapping_add(1))))
     }

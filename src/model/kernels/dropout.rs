@@ -68,15 +68,20 @@ impl Dropout {
         let width = pack.map_or(BLOCK, |p| (x.len() / p.rows.len().max(1)).max(1));
         let chunk = width * (BLOCK / width).max(1);
         y.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
-            for (s, seg) in out.chunks_mut(width).enumerate() {
-                let first = c * chunk + s * width;
-                let start = Packing::unpacked(pack, first, width);
-                let xs = &x[first..first + seg.len()];
-                let adds = add.map(|a| &a[first..first + seg.len()]);
-                for_each_mask(self.state, start, seg.len(), threshold, keep, |j, m| {
-                    seg[j] = xs[j] * T::of(f64::from(m)) + adds.map_or(T::ZERO, |a| a[j]);
-                });
-            }
+            wide(
+                #[inline(always)]
+                || {
+                    for (s, seg) in out.chunks_mut(width).enumerate() {
+                        let first = c * chunk + s * width;
+                        let start = Packing::unpacked(pack, first, width);
+                        let xs = &x[first..first + seg.len()];
+                        let adds = add.map(|a| &a[first..first + seg.len()]);
+                        for_each_mask(self.state, start, seg.len(), threshold, keep, |j, m| {
+                            seg[j] = xs[j] * T::of(f64::from(m)) + adds.map_or(T::ZERO, |a| a[j]);
+                        });
+                    }
+                },
+            )
         });
         y
     }

@@ -16,17 +16,24 @@ fn map_elems<T: Real>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
     y.par_chunks_mut(1 << 13)
         .zip(x.par_chunks(1 << 13))
         .for_each(|(o, i)| {
-            for (o, &v) in o.iter_mut().zip(i) {
-                *o = f(v);
-            }
+            wide(
+                #[inline(always)]
+                || {
+                    for (o, &v) in o.iter_mut().zip(i) {
+                        *o = f(v);
+                    }
+                },
+            )
         });
     y
 }
 
+#[inline(always)]
 pub(super) fn gelu<T: Real>(x: T) -> T {
     T::of(0.5) * x * (T::ONE + (x * T::of(FRAC_1_SQRT_2)).erf())
 }
 
+#[inline(always)]
 pub(super) fn gelu_grad<T: Real>(x: T) -> T {
     let cdf = T::of(0.5) * (T::ONE + (x * T::of(FRAC_1_SQRT_2)).erf());
     let pdf = T::of(FRAC_1_SQRT_2PI) * (-(x * x) * T::of(0.5)).exp();
@@ -67,9 +74,14 @@ impl CustomOp2 for GeluBwd {
             dx.par_chunks_mut(1 << 13)
                 .zip(x.par_chunks(1 << 13).zip(g.par_chunks(1 << 13)))
                 .for_each(|(o, (xs, gs))| {
-                    for ((o, &v), &g) in o.iter_mut().zip(xs).zip(gs) {
-                        *o = g * gelu_grad(v);
-                    }
+                    wide(
+                        #[inline(always)]
+                        || {
+                            for ((o, &v), &g) in o.iter_mut().zip(xs).zip(gs) {
+                                *o = g * gelu_grad(v);
+                            }
+                        },
+                    )
                 });
             dx
         }

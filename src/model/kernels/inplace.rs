@@ -7,7 +7,7 @@ use candle_core::{CpuStorage, InplaceOp2, InplaceOp3, Layout, Result, bail};
 use rayon::prelude::*;
 
 use super::gelu::gelu;
-use super::norm::row_stats;
+use super::norm::block_stats;
 use super::*;
 
 /// Where an in-place op's destination lies in its storage (it must be contiguous).
@@ -38,16 +38,24 @@ impl AddNorm {
         x.par_chunks_mut(d * ROW_BLOCK)
             .zip(residual.par_chunks(d * ROW_BLOCK))
             .for_each(|(xb, rb)| {
-                for (row, res) in xb.chunks_mut(d).zip(rb.chunks(d)) {
-                    for ((v, &r), &b) in row.iter_mut().zip(res).zip(bias) {
-                        *v = *v + b + r;
-                    }
-                    let (mean, rstd) = row_stats(row, eps);
-                    let (mean, rstd) = (T::of(mean), T::of(rstd));
-                    for ((v, &g), &b) in row.iter_mut().zip(gamma).zip(beta) {
-                        *v = (*v - mean) * rstd * g + b;
-                    }
-                }
+                wide(
+                    #[inline(always)]
+                    || {
+                        for (row, res) in xb.chunks_mut(d).zip(rb.chunks(d)) {
+                            for ((v, &r), &b) in row.iter_mut().zip(res).zip(bias) {
+                                *v = *v + b + r;
+                            }
+                        }
+                        let mut stats = [(0.0, 0.0); ROW_BLOCK];
+                        block_stats(xb, d, eps, &mut stats);
+                        for (row, &(mean, rstd)) in xb.chunks_mut(d).zip(&stats) {
+                            let (mean, rstd) = (T::of(mean), T::of(rstd));
+                            for ((v, &g), &b) in row.iter_mut().zip(gamma).zip(beta) {
+                                *v = (*v - mean) * rstd * g + b;
+                            }
+                        }
+                    },
+                )
             });
         Ok(())
     }
@@ -97,11 +105,16 @@ impl BiasGeluInPlace {
             bail!("bias-gelu: shapes do not match");
         }
         x.par_chunks_mut(d * ROW_BLOCK).for_each(|blk| {
-            for row in blk.chunks_mut(d) {
-                for (v, &b) in row.iter_mut().zip(bias) {
-                    *v = gelu(*v + b);
-                }
-            }
+            wide(
+                #[inline(always)]
+                || {
+                    for row in blk.chunks_mut(d) {
+                        for (v, &b) in row.iter_mut().zip(bias) {
+                            *v = gelu(*v + b);
+                        }
+                    }
+                },
+            )
         });
         Ok(())
     }

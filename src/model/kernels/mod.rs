@@ -65,15 +65,19 @@ impl Real for f32 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
     const LOWEST: Self = f32::MIN;
+    #[inline(always)]
     fn of(x: f64) -> Self {
         x as f32
     }
+    #[inline(always)]
     fn wide(self) -> f64 {
         f64::from(self)
     }
+    #[inline(always)]
     fn exp(self) -> Self {
         fast_exp(self)
     }
+    #[inline(always)]
     fn erf(self) -> Self {
         fast_erf(self)
     }
@@ -83,12 +87,15 @@ impl Real for f64 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
     const LOWEST: Self = f64::MIN;
+    #[inline(always)]
     fn of(x: f64) -> Self {
         x
     }
+    #[inline(always)]
     fn wide(self) -> f64 {
         self
     }
+    #[inline(always)]
     fn exp(self) -> Self {
         f64::exp(self)
     }
@@ -164,14 +171,30 @@ fn row_width(dims: &[usize]) -> usize {
     dims.last().copied().unwrap_or(1)
 }
 
-/// Runs `f` on (row index, input row(s), output row) for every row, in parallel blocks.
+/// Runs `f` compiled for the widest vector instructions this CPU has, through `pulp`'s runtime
+/// dispatch (the crate itself is built for baseline x86-64, whose vectors are 4 floats wide).
+/// The results are the same to the bit: Rust never fuses a multiply and an add on its own, so
+/// each lane rounds as the scalar operation does; only the width changes. `f` and what it calls
+/// must be inlined into the dispatched body to benefit (`#[inline(always)]` on the helpers).
+#[inline(always)]
+pub(crate) fn wide<R>(f: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(f)
+}
+
+/// Runs `f` on (row index, input row(s), output row) for every row, in parallel blocks, each
+/// block compiled through [`wide`].
 fn rows_map<T: Real>(out: &mut [T], width: usize, f: impl Fn(usize, &mut [T]) + Sync) {
     out.par_chunks_mut(width * ROW_BLOCK)
         .enumerate()
         .for_each(|(blk, chunk)| {
-            for (k, row) in chunk.chunks_mut(width).enumerate() {
-                f(blk * ROW_BLOCK + k, row);
-            }
+            wide(
+                #[inline(always)]
+                || {
+                    for (k, row) in chunk.chunks_mut(width).enumerate() {
+                        f(blk * ROW_BLOCK + k, row);
+                    }
+                },
+            )
         });
 }
 

@@ -12,6 +12,7 @@ pub(crate) struct Softmax {
     pub scale: f64,
 }
 
+#[inline(always)]
 fn softmax_row<T: Real>(x: &[T], bias: Option<&[T]>, scale: T, out: &mut [T]) {
     let mut max = T::LOWEST;
     for j in 0..x.len() {
