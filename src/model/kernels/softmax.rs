@@ -3,6 +3,8 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, bail};
 
+use rayon::prelude::*;
+
 use super::*;
 
 /// `softmax(scale * x + bias)` over the last dimension. `bias`, when given, has one row of `k`
@@ -12,39 +14,69 @@ pub(crate) struct Softmax {
     pub scale: f64,
 }
 
+/// Softmax of the rows (of `k`) of `x` into `out`, up to [`ROW_BLOCK`] rows: per row the
+/// running maximum of `scale * x + bias` in column order, `exp(v - max)`, their f64 sum from 0 in
+/// column order, and the values times `1 / sum`. The maxima and sums are chains of dependent
+/// operations; the rows' chains run side by side (columns outer, rows inner), each row's in its
+/// own order, so every row gets the bits it would alone.
 #[inline(always)]
-fn softmax_row<T: Real>(x: &[T], bias: Option<&[T]>, scale: T, out: &mut [T]) {
-    let mut max = T::LOWEST;
-    for j in 0..x.len() {
-        let v = scale * x[j] + bias.map_or(T::ZERO, |b| b[j]);
-        out[j] = v;
-        if v > max {
-            max = v;
+fn softmax_rows<T: Real>(x: &[T], bias: &[Option<&[T]>], scale: T, k: usize, out: &mut [T]) {
+    let rows = out.len() / k;
+    let mut max = [T::LOWEST; ROW_BLOCK];
+    for j in 0..k {
+        for r in 0..rows {
+            let v = scale * x[r * k + j] + bias[r].map_or(T::ZERO, |b| b[j]);
+            out[r * k + j] = v;
+            if v > max[r] {
+                max[r] = v;
+            }
         }
     }
-    let mut sum = 0.0f64;
-    for o in out.iter_mut() {
-        let e = (*o - max).exp();
-        *o = e;
-        sum += e.wide();
+    for (row, &m) in out.chunks_mut(k).zip(&max) {
+        for o in row.iter_mut() {
+            *o = (*o - m).exp();
+        }
     }
-    let inv = T::of(1.0 / sum);
-    for o in out.iter_mut() {
-        *o *= inv;
+    let mut sum = [0.0f64; ROW_BLOCK];
+    for j in 0..k {
+        for r in 0..rows {
+            sum[r] += out[r * k + j].wide();
+        }
+    }
+    for (row, &s) in out.chunks_mut(k).zip(&sum) {
+        let inv = T::of(1.0 / s);
+        for o in row.iter_mut() {
+            *o *= inv;
+        }
     }
 }
 
 impl Softmax {
     fn run<T: Real>(&self, x: &[T], bias: Option<(&[T], usize)>, k: usize) -> Vec<T> {
         let mut y = vec![T::ZERO; x.len()];
+        if k == 0 {
+            return y;
+        }
         let scale = T::of(self.scale);
-        rows_map(&mut y, k, |r, out| {
-            let b = bias.map(|(b, per)| {
-                let i = r / per;
-                &b[i * k..(i + 1) * k]
+        y.par_chunks_mut(k * ROW_BLOCK)
+            .enumerate()
+            .for_each(|(blk, chunk)| {
+                wide(
+                    #[inline(always)]
+                    || {
+                        let first = blk * ROW_BLOCK;
+                        let mut rows_bias = [None; ROW_BLOCK];
+                        for (r, b) in rows_bias.iter_mut().enumerate() {
+                            *b = bias.map(|(b, per)| {
+                                let i = (first + r) / per;
+                                &b[(i * k).min(b.len())..((i + 1) * k).min(b.len())]
+                            });
+                        }
+                        let xs = &x[first * k..first * k + chunk.len()];
+                        softmax_rows(xs, &rows_bias, scale, k, chunk);
+                    },
+                )
             });
-            softmax_row(&x[r * k..(r + 1) * k], b, scale, out);
-        });
         y
     }
 }
@@ -116,15 +148,36 @@ pub(crate) struct SoftmaxBwd {
 impl SoftmaxBwd {
     fn run<T: Real>(&self, y: &[T], g: &[T], k: usize) -> Vec<T> {
         let mut dx = vec![T::ZERO; y.len()];
-        rows_map(&mut dx, k, |r, out| {
-            let (yr, gr) = (&y[r * k..(r + 1) * k], &g[r * k..(r + 1) * k]);
-            let dot: f64 = yr.iter().zip(gr).map(|(a, b)| a.wide() * b.wide()).sum();
-            let dot = T::of(dot);
-            let scale = T::of(self.scale);
-            for j in 0..k {
-                out[j] = scale * yr[j] * (gr[j] - dot);
-            }
-        });
+        if k == 0 {
+            return dx;
+        }
+        let scale = T::of(self.scale);
+        // Each row's dot product is an f64 sum from -0.0 in column order (`Iterator::sum`); the
+        // rows' chains run side by side.
+        dx.par_chunks_mut(k * ROW_BLOCK)
+            .enumerate()
+            .for_each(|(blk, out)| {
+                wide(
+                    #[inline(always)]
+                    || {
+                        let start = blk * ROW_BLOCK * k;
+                        let (ys, gs) = (&y[start..start + out.len()], &g[start..start + out.len()]);
+                        let rows = out.len() / k;
+                        let mut dot = [-0.0f64; ROW_BLOCK];
+                        for j in 0..k {
+                            for r in 0..rows {
+                                dot[r] += ys[r * k + j].wide() * gs[r * k + j].wide();
+                            }
+                        }
+                        for r in 0..rows {
+                            let d = T::of(dot[r]);
+                            for j in r * k..(r + 1) * k {
+                                out[j] = scale * ys[j] * (gs[j] - d);
+                            }
+                        }
+                    },
+                )
+            });
         dx
     }
 }
@@ -162,4 +215,95 @@ pub fn masked_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> Result<Tens
     scores
         .contiguous()?
         .apply_op2(&mask.contiguous()?, Softmax { scale })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One row at a time, as the kernels computed it before rows ran side by side.
+    fn softmax_row(x: &[f32], bias: Option<&[f32]>, scale: f32, out: &mut [f32]) {
+        let mut max = f32::MIN;
+        for j in 0..x.len() {
+            let v = scale * x[j] + bias.map_or(0.0, |b| b[j]);
+            out[j] = v;
+            if v > max {
+                max = v;
+            }
+        }
+        let mut sum = 0.0f64;
+        for o in out.iter_mut() {
+            let e = fast_exp(*o - max);
+            *o = e;
+            sum += f64::from(e);
+        }
+        let inv = (1.0 / sum) as f32;
+        for o in out.iter_mut() {
+            *o *= inv;
+        }
+    }
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut r = crate::rng::SplitMix64::new(seed);
+        (0..n).map(|_| (r.normal() * 4.0) as f32).collect()
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    #[test]
+    fn rows_side_by_side_equal_one_row_at_a_time_to_the_bit() {
+        let scale = 0.125f32;
+        for k in [1, 3, 17, 45] {
+            for rows in [1, 5, 16, 17, 40] {
+                let x = values(rows * k, (rows * 100 + k) as u64);
+                // Two mask rows (the second masks every other column), each shared by half the
+                // rows when the count is even.
+                let per = if rows % 2 == 0 { rows / 2 } else { rows };
+                let masks = rows / per;
+                let mut bias = vec![0.0f32; masks * k];
+                for (j, b) in bias.iter_mut().enumerate().skip(k) {
+                    if j % 2 == 1 {
+                        *b = -1e9;
+                    }
+                }
+                for with_bias in [false, true] {
+                    let op = Softmax {
+                        scale: f64::from(scale),
+                    };
+                    let got = op.run(&x, with_bias.then_some((&bias[..], per)), k);
+                    let mut want = vec![0.0f32; rows * k];
+                    for r in 0..rows {
+                        let b = with_bias.then(|| &bias[(r / per) * k..(r / per + 1) * k]);
+                        softmax_row(&x[r * k..(r + 1) * k], b, scale, &mut want[r * k..][..k]);
+                    }
+                    assert_eq!(
+                        bits(&got),
+                        bits(&want),
+                        "{rows} rows of {k}, bias {with_bias}"
+                    );
+                    // Backward against the one-row dot product.
+                    let g = values(rows * k, 5);
+                    let dx = SoftmaxBwd {
+                        scale: f64::from(scale),
+                    }
+                    .run(&got, &g, k);
+                    let mut want_dx = vec![0.0f32; rows * k];
+                    for r in 0..rows {
+                        let (yr, gr) = (&got[r * k..(r + 1) * k], &g[r * k..(r + 1) * k]);
+                        let dot: f64 = yr
+                            .iter()
+                            .zip(gr)
+                            .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                            .sum();
+                        for j in 0..k {
+                            want_dx[r * k + j] = scale * yr[j] * (gr[j] - dot as f32);
+                        }
+                    }
+                    assert_eq!(bits(&dx), bits(&want_dx), "backward, {rows} rows of {k}");
+                }
+            }
+        }
+    }
 }
