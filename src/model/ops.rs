@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{D, DType, Device, Result, Tensor};
 
-use super::kernels::{QuantMatmul, QuantWeight, matmul as product};
+use super::kernels::{QuantMatmul, QuantWeight, matmul as product, matmul_batched};
 use crate::rng::SplitMix64;
 
 /// Layer normalization over the last dimension (Ba et al. 2016): the fused kernel on the CPU,
@@ -173,7 +173,8 @@ pub struct Linear {
     pub int8: Option<Arc<QuantWeight>>,
 }
 
-/// `a @ b` for batched matrices (rank 3 or more), the first axis split across the thread pool.
+/// `a @ b` for batched matrices (rank 3 or more), the first axis spread over the thread pool and
+/// written into one output ([`matmul_batched`]; halves joined with a copy before).
 /// candle runs a batched product as one gemm call per matrix, one after another, and gemm
 /// threads only products above about 590k multiply-adds: attention's per-head products (a few
 /// tens of thousands) all ran on one core while the others waited. Each matrix's product here is
@@ -181,7 +182,6 @@ pub struct Linear {
 /// through [`kernels::matmul`](super::kernels::matmul) (no zero fill, and no backward pass: the
 /// fused encoder passes that use it derive theirs by hand).
 pub fn batched_matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    use rayon::prelude::*;
     let threads = rayon::current_num_threads();
     let n = a.dim(0)?;
     // Only equal leading axes, `b` not broadcast along the first (candle merges a broadcast `b`
@@ -196,18 +196,7 @@ pub fn batched_matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if !splittable {
         return product(a, b);
     }
-    let parts = threads.min(n);
-    let outs = (0..parts)
-        .into_par_iter()
-        .map(|i| {
-            let (start, end) = (i * n / parts, (i + 1) * n / parts);
-            product(
-                &a.narrow(0, start, end - start)?,
-                &b.narrow(0, start, end - start)?,
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Tensor::cat(&outs, 0)
+    matmul_batched(a, b)
 }
 
 /// `x W^T` through an int8 weight, for `x` of any rank (the product runs over the last axis).

@@ -265,7 +265,7 @@ pub use int8::{QuantWeight, vnni_available};
 pub use lstm::lstm_recurrence;
 pub use norm::layer_norm;
 pub(crate) use norm::{LayerNorm, LayerNormBwd};
-pub use product::matmul;
+pub use product::{matmul, matmul_batched};
 pub(crate) use softmax::{Softmax, SoftmaxBwd};
 pub use softmax::{masked_softmax, softmax};
 

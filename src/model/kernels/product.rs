@@ -13,6 +13,17 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, b
 
 /// See the module documentation.
 pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    matmul_steps(a, b, false)
+}
+
+/// [`matmul`] for a batch of products, the batch's matrices spread over the threads (each still
+/// the gemm call candle makes for it, so the same bits) and written into one output. Attention's
+/// products are many small matrices, each below gemm's own threading threshold.
+pub fn matmul_batched(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    matmul_steps(a, b, true)
+}
+
+fn matmul_steps(a: &Tensor, b: &Tensor, spread: bool) -> Result<Tensor> {
     let (ad, bd) = (a.dims(), b.dims());
     let rank = ad.len();
     let plain = a.device().is_cpu()
@@ -37,6 +48,7 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         b,
         &Product {
             bmnk: (batch, m, n, k),
+            spread,
         },
     )?;
     let mut shape = ad[..rank - 2].to_vec();
@@ -47,7 +59,18 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// The op behind [`matmul`]: candle's `MatMul` for f32, the output left uninitialized for gemm.
 struct Product {
     bmnk: (usize, usize, usize, usize),
+    /// The batch's matrices in parallel (see [`matmul_batched`]).
+    spread: bool,
 }
+
+/// The output's address, shared by the tasks that write disjoint matrices of it.
+#[derive(Clone, Copy)]
+struct Dst(*mut f32);
+// SAFETY: each task writes only its own steps' `m * n` elements (see `Product::cpu_fwd`).
+#[allow(unsafe_code)]
+unsafe impl Send for Dst {}
+#[allow(unsafe_code)]
+unsafe impl Sync for Dst {}
 
 impl Product {
     /// candle's `MatMul::ab_skip`: the distance between consecutive matrices of each operand.
@@ -116,16 +139,18 @@ impl CustomOp2 for Product {
         }
         let len = b * m * n;
         let mut dst: Vec<f32> = Vec::with_capacity(len);
-        for step in 0..b {
-            // SAFETY: the operands hold every element gemm reads (checked above), and
-            // `dst` has capacity for the `m * n` elements of step `step`, which gemm writes
-            // without reading (`read_dst = false`, as candle calls it).
+        let out = Dst(dst.as_mut_ptr());
+        let step = |step: usize| {
+            let out = out;
+            // SAFETY: the operands hold every element gemm reads (checked above), and `dst` has
+            // capacity for the `m * n` elements of step `step`, which gemm writes without
+            // reading (`read_dst = false`, as candle calls it); no other step writes them.
             unsafe {
                 gemm::gemm(
                     m,
                     n,
                     k,
-                    dst.as_mut_ptr().add(step * c_skip),
+                    out.0.add(step * c_skip),
                     1,
                     n as isize,
                     false,
@@ -143,6 +168,12 @@ impl CustomOp2 for Product {
                     parallelism,
                 );
             }
+        };
+        if self.spread && b > 1 && threads > 1 {
+            use rayon::prelude::*;
+            (0..b).into_par_iter().for_each(step);
+        } else {
+            (0..b).for_each(step);
         }
         // SAFETY: every element of `0..len` was written by gemm above.
         unsafe { dst.set_len(len) };
