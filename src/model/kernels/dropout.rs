@@ -17,35 +17,39 @@ pub fn dropout_mask_value(state: u64, i: usize, threshold: u64, keep: f32) -> f3
     }
 }
 
-/// Calls `f(j, mask value)` for the unpacked positions `start + j`, `j` in `0..len`, with the
-/// values [`dropout_mask_value`] gives them one by one, but one generator draw per four positions
-/// (that function computes the draw again for each of the four).
+/// Writes into `out` the mask values of the unpacked positions `start..start + out.len()`, the
+/// values [`dropout_mask_value`] gives them, but one generator draw per four positions (that
+/// function computes the draw again for each of the four). Whole draws go through
+/// `chunks_exact` so that the loop compiles to vector code (64-bit multiplies included, under
+/// [`wide`]).
 #[inline(always)]
-pub(crate) fn for_each_mask(
-    state: u64,
-    start: usize,
-    len: usize,
-    threshold: u64,
-    keep: f32,
-    mut f: impl FnMut(usize, f32),
-) {
-    let mut j = 0;
-    while j < len {
-        let pos = start + j;
-        let lane = pos % 4;
-        let bits = crate::rng::SplitMix64::nth_from(state, (pos / 4) as u64) >> (16 * lane);
-        let take = (4 - lane).min(len - j);
-        for l in 0..take {
-            let m = if (bits >> (16 * l)) & 0xFFFF < threshold {
+pub(crate) fn mask_into(state: u64, start: usize, threshold: u64, keep: f32, out: &mut [f32]) {
+    let head = ((4 - start % 4) % 4).min(out.len());
+    let (first, body) = out.split_at_mut(head);
+    for (j, o) in first.iter_mut().enumerate() {
+        *o = dropout_mask_value(state, start + j, threshold, keep);
+    }
+    let draw0 = (start + head) / 4;
+    let at = start + head + (body.len() / 4) * 4;
+    let mut quads = body.chunks_exact_mut(4);
+    for (g, quad) in (&mut quads).enumerate() {
+        let bits = crate::rng::SplitMix64::nth_from(state, (draw0 + g) as u64);
+        for (l, o) in quad.iter_mut().enumerate() {
+            *o = if (bits >> (16 * l)) & 0xFFFF < threshold {
                 0.0
             } else {
                 keep
             };
-            f(j + l, m);
         }
-        j += take;
+    }
+    let rest = quads.into_remainder();
+    for (j, o) in rest.iter_mut().enumerate() {
+        *o = dropout_mask_value(state, at + j, threshold, keep);
     }
 }
+
+/// Positions whose mask values the kernels build at a time, on the stack.
+pub(crate) const MASK_PIECE: usize = 256;
 
 /// `x * mask` (and, with a second input, `x * mask + r`).
 #[derive(Clone)]
@@ -71,14 +75,31 @@ impl Dropout {
             wide(
                 #[inline(always)]
                 || {
+                    let mut mask = [0.0f32; MASK_PIECE];
                     for (s, seg) in out.chunks_mut(width).enumerate() {
                         let first = c * chunk + s * width;
                         let start = Packing::unpacked(pack, first, width);
                         let xs = &x[first..first + seg.len()];
-                        let adds = add.map(|a| &a[first..first + seg.len()]);
-                        for_each_mask(self.state, start, seg.len(), threshold, keep, |j, m| {
-                            seg[j] = xs[j] * T::of(f64::from(m)) + adds.map_or(T::ZERO, |a| a[j]);
-                        });
+                        let pieces = seg.chunks_mut(MASK_PIECE).zip(xs.chunks(MASK_PIECE));
+                        for (p, (o, xp)) in pieces.enumerate() {
+                            let m = &mut mask[..o.len()];
+                            mask_into(self.state, start + p * MASK_PIECE, threshold, keep, m);
+                            match add {
+                                Some(a) => {
+                                    let ap = &a[first + p * MASK_PIECE..][..o.len()];
+                                    for (((o, &x), &m), &a) in o.iter_mut().zip(xp).zip(&*m).zip(ap)
+                                    {
+                                        *o = x * T::of(f64::from(m)) + a;
+                                    }
+                                }
+                                // `+ 0` as before: a dropped -0.0 becomes +0.0.
+                                None => {
+                                    for ((o, &x), &m) in o.iter_mut().zip(xp).zip(&*m) {
+                                        *o = x * T::of(f64::from(m)) + T::ZERO;
+                                    }
+                                }
+                            }
+                        }
                     }
                 },
             )

@@ -238,9 +238,22 @@ impl CustomOp3 for BiasDropoutAdd {
                 let unpacked = pack.map_or(row, |p| p.rows[row] as usize) * w;
                 let (xs, rs) = (&x[base..base + w], &r[base..base + w]);
                 match state {
-                    Some(st) => for_each_mask(st, unpacked, w, threshold, keep, |j, m| {
-                        out[j] = (xs[j] + b[j]) * T::of(f64::from(m)) + rs[j];
-                    }),
+                    Some(st) => {
+                        let mut mask = [0.0f32; MASK_PIECE];
+                        for at in (0..w).step_by(MASK_PIECE) {
+                            let n = MASK_PIECE.min(w - at);
+                            let m = &mut mask[..n];
+                            mask_into(st, unpacked + at, threshold, keep, m);
+                            let cols = (out[at..at + n].iter_mut())
+                                .zip(&xs[at..at + n])
+                                .zip(&b[at..at + n])
+                                .zip(&rs[at..at + n])
+                                .zip(&*m);
+                            for ((((o, &x), &bv), &r), &m) in cols {
+                                *o = (x + bv) * T::of(f64::from(m)) + r;
+                            }
+                        }
+                    }
                     None => {
                         for j in 0..w {
                             out[j] = xs[j] + b[j] + rs[j];
