@@ -72,6 +72,13 @@ unsafe impl Send for Dst {}
 #[allow(unsafe_code)]
 unsafe impl Sync for Dst {}
 
+impl Dst {
+    /// The address `offset` elements on (a method, so that closures capture the whole `Dst`).
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
 impl Product {
     /// candle's `MatMul::ab_skip`: the distance between consecutive matrices of each operand.
     fn skips(&self, a: &Layout, b: &Layout) -> Result<(usize, usize)> {
@@ -141,7 +148,6 @@ impl CustomOp2 for Product {
         let mut dst: Vec<f32> = Vec::with_capacity(len);
         let out = Dst(dst.as_mut_ptr());
         let step = |step: usize| {
-            let out = out;
             // SAFETY: the operands hold every element gemm reads (checked above), and `dst` has
             // capacity for the `m * n` elements of step `step`, which gemm writes without
             // reading (`read_dst = false`, as candle calls it); no other step writes them.
@@ -150,7 +156,7 @@ impl CustomOp2 for Product {
                     m,
                     n,
                     k,
-                    out.0.add(step * c_skip),
+                    out.at(step * c_skip),
                     1,
                     n as isize,
                     false,
