@@ -1,5 +1,7 @@
 //! Dropout whose mask is rebuilt from the generator state instead of stored.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
@@ -61,50 +63,55 @@ pub(crate) struct Dropout {
 }
 
 impl Dropout {
+    #[allow(unsafe_code)]
     fn run<T: Real>(&self, x: &[T], add: Option<&[T]>) -> Vec<T> {
         let threshold = (self.p * 65536.0).round() as u64;
         let keep = (1.0 / (1.0 - self.p)) as f32;
-        let mut y = vec![T::ZERO; x.len()];
         let pack = self.pack.as_deref();
         // Segments whose unpacked positions run on without a gap: a packed row, or a block (a
         // multiple of 4 elements). Chunks of whole segments go to the threads.
         const BLOCK: usize = 1 << 12;
         let width = pack.map_or(BLOCK, |p| (x.len() / p.rows.len().max(1)).max(1));
         let chunk = width * (BLOCK / width).max(1);
-        y.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
-            wide(
-                #[inline(always)]
-                || {
-                    let mut mask = [0.0f32; MASK_PIECE];
-                    for (s, seg) in out.chunks_mut(width).enumerate() {
-                        let first = c * chunk + s * width;
-                        let start = Packing::unpacked(pack, first, width);
-                        let xs = &x[first..first + seg.len()];
-                        let pieces = seg.chunks_mut(MASK_PIECE).zip(xs.chunks(MASK_PIECE));
-                        for (p, (o, xp)) in pieces.enumerate() {
-                            let m = &mut mask[..o.len()];
-                            mask_into(self.state, start + p * MASK_PIECE, threshold, keep, m);
-                            match add {
-                                Some(a) => {
-                                    let ap = &a[first + p * MASK_PIECE..][..o.len()];
-                                    for (((o, &x), &m), &a) in o.iter_mut().zip(xp).zip(&*m).zip(ap)
-                                    {
-                                        *o = x * T::of(f64::from(m)) + a;
+        let fill = |y: &mut [MaybeUninit<T>]| {
+            y.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
+                wide(
+                    #[inline(always)]
+                    || {
+                        let mut mask = [0.0f32; MASK_PIECE];
+                        for (s, seg) in out.chunks_mut(width).enumerate() {
+                            let first = c * chunk + s * width;
+                            let start = Packing::unpacked(pack, first, width);
+                            let xs = &x[first..first + seg.len()];
+                            let pieces = seg.chunks_mut(MASK_PIECE).zip(xs.chunks(MASK_PIECE));
+                            for (p, (o, xp)) in pieces.enumerate() {
+                                let m = &mut mask[..o.len()];
+                                mask_into(self.state, start + p * MASK_PIECE, threshold, keep, m);
+                                match add {
+                                    Some(a) => {
+                                        let ap = &a[first + p * MASK_PIECE..][..o.len()];
+                                        for (((o, &x), &m), &a) in
+                                            o.iter_mut().zip(xp).zip(&*m).zip(ap)
+                                        {
+                                            o.write(x * T::of(f64::from(m)) + a);
+                                        }
                                     }
-                                }
-                                // `+ 0` as before: a dropped -0.0 becomes +0.0.
-                                None => {
-                                    for ((o, &x), &m) in o.iter_mut().zip(xp).zip(&*m) {
-                                        *o = x * T::of(f64::from(m)) + T::ZERO;
+                                    // `+ 0` as before: a dropped -0.0 becomes +0.0.
+                                    None => {
+                                        for ((o, &x), &m) in o.iter_mut().zip(xp).zip(&*m) {
+                                            o.write(x * T::of(f64::from(m)) + T::ZERO);
+                                        }
                                     }
                                 }
                             }
                         }
-                    }
-                },
-            )
-        });
-        y
+                    },
+                )
+            });
+        };
+        // SAFETY: the segments cover the output, and each piece is written in full (zipped with
+        // its input piece, of the same length).
+        unsafe { written(x.len(), fill) }
     }
 }
 

@@ -1,5 +1,7 @@
 //! Attention heads split and merged, and bias additions fused into the ops that follow them.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, bail};
 use rayon::prelude::*;
 
@@ -93,25 +95,30 @@ pub(crate) struct MergeHeads {
 }
 
 impl MergeHeads {
+    #[allow(unsafe_code)]
     fn run<T: Real>(&self, x: &[T], b: usize, heads: usize, s: usize, hd: usize) -> Vec<T> {
         let h = heads * hd;
         let pack = self.pack.as_deref();
         let rows = pack.map_or(b * s, |p| p.rows.len());
-        let mut out = vec![T::ZERO; rows * h];
-        out.par_chunks_mut(h * ROW_BLOCK)
-            .enumerate()
-            .for_each(|(blk, o)| {
-                for (k, row) in o.chunks_mut(h).enumerate() {
-                    let r = blk * ROW_BLOCK + k;
-                    let r = pack.map_or(r, |p| p.rows[r] as usize);
-                    let (bi, si) = (r / s, r % s);
-                    for hi in 0..heads {
-                        let src = &x[((bi * heads + hi) * s + si) * hd..][..hd];
-                        row[hi * hd..(hi + 1) * hd].copy_from_slice(src);
+        let fill = |out: &mut [MaybeUninit<T>]| {
+            out.par_chunks_mut(h * ROW_BLOCK)
+                .enumerate()
+                .for_each(|(blk, o)| {
+                    for (k, row) in o.chunks_mut(h).enumerate() {
+                        let r = blk * ROW_BLOCK + k;
+                        let r = pack.map_or(r, |p| p.rows[r] as usize);
+                        let (bi, si) = (r / s, r % s);
+                        for (hi, part) in row.chunks_mut(hd).enumerate() {
+                            let src = &x[((bi * heads + hi) * s + si) * hd..][..hd];
+                            for (o, &v) in part.iter_mut().zip(src) {
+                                o.write(v);
+                            }
+                        }
                     }
-                }
-            });
-        out
+                })
+        };
+        // SAFETY: every row is `heads` parts of `hd`, each written from a source of `hd`.
+        unsafe { written(rows * h, fill) }
     }
 }
 
@@ -143,15 +150,22 @@ impl CustomOp2 for BiasGelu {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        #[allow(unsafe_code)]
         fn run<T: Real>(x: &[T], b: &[T]) -> Vec<T> {
             let w = b.len();
-            let mut y = vec![T::ZERO; x.len()];
-            rows_map(&mut y, w, |r, out| {
-                for ((o, &v), &bv) in out.iter_mut().zip(&x[r * w..(r + 1) * w]).zip(b) {
-                    *o = gelu(v + bv);
-                }
-            });
-            y
+            // SAFETY: each row's loop zips over the whole row (rows of `x` and `b` are `w` long).
+            unsafe {
+                rows_map(
+                    x.len(),
+                    w,
+                    #[inline(always)]
+                    |r, out| {
+                        for ((o, &v), &bv) in out.iter_mut().zip(&x[r * w..(r + 1) * w]).zip(b) {
+                            o.write(gelu(v + bv));
+                        }
+                    },
+                )
+            }
         }
         let out = by_real!(s1, "bias gelu", T => run::<T>(
             contiguous(s1, l1, "x")?,
@@ -178,17 +192,25 @@ impl CustomOp3 for BiasGeluBwd {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        #[allow(unsafe_code)]
         fn run<T: Real>(x: &[T], b: &[T], g: &[T]) -> Vec<T> {
             let w = b.len();
-            let mut y = vec![T::ZERO; x.len()];
-            rows_map(&mut y, w, |r, out| {
-                let xs = &x[r * w..(r + 1) * w];
-                let gs = &g[r * w..(r + 1) * w];
-                for j in 0..w {
-                    out[j] = gs[j] * gelu_grad(xs[j] + b[j]);
-                }
-            });
-            y
+            // SAFETY: each row's loop zips over the whole row (rows of `x`, `g`, `b` are `w` long).
+            unsafe {
+                rows_map(
+                    x.len(),
+                    w,
+                    #[inline(always)]
+                    |r, out| {
+                        let xs = &x[r * w..(r + 1) * w];
+                        let gs = &g[r * w..(r + 1) * w];
+                        // Zipped, not indexed: no bounds checks, so the loop vectorizes.
+                        for (((o, &x), &g), &bv) in out.iter_mut().zip(xs).zip(gs).zip(b) {
+                            o.write(g * gelu_grad(x + bv));
+                        }
+                    },
+                )
+            }
         }
         let out = by_real!(s1, "bias gelu backward", T => run::<T>(
             contiguous(s1, l1, "x")?,
@@ -221,6 +243,7 @@ impl CustomOp3 for BiasDropoutAdd {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        #[allow(unsafe_code)]
         fn run<T: Real>(
             x: &[T],
             b: &[T],
@@ -232,36 +255,42 @@ impl CustomOp3 for BiasDropoutAdd {
             let w = b.len();
             let threshold = (p * 65536.0).round() as u64;
             let keep = (1.0 / (1.0 - p)) as f32;
-            let mut y = vec![T::ZERO; x.len()];
-            rows_map(&mut y, w, |row, out| {
-                let base = row * w;
-                let unpacked = pack.map_or(row, |p| p.rows[row] as usize) * w;
-                let (xs, rs) = (&x[base..base + w], &r[base..base + w]);
-                match state {
-                    Some(st) => {
-                        let mut mask = [0.0f32; MASK_PIECE];
-                        for at in (0..w).step_by(MASK_PIECE) {
-                            let n = MASK_PIECE.min(w - at);
-                            let m = &mut mask[..n];
-                            mask_into(st, unpacked + at, threshold, keep, m);
-                            let cols = (out[at..at + n].iter_mut())
-                                .zip(&xs[at..at + n])
-                                .zip(&b[at..at + n])
-                                .zip(&rs[at..at + n])
-                                .zip(&*m);
-                            for ((((o, &x), &bv), &r), &m) in cols {
-                                *o = (x + bv) * T::of(f64::from(m)) + r;
+            // SAFETY: both branches write every column of the row.
+            unsafe {
+                rows_map(
+                    x.len(),
+                    w,
+                    #[inline(always)]
+                    |row, out| {
+                        let base = row * w;
+                        let unpacked = pack.map_or(row, |p| p.rows[row] as usize) * w;
+                        let (xs, rs) = (&x[base..base + w], &r[base..base + w]);
+                        match state {
+                            Some(st) => {
+                                let mut mask = [0.0f32; MASK_PIECE];
+                                for at in (0..w).step_by(MASK_PIECE) {
+                                    let n = MASK_PIECE.min(w - at);
+                                    let m = &mut mask[..n];
+                                    mask_into(st, unpacked + at, threshold, keep, m);
+                                    let cols = (out[at..at + n].iter_mut())
+                                        .zip(&xs[at..at + n])
+                                        .zip(&b[at..at + n])
+                                        .zip(&rs[at..at + n])
+                                        .zip(&*m);
+                                    for ((((o, &x), &bv), &r), &m) in cols {
+                                        o.write((x + bv) * T::of(f64::from(m)) + r);
+                                    }
+                                }
+                            }
+                            None => {
+                                for (((o, &x), &bv), &r) in out.iter_mut().zip(xs).zip(b).zip(rs) {
+                                    o.write(x + bv + r);
+                                }
                             }
                         }
-                    }
-                    None => {
-                        for j in 0..w {
-                            out[j] = xs[j] + b[j] + rs[j];
-                        }
-                    }
-                }
-            });
-            y
+                    },
+                )
+            }
         }
         let out = by_real!(s1, "bias dropout add", T => run::<T>(
             contiguous(s1, l1, "x")?,

@@ -1,5 +1,7 @@
 //! Layer normalization, forward and backward in one pass per row each.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
@@ -44,33 +46,37 @@ pub(crate) struct LayerNorm {
 }
 
 impl LayerNorm {
+    #[allow(unsafe_code)]
     fn fwd<T: Real>(&self, x: &[T], w: &[T], b: &[T], d: usize) -> Vec<T> {
-        let mut y = vec![T::ZERO; x.len()];
         if d == 0 {
-            return y;
+            return vec![T::ZERO; x.len()];
         }
-        y.par_chunks_mut(d * ROW_BLOCK)
-            .enumerate()
-            .for_each(|(blk, chunk)| {
-                wide(
-                    #[inline(always)]
-                    || {
-                        let start = blk * ROW_BLOCK * d;
-                        let xs = &x[start..start + chunk.len()];
-                        let mut stats = [(0.0, 0.0); ROW_BLOCK];
-                        block_stats(xs, d, self.eps, &mut stats);
-                        for ((out, xr), &(mean, rstd)) in
-                            chunk.chunks_mut(d).zip(xs.chunks(d)).zip(&stats)
-                        {
-                            let (mean, rstd) = (T::of(mean), T::of(rstd));
-                            for j in 0..d {
-                                out[j] = (xr[j] - mean) * rstd * w[j] + b[j];
+        let fill = |y: &mut [MaybeUninit<T>]| {
+            y.par_chunks_mut(d * ROW_BLOCK)
+                .enumerate()
+                .for_each(|(blk, chunk)| {
+                    wide(
+                        #[inline(always)]
+                        || {
+                            let start = blk * ROW_BLOCK * d;
+                            let xs = &x[start..start + chunk.len()];
+                            let mut stats = [(0.0, 0.0); ROW_BLOCK];
+                            block_stats(xs, d, self.eps, &mut stats);
+                            for ((out, xr), &(mean, rstd)) in
+                                chunk.chunks_mut(d).zip(xs.chunks(d)).zip(&stats)
+                            {
+                                let (mean, rstd) = (T::of(mean), T::of(rstd));
+                                for (((o, &x), &w), &b) in out.iter_mut().zip(xr).zip(w).zip(b) {
+                                    o.write((x - mean) * rstd * w + b);
+                                }
                             }
-                        }
-                    },
-                )
-            });
-        y
+                        },
+                    )
+                })
+        };
+        // SAFETY: the blocks cover the output; each row is zipped with a row of `x`, `w` and
+        // `b`, all `d` long.
+        unsafe { written(x.len(), fill) }
     }
 }
 
@@ -174,10 +180,10 @@ impl LayerNormBwd {
                                 let (a, c) = (a[r] / df, c[r] / df);
                                 let (xr, gr) = (&xg[r * d..(r + 1) * d], &gg[r * d..(r + 1) * d]);
                                 let dxr = &mut dxg[r * d..(r + 1) * d];
-                                for j in 0..d {
-                                    let xhat = (xr[j].wide() - mean) * rstd;
-                                    let g = gr[j].wide() * w[j].wide();
-                                    dxr[j] = T::of(rstd * (g - a - xhat * c));
+                                for (((o, &x), &gy), &w) in dxr.iter_mut().zip(xr).zip(gr).zip(w) {
+                                    let xhat = (x.wide() - mean) * rstd;
+                                    let g = gy.wide() * w.wide();
+                                    *o = T::of(rstd * (g - a - xhat * c));
                                 }
                             }
                         }

@@ -1,6 +1,8 @@
 //! Softmax over the last dimension, plain or scaled with an additive mask (attention), and its
 //! backward pass.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, bail};
 
 use rayon::prelude::*;
@@ -146,39 +148,44 @@ pub(crate) struct SoftmaxBwd {
 }
 
 impl SoftmaxBwd {
+    #[allow(unsafe_code)]
     fn run<T: Real>(&self, y: &[T], g: &[T], k: usize) -> Vec<T> {
-        let mut dx = vec![T::ZERO; y.len()];
         if k == 0 {
-            return dx;
+            return vec![T::ZERO; y.len()];
         }
         let scale = T::of(self.scale);
         // Each row's dot product is an f64 sum from -0.0 in column order (`Iterator::sum`); the
         // rows' chains run side by side.
-        dx.par_chunks_mut(k * ROW_BLOCK)
-            .enumerate()
-            .for_each(|(blk, out)| {
-                wide(
-                    #[inline(always)]
-                    || {
-                        let start = blk * ROW_BLOCK * k;
-                        let (ys, gs) = (&y[start..start + out.len()], &g[start..start + out.len()]);
-                        let rows = out.len() / k;
-                        let mut dot = [-0.0f64; ROW_BLOCK];
-                        for j in 0..k {
-                            for r in 0..rows {
-                                dot[r] += ys[r * k + j].wide() * gs[r * k + j].wide();
+        let fill = |dx: &mut [MaybeUninit<T>]| {
+            dx.par_chunks_mut(k * ROW_BLOCK)
+                .enumerate()
+                .for_each(|(blk, out)| {
+                    wide(
+                        #[inline(always)]
+                        || {
+                            let start = blk * ROW_BLOCK * k;
+                            let (ys, gs) =
+                                (&y[start..start + out.len()], &g[start..start + out.len()]);
+                            let rows = out.len() / k;
+                            let mut dot = [-0.0f64; ROW_BLOCK];
+                            for j in 0..k {
+                                for r in 0..rows {
+                                    dot[r] += ys[r * k + j].wide() * gs[r * k + j].wide();
+                                }
                             }
-                        }
-                        for r in 0..rows {
-                            let d = T::of(dot[r]);
-                            for j in r * k..(r + 1) * k {
-                                out[j] = scale * ys[j] * (gs[j] - d);
+                            let row_parts = out.chunks_mut(k).zip(ys.chunks(k)).zip(gs.chunks(k));
+                            for (((o, yr), gr), &d) in row_parts.zip(&dot) {
+                                let d = T::of(d);
+                                for ((o, &y), &g) in o.iter_mut().zip(yr).zip(gr) {
+                                    o.write(scale * y * (g - d));
+                                }
                             }
-                        }
-                    },
-                )
-            });
-        dx
+                        },
+                    )
+                })
+        };
+        // SAFETY: the blocks cover the output; each row is zipped with rows of `y` and `g`.
+        unsafe { written(y.len(), fill) }
     }
 }
 
