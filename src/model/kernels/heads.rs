@@ -22,37 +22,55 @@ pub(crate) struct SplitHeads {
 }
 
 impl SplitHeads {
+    #[allow(unsafe_code)]
     fn run<T: Real>(&self, x: &[T], bias: &[T]) -> Vec<T> {
         let h = bias.len();
         let hd = h / self.heads;
         let (s, heads) = (self.seq, self.heads);
-        let mut out = vec![T::ZERO; self.batch * s * h];
         let pack = self.pack.as_deref();
         let transpose = self.transpose;
-        out.par_chunks_mut(s * hd).enumerate().for_each(|(blk, o)| {
-            let (bi, hi) = (blk / heads, blk % heads);
-            let b = &bias[hi * hd..(hi + 1) * hd];
-            for si in 0..s {
-                let row = match pack {
-                    Some(p) => match p.slot[bi * s + si] {
-                        u32::MAX => continue,
-                        r => r as usize,
-                    },
-                    None => bi * s + si,
-                };
-                let src = &x[row * h + hi * hd..][..hd];
-                if transpose {
-                    for (d, (&v, &bv)) in src.iter().zip(b).enumerate() {
-                        o[d * s + si] = v + bv;
-                    }
-                } else {
-                    for ((d, &v), &bv) in o[si * hd..(si + 1) * hd].iter_mut().zip(src).zip(b) {
-                        *d = v + bv;
+        let fill = |out: &mut [MaybeUninit<T>]| {
+            out.par_chunks_mut(s * hd).enumerate().for_each(|(blk, o)| {
+                let (bi, hi) = (blk / heads, blk % heads);
+                let b = &bias[hi * hd..(hi + 1) * hd];
+                for si in 0..s {
+                    let row = match pack {
+                        Some(p) => match p.slot[bi * s + si] {
+                            u32::MAX => None,
+                            r => Some(r as usize),
+                        },
+                        None => Some(bi * s + si),
+                    };
+                    let Some(row) = row else {
+                        // Padding: zeros.
+                        if transpose {
+                            for d in 0..hd {
+                                o[d * s + si].write(T::ZERO);
+                            }
+                        } else {
+                            for d in &mut o[si * hd..(si + 1) * hd] {
+                                d.write(T::ZERO);
+                            }
+                        }
+                        continue;
+                    };
+                    let src = &x[row * h + hi * hd..][..hd];
+                    if transpose {
+                        for (d, (&v, &bv)) in src.iter().zip(b).enumerate() {
+                            o[d * s + si].write(v + bv);
+                        }
+                    } else {
+                        let part = o[si * hd..(si + 1) * hd].iter_mut();
+                        for ((d, &v), &bv) in part.zip(src).zip(b) {
+                            d.write(v + bv);
+                        }
                     }
                 }
-            }
-        });
-        out
+            })
+        };
+        // SAFETY: each block is one sentence and head, `s * hd` long; every position `si` writes
+        // its `hd` elements (values from rows of `hd`, or zeros at padding), in either layout.
+        unsafe { written(self.batch * s * h, fill) }
     }
 }
 

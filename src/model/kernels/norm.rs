@@ -128,84 +128,91 @@ pub(crate) struct LayerNormBwd {
 }
 
 impl LayerNormBwd {
+    #[allow(unsafe_code)]
     fn run<T: Real>(&self, x: &[T], w: &[T], gy: &[T], d: usize) -> Vec<T> {
         let n = x.len() / d;
-        let mut out = vec![T::ZERO; (n + 2) * d];
-        let (dx, rest) = out.split_at_mut(n * d);
-        // Per block: dx rows, and partial sums of the weight and bias gradients.
-        let partials: Vec<(Vec<f64>, Vec<f64>)> = dx
-            .par_chunks_mut(d * ROW_BLOCK)
-            .enumerate()
-            .map(|(blk, chunk)| {
-                wide(
-                    #[inline(always)]
-                    || {
-                        let mut dw = vec![0.0f64; d];
-                        let mut db = vec![0.0f64; d];
-                        let df = d as f64;
-                        let start = blk * ROW_BLOCK * d;
-                        let xs = &x[start..start + chunk.len()];
-                        let gs = &gy[start..start + chunk.len()];
-                        let mut stats = [(0.0, 0.0); ROW_BLOCK];
-                        block_stats(xs, d, self.eps, &mut stats);
-                        // Up to STATS_ROWS rows at a time: their `a` and `c` sums side by side,
-                        // and `dw`, `db` still gaining the rows in order.
-                        let group = d * STATS_ROWS;
-                        let groups = chunk
-                            .chunks_mut(group)
-                            .zip(xs.chunks(group).zip(gs.chunks(group)))
-                            .zip(stats.chunks(STATS_ROWS));
-                        for ((dxg, (xg, gg)), st) in groups {
-                            let rows = xg.len() / d;
-                            let mut a = [0.0f64; STATS_ROWS];
-                            let mut c = [0.0f64; STATS_ROWS];
-                            for j in 0..d {
-                                let wj = w[j].wide();
-                                let (mut dwj, mut dbj) = (dw[j], db[j]);
+        let fill = |out: &mut [MaybeUninit<T>]| {
+            let (dx, rest) = out.split_at_mut(n * d);
+            // Per block: dx rows, and partial sums of the weight and bias gradients.
+            let partials: Vec<(Vec<f64>, Vec<f64>)> = dx
+                .par_chunks_mut(d * ROW_BLOCK)
+                .enumerate()
+                .map(|(blk, chunk)| {
+                    wide(
+                        #[inline(always)]
+                        || {
+                            let mut dw = vec![0.0f64; d];
+                            let mut db = vec![0.0f64; d];
+                            let df = d as f64;
+                            let start = blk * ROW_BLOCK * d;
+                            let xs = &x[start..start + chunk.len()];
+                            let gs = &gy[start..start + chunk.len()];
+                            let mut stats = [(0.0, 0.0); ROW_BLOCK];
+                            block_stats(xs, d, self.eps, &mut stats);
+                            // Up to STATS_ROWS rows at a time: their `a` and `c` sums side by side,
+                            // and `dw`, `db` still gaining the rows in order.
+                            let group = d * STATS_ROWS;
+                            let groups = chunk
+                                .chunks_mut(group)
+                                .zip(xs.chunks(group).zip(gs.chunks(group)))
+                                .zip(stats.chunks(STATS_ROWS));
+                            for ((dxg, (xg, gg)), st) in groups {
+                                let rows = xg.len() / d;
+                                let mut a = [0.0f64; STATS_ROWS];
+                                let mut c = [0.0f64; STATS_ROWS];
+                                for j in 0..d {
+                                    let wj = w[j].wide();
+                                    let (mut dwj, mut dbj) = (dw[j], db[j]);
+                                    for r in 0..rows {
+                                        let (mean, rstd) = st[r];
+                                        let xhat = (xg[r * d + j].wide() - mean) * rstd;
+                                        let gr = gg[r * d + j].wide();
+                                        let g = gr * wj;
+                                        a[r] += g;
+                                        c[r] += g * xhat;
+                                        dwj += gr * xhat;
+                                        dbj += gr;
+                                    }
+                                    dw[j] = dwj;
+                                    db[j] = dbj;
+                                }
                                 for r in 0..rows {
                                     let (mean, rstd) = st[r];
-                                    let xhat = (xg[r * d + j].wide() - mean) * rstd;
-                                    let gr = gg[r * d + j].wide();
-                                    let g = gr * wj;
-                                    a[r] += g;
-                                    c[r] += g * xhat;
-                                    dwj += gr * xhat;
-                                    dbj += gr;
-                                }
-                                dw[j] = dwj;
-                                db[j] = dbj;
-                            }
-                            for r in 0..rows {
-                                let (mean, rstd) = st[r];
-                                let (a, c) = (a[r] / df, c[r] / df);
-                                let (xr, gr) = (&xg[r * d..(r + 1) * d], &gg[r * d..(r + 1) * d]);
-                                let dxr = &mut dxg[r * d..(r + 1) * d];
-                                for (((o, &x), &gy), &w) in dxr.iter_mut().zip(xr).zip(gr).zip(w) {
-                                    let xhat = (x.wide() - mean) * rstd;
-                                    let g = gy.wide() * w.wide();
-                                    *o = T::of(rstd * (g - a - xhat * c));
+                                    let (a, c) = (a[r] / df, c[r] / df);
+                                    let (xr, gr) =
+                                        (&xg[r * d..(r + 1) * d], &gg[r * d..(r + 1) * d]);
+                                    let dxr = &mut dxg[r * d..(r + 1) * d];
+                                    for (((o, &x), &gy), &w) in
+                                        dxr.iter_mut().zip(xr).zip(gr).zip(w)
+                                    {
+                                        let xhat = (x.wide() - mean) * rstd;
+                                        let g = gy.wide() * w.wide();
+                                        o.write(T::of(rstd * (g - a - xhat * c)));
+                                    }
                                 }
                             }
-                        }
-                        (dw, db)
-                    },
-                )
-            })
-            .collect();
-        let (dw_out, db_out) = rest.split_at_mut(d);
-        let mut dw = vec![0.0f64; d];
-        let mut db = vec![0.0f64; d];
-        for (pw, pb) in &partials {
-            for j in 0..d {
-                dw[j] += pw[j];
-                db[j] += pb[j];
+                            (dw, db)
+                        },
+                    )
+                })
+                .collect();
+            let (dw_out, db_out) = rest.split_at_mut(d);
+            let mut dw = vec![0.0f64; d];
+            let mut db = vec![0.0f64; d];
+            for (pw, pb) in &partials {
+                for j in 0..d {
+                    dw[j] += pw[j];
+                    db[j] += pb[j];
+                }
             }
-        }
-        for j in 0..d {
-            dw_out[j] = T::of(dw[j]);
-            db_out[j] = T::of(db[j]);
-        }
-        out
+            for ((o, p), (&w, &b)) in dw_out.iter_mut().zip(db_out).zip(dw.iter().zip(&db)) {
+                o.write(T::of(w));
+                p.write(T::of(b));
+            }
+        };
+        // SAFETY: the `dx` blocks cover its `n` rows, each row zipped with rows of `x`, `gy` and
+        // `w` (all `d` long); the last two rows are zipped with `dw` and `db` (`d` long).
+        unsafe { written((n + 2) * d, fill) }
     }
 }
 

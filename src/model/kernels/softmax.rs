@@ -22,27 +22,49 @@ pub(crate) struct Softmax {
 /// operations; the rows' chains run side by side (columns outer, rows inner), each row's in its
 /// own order, so every row gets the bits it would alone.
 #[inline(always)]
-fn softmax_rows<T: Real>(x: &[T], bias: &[Option<&[T]>], scale: T, k: usize, out: &mut [T]) {
+#[allow(unsafe_code)]
+fn softmax_rows<T: Real>(
+    x: &[T],
+    bias: &[Option<&[T]>],
+    scale: T,
+    k: usize,
+    out: &mut [MaybeUninit<T>],
+) {
     let rows = out.len() / k;
+    let value = |r: usize, j: usize| scale * x[r * k + j] + bias[r].map_or(T::ZERO, |b| b[j]);
     let mut max = [T::LOWEST; ROW_BLOCK];
     for j in 0..k {
-        for r in 0..rows {
-            let v = scale * x[r * k + j] + bias[r].map_or(T::ZERO, |b| b[j]);
-            out[r * k + j] = v;
-            if v > max[r] {
-                max[r] = v;
+        for (r, m) in max.iter_mut().enumerate().take(rows) {
+            let v = value(r, j);
+            if v > *m {
+                *m = v;
             }
         }
     }
-    for (row, &m) in out.chunks_mut(k).zip(&max) {
-        for o in row.iter_mut() {
-            *o = (*o - m).exp();
+    // `v - max` with `v` computed again (the same operations, so the same bits), written once.
+    for (r, (row, &m)) in out.chunks_mut(k).zip(&max).enumerate() {
+        let xr = &x[r * k..(r + 1) * k];
+        match bias[r] {
+            Some(b) => {
+                assert_eq!(b.len(), k, "softmax: a mask row is shorter than the rows");
+                for ((o, &xv), &bv) in row.iter_mut().zip(xr).zip(b) {
+                    o.write((scale * xv + bv - m).exp());
+                }
+            }
+            None => {
+                for (o, &xv) in row.iter_mut().zip(xr) {
+                    o.write((scale * xv + T::ZERO - m).exp());
+                }
+            }
         }
     }
+    // SAFETY: the loop above wrote every element: `rows` rows of `k` (callers pass whole rows,
+    // each zipped with a row of `x` and of its bias, all `k` long).
+    let out = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<T>(), out.len()) };
     let mut sum = [0.0f64; ROW_BLOCK];
     for j in 0..k {
-        for r in 0..rows {
-            sum[r] += out[r * k + j].wide();
+        for (r, s) in sum.iter_mut().enumerate().take(rows) {
+            *s += out[r * k + j].wide();
         }
     }
     for (row, &s) in out.chunks_mut(k).zip(&sum) {
@@ -54,32 +76,35 @@ fn softmax_rows<T: Real>(x: &[T], bias: &[Option<&[T]>], scale: T, k: usize, out
 }
 
 impl Softmax {
+    #[allow(unsafe_code)]
     fn run<T: Real>(&self, x: &[T], bias: Option<(&[T], usize)>, k: usize) -> Vec<T> {
-        let mut y = vec![T::ZERO; x.len()];
         if k == 0 {
-            return y;
+            return vec![T::ZERO; x.len()];
         }
         let scale = T::of(self.scale);
-        y.par_chunks_mut(k * ROW_BLOCK)
-            .enumerate()
-            .for_each(|(blk, chunk)| {
-                wide(
-                    #[inline(always)]
-                    || {
-                        let first = blk * ROW_BLOCK;
-                        let mut rows_bias = [None; ROW_BLOCK];
-                        for (r, b) in rows_bias.iter_mut().enumerate() {
-                            *b = bias.map(|(b, per)| {
-                                let i = (first + r) / per;
-                                &b[(i * k).min(b.len())..((i + 1) * k).min(b.len())]
-                            });
-                        }
-                        let xs = &x[first * k..first * k + chunk.len()];
-                        softmax_rows(xs, &rows_bias, scale, k, chunk);
-                    },
-                )
-            });
-        y
+        let fill = |y: &mut [MaybeUninit<T>]| {
+            y.par_chunks_mut(k * ROW_BLOCK)
+                .enumerate()
+                .for_each(|(blk, chunk)| {
+                    wide(
+                        #[inline(always)]
+                        || {
+                            let first = blk * ROW_BLOCK;
+                            let mut rows_bias = [None; ROW_BLOCK];
+                            for (r, b) in rows_bias.iter_mut().enumerate() {
+                                *b = bias.map(|(b, per)| {
+                                    let i = (first + r) / per;
+                                    &b[(i * k).min(b.len())..((i + 1) * k).min(b.len())]
+                                });
+                            }
+                            let xs = &x[first * k..first * k + chunk.len()];
+                            softmax_rows(xs, &rows_bias, scale, k, chunk);
+                        },
+                    )
+                })
+        };
+        // SAFETY: the blocks cover the output and `softmax_rows` writes each block in full.
+        unsafe { written(x.len(), fill) }
     }
 }
 
