@@ -100,6 +100,7 @@ impl Real for f64 {
     fn exp(self) -> Self {
         f64::exp(self)
     }
+    #[inline(always)]
     fn erf(self) -> Self {
         libm::erf(self)
     }

@@ -95,6 +95,14 @@ impl CustomOp3 for LayerNorm {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let d = row_width(l1.dims());
+        // The kernel zips each row with the weight and bias: they must be a whole row long.
+        if l2.shape().elem_count() != d || l3.shape().elem_count() != d {
+            bail!(
+                "layer norm: weight and bias of {} and {} values for rows of {d}",
+                l2.shape().elem_count(),
+                l3.shape().elem_count()
+            );
+        }
         let out = by_real!(s1, "layer norm", T => self.fwd::<T>(
             contiguous(s1, l1, "x")?,
             contiguous(s2, l2, "weight")?,
@@ -130,6 +138,9 @@ pub(crate) struct LayerNormBwd {
 impl LayerNormBwd {
     #[allow(unsafe_code)]
     fn run<T: Real>(&self, x: &[T], w: &[T], gy: &[T], d: usize) -> Vec<T> {
+        if d == 0 {
+            return Vec::new();
+        }
         let n = x.len() / d;
         let fill = |out: &mut [MaybeUninit<T>]| {
             let (dx, rest) = out.split_at_mut(n * d);
@@ -359,5 +370,21 @@ mod tests {
                 assert_eq!(bits(&got), bits(&want), "backward, {n} rows of {d}");
             }
         }
+    }
+
+    #[test]
+    fn a_weight_shorter_than_the_rows_is_an_error() {
+        let dev = &candle_core::Device::Cpu;
+        let x = Tensor::from_vec(values(2 * 4, 1), (2, 4), dev).unwrap();
+        let short = Tensor::from_vec(values(3, 2), 3, dev).unwrap();
+        let full = Tensor::from_vec(values(4, 3), 4, dev).unwrap();
+        let err = x
+            .apply_op3_no_bwd(&short, &full, &LayerNorm { eps: 1e-5 })
+            .unwrap_err();
+        assert!(err.to_string().contains("rows of 4"), "{err}");
+        assert!(
+            x.apply_op3_no_bwd(&full, &full, &LayerNorm { eps: 1e-5 })
+                .is_ok()
+        );
     }
 }
