@@ -200,14 +200,15 @@ pub(crate) unsafe fn written<T>(n: usize, fill: impl FnOnce(&mut [MaybeUninit<T>
     v
 }
 
-/// An output of `n` elements made by `f` from (row index, output row) for every row of
-/// `width`, in parallel blocks, each block compiled through [`wide`] (mark `f`
-/// `#[inline(always)]`: a closure left out of line is compiled for the baseline).
+/// An output of `n` elements made by `f` from (block index, block) for every block of
+/// [`ROW_BLOCK`] rows of `width` (the last may be shorter), in parallel, each block compiled
+/// through [`wide`] (mark `f` `#[inline(always)]`: a closure left out of line is compiled for the
+/// baseline).
 ///
 /// # Safety
-/// `f` must write every element of each row it is given (see [`written`]).
+/// `f` must write every element of each block it is given (see [`written`]).
 #[allow(unsafe_code)]
-unsafe fn rows_map<T: Real>(
+unsafe fn blocks_map<T: Send>(
     n: usize,
     width: usize,
     f: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync,
@@ -218,16 +219,37 @@ unsafe fn rows_map<T: Real>(
             .for_each(|(blk, chunk)| {
                 wide(
                     #[inline(always)]
-                    || {
-                        for (k, row) in chunk.chunks_mut(width).enumerate() {
-                            f(blk * ROW_BLOCK + k, row);
-                        }
-                    },
+                    || f(blk, chunk),
                 )
             })
     };
-    // SAFETY: the blocks cover `0..n`, and the caller's `f` writes every row in full.
+    // SAFETY: the blocks cover `0..n`, and the caller's `f` writes every block in full.
     unsafe { written(n, fill) }
+}
+
+/// [`blocks_map`] one row at a time: `f` gets (row index, output row).
+///
+/// # Safety
+/// `f` must write every element of each row it is given (see [`written`]).
+#[allow(unsafe_code)]
+unsafe fn rows_map<T: Real>(
+    n: usize,
+    width: usize,
+    f: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync,
+) -> Vec<T> {
+    // SAFETY: every row of every block goes to `f`, which the caller guarantees writes it.
+    unsafe {
+        blocks_map(
+            n,
+            width,
+            #[inline(always)]
+            |blk, chunk| {
+                for (k, row) in chunk.chunks_mut(width).enumerate() {
+                    f(blk * ROW_BLOCK + k, row);
+                }
+            },
+        )
+    }
 }
 
 /// Which positions of a padded `(batch, seq)` layout hold real tokens. Packed tensors have one

@@ -51,32 +51,29 @@ impl LayerNorm {
         if d == 0 {
             return vec![T::ZERO; x.len()];
         }
-        let fill = |y: &mut [MaybeUninit<T>]| {
-            y.par_chunks_mut(d * ROW_BLOCK)
-                .enumerate()
-                .for_each(|(blk, chunk)| {
-                    wide(
-                        #[inline(always)]
-                        || {
-                            let start = blk * ROW_BLOCK * d;
-                            let xs = &x[start..start + chunk.len()];
-                            let mut stats = [(0.0, 0.0); ROW_BLOCK];
-                            block_stats(xs, d, self.eps, &mut stats);
-                            for ((out, xr), &(mean, rstd)) in
-                                chunk.chunks_mut(d).zip(xs.chunks(d)).zip(&stats)
-                            {
-                                let (mean, rstd) = (T::of(mean), T::of(rstd));
-                                for (((o, &x), &w), &b) in out.iter_mut().zip(xr).zip(w).zip(b) {
-                                    o.write((x - mean) * rstd * w + b);
-                                }
-                            }
-                        },
-                    )
-                })
-        };
-        // SAFETY: the blocks cover the output; each row is zipped with a row of `x`, `w` and
+        // SAFETY: each block is written in full; each row is zipped with a row of `x`, `w` and
         // `b`, all `d` long.
-        unsafe { written(x.len(), fill) }
+        unsafe {
+            blocks_map(
+                x.len(),
+                d,
+                #[inline(always)]
+                |blk, chunk| {
+                    let start = blk * ROW_BLOCK * d;
+                    let xs = &x[start..start + chunk.len()];
+                    let mut stats = [(0.0, 0.0); ROW_BLOCK];
+                    block_stats(xs, d, self.eps, &mut stats);
+                    for ((out, xr), &(mean, rstd)) in
+                        chunk.chunks_mut(d).zip(xs.chunks(d)).zip(&stats)
+                    {
+                        let (mean, rstd) = (T::of(mean), T::of(rstd));
+                        for (((o, &x), &w), &b) in out.iter_mut().zip(xr).zip(w).zip(b) {
+                            o.write((x - mean) * rstd * w + b);
+                        }
+                    }
+                },
+            )
+        }
     }
 }
 

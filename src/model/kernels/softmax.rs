@@ -5,8 +5,6 @@ use std::mem::MaybeUninit;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, bail};
 
-use rayon::prelude::*;
-
 use super::*;
 
 /// `softmax(scale * x + bias)` over the last dimension. `bias`, when given, has one row of `k`
@@ -82,29 +80,26 @@ impl Softmax {
             return vec![T::ZERO; x.len()];
         }
         let scale = T::of(self.scale);
-        let fill = |y: &mut [MaybeUninit<T>]| {
-            y.par_chunks_mut(k * ROW_BLOCK)
-                .enumerate()
-                .for_each(|(blk, chunk)| {
-                    wide(
-                        #[inline(always)]
-                        || {
-                            let first = blk * ROW_BLOCK;
-                            let mut rows_bias = [None; ROW_BLOCK];
-                            for (r, b) in rows_bias.iter_mut().enumerate() {
-                                *b = bias.map(|(b, per)| {
-                                    let i = (first + r) / per;
-                                    &b[(i * k).min(b.len())..((i + 1) * k).min(b.len())]
-                                });
-                            }
-                            let xs = &x[first * k..first * k + chunk.len()];
-                            softmax_rows(xs, &rows_bias, scale, k, chunk);
-                        },
-                    )
-                })
-        };
-        // SAFETY: the blocks cover the output and `softmax_rows` writes each block in full.
-        unsafe { written(x.len(), fill) }
+        // SAFETY: each block is written in full and `softmax_rows` writes each block in full.
+        unsafe {
+            blocks_map(
+                x.len(),
+                k,
+                #[inline(always)]
+                |blk, chunk| {
+                    let first = blk * ROW_BLOCK;
+                    let mut rows_bias = [None; ROW_BLOCK];
+                    for (r, b) in rows_bias.iter_mut().enumerate() {
+                        *b = bias.map(|(b, per)| {
+                            let i = (first + r) / per;
+                            &b[(i * k).min(b.len())..((i + 1) * k).min(b.len())]
+                        });
+                    }
+                    let xs = &x[first * k..first * k + chunk.len()];
+                    softmax_rows(xs, &rows_bias, scale, k, chunk);
+                },
+            )
+        }
     }
 }
 
@@ -181,36 +176,32 @@ impl SoftmaxBwd {
         let scale = T::of(self.scale);
         // Each row's dot product is an f64 sum from -0.0 in column order (`Iterator::sum`); the
         // rows' chains run side by side.
-        let fill = |dx: &mut [MaybeUninit<T>]| {
-            dx.par_chunks_mut(k * ROW_BLOCK)
-                .enumerate()
-                .for_each(|(blk, out)| {
-                    wide(
-                        #[inline(always)]
-                        || {
-                            let start = blk * ROW_BLOCK * k;
-                            let (ys, gs) =
-                                (&y[start..start + out.len()], &g[start..start + out.len()]);
-                            let rows = out.len() / k;
-                            let mut dot = [-0.0f64; ROW_BLOCK];
-                            for j in 0..k {
-                                for r in 0..rows {
-                                    dot[r] += ys[r * k + j].wide() * gs[r * k + j].wide();
-                                }
-                            }
-                            let row_parts = out.chunks_mut(k).zip(ys.chunks(k)).zip(gs.chunks(k));
-                            for (((o, yr), gr), &d) in row_parts.zip(&dot) {
-                                let d = T::of(d);
-                                for ((o, &y), &g) in o.iter_mut().zip(yr).zip(gr) {
-                                    o.write(scale * y * (g - d));
-                                }
-                            }
-                        },
-                    )
-                })
-        };
-        // SAFETY: the blocks cover the output; each row is zipped with rows of `y` and `g`.
-        unsafe { written(y.len(), fill) }
+        // SAFETY: each block is written in full; each row is zipped with rows of `y` and `g`.
+        unsafe {
+            blocks_map(
+                y.len(),
+                k,
+                #[inline(always)]
+                |blk, out| {
+                    let start = blk * ROW_BLOCK * k;
+                    let (ys, gs) = (&y[start..start + out.len()], &g[start..start + out.len()]);
+                    let rows = out.len() / k;
+                    let mut dot = [-0.0f64; ROW_BLOCK];
+                    for j in 0..k {
+                        for r in 0..rows {
+                            dot[r] += ys[r * k + j].wide() * gs[r * k + j].wide();
+                        }
+                    }
+                    let row_parts = out.chunks_mut(k).zip(ys.chunks(k)).zip(gs.chunks(k));
+                    for (((o, yr), gr), &d) in row_parts.zip(&dot) {
+                        let d = T::of(d);
+                        for ((o, &y), &g) in o.iter_mut().zip(yr).zip(gr) {
+                            o.write(scale * y * (g - d));
+                        }
+                    }
+                },
+            )
+        }
     }
 }
 
