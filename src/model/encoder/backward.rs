@@ -313,11 +313,15 @@ impl Encoder {
         let dropped = drop_again(&t.probs, p_attn, t.probs_drop, None)?;
         let g_v = batched_matmul(&dropped.t()?, &g_ctx)?;
         let g_dropped = batched_matmul(&g_ctx, &t.v.t()?)?;
-        let g_probs = drop_again(&g_dropped, p_attn, t.probs_drop, None)?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let g_scores = t
-            .probs
-            .apply_op2_no_bwd(&g_probs.contiguous()?, &SoftmaxBwd { scale })?;
+        // The mask replayed inside the softmax backward (no pass of its own).
+        let g_scores = t.probs.apply_op2_no_bwd(
+            &g_dropped.contiguous()?,
+            &SoftmaxBwd {
+                scale,
+                dropout: t.probs_drop.map(|state| (state, p_attn)),
+            },
+        )?;
         let g_q = batched_matmul(&g_scores, &t.k)?;
         let g_k = batched_matmul(&g_scores.t()?, &t.q)?;
         let merge = |x: Tensor| -> Result<Tensor> {

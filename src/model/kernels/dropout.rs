@@ -64,7 +64,7 @@ pub(crate) struct Dropout {
 
 impl Dropout {
     #[allow(unsafe_code)]
-    fn run<T: Real>(&self, x: &[T], add: Option<&[T]>) -> Vec<T> {
+    pub(super) fn run<T: Real>(&self, x: &[T], add: Option<&[T]>) -> Vec<T> {
         let threshold = (self.p * 65536.0).round() as u64;
         let keep = (1.0 / (1.0 - self.p)) as f32;
         let pack = self.pack.as_deref();

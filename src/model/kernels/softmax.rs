@@ -117,7 +117,10 @@ impl CustomOp1 for Softmax {
     fn bwd(&self, _x: &Tensor, y: &Tensor, gy: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(y.apply_op2_no_bwd(
             &gy.contiguous()?,
-            &SoftmaxBwd { scale: self.scale },
+            &SoftmaxBwd {
+                scale: self.scale,
+                dropout: None,
+            },
         )?))
     }
 }
@@ -156,15 +159,26 @@ impl CustomOp2 for Softmax {
         y: &Tensor,
         gy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let dx = y.apply_op2_no_bwd(&gy.contiguous()?, &SoftmaxBwd { scale: self.scale })?;
+        let dx = y.apply_op2_no_bwd(
+            &gy.contiguous()?,
+            &SoftmaxBwd {
+                scale: self.scale,
+                dropout: None,
+            },
+        )?;
         // The mask is a constant: no gradient.
         Ok((Some(dx), None))
     }
 }
 
-/// `dx = scale * y * (g - sum(g * y))` per row.
+/// `dx = scale * y * (g - sum(g * y))` per row. With `dropout`, the gradient arrives for the
+/// dropped probabilities and `g` is first multiplied by the mask of that state (position `i` of
+/// `g` is unpacked position `i`), `g * mask + 0` as the dropout kernel computes it: the replayed
+/// mask is applied on the way in instead of in a pass and an allocation of its own.
 pub(crate) struct SoftmaxBwd {
     pub scale: f64,
+    /// The attention dropout's (state, probability).
+    pub dropout: Option<(u64, f64)>,
 }
 
 impl SoftmaxBwd {
@@ -185,6 +199,14 @@ impl SoftmaxBwd {
                 |blk, out| {
                     let start = blk * ROW_BLOCK * k;
                     let (ys, gs) = (&y[start..start + out.len()], &g[start..start + out.len()]);
+                    let masked;
+                    let gs = match self.dropout {
+                        Some((state, p)) => {
+                            masked = dropped(gs, start, state, p);
+                            &masked[..]
+                        }
+                        None => gs,
+                    };
                     let rows = out.len() / k;
                     let mut dot = [-0.0f64; ROW_BLOCK];
                     for j in 0..k {
@@ -203,6 +225,27 @@ impl SoftmaxBwd {
             )
         }
     }
+}
+
+/// `g * mask + 0` for the positions `start..` of `g`, with the mask of `state` (as
+/// [`Dropout`](super::Dropout) computes it).
+#[inline(always)]
+fn dropped<T: Real>(g: &[T], start: usize, state: u64, p: f64) -> Vec<T> {
+    let threshold = (p * 65536.0).round() as u64;
+    let keep = (1.0 / (1.0 - p)) as f32;
+    let mut mask = [0.0f32; MASK_PIECE];
+    let mut out = Vec::with_capacity(g.len());
+    for (at, piece) in (0..).step_by(MASK_PIECE).zip(g.chunks(MASK_PIECE)) {
+        let m = &mut mask[..piece.len()];
+        mask_into(state, start + at, threshold, keep, m);
+        out.extend(
+            piece
+                .iter()
+                .zip(&*m)
+                .map(|(&g, &m)| g * T::of(f64::from(m)) + T::ZERO),
+        );
+    }
+    out
 }
 
 impl CustomOp2 for SoftmaxBwd {
@@ -310,8 +353,33 @@ mod tests {
                     let g = values(rows * k, 5);
                     let dx = SoftmaxBwd {
                         scale: f64::from(scale),
+                        dropout: None,
                     }
                     .run(&got, &g, k);
+                    // With the attention dropout's mask replayed inside: as the dropout kernel
+                    // and then the plain backward.
+                    let state = (rows * 31 + k) as u64;
+                    let drop = crate::model::kernels::Dropout {
+                        state,
+                        p: 0.1,
+                        pack: None,
+                    };
+                    let g_masked = drop.run(&g, None);
+                    let want_masked = SoftmaxBwd {
+                        scale: f64::from(scale),
+                        dropout: None,
+                    }
+                    .run(&got, &g_masked, k);
+                    let fused = SoftmaxBwd {
+                        scale: f64::from(scale),
+                        dropout: Some((state, 0.1)),
+                    }
+                    .run(&got, &g, k);
+                    assert_eq!(
+                        bits(&fused),
+                        bits(&want_masked),
+                        "masked, {rows} rows of {k}"
+                    );
                     let mut want_dx = vec![0.0f32; rows * k];
                     for r in 0..rows {
                         let (yr, gr) = (&got[r * k..(r + 1) * k], &g[r * k..(r + 1) * k]);
