@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{D, DType, Device, Result, Tensor};
 
-use super::kernels::{QuantMatmul, QuantWeight, matmul as product, matmul_batched};
+use super::kernels::{QuantMatmul, QuantWeight, mask_params, matmul as product, matmul_batched};
 use crate::rng::SplitMix64;
 
 /// Layer normalization over the last dimension (Ba et al. 2016): the fused kernel on the CPU,
@@ -98,8 +98,7 @@ impl DropoutRng {
     /// A mask of `n` values: 0 with probability `p`, else `1 / (1 - p)`. Four decisions are drawn
     /// from each 64-bit number (16 bits each), so `p` is resolved to 1/65536.
     fn mask(&self, n: usize, p: f64) -> Vec<f32> {
-        let threshold = (p * 65536.0).round() as u64;
-        let keep = (1.0 / (1.0 - p)) as f32;
+        let (threshold, keep) = mask_params(p);
         let mut out = Vec::with_capacity(n);
         let Ok(mut rng) = self.0.lock() else {
             return vec![1.0; n];

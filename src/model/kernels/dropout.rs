@@ -7,6 +7,14 @@ use rayon::prelude::*;
 
 use super::*;
 
+/// The (threshold, kept value) of a mask with drop probability `p`: an element is dropped when its
+/// 16 bits are below the threshold (`p` resolved to 1/65536), else scaled by `1 / (1 - p)`. The
+/// host generator (`DropoutRng::mask`) and every fused kernel take them from here.
+#[inline]
+pub fn mask_params(p: f64) -> (u64, f32) {
+    ((p * 65536.0).round() as u64, (1.0 / (1.0 - p)) as f32)
+}
+
 /// The mask value of element `i` for a mask built from `state` (`DropoutRng::reserve`): the same
 /// value `DropoutRng::mask` gives it, 0 with probability `p`, else `1 / (1 - p)` (as f32).
 #[inline]
@@ -65,8 +73,7 @@ pub(crate) struct Dropout {
 impl Dropout {
     #[allow(unsafe_code)]
     pub(super) fn run<T: Real>(&self, x: &[T], add: Option<&[T]>) -> Vec<T> {
-        let threshold = (self.p * 65536.0).round() as u64;
-        let keep = (1.0 / (1.0 - self.p)) as f32;
+        let (threshold, keep) = mask_params(self.p);
         let pack = self.pack.as_deref();
         // Segments whose unpacked positions run on without a gap: a packed row, or a block (a
         // multiple of 4 elements). Chunks of whole segments go to the threads.

@@ -271,8 +271,7 @@ impl CustomOp3 for BiasDropoutAdd {
             pack: Option<&Packing>,
         ) -> Vec<T> {
             let w = b.len();
-            let threshold = (p * 65536.0).round() as u64;
-            let keep = (1.0 / (1.0 - p)) as f32;
+            let (threshold, keep) = mask_params(p);
             // SAFETY: both branches write every column of the row.
             unsafe {
                 rows_map(

@@ -310,7 +310,7 @@ mod softmax;
 
 pub(crate) use attention::PackedAttention;
 pub(crate) use dropout::{Dropout, MASK_PIECE, mask_into};
-pub use dropout::{dropout, dropout_mask_value};
+pub use dropout::{dropout, dropout_mask_value, mask_params};
 pub use gelu::gelu_erf;
 pub(crate) use heads::{BiasDropoutAdd, BiasGelu, BiasGeluBwd, MergeHeads, SplitHeads};
 pub(crate) use inplace::{AddNorm, BiasGeluInPlace};

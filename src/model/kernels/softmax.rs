@@ -231,8 +231,7 @@ impl SoftmaxBwd {
 /// [`Dropout`](super::Dropout) computes it).
 #[inline(always)]
 fn dropped<T: Real>(g: &[T], start: usize, state: u64, p: f64) -> Vec<T> {
-    let threshold = (p * 65536.0).round() as u64;
-    let keep = (1.0 / (1.0 - p)) as f32;
+    let (threshold, keep) = mask_params(p);
     let mut mask = [0.0f32; MASK_PIECE];
     let mut out = Vec::with_capacity(g.len());
     for (at, piece) in (0..).step_by(MASK_PIECE).zip(g.chunks(MASK_PIECE)) {
