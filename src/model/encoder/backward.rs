@@ -23,10 +23,10 @@ use candle_core::backprop::GradStore;
 use candle_core::{D, Result, Tensor, Var};
 
 use super::super::config::Activation;
-use super::super::kernels::matmul as product;
 use super::super::kernels::{
-    BiasGeluBwd, Dropout, LayerNormBwd, MergeHeads, Packing, SoftmaxBwd, SplitHeads,
+    AddInPlace, BiasGeluBwd, Dropout, LayerNormBwd, MergeHeads, Packing, SoftmaxBwd, SplitHeads,
 };
+use super::super::kernels::{matmul as product, matmul_pair};
 use super::super::ops::{Linear, batched_matmul};
 use super::embeddings::SplitIds;
 use super::fused::bias_of;
@@ -95,7 +95,7 @@ pub(super) struct LayerTape {
 
 /// (dx, dW, db) of `y = x W^T + b` given dy.
 fn linear_bwd(g: &Tensor, x: &Tensor, l: &Linear) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-    let dw = product(&g.t()?, x)?;
+    let (dw, dx) = matmul_pair(&g.t()?, x, g, &l.weight.detach())?;
     let db = match &l.bias {
         // Column sums as a product with ones: one pass through gemm.
         Some(_) => {
@@ -103,7 +103,6 @@ fn linear_bwd(g: &Tensor, x: &Tensor, l: &Linear) -> Result<(Tensor, Tensor, Opt
         }
         None => None,
     };
-    let dx = product(g, &l.weight.detach())?;
     Ok((dx, dw, db))
 }
 
@@ -291,7 +290,9 @@ impl Encoder {
         };
         let (g_attn_ff, dw, db) = linear_bwd(&g_inter_pre, &t.attn, &l.intermediate)?;
         accumulate_linear(store, &l.intermediate, dw, db)?;
-        let g_attn = (g_out_in + g_attn_ff)?;
+        // The two paths' gradients summed in place (see `AddInPlace`).
+        g_out_in.inplace_op2(&g_attn_ff, &AddInPlace)?;
+        let g_attn = g_out_in;
         // Attention block.
         let (g_attn_in, dw, db) = norm_bwd(&t.attn_in, &l.attn_norm, &g_attn)?;
         accumulate(store, &l.attn_norm.weight, dw)?;
@@ -329,11 +330,11 @@ impl Encoder {
                 pack: pack.cloned(),
             })
         };
-        let mut g_x = g_attn_in;
+        let g_x = g_attn_in;
         for (grad, lin) in [(g_q, &l.query), (g_k, &l.key), (g_v, &l.value)] {
             let (dx, dw, db) = linear_bwd(&merge(grad)?, &t.x, lin)?;
             accumulate_linear(store, lin, dw, db)?;
-            g_x = (g_x + dx)?;
+            g_x.inplace_op2(&dx, &AddInPlace)?;
         }
         Ok(g_x)
     }

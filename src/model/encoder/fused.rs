@@ -13,7 +13,7 @@ use super::super::kernels::{
     AddNorm, BiasDropoutAdd, BiasGelu, BiasGeluInPlace, Dropout, LayerNorm, MergeHeads,
     PackedAttention, Packing, Softmax, SplitHeads,
 };
-use super::super::kernels::{QuantWeight, matmul as product};
+use super::super::kernels::{QuantWeight, matmul as product, matmul_pair};
 use super::super::ops::{Linear, batched_matmul, int8_product};
 use super::backward::{LayerTape, Tape, WordTape};
 use super::embeddings::{SparseRows, SplitIds, distinct_rows};
@@ -28,6 +28,20 @@ fn project(x: &Tensor, l: &Linear) -> Result<Tensor> {
         Some(wt) => product(x, wt),
         None => product(x, &l.weight.detach().t()?),
     }
+}
+
+/// [`project`] of `x` through two layers at once (see [`matmul_pair`]).
+fn project_pair(x: &Tensor, a: &Linear, b: &Linear) -> Result<(Tensor, Tensor)> {
+    if a.int8.is_some() || b.int8.is_some() {
+        return Ok((project(x, a)?, project(x, b)?));
+    }
+    let w = |l: &Linear| -> Result<Tensor> {
+        match &l.weight_t {
+            Some(wt) => Ok(wt.clone()),
+            None => l.weight.detach().t(),
+        }
+    };
+    matmul_pair(x, &w(a)?, x, &w(b)?)
 }
 
 pub(super) fn bias_of(l: &Linear, width: usize, like: &Tensor) -> Result<Tensor> {
@@ -429,8 +443,9 @@ impl Encoder {
         let split = |y: &Tensor, lin: &Linear, transpose: bool| -> Result<Tensor> {
             y.apply_op2_no_bwd(&bias_of(lin, c.hidden_size, y)?, &heads(transpose))
         };
-        let q = split(&project(x, &l.query)?, &l.query, false)?;
-        let v = split(&project(x, &l.value)?, &l.value, false)?;
+        let (q_proj, v_proj) = project_pair(x, &l.query, &l.value)?;
+        let q = split(&q_proj, &l.query, false)?;
+        let v = split(&v_proj, &l.value, false)?;
         let k_proj = project(x, &l.key)?;
         // Keys transposed for q k^T; the backward pass (training) also needs them as they are.
         let k_t = split(&k_proj, &l.key, true)?;

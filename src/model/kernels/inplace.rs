@@ -143,3 +143,98 @@ impl InplaceOp2 for BiasGeluInPlace {
         }
     }
 }
+
+/// `x <- x + y`, elementwise, for gradients that meet (training's backward pass): candle's add
+/// would allocate a third buffer, and it hands large tensors to candle's own barrier-thread pool,
+/// whose worker then spins for a while beside rayon's threads (2% of a training step's samples
+/// on two cores). f32 addition commutes, so the bits are those of `x + y`.
+pub(crate) struct AddInPlace;
+
+impl AddInPlace {
+    fn run<T: Real>(x: &mut [T], y: &[T]) -> Result<()> {
+        if x.len() != y.len() {
+            bail!("add in place: shapes do not match");
+        }
+        x.par_chunks_mut(ADD_CHUNK)
+            .zip(y.par_chunks(ADD_CHUNK))
+            .for_each(|(xs, ys)| {
+                wide(
+                    #[inline(always)]
+                    || {
+                        for (v, &w) in xs.iter_mut().zip(ys) {
+                            *v += w;
+                        }
+                    },
+                )
+            });
+        Ok(())
+    }
+}
+
+/// Elements per parallel work item of [`AddInPlace`].
+const ADD_CHUNK: usize = 1 << 14;
+
+impl InplaceOp2 for AddInPlace {
+    fn name(&self) -> &'static str {
+        "nerlab-add-in-place"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dst: &mut CpuStorage,
+        dst_l: &Layout,
+        y: &CpuStorage,
+        y_l: &Layout,
+    ) -> Result<()> {
+        let at = span(dst_l, "add in place")?;
+        if dst_l.dims() != y_l.dims() {
+            bail!("add in place: shapes do not match");
+        }
+        match dst {
+            CpuStorage::F32(x) => Self::run::<f32>(&mut x[at], contiguous(y, y_l, "addend")?),
+            CpuStorage::F64(x) => Self::run::<f64>(&mut x[at], contiguous(y, y_l, "addend")?),
+            _ => bail!("add in place: f32 or f64 only"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor};
+
+    use super::AddInPlace;
+
+    fn bits(t: &Tensor) -> Vec<u32> {
+        let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        v.into_iter().map(f32::to_bits).collect()
+    }
+
+    /// The bits of candle's `x + y`, over a whole tensor and over the leading rows of a larger
+    /// one (a layer norm's backward returns its input gradient as such a view); only those rows
+    /// change; other shapes are an error.
+    #[test]
+    fn add_in_place_equals_candle_add() {
+        let dev = &Device::Cpu;
+        let vals = |n: usize, k: u32| -> Vec<f32> {
+            (0..n)
+                .map(|i| {
+                    ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(k) % 1000) as f32 / 7.0
+                        - 70.0
+                })
+                .collect()
+        };
+        for rows in [1, 3, 700] {
+            let y = Tensor::from_vec(vals(rows * 384, 1), (rows, 384), dev).unwrap();
+            let whole = Tensor::from_vec(vals((rows + 2) * 384, 2), (rows + 2, 384), dev).unwrap();
+            let want = (whole.narrow(0, 0, rows).unwrap() + &y).unwrap();
+            let tail = bits(&whole.narrow(0, rows, 2).unwrap());
+            let x = whole.narrow(0, 0, rows).unwrap();
+            x.inplace_op2(&y, &AddInPlace).unwrap();
+            assert_eq!(bits(&x), bits(&want));
+            assert_eq!(bits(&whole.narrow(0, rows, 2).unwrap()), tail);
+        }
+        let x = Tensor::zeros((2, 3), candle_core::DType::F32, dev).unwrap();
+        let y = Tensor::zeros((3, 2), candle_core::DType::F32, dev).unwrap();
+        assert!(x.inplace_op2(&y, &AddInPlace).is_err());
+    }
+}

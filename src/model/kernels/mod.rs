@@ -313,13 +313,13 @@ pub(crate) use dropout::{Dropout, MASK_PIECE, mask_into};
 pub use dropout::{dropout, dropout_mask_value, mask_params};
 pub use gelu::gelu_erf;
 pub(crate) use heads::{BiasDropoutAdd, BiasGelu, BiasGeluBwd, MergeHeads, SplitHeads};
-pub(crate) use inplace::{AddNorm, BiasGeluInPlace};
+pub(crate) use inplace::{AddInPlace, AddNorm, BiasGeluInPlace};
 pub(crate) use int8::QuantMatmul;
 pub use int8::{QuantWeight, vnni_available};
 pub use lstm::lstm_recurrence;
 pub use norm::layer_norm;
 pub(crate) use norm::{LayerNorm, LayerNormBwd};
-pub use product::{matmul, matmul_batched};
+pub use product::{matmul, matmul_batched, matmul_pair};
 pub(crate) use softmax::{Softmax, SoftmaxBwd};
 pub use softmax::{masked_softmax, softmax};
 
