@@ -158,6 +158,15 @@ def main():
                                             for (a, b), r in ratios.items()}}
         print(f"{name:18}" + "".join(f"{vals[w]:12.2f}" for w in engines) + "".join(f"{r:20.2f}x" for r in ratios.values()))
     print("(ratio: nerlab's advantage; above 1 means nerlab is faster, quicker or smaller)")
+    # How far a verdict moves with the machine: each engine's range over the repeats, and the
+    # ratio of each repeat's pair (the engines run back to back within a repeat).
+    speeds = {w: [x["sentences_per_sec"] for x in runs[w]] for w in engines}
+    print("spread over the repeats, sentences/s: " + ", ".join(
+        f"{names[w]} {min(v):.2f}-{max(v):.2f}" for w, v in speeds.items()))
+    for a, b in pairs:
+        per = [x / y for x, y in zip(speeds[a], speeds[b])]
+        summary.setdefault("pair_ratios", {})[f"{a}_{b}"] = per
+        print(f"  {names[a]} / {names[b]} within each repeat: " + ", ".join(f"{r:.2f}x" for r in per))
     steals = [x["steal"] for w in engines for x in runs[w] if "steal" in x]
     if steals:
         summary["steal_max"] = max(steals)

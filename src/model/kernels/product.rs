@@ -18,9 +18,8 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 
 /// `(a1 @ b1, a2 @ b2)`: two independent products side by side, each on half the threads (the
 /// bits of [`matmul`]: gemm's threads split a product's blocks, never a sum). On two cores, two
-/// single-threaded products at once kept both busier than each product split over both in turn:
-/// at e5-small's backward shapes 4-12% more GFLOP/s alone, and a training step's backward pass
-/// 2-4% faster (docs/PERFORMANCE.md).
+/// single-threaded products at once kept both busier than each product split over both in turn
+/// (a KLUE training step's backward pass 1-3% faster, docs/PERFORMANCE.md).
 pub fn matmul_pair(a1: &Tensor, b1: &Tensor, a2: &Tensor, b2: &Tensor) -> Result<(Tensor, Tensor)> {
     let half = candle_core::utils::get_num_threads() / 2;
     if half == 0 {
