@@ -24,9 +24,14 @@ fn project(x: &Tensor, l: &Linear) -> Result<Tensor> {
     if let Some(q) = &l.int8 {
         return int8_product(x, q);
     }
+    product(x, &weight_t(l)?)
+}
+
+/// `W^T` as the products take it: the frozen contiguous copy if there is one, else a view.
+fn weight_t(l: &Linear) -> Result<Tensor> {
     match &l.weight_t {
-        Some(wt) => product(x, wt),
-        None => product(x, &l.weight.detach().t()?),
+        Some(wt) => Ok(wt.clone()),
+        None => l.weight.detach().t(),
     }
 }
 
@@ -35,13 +40,7 @@ fn project_pair(x: &Tensor, a: &Linear, b: &Linear) -> Result<(Tensor, Tensor)> 
     if a.int8.is_some() || b.int8.is_some() {
         return Ok((project(x, a)?, project(x, b)?));
     }
-    let w = |l: &Linear| -> Result<Tensor> {
-        match &l.weight_t {
-            Some(wt) => Ok(wt.clone()),
-            None => l.weight.detach().t(),
-        }
-    };
-    matmul_pair(x, &w(a)?, x, &w(b)?)
+    matmul_pair(x, &weight_t(a)?, x, &weight_t(b)?)
 }
 
 pub(super) fn bias_of(l: &Linear, width: usize, like: &Tensor) -> Result<Tensor> {

@@ -26,8 +26,8 @@ pub fn matmul_pair(a1: &Tensor, b1: &Tensor, a2: &Tensor, b2: &Tensor) -> Result
         return Ok((matmul(a1, b1)?, matmul(a2, b2)?));
     }
     let (x, y) = rayon::join(
-        || matmul_steps(a1, b1, Threads::Some(half)),
-        || matmul_steps(a2, b2, Threads::Some(half)),
+        || matmul_steps(a1, b1, Threads::Count(half)),
+        || matmul_steps(a2, b2, Threads::Count(half)),
     );
     Ok((x?, y?))
 }
@@ -47,7 +47,7 @@ enum Threads {
     /// A batch's matrices spread over the threads, one gemm call each on one thread.
     Spread,
     /// gemm's threading over this many threads (the caller runs other work beside it).
-    Some(usize),
+    Count(usize),
 }
 
 fn matmul_steps(a: &Tensor, b: &Tensor, threads: Threads) -> Result<Tensor> {
@@ -150,7 +150,7 @@ impl CustomOp2 for Product {
         let (a_skip, b_skip) = self.skips(l1, l2)?;
         let c_skip = m * n;
         let threads = match self.threads {
-            Threads::Some(n) => n,
+            Threads::Count(n) => n,
             _ => candle_core::utils::get_num_threads(),
         };
         let parallelism = if threads > 1 {
