@@ -270,19 +270,12 @@ mod tests {
 
     #[test]
     fn batched_matmul_equals_one_matmul_to_the_bit() {
+        use super::super::kernels::test_data::vals;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(2)
             .build()
             .unwrap();
         let dev = &Device::Cpu;
-        let vals = |n: usize, k: u32| -> Vec<f32> {
-            (0..n)
-                .map(|i| {
-                    ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(k) % 1000) as f32 / 997.0
-                        - 0.5
-                })
-                .collect()
-        };
         // (batch, heads, s, d) against its own transposed view, and an odd batch of 3.
         for (b, h, s, d) in [(5, 3, 7, 4), (3, 2, 9, 5)] {
             let q = Tensor::from_vec(vals(b * h * s * d, 1), (b, h, s, d), dev).unwrap();

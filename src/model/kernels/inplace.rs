@@ -202,12 +202,8 @@ impl InplaceOp2 for AddInPlace {
 mod tests {
     use candle_core::{Device, Tensor};
 
+    use super::super::test_data::{bits, vals};
     use super::AddInPlace;
-
-    fn bits(t: &Tensor) -> Vec<u32> {
-        let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
-        v.into_iter().map(f32::to_bits).collect()
-    }
 
     /// The bits of candle's `x + y`, over a whole tensor and over the leading rows of a larger
     /// one (a layer norm's backward returns its input gradient as such a view); only those rows
@@ -215,14 +211,6 @@ mod tests {
     #[test]
     fn add_in_place_equals_candle_add() {
         let dev = &Device::Cpu;
-        let vals = |n: usize, k: u32| -> Vec<f32> {
-            (0..n)
-                .map(|i| {
-                    ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(k) % 1000) as f32 / 7.0
-                        - 70.0
-                })
-                .collect()
-        };
         for rows in [1, 3, 700] {
             let y = Tensor::from_vec(vals(rows * 384, 1), (rows, 384), dev).unwrap();
             let whole = Tensor::from_vec(vals((rows + 2) * 384, 2), (rows + 2, 384), dev).unwrap();

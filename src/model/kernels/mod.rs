@@ -323,6 +323,27 @@ pub use product::{matmul, matmul_batched, matmul_pair};
 pub(crate) use softmax::{Softmax, SoftmaxBwd};
 pub use softmax::{masked_softmax, softmax};
 
+/// Test inputs shared by the kernels' bit-for-bit tests.
+#[cfg(test)]
+pub(crate) mod test_data {
+    use candle_core::Tensor;
+
+    /// `n` values in [-0.5, 0.5) from a multiplicative hash of the index, offset by `k`.
+    pub(crate) fn vals(n: usize, k: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(k) % 1000) as f32 / 997.0 - 0.5
+            })
+            .collect()
+    }
+
+    /// The bits of every element, for comparisons to the bit.
+    pub(crate) fn bits(t: &Tensor) -> Vec<u32> {
+        let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        v.into_iter().map(f32::to_bits).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

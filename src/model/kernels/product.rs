@@ -220,18 +220,7 @@ impl CustomOp2 for Product {
 mod tests {
     use candle_core::{Device, Tensor};
 
-    fn vals(n: usize, k: u32) -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(k) % 1000) as f32 / 997.0 - 0.5
-            })
-            .collect()
-    }
-
-    fn bits(t: &Tensor) -> Vec<u32> {
-        let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
-        v.into_iter().map(f32::to_bits).collect()
-    }
+    use super::super::test_data::{bits, vals};
 
     /// The same bits as candle's matmul for every layout the encoder uses: plain, a transposed
     /// right or left operand, batched (4-D, with transposed views), a shared right operand, a
